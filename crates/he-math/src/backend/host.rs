@@ -1,0 +1,621 @@
+//! Host-memory backends: [`ReferenceBackend`] (scalar, single-threaded, reference NTT) and
+//! [`CpuBackend`] (fast NTT engine, AVX-512/IFMA kernels, `rayon` over limbs).
+//!
+//! Both are [`HostBackend`] over a different [`LimbKernels`] implementation: the
+//! composite algorithms (rescale, ModUp, ModDown, key-switch inner product) are written
+//! once here, and the limb kernels are the part that differs.
+
+use super::Backend;
+use crate::basis_conv::BasisConverter;
+use crate::error::{MathError, Result};
+use crate::galois;
+use crate::modulus::Modulus;
+use crate::ntt::NttEngine;
+use crate::poly::{Representation, RnsPoly};
+use crate::ring::RingContext;
+use crate::simd;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+/// Limb-level kernels of a host backend. Every slice argument has length N unless said.
+pub trait LimbKernels: Send + Sync + 'static {
+    /// Backend name.
+    const NAME: &'static str;
+    /// Whether limbs are processed in parallel with `rayon`.
+    const PARALLEL: bool;
+    /// The NTT engine the backend's ring uses.
+    fn engine() -> NttEngine;
+    /// `a ← a + b mod q`.
+    fn add(m: &Modulus, a: &mut [u64], b: &[u64]);
+    /// `a ← a − b mod q`.
+    fn sub(m: &Modulus, a: &mut [u64], b: &[u64]);
+    /// `a ← −a mod q`.
+    fn neg(m: &Modulus, a: &mut [u64]);
+    /// `a ← a + c mod q`.
+    fn add_const(m: &Modulus, a: &mut [u64], c: u64);
+    /// `a ← a · b mod q`.
+    fn mul(m: &Modulus, a: &mut [u64], b: &[u64]);
+    /// `acc ← acc + a · b mod q`.
+    fn mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]);
+    /// `a ← a · s mod q`.
+    fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64);
+    /// `a ← (a − b) · s mod q`.
+    fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64);
+    /// One output limb of a fast basis conversion: `out[k] = Σ_i y_i[k] · row[i] mod c`,
+    /// where `y` holds `row.len()` premultiplied input limbs (limb-major, stride `out.len()`),
+    /// each below `y_bound` (the largest source modulus).
+    fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]);
+}
+
+/// Scalar kernels: the reference implementation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScalarKernels;
+
+impl LimbKernels for ScalarKernels {
+    const NAME: &'static str = "reference";
+    const PARALLEL: bool = false;
+    fn engine() -> NttEngine {
+        NttEngine::Reference
+    }
+    fn add(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        a.iter_mut().zip(b).for_each(|(x, &y)| *x = m.add(*x, y));
+    }
+    fn sub(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        a.iter_mut().zip(b).for_each(|(x, &y)| *x = m.sub(*x, y));
+    }
+    fn neg(m: &Modulus, a: &mut [u64]) {
+        a.iter_mut().for_each(|x| *x = m.neg(*x));
+    }
+    fn add_const(m: &Modulus, a: &mut [u64], c: u64) {
+        a.iter_mut().for_each(|x| *x = m.add(*x, c));
+    }
+    fn mul(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        a.iter_mut().zip(b).for_each(|(x, &y)| *x = m.mul(*x, y));
+    }
+    fn mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
+        acc.iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(x, (&u, &v))| *x = m.mul_add(u, v, *x));
+    }
+    fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64) {
+        a.iter_mut().for_each(|x| *x = m.mul(*x, s));
+    }
+    fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
+        a.iter_mut()
+            .zip(b)
+            .for_each(|(x, &y)| *x = m.mul(m.sub(*x, y), s));
+    }
+    fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], _y_bound: u64, out: &mut [u64]) {
+        let n = out.len();
+        for (k, o) in out.iter_mut().enumerate() {
+            let mut acc = 0u64;
+            for (i, &w) in row.iter().enumerate() {
+                acc = c.add(acc, c.mul(c.reduce(y[i * n + k]), w));
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// AVX-512/IFMA kernels with runtime detection and scalar fallback ([`crate::simd`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimdKernels;
+
+impl LimbKernels for SimdKernels {
+    const NAME: &'static str = "cpu-simd";
+    const PARALLEL: bool = true;
+    fn engine() -> NttEngine {
+        NttEngine::default_engine()
+    }
+    fn add(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        simd::add_assign(m, a, b);
+    }
+    fn sub(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        simd::sub_assign(m, a, b);
+    }
+    fn neg(m: &Modulus, a: &mut [u64]) {
+        simd::neg_assign(m, a);
+    }
+    fn add_const(m: &Modulus, a: &mut [u64], c: u64) {
+        simd::add_const_assign(m, a, c);
+    }
+    fn mul(m: &Modulus, a: &mut [u64], b: &[u64]) {
+        simd::mul_assign(m, a, b);
+    }
+    fn mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
+        simd::mul_add_assign(m, acc, a, b);
+    }
+    fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64) {
+        simd::scalar_mul_assign(m, a, s);
+    }
+    fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
+        simd::sub_scalar_mul_assign(m, a, b, s);
+    }
+    fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
+        simd::basis_convert_limb(c, row, y, y_bound, out);
+    }
+}
+
+/// A backend computing in host memory with the kernels `K`; `Poly = RnsPoly`.
+pub struct HostBackend<K: LimbKernels> {
+    ctx: Arc<RingContext>,
+    converters: Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisConverter>>>,
+    permutations: Mutex<HashMap<usize, Arc<Vec<u32>>>>,
+    _kernels: PhantomData<K>,
+}
+
+impl<K: LimbKernels> std::fmt::Debug for HostBackend<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBackend")
+            .field("kernels", &K::NAME)
+            .field("n", &self.ctx.n())
+            .finish()
+    }
+}
+
+/// The scalar, single-threaded reference backend (textbook NTT, scalar kernels).
+pub type ReferenceBackend = HostBackend<ScalarKernels>;
+
+/// The CPU-SIMD backend: default fast NTT engine, AVX-512/IFMA kernels, `rayon` over limbs.
+pub type CpuBackend = HostBackend<SimdKernels>;
+
+fn check_same(a: &RnsPoly, b: &RnsPoly) -> Result<()> {
+    if a.basis() != b.basis() {
+        return Err(MathError::BasisMismatch(format!(
+            "{:?} vs {:?}",
+            a.basis(),
+            b.basis()
+        )));
+    }
+    if a.repr() != b.repr() {
+        return Err(MathError::ReprMismatch {
+            expected: a.repr(),
+            got: b.repr(),
+        });
+    }
+    Ok(())
+}
+
+fn check_repr(p: &RnsPoly, r: Representation) -> Result<()> {
+    if p.repr() != r {
+        Err(MathError::ReprMismatch {
+            expected: r,
+            got: p.repr(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl<K: LimbKernels> HostBackend<K> {
+    /// A backend over `ctx`; the ring is re-planned with this backend's NTT engine if it
+    /// differs (same ψ, so data is interchangeable).
+    ///
+    /// # Errors
+    /// NTT engine errors.
+    pub fn new(ctx: &Arc<RingContext>) -> Result<Self> {
+        let ctx = if ctx.engine() == K::engine() {
+            ctx.clone()
+        } else {
+            ctx.with_other_engine(K::engine())?
+        };
+        Ok(Self {
+            ctx,
+            converters: Mutex::new(HashMap::new()),
+            permutations: Mutex::new(HashMap::new()),
+            _kernels: PhantomData,
+        })
+    }
+
+    /// The cached basis converter from `from` to `to`.
+    ///
+    /// # Errors
+    /// As [`BasisConverter::new`].
+    pub fn converter(&self, from: &[usize], to: &[usize]) -> Result<Arc<BasisConverter>> {
+        let key = (from.to_vec(), to.to_vec());
+        if let Some(c) = self
+            .converters
+            .lock()
+            .expect("converter cache poisoned")
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(BasisConverter::new(&self.ctx, from, to)?);
+        self.converters
+            .lock()
+            .expect("converter cache poisoned")
+            .insert(key, c.clone());
+        Ok(c)
+    }
+
+    fn permutation(&self, k: usize) -> Result<Arc<Vec<u32>>> {
+        if let Some(p) = self
+            .permutations
+            .lock()
+            .expect("permutation cache poisoned")
+            .get(&k)
+        {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(galois::ntt_permutation(k, self.ctx.n())?);
+        self.permutations
+            .lock()
+            .expect("permutation cache poisoned")
+            .insert(k, p.clone());
+        Ok(p)
+    }
+
+    /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
+    /// the kernels ask for it.
+    fn limbs<F>(&self, basis: &[usize], data: &mut [u64], f: F)
+    where
+        F: Fn(usize, usize, &mut [u64]) + Send + Sync,
+    {
+        let n = self.ctx.n();
+        if K::PARALLEL {
+            data.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(j, l)| f(j, basis[j], l));
+        } else {
+            data.chunks_mut(n)
+                .enumerate()
+                .for_each(|(j, l)| f(j, basis[j], l));
+        }
+    }
+
+    fn check_scalars(&self, a: &RnsPoly, s: &[u64]) -> Result<()> {
+        if s.len() != a.num_limbs() {
+            return Err(MathError::LengthMismatch {
+                expected: a.num_limbs(),
+                got: s.len(),
+            });
+        }
+        for (&v, &bi) in s.iter().zip(a.basis()) {
+            let q = self.ctx.modulus(bi).value();
+            if v >= q {
+                return Err(MathError::ResidueOutOfRange { value: v, q });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fast basis conversion of the coefficient-form limbs `input` (over `conv.from()`)
+    /// into `out` (limb-major over `conv.to()`).
+    fn convert_into(&self, conv: &BasisConverter, input: &[u64], out: &mut [u64]) {
+        let n = self.ctx.n();
+        let mut y = input.to_vec();
+        let pre = |i: usize, l: &mut [u64]| {
+            let (w, _) = conv.punctured_inv()[i];
+            K::scalar_mul(&conv.from_moduli()[i], l, w);
+        };
+        let y_bound = conv
+            .from_moduli()
+            .iter()
+            .map(|m| m.value())
+            .max()
+            .unwrap_or(0);
+        let conv_out = |j: usize, l: &mut [u64], y: &[u64]| {
+            K::convert_limb(&conv.to_moduli()[j], conv.row(j), y, y_bound, l)
+        };
+        if K::PARALLEL {
+            y.par_chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
+            out.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(j, l)| conv_out(j, l, &y));
+        } else {
+            y.chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
+            out.chunks_mut(n)
+                .enumerate()
+                .for_each(|(j, l)| conv_out(j, l, &y));
+        }
+    }
+}
+
+impl<K: LimbKernels> Backend for HostBackend<K> {
+    type Poly = RnsPoly;
+
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn context(&self) -> &Arc<RingContext> {
+        &self.ctx
+    }
+
+    fn zero(&self, basis: &[usize], repr: Representation) -> Result<RnsPoly> {
+        self.ctx.check_basis(basis)?;
+        Ok(RnsPoly::zero(self.ctx.n(), basis, repr))
+    }
+
+    fn upload(&self, host: &RnsPoly) -> Result<RnsPoly> {
+        host.validate(&self.ctx)?;
+        Ok(host.clone())
+    }
+
+    fn download(&self, p: &RnsPoly) -> Result<RnsPoly> {
+        Ok(p.clone())
+    }
+
+    fn basis<'a>(&self, p: &'a RnsPoly) -> &'a [usize] {
+        p.basis()
+    }
+
+    fn repr(&self, p: &RnsPoly) -> Representation {
+        p.repr()
+    }
+
+    fn select_limbs(&self, p: &RnsPoly, keep: &[usize]) -> Result<RnsPoly> {
+        self.ctx.check_basis(keep)?;
+        p.select_limbs(keep)
+    }
+
+    fn forward_ntt(&self, p: &mut RnsPoly) -> Result<()> {
+        check_repr(p, Representation::Coeff)?;
+        let (basis, data) = p.parts_mut();
+        self.limbs(basis, data, |_, bi, l| self.ctx.plan(bi).forward(l));
+        p.set_repr(Representation::Ntt);
+        Ok(())
+    }
+
+    fn inverse_ntt(&self, p: &mut RnsPoly) -> Result<()> {
+        check_repr(p, Representation::Ntt)?;
+        let (basis, data) = p.parts_mut();
+        self.limbs(basis, data, |_, bi, l| self.ctx.plan(bi).inverse(l));
+        p.set_repr(Representation::Coeff);
+        Ok(())
+    }
+
+    fn add_assign(&self, a: &mut RnsPoly, b: &RnsPoly) -> Result<()> {
+        check_same(a, b)?;
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::add(self.ctx.modulus(bi), l, b.limb(j))
+        });
+        Ok(())
+    }
+
+    fn sub_assign(&self, a: &mut RnsPoly, b: &RnsPoly) -> Result<()> {
+        check_same(a, b)?;
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::sub(self.ctx.modulus(bi), l, b.limb(j))
+        });
+        Ok(())
+    }
+
+    fn neg_assign(&self, a: &mut RnsPoly) -> Result<()> {
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |_, bi, l| K::neg(self.ctx.modulus(bi), l));
+        Ok(())
+    }
+
+    fn mul_assign(&self, a: &mut RnsPoly, b: &RnsPoly) -> Result<()> {
+        check_same(a, b)?;
+        check_repr(a, Representation::Ntt)?;
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::mul(self.ctx.modulus(bi), l, b.limb(j))
+        });
+        Ok(())
+    }
+
+    fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) -> Result<()> {
+        check_same(acc, a)?;
+        check_same(a, b)?;
+        check_repr(a, Representation::Ntt)?;
+        let (basis, data) = acc.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::mul_add(self.ctx.modulus(bi), l, a.limb(j), b.limb(j))
+        });
+        Ok(())
+    }
+
+    fn scalar_mul_assign(&self, a: &mut RnsPoly, scalars: &[u64]) -> Result<()> {
+        self.check_scalars(a, scalars)?;
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::scalar_mul(self.ctx.modulus(bi), l, scalars[j])
+        });
+        Ok(())
+    }
+
+    fn scalar_add_assign(&self, a: &mut RnsPoly, scalars: &[u64]) -> Result<()> {
+        self.check_scalars(a, scalars)?;
+        let repr = a.repr();
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            let m = self.ctx.modulus(bi);
+            match repr {
+                Representation::Ntt => K::add_const(m, l, scalars[j]),
+                Representation::Coeff => l[0] = m.add(l[0], scalars[j]),
+            }
+        });
+        Ok(())
+    }
+
+    fn automorphism(&self, a: &RnsPoly, k: usize, out: &mut RnsPoly) -> Result<()> {
+        check_same(out, a)?;
+        galois::check_galois_element(k, self.ctx.n())?;
+        let (basis, data) = out.parts_mut();
+        match a.repr() {
+            Representation::Coeff => {
+                self.limbs(basis, data, |j, bi, l| {
+                    galois::automorphism_coeff(a.limb(j), k, self.ctx.modulus(bi), l)
+                        .expect("element and lengths checked")
+                });
+            }
+            Representation::Ntt => {
+                let perm = self.permutation(k)?;
+                self.limbs(basis, data, |j, _, l| {
+                    galois::apply_permutation(a.limb(j), &perm, l)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn basis_convert(&self, a: &RnsPoly, to: &[usize]) -> Result<RnsPoly> {
+        check_repr(a, Representation::Coeff)?;
+        let conv = self.converter(a.basis(), to)?;
+        let mut out = RnsPoly::zero(self.ctx.n(), to, Representation::Coeff);
+        self.convert_into(&conv, a.data(), out.data_mut());
+        Ok(out)
+    }
+
+    fn rescale(&self, a: &mut RnsPoly) -> Result<()> {
+        let l = a.num_limbs();
+        if l < 2 {
+            return Err(MathError::BasisMismatch(
+                "cannot rescale a single-limb polynomial".into(),
+            ));
+        }
+        let last_bi = a.basis()[l - 1];
+        let ql = *self.ctx.modulus(last_bi);
+        let ntt = a.repr() == Representation::Ntt;
+        // Coefficients of the last limb, shifted by h = floor(q_l/2) for rounding.
+        let mut last = a.limb(l - 1).to_vec();
+        if ntt {
+            self.ctx.plan(last_bi).inverse(&mut last);
+        }
+        let h = ql.value() / 2;
+        K::add_const(&ql, &mut last, h);
+        a.drop_last_limbs(1)?;
+        let (basis, data) = a.parts_mut();
+        self.limbs(basis, data, |_, bi, l| {
+            let qi = self.ctx.modulus(bi);
+            let hi = qi.reduce(h);
+            let mut t: Vec<u64> = last.iter().map(|&x| qi.sub(qi.reduce(x), hi)).collect();
+            if ntt {
+                self.ctx.plan(bi).forward(&mut t);
+            }
+            K::sub_scalar_mul(qi, l, &t, self.ctx.inv_mod(bi, last_bi).0);
+        });
+        Ok(())
+    }
+
+    fn mod_up(&self, a: &RnsPoly, digit: &[usize], special: &[usize]) -> Result<RnsPoly> {
+        check_repr(a, Representation::Ntt)?;
+        self.ctx.check_basis(special)?;
+        if special.iter().any(|p| a.position(*p).is_some()) {
+            return Err(MathError::BasisMismatch(
+                "special moduli overlap the polynomial's basis".into(),
+            ));
+        }
+        let mut d = a.select_limbs(digit)?;
+        self.inverse_ntt(&mut d)?;
+        let mut out_basis: Vec<usize> = a.basis().iter().chain(special).copied().collect();
+        out_basis.sort_unstable();
+        self.ctx.check_basis(&out_basis)?;
+        let targets: Vec<usize> = out_basis
+            .iter()
+            .copied()
+            .filter(|i| !digit.contains(i))
+            .collect();
+        let n = self.ctx.n();
+        let mut out = RnsPoly::zero(n, &out_basis, Representation::Ntt);
+        if !targets.is_empty() {
+            let conv = self.converter(digit, &targets)?;
+            let mut ext = RnsPoly::zero(n, &targets, Representation::Coeff);
+            self.convert_into(&conv, d.data(), ext.data_mut());
+            self.forward_ntt(&mut ext)?;
+            for (bi, j) in ext.limbs() {
+                let pos = out.position(bi).expect("target in output basis");
+                out.limb_mut(pos).copy_from_slice(j);
+            }
+        }
+        for &bi in digit {
+            let src = a.position(bi).expect("digit checked by select_limbs");
+            let pos = out.position(bi).expect("digit in output basis");
+            out.limb_mut(pos).copy_from_slice(a.limb(src));
+        }
+        Ok(out)
+    }
+
+    fn mod_down(&self, a: &RnsPoly, special: &[usize]) -> Result<RnsPoly> {
+        check_repr(a, Representation::Ntt)?;
+        let q_basis: Vec<usize> = a
+            .basis()
+            .iter()
+            .copied()
+            .filter(|i| !special.contains(i))
+            .collect();
+        if q_basis.is_empty() || q_basis.len() + special.len() != a.num_limbs() {
+            return Err(MathError::BasisMismatch(format!(
+                "special moduli {special:?} must be a proper subset of the basis {:?}",
+                a.basis()
+            )));
+        }
+        let mut pp = a.select_limbs(special)?;
+        self.inverse_ntt(&mut pp)?;
+        let conv = self.converter(special, &q_basis)?;
+        let mut y = RnsPoly::zero(self.ctx.n(), &q_basis, Representation::Coeff);
+        self.convert_into(&conv, pp.data(), y.data_mut());
+        self.forward_ntt(&mut y)?;
+        let mut out = a.select_limbs(&q_basis)?;
+        let (basis, data) = out.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            let qi = self.ctx.modulus(bi);
+            let p_inv = special
+                .iter()
+                .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0));
+            K::sub_scalar_mul(qi, l, y.limb(j), p_inv);
+        });
+        Ok(out)
+    }
+
+    fn key_switch_inner_product(
+        &self,
+        digits: &[RnsPoly],
+        key: &[[RnsPoly; 2]],
+    ) -> Result<[RnsPoly; 2]> {
+        if digits.is_empty() || digits.len() != key.len() {
+            return Err(MathError::LengthMismatch {
+                expected: digits.len(),
+                got: key.len(),
+            });
+        }
+        let basis = digits[0].basis().to_vec();
+        for d in digits {
+            check_same(d, &digits[0])?;
+            check_repr(d, Representation::Ntt)?;
+        }
+        // Position of every digit-basis modulus in each key polynomial.
+        let mut positions = Vec::with_capacity(key.len());
+        for k in key {
+            for kp in k {
+                check_repr(kp, Representation::Ntt)?;
+                positions.push(
+                    basis
+                        .iter()
+                        .map(|&bi| {
+                            kp.position(bi).ok_or_else(|| {
+                                MathError::BasisMismatch(format!(
+                                    "key lacks modulus {bi} of the digits"
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<usize>>>()?,
+                );
+            }
+        }
+        let n = self.ctx.n();
+        let mut out = [
+            RnsPoly::zero(n, &basis, Representation::Ntt),
+            RnsPoly::zero(n, &basis, Representation::Ntt),
+        ];
+        for (c, o) in out.iter_mut().enumerate() {
+            let (b, data) = o.parts_mut();
+            self.limbs(b, data, |j, bi, l| {
+                let m = self.ctx.modulus(bi);
+                for (t, d) in digits.iter().enumerate() {
+                    let kp = &key[t][c];
+                    K::mul_add(m, l, d.limb(j), kp.limb(positions[2 * t + c][j]));
+                }
+            });
+        }
+        Ok(out)
+    }
+}

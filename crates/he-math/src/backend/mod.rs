@@ -1,0 +1,193 @@
+//! The [`Backend`] trait: the boundary between the CKKS scheme and the hardware.
+//!
+//! A backend owns where RNS polynomials live (its associated type [`Backend::Poly`]: host
+//! memory for the CPU backends, device memory for a GPU backend) and runs the batched,
+//! limb-parallel polynomial operations the scheme needs. The scheme only ever holds
+//! `B::Poly` handles and calls these methods, so a GPU backend keeps ciphertexts, keys and
+//! temporaries resident on the device between operations; data crosses the boundary only
+//! through [`Backend::upload`] and [`Backend::download`].
+//!
+//! # Contract
+//! - A polynomial has a *basis*: strictly increasing indices into the backend's
+//!   [`RingContext`] moduli table, one limb per index, and a [`Representation`].
+//! - Residues are always fully reduced (`< q`), in and out.
+//! - Binary operations require equal bases and representations and return
+//!   [`MathError::BasisMismatch`] / [`MathError::ReprMismatch`] otherwise; no operation
+//!   panics on bad input.
+//! - NTT-domain data is bit-identical across backends (all share the context's ψ).
+//! - Results of every implementation are bit-identical to [`ReferenceBackend`]; the
+//!   [`crate::conformance`] suite checks this and the mathematical ground truth.
+
+mod host;
+
+pub use host::{
+    CpuBackend, HostBackend, LimbKernels, ReferenceBackend, ScalarKernels, SimdKernels,
+};
+
+use crate::error::Result;
+use crate::poly::{Representation, RnsPoly};
+use crate::ring::RingContext;
+use std::sync::Arc;
+
+/// Batched RNS polynomial arithmetic on some hardware. See the module docs for the contract.
+pub trait Backend: Send + Sync {
+    /// A polynomial resident in this backend's memory.
+    type Poly: Clone + Send + Sync + std::fmt::Debug;
+
+    /// Short name of the backend (`"reference"`, `"cpu-simd"`, `"cuda"`).
+    fn name(&self) -> &'static str;
+
+    /// The ring: degree, moduli table, NTT roots.
+    fn context(&self) -> &Arc<RingContext>;
+
+    // ----- memory ---------------------------------------------------------------------
+
+    /// A zero polynomial over `basis`.
+    ///
+    /// # Errors
+    /// [`MathError::BasisMismatch`] / [`MathError::ModulusIndexOutOfRange`] for a bad basis.
+    fn zero(&self, basis: &[usize], repr: Representation) -> Result<Self::Poly>;
+
+    /// Moves a host polynomial into the backend, validating it first (degree, basis,
+    /// every residue below its modulus).
+    ///
+    /// # Errors
+    /// As [`RnsPoly::validate`].
+    fn upload(&self, host: &RnsPoly) -> Result<Self::Poly>;
+
+    /// Copies a polynomial back to host memory.
+    ///
+    /// # Errors
+    /// Device errors (none for host backends).
+    fn download(&self, p: &Self::Poly) -> Result<RnsPoly>;
+
+    /// The basis of a polynomial.
+    fn basis<'a>(&self, p: &'a Self::Poly) -> &'a [usize];
+
+    /// The representation of a polynomial.
+    fn repr(&self, p: &Self::Poly) -> Representation;
+
+    /// A copy holding only the limbs listed in `keep` (a subset of the basis): dropping
+    /// levels, or extracting a key-switching digit.
+    ///
+    /// # Errors
+    /// [`MathError::BasisMismatch`] if `keep` is not a subset of the basis.
+    fn select_limbs(&self, p: &Self::Poly, keep: &[usize]) -> Result<Self::Poly>;
+
+    // ----- transforms -----------------------------------------------------------------
+
+    /// Coefficient → NTT representation, all limbs.
+    ///
+    /// # Errors
+    /// [`MathError::ReprMismatch`] if already in NTT representation.
+    fn forward_ntt(&self, p: &mut Self::Poly) -> Result<()>;
+
+    /// NTT → coefficient representation, all limbs.
+    ///
+    /// # Errors
+    /// [`MathError::ReprMismatch`] if already in coefficient representation.
+    fn inverse_ntt(&self, p: &mut Self::Poly) -> Result<()>;
+
+    // ----- pointwise, limb-wise mod q_i ----------------------------------------------------
+
+    /// `a ← a + b`.
+    ///
+    /// # Errors
+    /// Basis or representation mismatch.
+    fn add_assign(&self, a: &mut Self::Poly, b: &Self::Poly) -> Result<()>;
+
+    /// `a ← a − b`.
+    ///
+    /// # Errors
+    /// Basis or representation mismatch.
+    fn sub_assign(&self, a: &mut Self::Poly, b: &Self::Poly) -> Result<()>;
+
+    /// `a ← −a`.
+    ///
+    /// # Errors
+    /// None for host backends.
+    fn neg_assign(&self, a: &mut Self::Poly) -> Result<()>;
+
+    /// `a ← a ⊙ b` (polynomial product; both in NTT representation).
+    ///
+    /// # Errors
+    /// Basis mismatch, or [`MathError::ReprMismatch`] unless both are in NTT form.
+    fn mul_assign(&self, a: &mut Self::Poly, b: &Self::Poly) -> Result<()>;
+
+    /// `acc ← acc + a ⊙ b` (all in NTT representation).
+    ///
+    /// # Errors
+    /// As [`Self::mul_assign`].
+    fn mul_add_assign(&self, acc: &mut Self::Poly, a: &Self::Poly, b: &Self::Poly) -> Result<()>;
+
+    /// `a ← a · s_i` on limb `i`, one scalar per limb (`s_i < q_i`), any representation.
+    ///
+    /// # Errors
+    /// [`MathError::LengthMismatch`] or [`MathError::ResidueOutOfRange`].
+    fn scalar_mul_assign(&self, a: &mut Self::Poly, scalars: &[u64]) -> Result<()>;
+
+    /// `a ← a + s` for the constant polynomial `s` given by its residues `s_i < q_i`
+    /// (coefficient form: added to `a_0`; NTT form: added to every evaluation).
+    ///
+    /// # Errors
+    /// [`MathError::LengthMismatch`] or [`MathError::ResidueOutOfRange`].
+    fn scalar_add_assign(&self, a: &mut Self::Poly, scalars: &[u64]) -> Result<()>;
+
+    /// `out ← σ_k(a)`: the Galois automorphism `X ↦ X^k`, either representation.
+    ///
+    /// # Errors
+    /// [`MathError::InvalidGaloisElement`], or basis/representation mismatch with `out`.
+    fn automorphism(
+        &self,
+        a: &Self::Poly,
+        galois_element: usize,
+        out: &mut Self::Poly,
+    ) -> Result<()>;
+
+    // ----- RNS ---------------------------------------------------------------------------
+
+    /// Fast basis conversion ([`crate::basis_conv`]) of a coefficient-form polynomial over
+    /// basis `B` to the disjoint basis `to`: result `≡ x + u·B`, `0 ≤ u < |B|`,
+    /// coefficient form.
+    ///
+    /// # Errors
+    /// [`MathError::ReprMismatch`] in NTT form, or a basis error.
+    fn basis_convert(&self, a: &Self::Poly, to: &[usize]) -> Result<Self::Poly>;
+
+    /// Rescale: divide by the last modulus of the basis with rounding,
+    /// `a ← round(a / q_last)` over the basis without its last limb. Either representation
+    /// (kept).
+    ///
+    /// # Errors
+    /// [`MathError::BasisMismatch`] if only one limb is left.
+    fn rescale(&self, a: &mut Self::Poly) -> Result<()>;
+
+    /// ModUp of hybrid key switching: takes the limbs `digit` (a subset of the basis of the
+    /// NTT-form `a`) as the digit value `[a]_D ∈ [0, D)`, and extends it to the whole basis
+    /// of `a` plus the special moduli `special`: result `≡ [a]_D + u·D`, `0 ≤ u < |D|`, NTT
+    /// form over `basis(a) ∪ special`.
+    ///
+    /// # Errors
+    /// Representation or basis errors (digit not in basis, special moduli overlapping).
+    fn mod_up(&self, a: &Self::Poly, digit: &[usize], special: &[usize]) -> Result<Self::Poly>;
+
+    /// ModDown of hybrid key switching: for NTT-form `a` over `Q ∪ P` (`P = special`),
+    /// returns `(a − FastBConv([a]_P)) · P^{-1}`, i.e. `≈ a / P`, NTT form over `Q`.
+    ///
+    /// # Errors
+    /// Representation or basis errors (`special` not a proper suffix-set of the basis).
+    fn mod_down(&self, a: &Self::Poly, special: &[usize]) -> Result<Self::Poly>;
+
+    /// Key-switching inner product `(Σ_j d_j ⊙ k_{j,0}, Σ_j d_j ⊙ k_{j,1})` of ModUp
+    /// digits with key components. Digits share one basis; each key polynomial's basis
+    /// must contain it (keys live at the top level). All NTT form; result over the digits'
+    /// basis.
+    ///
+    /// # Errors
+    /// [`MathError::LengthMismatch`] if the counts differ, basis/representation errors.
+    fn key_switch_inner_product(
+        &self,
+        digits: &[Self::Poly],
+        key: &[[Self::Poly; 2]],
+    ) -> Result<[Self::Poly; 2]>;
+}

@@ -1,0 +1,458 @@
+//! The conformance suite every [`Backend`] implementation must pass.
+//!
+//! Each check builds random polynomials on a small test ring, runs an operation on the
+//! backend under test and compares with (a) the [`ReferenceBackend`], bit for bit, and
+//! (b) the mathematical ground truth: schoolbook negacyclic products, exact big-integer
+//! CRT arithmetic for rescale, basis conversion, ModUp and ModDown. Checks panic with a
+//! message on failure (they are test support); call [`run_all`] from a `#[test]`.
+//!
+//! The test rings mix prime sizes (36 to 61 bits) so that both the IFMA kernels
+//! (`q < 2^50`) and the 64-bit fallbacks run.
+
+use crate::backend::{Backend, ReferenceBackend};
+use crate::error::MathError;
+use crate::galois;
+use crate::ntt::negacyclic_schoolbook;
+use crate::poly::{Representation, RnsPoly};
+use crate::primes::ntt_primes;
+use crate::ring::RingContext;
+use crate::sampling::Csprng;
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_traits::{One, Signed, ToPrimitive, Zero};
+use std::sync::Arc;
+
+/// A test ring of degree `n`: five "Q" moduli (36, 42, 50, 55, 60 bits, indices 0..5) and
+/// two "P" moduli (61 and 45 bits, indices 5..7).
+///
+/// # Panics
+/// If `n` is not a power of two in `[16, 2^13]`.
+pub fn test_ring(n: usize) -> Arc<RingContext> {
+    let mut qs = Vec::new();
+    for bits in [36u32, 42, 50, 55, 60, 61, 45] {
+        qs.push(ntt_primes(bits, n, 1, &qs).expect("test primes")[0]);
+    }
+    RingContext::new(n, &qs).expect("test ring")
+}
+
+/// Indices of the "Q" moduli of [`test_ring`].
+pub const TEST_Q: [usize; 5] = [0, 1, 2, 3, 4];
+/// Indices of the "P" (special) moduli of [`test_ring`].
+pub const TEST_P: [usize; 2] = [5, 6];
+
+fn random_poly(
+    ctx: &RingContext,
+    basis: &[usize],
+    repr: Representation,
+    rng: &mut Csprng,
+) -> RnsPoly {
+    let mut p = RnsPoly::zero(ctx.n(), basis, repr);
+    for (j, &bi) in basis.iter().enumerate() {
+        rng.uniform_mod(ctx.modulus(bi), p.limb_mut(j));
+    }
+    p
+}
+
+struct Pair<'a, B: Backend> {
+    b: &'a B,
+    r: &'a ReferenceBackend,
+}
+
+impl<B: Backend> Pair<'_, B> {
+    fn up(&self, p: &RnsPoly) -> (B::Poly, RnsPoly) {
+        (self.b.upload(p).expect("upload"), p.clone())
+    }
+    fn same(&self, what: &str, x: &B::Poly, y: &RnsPoly) {
+        let got = self.b.download(x).expect("download");
+        assert_eq!(
+            &got,
+            y,
+            "{}: {what} differs from the reference backend",
+            self.b.name()
+        );
+    }
+}
+
+/// Runs every check against `backend`, whose context must be [`test_ring`]`(n)` for some
+/// `n` (possibly re-planned with another NTT engine).
+///
+/// # Panics
+/// On the first failed check.
+pub fn run_all<B: Backend>(backend: &B) {
+    let reference = ReferenceBackend::new(backend.context()).expect("reference backend");
+    let pair = Pair {
+        b: backend,
+        r: &reference,
+    };
+    let mut rng = Csprng::from_seed([42; 32]);
+    check_ntt(&pair, &mut rng);
+    check_pointwise(&pair, &mut rng);
+    check_automorphism(&pair, &mut rng);
+    check_basis_conversion(&pair, &mut rng);
+    check_rescale(&pair, &mut rng);
+    check_mod_up_down(&pair, &mut rng);
+    check_key_switch_inner_product(&pair, &mut rng);
+    check_errors(&pair, &mut rng);
+}
+
+fn check_ntt<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let all: Vec<usize> = (0..ctx.num_moduli()).collect();
+    let a = random_poly(&ctx, &all, Representation::Coeff, rng);
+    let c = random_poly(&ctx, &all, Representation::Coeff, rng);
+    let (mut ab, mut ar) = p.up(&a);
+    p.b.forward_ntt(&mut ab).unwrap();
+    p.r.forward_ntt(&mut ar).unwrap();
+    p.same("forward NTT", &ab, &ar);
+    // product in the NTT domain equals the schoolbook negacyclic product
+    let (mut cb, _) = p.up(&c);
+    p.b.forward_ntt(&mut cb).unwrap();
+    let mut prod = ab.clone();
+    p.b.mul_assign(&mut prod, &cb).unwrap();
+    p.b.inverse_ntt(&mut prod).unwrap();
+    let prod = p.b.download(&prod).unwrap();
+    for (j, &bi) in all.iter().enumerate() {
+        let want = negacyclic_schoolbook(a.limb(j), c.limb(j), ctx.modulus(bi));
+        assert_eq!(
+            prod.limb(j),
+            &want[..],
+            "{}: NTT product vs schoolbook, limb {j}",
+            p.b.name()
+        );
+    }
+    p.b.inverse_ntt(&mut ab).unwrap();
+    assert_eq!(
+        p.b.download(&ab).unwrap(),
+        a,
+        "{}: NTT round trip",
+        p.b.name()
+    );
+}
+
+fn check_pointwise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let basis = [0usize, 2, 3, 5];
+    for repr in [Representation::Coeff, Representation::Ntt] {
+        let a = random_poly(&ctx, &basis, repr, rng);
+        let b = random_poly(&ctx, &basis, repr, rng);
+        let c = random_poly(&ctx, &basis, repr, rng);
+        let scalars: Vec<u64> = basis
+            .iter()
+            .map(|&i| rng.next_u64() % ctx.modulus(i).value())
+            .collect();
+        let (bb, _) = p.up(&b);
+        let (cb, _) = p.up(&c);
+        let run = |name: &str, fb: &dyn Fn(&mut B::Poly), fr: &dyn Fn(&mut RnsPoly)| {
+            let (mut xb, mut xr) = p.up(&a);
+            fb(&mut xb);
+            fr(&mut xr);
+            p.same(name, &xb, &xr);
+        };
+        run("add", &|x| p.b.add_assign(x, &bb).unwrap(), &|x| {
+            p.r.add_assign(x, &b).unwrap()
+        });
+        run("sub", &|x| p.b.sub_assign(x, &bb).unwrap(), &|x| {
+            p.r.sub_assign(x, &b).unwrap()
+        });
+        run("neg", &|x| p.b.neg_assign(x).unwrap(), &|x| {
+            p.r.neg_assign(x).unwrap()
+        });
+        run(
+            "scalar mul",
+            &|x| p.b.scalar_mul_assign(x, &scalars).unwrap(),
+            &|x| p.r.scalar_mul_assign(x, &scalars).unwrap(),
+        );
+        run(
+            "scalar add",
+            &|x| p.b.scalar_add_assign(x, &scalars).unwrap(),
+            &|x| p.r.scalar_add_assign(x, &scalars).unwrap(),
+        );
+        if repr == Representation::Ntt {
+            run("mul", &|x| p.b.mul_assign(x, &bb).unwrap(), &|x| {
+                p.r.mul_assign(x, &b).unwrap()
+            });
+            run(
+                "mul-add",
+                &|x| p.b.mul_add_assign(x, &bb, &cb).unwrap(),
+                &|x| p.r.mul_add_assign(x, &b, &c).unwrap(),
+            );
+        }
+        // The reference itself against direct modular arithmetic.
+        let mut x = a.clone();
+        p.r.add_assign(&mut x, &b).unwrap();
+        p.r.scalar_mul_assign(&mut x, &scalars).unwrap();
+        for (j, &bi) in basis.iter().enumerate() {
+            let m = ctx.modulus(bi);
+            for k in 0..ctx.n() {
+                assert_eq!(
+                    x.limb(j)[k],
+                    m.mul(m.add(a.limb(j)[k], b.limb(j)[k]), scalars[j])
+                );
+            }
+        }
+    }
+}
+
+fn check_automorphism<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let n = ctx.n();
+    let basis = [1usize, 2, 4, 6];
+    let a = random_poly(&ctx, &basis, Representation::Coeff, rng);
+    for k in [
+        5usize,
+        galois::galois_element_for_rotation(-3, n),
+        2 * n - 1,
+        1,
+    ] {
+        // coefficient form, vs the reference
+        let (ab, ar) = p.up(&a);
+        let mut ob = p.b.zero(&basis, Representation::Coeff).unwrap();
+        let mut or = p.r.zero(&basis, Representation::Coeff).unwrap();
+        p.b.automorphism(&ab, k, &mut ob).unwrap();
+        p.r.automorphism(&ar, k, &mut or).unwrap();
+        p.same("automorphism (coefficients)", &ob, &or);
+        // NTT form agrees with the coefficient form
+        let mut an = ab.clone();
+        p.b.forward_ntt(&mut an).unwrap();
+        let mut on = p.b.zero(&basis, Representation::Ntt).unwrap();
+        p.b.automorphism(&an, k, &mut on).unwrap();
+        p.b.inverse_ntt(&mut on).unwrap();
+        p.same("automorphism (NTT)", &on, &or);
+    }
+    // composition
+    let (ab, _) = p.up(&a);
+    let mut t1 = p.b.zero(&basis, Representation::Coeff).unwrap();
+    let mut t2 = t1.clone();
+    let mut t3 = t1.clone();
+    p.b.automorphism(&ab, 5, &mut t1).unwrap();
+    p.b.automorphism(&t1, 25, &mut t2).unwrap();
+    p.b.automorphism(&ab, 125 % (2 * n), &mut t3).unwrap();
+    assert_eq!(
+        p.b.download(&t2).unwrap(),
+        p.b.download(&t3).unwrap(),
+        "automorphism composition"
+    );
+}
+
+fn crt(ctx: &RingContext, poly: &RnsPoly) -> Vec<BigInt> {
+    poly.to_bigint_centered(ctx).expect("CRT")
+}
+
+fn product(ctx: &RingContext, basis: &[usize]) -> BigInt {
+    basis
+        .iter()
+        .fold(BigInt::one(), |acc, &i| acc * ctx.modulus(i).value())
+}
+
+fn check_basis_conversion<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let from = [0usize, 2, 4];
+    let to = [1usize, 3, 5, 6];
+    let a = random_poly(&ctx, &from, Representation::Coeff, rng);
+    let (ab, ar) = p.up(&a);
+    let ob = p.b.basis_convert(&ab, &to).unwrap();
+    let or = p.r.basis_convert(&ar, &to).unwrap();
+    p.same("basis conversion", &ob, &or);
+    // x + u·B with 0 ≤ u < |from|, x ∈ [0, B)
+    let bq = product(&ctx, &from);
+    let xs = crt(&ctx, &a);
+    let all: Vec<usize> = from
+        .iter()
+        .chain(&to)
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rns_to = ctx.rns_basis(&to).unwrap();
+    let to_prod = product(&ctx, &to);
+    for (k, x) in xs.iter().enumerate() {
+        let x = x.mod_floor(&bq);
+        let res: Vec<u64> = or.limbs().map(|(_, l)| l[k]).collect();
+        let y = BigInt::from(rns_to.reconstruct(&res).unwrap());
+        let diff = (y - &x).mod_floor(&to_prod);
+        let (u, r) = diff.div_rem(&bq);
+        assert!(
+            r.is_zero() && u < BigInt::from(from.len()),
+            "basis conversion bound at {k} (all {all:?})"
+        );
+    }
+}
+
+fn check_rescale<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let basis = TEST_Q;
+    let a = random_poly(&ctx, &basis, Representation::Coeff, rng);
+    let ql = BigInt::from(ctx.modulus(basis[basis.len() - 1]).value());
+    let lower = &basis[..basis.len() - 1];
+    let q_lower = product(&ctx, lower);
+    let want: Vec<BigInt> = crt(&ctx, &a)
+        .iter()
+        .map(|x| (x + (&ql >> 1usize)).div_floor(&ql).mod_floor(&q_lower))
+        .collect();
+    for repr in [Representation::Coeff, Representation::Ntt] {
+        let (mut ab, mut ar) = p.up(&a);
+        if repr == Representation::Ntt {
+            p.b.forward_ntt(&mut ab).unwrap();
+            p.r.forward_ntt(&mut ar).unwrap();
+        }
+        p.b.rescale(&mut ab).unwrap();
+        p.r.rescale(&mut ar).unwrap();
+        p.same("rescale", &ab, &ar);
+        if repr == Representation::Ntt {
+            p.r.inverse_ntt(&mut ar).unwrap();
+        }
+        let got: Vec<BigInt> = crt(&ctx, &ar)
+            .iter()
+            .map(|x| x.mod_floor(&q_lower))
+            .collect();
+        assert_eq!(got, want, "rescale is not round(x / q_last) ({repr:?})");
+    }
+}
+
+fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let q = &TEST_Q[..4];
+    let digit = [2usize, 3];
+    let a = random_poly(&ctx, q, Representation::Ntt, rng);
+    let (ab, ar) = p.up(&a);
+    let ub = p.b.mod_up(&ab, &digit, &TEST_P).unwrap();
+    let ur = p.r.mod_up(&ar, &digit, &TEST_P).unwrap();
+    p.same("ModUp", &ub, &ur);
+    // ModUp value ≡ [a]_D + u·D, 0 ≤ u < |D|
+    let mut a_coeff = a.clone();
+    p.r.inverse_ntt(&mut a_coeff).unwrap();
+    let d_val: Vec<BigInt> = crt(&ctx, &a_coeff.select_limbs(&digit).unwrap());
+    let dq = product(&ctx, &digit);
+    let mut up = ur.clone();
+    p.r.inverse_ntt(&mut up).unwrap();
+    let up_basis = up.basis().to_vec();
+    let up_prod = product(&ctx, &up_basis);
+    for (k, y) in crt(&ctx, &up).iter().enumerate() {
+        let diff = (y - d_val[k].mod_floor(&dq)).mod_floor(&up_prod);
+        let (u, r) = diff.div_rem(&dq);
+        assert!(
+            r.is_zero() && u < BigInt::from(digit.len()),
+            "ModUp bound at {k}"
+        );
+    }
+    // ModDown: R·P ≈ X with |R·P − X| ≤ (|P| + 1)·P
+    let x = random_poly(&ctx, &up_basis, Representation::Ntt, rng);
+    let (xb, xr) = p.up(&x);
+    let db = p.b.mod_down(&xb, &TEST_P).unwrap();
+    let dr = p.r.mod_down(&xr, &TEST_P).unwrap();
+    p.same("ModDown", &db, &dr);
+    let mut xc = x.clone();
+    p.r.inverse_ntt(&mut xc).unwrap();
+    let mut rc = dr.clone();
+    p.r.inverse_ntt(&mut rc).unwrap();
+    let pp = product(&ctx, &TEST_P);
+    let qq = product(&ctx, q);
+    let bound = BigInt::from(TEST_P.len() + 1) * &pp;
+    for (xk, rk) in crt(&ctx, &xc).iter().zip(crt(&ctx, &rc)) {
+        // compare modulo Q·P with centred difference
+        let qp = &qq * &pp;
+        let mut diff = (rk * &pp - xk).mod_floor(&qp);
+        if diff > (&qp >> 1usize) {
+            diff -= &qp;
+        }
+        assert!(
+            diff.abs() <= bound,
+            "ModDown error {} bits",
+            diff.abs().bits()
+        );
+    }
+    let _ = (ToPrimitive::to_u64(&BigInt::zero()), ());
+}
+
+fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let top: Vec<usize> = (0..ctx.num_moduli()).collect();
+    let basis = [0usize, 1, 2, 5, 6];
+    let digits: Vec<RnsPoly> = (0..3)
+        .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
+        .collect();
+    let keys: Vec<[RnsPoly; 2]> = (0..3)
+        .map(|_| {
+            [
+                random_poly(&ctx, &top, Representation::Ntt, rng),
+                random_poly(&ctx, &top, Representation::Ntt, rng),
+            ]
+        })
+        .collect();
+    let db: Vec<B::Poly> = digits.iter().map(|d| p.b.upload(d).unwrap()).collect();
+    let kb: Vec<[B::Poly; 2]> = keys
+        .iter()
+        .map(|k| [p.b.upload(&k[0]).unwrap(), p.b.upload(&k[1]).unwrap()])
+        .collect();
+    let out_b = p.b.key_switch_inner_product(&db, &kb).unwrap();
+    let out_r = p.r.key_switch_inner_product(&digits, &keys).unwrap();
+    for c in 0..2 {
+        p.same("key-switch inner product", &out_b[c], &out_r[c]);
+        let mut want = RnsPoly::zero(ctx.n(), &basis, Representation::Ntt);
+        for (d, k) in digits.iter().zip(&keys) {
+            p.r.mul_add_assign(&mut want, d, &k[c].select_limbs(&basis).unwrap())
+                .unwrap();
+        }
+        assert_eq!(out_r[c], want, "key-switch inner product vs mul-add");
+    }
+}
+
+fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let a = random_poly(&ctx, &[0, 1], Representation::Ntt, rng);
+    let b = random_poly(&ctx, &[0, 2], Representation::Ntt, rng);
+    let c = random_poly(&ctx, &[0, 1], Representation::Coeff, rng);
+    let (mut ab, _) = p.up(&a);
+    let (bb, _) = p.up(&b);
+    let (cb, _) = p.up(&c);
+    assert!(matches!(
+        p.b.add_assign(&mut ab, &bb),
+        Err(MathError::BasisMismatch(_))
+    ));
+    assert!(matches!(
+        p.b.add_assign(&mut ab, &cb),
+        Err(MathError::ReprMismatch { .. })
+    ));
+    let mut cc = cb.clone();
+    assert!(matches!(
+        p.b.mul_assign(&mut cc, &cb),
+        Err(MathError::ReprMismatch { .. })
+    ));
+    assert!(matches!(
+        p.b.forward_ntt(&mut ab),
+        Err(MathError::ReprMismatch { .. })
+    ));
+    let mut out = ab.clone();
+    assert!(matches!(
+        p.b.automorphism(&ab, 4, &mut out),
+        Err(MathError::InvalidGaloisElement { .. })
+    ));
+    assert!(matches!(
+        p.b.scalar_mul_assign(&mut ab, &[1]),
+        Err(MathError::LengthMismatch { .. })
+    ));
+    assert!(p.b.scalar_mul_assign(&mut ab, &[u64::MAX, 1]).is_err());
+    let mut bad = a.clone();
+    bad.limb_mut(1)[3] = ctx.modulus(1).value();
+    assert!(matches!(
+        p.b.upload(&bad),
+        Err(MathError::ResidueOutOfRange { .. })
+    ));
+    assert!(p.b.zero(&[1, 0], Representation::Coeff).is_err());
+    assert!(p.b.zero(&[99], Representation::Coeff).is_err());
+    let mut single = p.b.select_limbs(&ab, &[0]).unwrap();
+    assert!(p.b.rescale(&mut single).is_err());
+    assert!(
+        p.b.basis_convert(&cb, &[1, 2]).is_err(),
+        "intersecting bases must be refused"
+    );
+    assert!(
+        p.b.mod_down(&ab, &[0, 1]).is_err(),
+        "ModDown needs Q limbs left"
+    );
+    assert!(
+        p.b.mod_up(&ab, &[3], &TEST_P).is_err(),
+        "digit outside the basis"
+    );
+    assert!(p.b.key_switch_inner_product(&[ab.clone()], &[]).is_err());
+}

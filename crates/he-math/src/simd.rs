@@ -1,0 +1,420 @@
+//! AVX-512 kernels for limb-wise modular arithmetic, with runtime detection and scalar
+//! fallbacks.
+//!
+//! - Products `a·b mod q` for `q < 2^50` use AVX-512 IFMA (`vpmadd52{lo,hi}uq`): the
+//!   104-bit product is split into 52-bit halves and reduced by a Barrett quotient
+//!   estimate `floor(floor(x / 2^{L-1}) · floor(2^{L+51}/q) / 2^52)` (L = bits of q),
+//!   which is at most 2 below the true quotient, so two conditional subtractions finish.
+//! - Products by a fixed scalar use Shoup's method in radix 2^52.
+//! - Additions and subtractions are plain loops compiled with AVX-512 enabled so the
+//!   compiler vectorises them.
+//!
+//! Every entry point checks the CPU at run time (`is_x86_feature_detected!`, cached by
+//! the standard library) and falls back to the scalar code of [`crate::modulus`].
+
+use crate::modulus::Modulus;
+
+/// Largest modulus (exclusive) handled by the IFMA kernels.
+pub const IFMA_MAX_MODULUS: u64 = 1 << 50;
+
+/// Whether this CPU has AVX-512F and AVX-512 IFMA.
+#[inline]
+pub fn has_ifma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU has AVX-512F.
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline(always)]
+fn use_ifma(m: &Modulus) -> bool {
+    m.value() < IFMA_MAX_MODULUS && has_ifma()
+}
+
+macro_rules! autovec {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, ($($arg:ident : $ty:ty),*)) => {
+        $(#[$doc])*
+        pub fn $name(m: &Modulus, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                #[target_feature(enable = "avx512f,avx512vl")]
+                fn wide(m: &Modulus, $($arg: $ty),*) {
+                    $inner(m, $($arg),*)
+                }
+                // SAFETY: the CPU supports AVX-512F/VL (checked just above).
+                unsafe { wide(m, $($arg),*) };
+                return;
+            }
+            $inner(m, $($arg),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn add_scalar(m: &Modulus, a: &mut [u64], b: &[u64]) {
+    let q = m.value();
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = *x + y;
+        *x = if s >= q { s - q } else { s };
+    }
+}
+
+#[inline(always)]
+fn sub_scalar(m: &Modulus, a: &mut [u64], b: &[u64]) {
+    let q = m.value();
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = *x + q - y;
+        *x = if s >= q { s - q } else { s };
+    }
+}
+
+#[inline(always)]
+fn neg_scalar(m: &Modulus, a: &mut [u64]) {
+    let q = m.value();
+    for x in a.iter_mut() {
+        *x = if *x == 0 { 0 } else { q - *x };
+    }
+}
+
+#[inline(always)]
+fn add_const_scalar(m: &Modulus, a: &mut [u64], c: u64) {
+    let q = m.value();
+    for x in a.iter_mut() {
+        let s = *x + c;
+        *x = if s >= q { s - q } else { s };
+    }
+}
+
+autovec!(
+    /// `a ← (a + b) mod q`, inputs below `q`.
+    add_assign, add_scalar, (a: &mut [u64], b: &[u64]));
+autovec!(
+    /// `a ← (a − b) mod q`, inputs below `q`.
+    sub_assign, sub_scalar, (a: &mut [u64], b: &[u64]));
+autovec!(
+    /// `a ← (−a) mod q`, input below `q`.
+    neg_assign, neg_scalar, (a: &mut [u64]));
+autovec!(
+    /// `a ← (a + c) mod q` for a constant `c < q`.
+    add_const_assign, add_const_scalar, (a: &mut [u64], c: u64));
+
+/// `a ← a · b mod q`, inputs below `q`.
+pub fn mul_assign(m: &Modulus, a: &mut [u64], b: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        // SAFETY: AVX-512F and IFMA are present and q < 2^50 (checked by `use_ifma`).
+        unsafe { ifma::mul(m, a, b, None) };
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = m.mul(*x, y);
+    }
+}
+
+/// `acc ← (acc + a · b) mod q`, inputs below `q`.
+pub fn mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        let mut tmp = [0u64; 512];
+        for ((acc, a), b) in acc.chunks_mut(512).zip(a.chunks(512)).zip(b.chunks(512)) {
+            let t = &mut tmp[..acc.len()];
+            t.copy_from_slice(a);
+            // SAFETY: AVX-512F and IFMA are present and q < 2^50.
+            unsafe { ifma::mul(m, t, b, Some(acc)) };
+        }
+        return;
+    }
+    for ((x, &u), &v) in acc.iter_mut().zip(a).zip(b) {
+        *x = m.mul_add(u, v, *x);
+    }
+}
+
+/// `a ← a · s mod q` for a constant `s < q` (Shoup).
+pub fn scalar_mul_assign(m: &Modulus, a: &mut [u64], s: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        // SAFETY: AVX-512F and IFMA are present and q < 2^50.
+        unsafe { ifma::mul_const(m, a, None, s) };
+        return;
+    }
+    let ss = m.shoup(s);
+    for x in a.iter_mut() {
+        *x = m.mul_shoup(*x, s, ss);
+    }
+}
+
+/// `a ← (a − b) · s mod q` for a constant `s < q`, inputs below `q`.
+pub fn sub_scalar_mul_assign(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        // SAFETY: AVX-512F and IFMA are present and q < 2^50.
+        unsafe { ifma::mul_const(m, a, Some(b), s) };
+        return;
+    }
+    let ss = m.shoup(s);
+    let q = m.value();
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = m.mul_shoup(*x + q - y, s, ss);
+    }
+}
+
+/// One output limb of a fast basis conversion: `out[k] = Σ_i y[i·len + k] · row[i] mod c`
+/// with `len = out.len()`, `row[i] < c`, and every `y` value below `y_bound ≤ 2^61`.
+///
+/// With IFMA, and `c < 2^50` and all `y < 2^52`, the 104-bit products are accumulated
+/// as separate low/high 52-bit sums in vector lanes (exact for up to 2^11 terms) and
+/// reduced once per output with Barrett; otherwise a scalar loop with lazy 128-bit
+/// accumulation.
+pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
+    let len = out.len();
+    assert!(
+        y.len() >= row.len() * len,
+        "basis conversion input too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(c) && row.len() <= 2048 && y_bound <= (1 << 52) {
+        // SAFETY: AVX-512F and IFMA present, c < 2^50, y < 2^52, lengths checked.
+        unsafe { ifma::convert_limb(c, row, y, out) };
+        return;
+    }
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut acc: u128 = 0;
+        for (i, &w) in row.iter().enumerate() {
+            acc += y[i * len + k] as u128 * w as u128;
+            if i % 64 == 63 {
+                acc = c.reduce_u128(acc) as u128;
+            }
+        }
+        *o = c.reduce_u128(acc);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod ifma {
+    use super::Modulus;
+    use std::arch::x86_64::*;
+
+    const MASK52: u64 = (1 << 52) - 1;
+
+    /// `a ← a·b mod q` (or `acc ← acc + a·b mod q` when `acc` is given).
+    ///
+    /// # Safety
+    /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, all inputs below `q`,
+    /// and `b` (and `acc`) at least as long as `a`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn mul(m: &Modulus, a: &mut [u64], b: &[u64], mut acc: Option<&mut [u64]>) {
+        let q = m.value();
+        let l = m.bits() as u64;
+        let mu = ((1u128 << (l + 51)) / q as u128) as u64;
+        let vq = _mm512_set1_epi64(q as i64);
+        let vmu = _mm512_set1_epi64(mu as i64);
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let sh_hi = _mm_cvtsi64_si128((53 - l) as i64);
+        let sh_lo = _mm_cvtsi64_si128((l - 1) as i64);
+        let n = a.len();
+        let body = n - n % 8;
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 8 ≤ len of a and b (and acc); unaligned loads/stores.
+            unsafe {
+                let pa = a.as_mut_ptr().add(i) as *mut __m512i;
+                let x = _mm512_loadu_si512(pa as *const __m512i);
+                let y = _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i);
+                let lo = _mm512_madd52lo_epu64(zero, x, y);
+                let hi = _mm512_madd52hi_epu64(zero, x, y);
+                let t = _mm512_or_si512(_mm512_sll_epi64(hi, sh_hi), _mm512_srl_epi64(lo, sh_lo));
+                let qe = _mm512_madd52hi_epu64(zero, t, vmu);
+                let r = _mm512_and_si512(
+                    _mm512_sub_epi64(lo, _mm512_madd52lo_epu64(zero, qe, vq)),
+                    mask,
+                );
+                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                let mut r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                match acc.as_deref_mut() {
+                    Some(acc) => {
+                        let pc = acc.as_mut_ptr().add(i) as *mut __m512i;
+                        let c = _mm512_loadu_si512(pc as *const __m512i);
+                        r = _mm512_add_epi64(r, c);
+                        r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                        _mm512_storeu_si512(pc, r);
+                    }
+                    None => _mm512_storeu_si512(pa, r),
+                }
+            }
+            i += 8;
+        }
+        for j in body..n {
+            let r = m.mul(a[j], b[j]);
+            match acc.as_deref_mut() {
+                Some(acc) => acc[j] = m.add(acc[j], r),
+                None => a[j] = r,
+            }
+        }
+    }
+
+    /// IFMA body of [`super::basis_convert_limb`].
+    ///
+    /// # Safety
+    /// AVX-512F and IFMA available, `c < 2^50`, `y < 2^52`, `row.len() ≤ 2^11`,
+    /// `y.len() ≥ row.len() · out.len()`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], out: &mut [u64]) {
+        let len = out.len();
+        let body = len - len % 8;
+        let zero = _mm512_setzero_si512();
+        let mut lo = [0u64; 8];
+        let mut hi = [0u64; 8];
+        let mut k = 0;
+        while k < body {
+            let mut vlo = zero;
+            let mut vhi = zero;
+            for (i, &w) in row.iter().enumerate() {
+                let vw = _mm512_set1_epi64(w as i64);
+                // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
+                let vy =
+                    unsafe { _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i) };
+                vlo = _mm512_madd52lo_epu64(vlo, vy, vw);
+                vhi = _mm512_madd52hi_epu64(vhi, vy, vw);
+            }
+            // SAFETY: 8-lane stores into local arrays.
+            unsafe {
+                _mm512_storeu_si512(lo.as_mut_ptr() as *mut __m512i, vlo);
+                _mm512_storeu_si512(hi.as_mut_ptr() as *mut __m512i, vhi);
+            }
+            for t in 0..8 {
+                out[k + t] = c.reduce_u128(((hi[t] as u128) << 52) + lo[t] as u128);
+            }
+            k += 8;
+        }
+        for (t, o) in out.iter_mut().enumerate().skip(body) {
+            let mut acc: u128 = 0;
+            for (i, &w) in row.iter().enumerate() {
+                acc += y[i * len + t] as u128 * w as u128;
+            }
+            *o = c.reduce_u128(acc);
+        }
+    }
+
+    /// `a ← (a − b?)·s mod q` by Shoup multiplication in radix 2^52.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, `s < q`, inputs below
+    /// `q` and `b` at least as long as `a`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn mul_const(m: &Modulus, a: &mut [u64], b: Option<&[u64]>, s: u64) {
+        let q = m.value();
+        let s_shoup = (((s as u128) << 52) / q as u128) as u64;
+        let vq = _mm512_set1_epi64(q as i64);
+        let vs = _mm512_set1_epi64(s as i64);
+        let vss = _mm512_set1_epi64(s_shoup as i64);
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let n = a.len();
+        let body = n - n % 8;
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 8 ≤ len of a (and b); unaligned loads/stores.
+            unsafe {
+                let pa = a.as_mut_ptr().add(i) as *mut __m512i;
+                let mut x = _mm512_loadu_si512(pa as *const __m512i);
+                if let Some(b) = b {
+                    let y = _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i);
+                    x = _mm512_sub_epi64(_mm512_add_epi64(x, vq), y); // in [1, 2q) < 2^51
+                }
+                let qh = _mm512_madd52hi_epu64(zero, x, vss);
+                let prod = _mm512_madd52lo_epu64(zero, x, vs);
+                let r = _mm512_and_si512(
+                    _mm512_sub_epi64(prod, _mm512_madd52lo_epu64(zero, qh, vq)),
+                    mask,
+                );
+                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                _mm512_storeu_si512(pa, r);
+            }
+            i += 8;
+        }
+        let ss = m.shoup(s);
+        for j in body..n {
+            let x = match b {
+                Some(b) => a[j] + q - b[j],
+                None => a[j],
+            };
+            a[j] = m.mul_shoup(x, s, ss);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn kernels_match_scalar(bits in 20u32..62, seed in any::<u64>(), s in any::<u64>(), len in 0usize..40) {
+            let q = crate::primes::PrimeGenerator::new(bits.min(61), 16, crate::primes::Direction::Down)
+                .unwrap().next().unwrap();
+            let m = Modulus::new(q).unwrap();
+            let mut st = seed | 1;
+            let mut next = || { st ^= st << 13; st ^= st >> 7; st ^= st << 17; st % q };
+            let a: Vec<u64> = (0..len).map(|_| next()).collect();
+            let b: Vec<u64> = (0..len).map(|_| next()).collect();
+            let c: Vec<u64> = (0..len).map(|_| next()).collect();
+            let s = s % q;
+            let mut x = a.clone(); mul_assign(&m, &mut x, &b);
+            prop_assert_eq!(x, a.iter().zip(&b).map(|(&u, &v)| m.mul(u, v)).collect::<Vec<_>>());
+            let mut x = c.clone(); mul_add_assign(&m, &mut x, &a, &b);
+            prop_assert_eq!(x, a.iter().zip(&b).zip(&c).map(|((&u, &v), &w)| m.mul_add(u, v, w)).collect::<Vec<_>>());
+            let mut x = a.clone(); scalar_mul_assign(&m, &mut x, s);
+            prop_assert_eq!(x, a.iter().map(|&u| m.mul(u, s)).collect::<Vec<_>>());
+            let mut x = a.clone(); sub_scalar_mul_assign(&m, &mut x, &b, s);
+            prop_assert_eq!(x, a.iter().zip(&b).map(|(&u, &v)| m.mul(m.sub(u, v), s)).collect::<Vec<_>>());
+            let mut x = a.clone(); add_assign(&m, &mut x, &b);
+            prop_assert_eq!(x, a.iter().zip(&b).map(|(&u, &v)| m.add(u, v)).collect::<Vec<_>>());
+            let mut x = a.clone(); sub_assign(&m, &mut x, &b);
+            prop_assert_eq!(x, a.iter().zip(&b).map(|(&u, &v)| m.sub(u, v)).collect::<Vec<_>>());
+            let mut x = a.clone(); neg_assign(&m, &mut x);
+            prop_assert_eq!(x, a.iter().map(|&u| m.neg(u)).collect::<Vec<_>>());
+            let mut x = a.clone(); add_const_assign(&m, &mut x, s);
+            prop_assert_eq!(x, a.iter().map(|&u| m.add(u, s)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn ifma_extreme_values() {
+        // Largest residues for primes just below 2^50 and small primes.
+        for bits in [20u32, 35, 49, 50] {
+            let q = crate::primes::PrimeGenerator::new(bits, 16, crate::primes::Direction::Down)
+                .unwrap()
+                .next()
+                .unwrap();
+            let m = Modulus::new(q).unwrap();
+            let a = vec![q - 1; 16];
+            let mut x = a.clone();
+            mul_assign(&m, &mut x, &a);
+            assert!(x.iter().all(|&v| v == 1));
+            let mut x = a.clone();
+            scalar_mul_assign(&m, &mut x, q - 1);
+            assert!(x.iter().all(|&v| v == 1));
+        }
+    }
+}
