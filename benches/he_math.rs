@@ -3,7 +3,10 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use he_math::primes::ntt_primes;
-use he_math::{Backend, CpuBackend, Csprng, Modulus, NttEngine, NttPlan, Representation, RingContext, RnsPoly, simd};
+use he_math::{
+    Backend, CpuBackend, Csprng, Modulus, NttEngine, NttPlan, Representation, RingContext, RnsPoly,
+    simd,
+};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -13,18 +16,25 @@ fn ntt(c: &mut Criterion) {
     let n = 1usize << LOG_N;
     let mut g = c.benchmark_group("ntt_n65536");
     let mut rng = Csprng::from_seed([1; 32]);
-    for engine in NttEngine::available().into_iter().filter(|e| *e != NttEngine::Reference) {
+    for engine in NttEngine::available()
+        .into_iter()
+        .filter(|e| *e != NttEngine::Reference)
+    {
         for bits in [42u32, 50, 60] {
             let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
             let plan = NttPlan::with_engine(n, q, engine).unwrap();
             let mut a = vec![0u64; n];
             rng.uniform_mod(plan.modulus(), &mut a);
-            g.bench_with_input(BenchmarkId::new(format!("forward/{}", engine.name()), bits), &bits, |b, _| {
-                b.iter(|| plan.forward(black_box(&mut a)))
-            });
-            g.bench_with_input(BenchmarkId::new(format!("inverse/{}", engine.name()), bits), &bits, |b, _| {
-                b.iter(|| plan.inverse(black_box(&mut a)))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("forward/{}", engine.name()), bits),
+                &bits,
+                |b, _| b.iter(|| plan.forward(black_box(&mut a))),
+            );
+            g.bench_with_input(
+                BenchmarkId::new(format!("inverse/{}", engine.name()), bits),
+                &bits,
+                |b, _| b.iter(|| plan.inverse(black_box(&mut a))),
+            );
         }
     }
     g.finish();
@@ -87,7 +97,9 @@ fn rns_ops(c: &mut Criterion) {
             be.rescale(&mut x).unwrap();
         })
     });
-    g.bench_function("mod_up_digit_3_limbs", |b| b.iter(|| be.mod_up(&a, &q[0..3], &p).unwrap()));
+    g.bench_function("mod_up_digit_3_limbs", |b| {
+        b.iter(|| be.mod_up(&a, &q[0..3], &p).unwrap())
+    });
     let up = be.mod_up(&a, &q[0..3], &p).unwrap();
     g.bench_function("mod_down", |b| b.iter(|| be.mod_down(&up, &p).unwrap()));
     g.finish();

@@ -63,8 +63,10 @@ fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
 /// If a plan cannot be built for the requested size.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let n = 1usize << args.log_n;
-    let mut engines: Vec<NttEngine> =
-        NttEngine::available().into_iter().filter(|e| *e != NttEngine::Reference).collect();
+    let mut engines: Vec<NttEngine> = NttEngine::available()
+        .into_iter()
+        .filter(|e| *e != NttEngine::Reference)
+        .collect();
     if args.with_reference {
         engines.push(NttEngine::Reference);
     }
@@ -81,23 +83,41 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             rng.uniform_mod(&m, &mut b);
             let forward_us = median_us(args.reps, || plan.forward(std::hint::black_box(&mut a)));
             let inverse_us = median_us(args.reps, || plan.inverse(std::hint::black_box(&mut a)));
-            let pointwise_mul_us =
-                median_us(args.reps, || simd::mul_assign(&m, std::hint::black_box(&mut a), &b));
-            results.push(Row { engine: engine.name(), bits, modulus: q, forward_us, inverse_us, pointwise_mul_us });
+            let pointwise_mul_us = median_us(args.reps, || {
+                simd::mul_assign(&m, std::hint::black_box(&mut a), &b)
+            });
+            results.push(Row {
+                engine: engine.name(),
+                bits,
+                modulus: q,
+                forward_us,
+                inverse_us,
+                pointwise_mul_us,
+            });
         }
     }
     let report = Report {
         n,
         reps: args.reps,
         ifma: simd::has_ifma(),
-        pointwise_kernel: if simd::has_ifma() { "avx512-ifma (q < 2^50), scalar Barrett otherwise" } else { "scalar Barrett" },
+        pointwise_kernel: if simd::has_ifma() {
+            "avx512-ifma (q < 2^50), scalar Barrett otherwise"
+        } else {
+            "scalar Barrett"
+        },
         results,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("N = {n}, median of {} runs, one limb, microseconds", args.reps);
-        println!("{:<14} {:>5} {:>11} {:>11} {:>13}", "engine", "bits", "forward", "inverse", "pointwise mul");
+        println!(
+            "N = {n}, median of {} runs, one limb, microseconds",
+            args.reps
+        );
+        println!(
+            "{:<14} {:>5} {:>11} {:>11} {:>13}",
+            "engine", "bits", "forward", "inverse", "pointwise mul"
+        );
         for r in &report.results {
             println!(
                 "{:<14} {:>5} {:>11.1} {:>11.1} {:>13.1}",

@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 
 /// Project automation for the hetal-rs workspace.
 #[derive(Parser)]
-#[command(name = "xtask", about = "Benchmarks and reproduction runs for hetal-rs")]
+#[command(
+    name = "xtask",
+    about = "Benchmarks and reproduction runs for hetal-rs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -138,10 +138,13 @@ impl LimbKernels for SimdKernels {
     }
 }
 
+/// Cache of basis converters keyed by (source basis, target basis).
+type ConverterCache = Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisConverter>>>;
+
 /// A backend computing in host memory with the kernels `K`; `Poly = RnsPoly`.
 pub struct HostBackend<K: LimbKernels> {
     ctx: Arc<RingContext>,
-    converters: Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisConverter>>>,
+    converters: ConverterCache,
     permutations: Mutex<HashMap<usize, Arc<Vec<u32>>>>,
     _kernels: PhantomData<K>,
 }

@@ -24,6 +24,8 @@ pub use host::{
     CpuBackend, HostBackend, LimbKernels, ReferenceBackend, ScalarKernels, SimdKernels,
 };
 
+#[allow(unused_imports)] // used by doc links
+use crate::error::MathError;
 use crate::error::Result;
 use crate::poly::{Representation, RnsPoly};
 use crate::ring::RingContext;
