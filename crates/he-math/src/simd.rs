@@ -121,7 +121,7 @@ pub fn mul_assign(m: &Modulus, a: &mut [u64], b: &[u64]) {
     #[cfg(target_arch = "x86_64")]
     if use_ifma(m) {
         // SAFETY: AVX-512F and IFMA are present and q < 2^50 (checked by `use_ifma`).
-        unsafe { ifma::mul(m, a, b, None) };
+        unsafe { ifma::mul(m, ifma::Dst::InPlace(a), b) };
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -133,13 +133,8 @@ pub fn mul_assign(m: &Modulus, a: &mut [u64], b: &[u64]) {
 pub fn mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
     #[cfg(target_arch = "x86_64")]
     if use_ifma(m) {
-        let mut tmp = [0u64; 512];
-        for ((acc, a), b) in acc.chunks_mut(512).zip(a.chunks(512)).zip(b.chunks(512)) {
-            let t = &mut tmp[..acc.len()];
-            t.copy_from_slice(a);
-            // SAFETY: AVX-512F and IFMA are present and q < 2^50.
-            unsafe { ifma::mul(m, t, b, Some(acc)) };
-        }
+        // SAFETY: AVX-512F and IFMA are present and q < 2^50.
+        unsafe { ifma::mul(m, ifma::Dst::Accumulate(acc, a), b) };
         return;
     }
     for ((x, &u), &v) in acc.iter_mut().zip(a).zip(b) {
@@ -214,59 +209,94 @@ mod ifma {
 
     const MASK52: u64 = (1 << 52) - 1;
 
-    /// `a ← a·b mod q` (or `acc ← acc + a·b mod q` when `acc` is given).
+    /// Destination of [`mul`]: `a ← a·b`, or `acc ← acc + a·b`.
+    pub(super) enum Dst<'a> {
+        InPlace(&'a mut [u64]),
+        Accumulate(&'a mut [u64], &'a [u64]),
+    }
+
+    /// Barrett product of 8 lanes (`x, y < q < 2^50`), result in `[0, q)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn mul8(
+        x: __m512i,
+        y: __m512i,
+        vq: __m512i,
+        vmu: __m512i,
+        sh_hi: __m128i,
+        sh_lo: __m128i,
+    ) -> __m512i {
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let lo = _mm512_madd52lo_epu64(zero, x, y);
+        let hi = _mm512_madd52hi_epu64(zero, x, y);
+        let t = _mm512_or_si512(_mm512_sll_epi64(hi, sh_hi), _mm512_srl_epi64(lo, sh_lo));
+        let qe = _mm512_madd52hi_epu64(zero, t, vmu);
+        let r = _mm512_and_si512(
+            _mm512_sub_epi64(lo, _mm512_madd52lo_epu64(zero, qe, vq)),
+            mask,
+        );
+        let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+        _mm512_min_epu64(r, _mm512_sub_epi64(r, vq))
+    }
+
+    /// `a ← a·b mod q`, or `acc ← acc + a·b mod q`.
     ///
     /// # Safety
     /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, all inputs below `q`,
-    /// and `b` (and `acc`) at least as long as `a`.
+    /// and `b` (and the accumulated `a`) at least as long as the destination.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn mul(m: &Modulus, a: &mut [u64], b: &[u64], mut acc: Option<&mut [u64]>) {
+    pub(super) unsafe fn mul(m: &Modulus, dst: Dst<'_>, b: &[u64]) {
         let q = m.value();
         let l = m.bits() as u64;
         let mu = ((1u128 << (l + 51)) / q as u128) as u64;
         let vq = _mm512_set1_epi64(q as i64);
         let vmu = _mm512_set1_epi64(mu as i64);
-        let zero = _mm512_setzero_si512();
-        let mask = _mm512_set1_epi64(MASK52 as i64);
         let sh_hi = _mm_cvtsi64_si128((53 - l) as i64);
         let sh_lo = _mm_cvtsi64_si128((l - 1) as i64);
-        let n = a.len();
-        let body = n - n % 8;
-        let mut i = 0;
-        while i < body {
-            // SAFETY: i + 8 ≤ len of a and b (and acc); unaligned loads/stores.
-            unsafe {
-                let pa = a.as_mut_ptr().add(i) as *mut __m512i;
-                let x = _mm512_loadu_si512(pa as *const __m512i);
-                let y = _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i);
-                let lo = _mm512_madd52lo_epu64(zero, x, y);
-                let hi = _mm512_madd52hi_epu64(zero, x, y);
-                let t = _mm512_or_si512(_mm512_sll_epi64(hi, sh_hi), _mm512_srl_epi64(lo, sh_lo));
-                let qe = _mm512_madd52hi_epu64(zero, t, vmu);
-                let r = _mm512_and_si512(
-                    _mm512_sub_epi64(lo, _mm512_madd52lo_epu64(zero, qe, vq)),
-                    mask,
-                );
-                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
-                let mut r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
-                match acc.as_deref_mut() {
-                    Some(acc) => {
-                        let pc = acc.as_mut_ptr().add(i) as *mut __m512i;
-                        let c = _mm512_loadu_si512(pc as *const __m512i);
-                        r = _mm512_add_epi64(r, c);
-                        r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
-                        _mm512_storeu_si512(pc, r);
+        match dst {
+            Dst::InPlace(a) => {
+                assert!(b.len() >= a.len());
+                let len = a.len();
+                let mut chunks = a.chunks_exact_mut(8);
+                for (i, c) in (&mut chunks).enumerate() {
+                    // SAFETY: c has 8 elements, b has at least 8·(i+1).
+                    unsafe {
+                        let x = _mm512_loadu_si512(c.as_ptr() as *const __m512i);
+                        let y = _mm512_loadu_si512(b.as_ptr().add(8 * i) as *const __m512i);
+                        _mm512_storeu_si512(
+                            c.as_mut_ptr() as *mut __m512i,
+                            mul8(x, y, vq, vmu, sh_hi, sh_lo),
+                        );
                     }
-                    None => _mm512_storeu_si512(pa, r),
+                }
+                let rem = chunks.into_remainder();
+                let off = len - rem.len();
+                for (j, x) in rem.iter_mut().enumerate() {
+                    *x = m.mul(*x, b[off + j]);
                 }
             }
-            i += 8;
-        }
-        for j in body..n {
-            let r = m.mul(a[j], b[j]);
-            match acc.as_deref_mut() {
-                Some(acc) => acc[j] = m.add(acc[j], r),
-                None => a[j] = r,
+            Dst::Accumulate(acc, a) => {
+                assert!(b.len() >= acc.len() && a.len() >= acc.len());
+                let len = acc.len();
+                let mut chunks = acc.chunks_exact_mut(8);
+                for (i, c) in (&mut chunks).enumerate() {
+                    // SAFETY: c has 8 elements, a and b at least 8·(i+1).
+                    unsafe {
+                        let x = _mm512_loadu_si512(a.as_ptr().add(8 * i) as *const __m512i);
+                        let y = _mm512_loadu_si512(b.as_ptr().add(8 * i) as *const __m512i);
+                        let p = mul8(x, y, vq, vmu, sh_hi, sh_lo);
+                        let s =
+                            _mm512_add_epi64(p, _mm512_loadu_si512(c.as_ptr() as *const __m512i));
+                        let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+                        _mm512_storeu_si512(c.as_mut_ptr() as *mut __m512i, s);
+                    }
+                }
+                let rem = chunks.into_remainder();
+                let off = len - rem.len();
+                for (j, x) in rem.iter_mut().enumerate() {
+                    *x = m.mul_add(a[off + j], b[off + j], *x);
+                }
             }
         }
     }

@@ -2,7 +2,9 @@
 //! exactness bound, rescale exactness, ModUp/ModDown bounds, against big-integer CRT.
 
 use he_math::primes::ntt_primes;
-use he_math::{Backend, CpuBackend, Csprng, ReferenceBackend, Representation, RingContext, RnsPoly};
+use he_math::{
+    Backend, CpuBackend, Csprng, ReferenceBackend, Representation, RingContext, RnsPoly,
+};
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::One;
@@ -27,7 +29,9 @@ fn random(ctx: &RingContext, basis: &[usize], seed: u64) -> RnsPoly {
 }
 
 fn prod(ctx: &RingContext, basis: &[usize]) -> BigInt {
-    basis.iter().fold(BigInt::one(), |a, &i| a * ctx.modulus(i).value())
+    basis
+        .iter()
+        .fold(BigInt::one(), |a, &i| a * ctx.modulus(i).value())
 }
 
 proptest! {

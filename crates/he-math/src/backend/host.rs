@@ -138,6 +138,22 @@ impl LimbKernels for SimdKernels {
     }
 }
 
+thread_local! {
+    /// Per-thread scratch limb, so that hot paths (rescale, ModDown) do not allocate.
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a per-thread scratch buffer of `n` words (contents unspecified).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0);
+        }
+        f(&mut s[..n])
+    })
+}
+
 /// Cache of basis converters keyed by (source basis, target basis).
 type ConverterCache = Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisConverter>>>;
 
@@ -285,35 +301,32 @@ impl<K: LimbKernels> HostBackend<K> {
         Ok(())
     }
 
-    /// Fast basis conversion of the coefficient-form limbs `input` (over `conv.from()`)
-    /// into `out` (limb-major over `conv.to()`).
-    fn convert_into(&self, conv: &BasisConverter, input: &[u64], out: &mut [u64]) {
+    /// First step of a fast basis conversion: `y_i = [x_i · (B/b_i)^{-1}]_{b_i}` for the
+    /// coefficient-form limbs `input` over `conv.from()`.
+    fn premultiply(&self, conv: &BasisConverter, input: &[u64]) -> Vec<u64> {
         let n = self.ctx.n();
         let mut y = input.to_vec();
         let pre = |i: usize, l: &mut [u64]| {
-            let (w, _) = conv.punctured_inv()[i];
-            K::scalar_mul(&conv.from_moduli()[i], l, w);
+            K::scalar_mul(&conv.from_moduli()[i], l, conv.punctured_inv()[i].0)
         };
+        if K::PARALLEL {
+            y.par_chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
+        } else {
+            y.chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
+        }
+        y
+    }
+
+    /// Second step: output limb `j` (modulus `conv.to()[j]`) of the conversion of the
+    /// premultiplied `y`.
+    fn convert_limb(conv: &BasisConverter, y: &[u64], j: usize, out: &mut [u64]) {
         let y_bound = conv
             .from_moduli()
             .iter()
             .map(|m| m.value())
             .max()
             .unwrap_or(0);
-        let conv_out = |j: usize, l: &mut [u64], y: &[u64]| {
-            K::convert_limb(&conv.to_moduli()[j], conv.row(j), y, y_bound, l)
-        };
-        if K::PARALLEL {
-            y.par_chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
-            out.par_chunks_mut(n)
-                .enumerate()
-                .for_each(|(j, l)| conv_out(j, l, &y));
-        } else {
-            y.chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
-            out.chunks_mut(n)
-                .enumerate()
-                .for_each(|(j, l)| conv_out(j, l, &y));
-        }
+        K::convert_limb(&conv.to_moduli()[j], conv.row(j), y, y_bound, out);
     }
 }
 
@@ -463,12 +476,15 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     fn basis_convert(&self, a: &RnsPoly, to: &[usize]) -> Result<RnsPoly> {
         check_repr(a, Representation::Coeff)?;
         let conv = self.converter(a.basis(), to)?;
+        let y = self.premultiply(&conv, a.data());
         let mut out = RnsPoly::zero(self.ctx.n(), to, Representation::Coeff);
-        self.convert_into(&conv, a.data(), out.data_mut());
+        let (basis, data) = out.parts_mut();
+        self.limbs(basis, data, |j, _, l| Self::convert_limb(&conv, &y, j, l));
         Ok(out)
     }
 
     fn rescale(&self, a: &mut RnsPoly) -> Result<()> {
+        let _span = tracing::trace_span!("rescale", backend = K::NAME).entered();
         let l = a.num_limbs();
         if l < 2 {
             return Err(MathError::BasisMismatch(
@@ -490,16 +506,21 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         self.limbs(basis, data, |_, bi, l| {
             let qi = self.ctx.modulus(bi);
             let hi = qi.reduce(h);
-            let mut t: Vec<u64> = last.iter().map(|&x| qi.sub(qi.reduce(x), hi)).collect();
-            if ntt {
-                self.ctx.plan(bi).forward(&mut t);
-            }
-            K::sub_scalar_mul(qi, l, &t, self.ctx.inv_mod(bi, last_bi).0);
+            with_scratch(last.len(), |t| {
+                for (o, &x) in t.iter_mut().zip(&last) {
+                    *o = qi.sub(qi.reduce(x), hi);
+                }
+                if ntt {
+                    self.ctx.plan(bi).forward(t);
+                }
+                K::sub_scalar_mul(qi, l, t, self.ctx.inv_mod(bi, last_bi).0);
+            });
         });
         Ok(())
     }
 
     fn mod_up(&self, a: &RnsPoly, digit: &[usize], special: &[usize]) -> Result<RnsPoly> {
+        let _span = tracing::trace_span!("mod_up", backend = K::NAME).entered();
         check_repr(a, Representation::Ntt)?;
         self.ctx.check_basis(special)?;
         if special.iter().any(|p| a.position(*p).is_some()) {
@@ -517,27 +538,34 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             .copied()
             .filter(|i| !digit.contains(i))
             .collect();
-        let n = self.ctx.n();
-        let mut out = RnsPoly::zero(n, &out_basis, Representation::Ntt);
-        if !targets.is_empty() {
-            let conv = self.converter(digit, &targets)?;
-            let mut ext = RnsPoly::zero(n, &targets, Representation::Coeff);
-            self.convert_into(&conv, d.data(), ext.data_mut());
-            self.forward_ntt(&mut ext)?;
-            for (bi, j) in ext.limbs() {
-                let pos = out.position(bi).expect("target in output basis");
-                out.limb_mut(pos).copy_from_slice(j);
+        let conv = if targets.is_empty() {
+            None
+        } else {
+            Some(self.converter(digit, &targets)?)
+        };
+        let y = conv
+            .as_ref()
+            .map(|c| self.premultiply(c, d.data()))
+            .unwrap_or_default();
+        let mut out = RnsPoly::zero(self.ctx.n(), &out_basis, Representation::Ntt);
+        let (basis, data) = out.parts_mut();
+        self.limbs(basis, data, |_, bi, l| {
+            match (targets.binary_search(&bi), conv.as_ref()) {
+                (Ok(j), Some(conv)) => {
+                    Self::convert_limb(conv, &y, j, l);
+                    self.ctx.plan(bi).forward(l);
+                }
+                _ => {
+                    let src = a.position(bi).expect("digit modulus is in the input basis");
+                    l.copy_from_slice(a.limb(src));
+                }
             }
-        }
-        for &bi in digit {
-            let src = a.position(bi).expect("digit checked by select_limbs");
-            let pos = out.position(bi).expect("digit in output basis");
-            out.limb_mut(pos).copy_from_slice(a.limb(src));
-        }
+        });
         Ok(out)
     }
 
     fn mod_down(&self, a: &RnsPoly, special: &[usize]) -> Result<RnsPoly> {
+        let _span = tracing::trace_span!("mod_down", backend = K::NAME).entered();
         check_repr(a, Representation::Ntt)?;
         let q_basis: Vec<usize> = a
             .basis()
@@ -554,9 +582,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let mut pp = a.select_limbs(special)?;
         self.inverse_ntt(&mut pp)?;
         let conv = self.converter(special, &q_basis)?;
-        let mut y = RnsPoly::zero(self.ctx.n(), &q_basis, Representation::Coeff);
-        self.convert_into(&conv, pp.data(), y.data_mut());
-        self.forward_ntt(&mut y)?;
+        let y = self.premultiply(&conv, pp.data());
         let mut out = a.select_limbs(&q_basis)?;
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
@@ -564,7 +590,11 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             let p_inv = special
                 .iter()
                 .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0));
-            K::sub_scalar_mul(qi, l, y.limb(j), p_inv);
+            with_scratch(l.len(), |t| {
+                Self::convert_limb(&conv, &y, j, t);
+                self.ctx.plan(bi).forward(t);
+                K::sub_scalar_mul(qi, l, t, p_inv);
+            });
         });
         Ok(out)
     }
@@ -574,6 +604,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         digits: &[RnsPoly],
         key: &[[RnsPoly; 2]],
     ) -> Result<[RnsPoly; 2]> {
+        let _span = tracing::trace_span!("key_switch_inner_product", backend = K::NAME).entered();
         if digits.is_empty() || digits.len() != key.len() {
             return Err(MathError::LengthMismatch {
                 expected: digits.len(),
