@@ -19,7 +19,7 @@ use crate::ring::RingContext;
 use crate::sampling::Csprng;
 use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{One, Signed, ToPrimitive, Zero};
+use num_traits::{One, Signed, Zero};
 use std::sync::Arc;
 
 /// A test ring of degree `n`: five "Q" moduli (36, 42, 50, 55, 60 bits, indices 0..5) and
@@ -361,7 +361,6 @@ fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             diff.abs().bits()
         );
     }
-    let _ = (ToPrimitive::to_u64(&BigInt::zero()), ());
 }
 
 fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

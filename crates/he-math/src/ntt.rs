@@ -359,28 +359,6 @@ impl NttPlan {
         }
     }
 
-    /// Inverse NTT without the final multiplication by `N^{-1}` where the engine
-    /// allows it (the result is `N · a`); used when the factor is folded into a later
-    /// constant.
-    ///
-    /// # Panics
-    /// If `a.len() != N`.
-    pub fn inverse_unnormalized(&self, a: &mut [u64]) {
-        match &self.inner {
-            #[cfg(feature = "tfhe-ntt")]
-            Inner::Tfhe(p) => p.inv(a),
-            #[cfg(feature = "concrete-ntt")]
-            Inner::Concrete(p) => p.inv(a),
-            Inner::Reference(_) => {
-                self.inverse(a);
-                let n = self.modulus.reduce(self.n as u64);
-                let ns = self.modulus.shoup(n);
-                a.iter_mut()
-                    .for_each(|x| *x = self.modulus.mul_shoup(*x, n, ns));
-            }
-        }
-    }
-
     /// `N^{-1} mod q`.
     pub fn n_inv(&self) -> u64 {
         self.n_inv
