@@ -24,6 +24,8 @@ pub struct BasisConverter {
     punctured_inv: Vec<(u64, u64)>,
     /// Row-major `[j][i] = (B/b_i) mod c_j`.
     matrix: Vec<u64>,
+    /// Largest source modulus (bound on the premultiplied residues).
+    max_from: u64,
 }
 
 impl BasisConverter {
@@ -65,7 +67,9 @@ impl BasisConverter {
                 matrix.push(prod);
             }
         }
+        let max_from = from_moduli.iter().map(|m| m.value()).max().unwrap_or(0);
         Ok(Self {
+            max_from,
             from: from.to_vec(),
             to: to.to_vec(),
             from_moduli,
@@ -83,6 +87,11 @@ impl BasisConverter {
     /// Target moduli indices.
     pub fn to(&self) -> &[usize] {
         &self.to
+    }
+
+    /// The largest source modulus: every premultiplied residue is below it.
+    pub fn max_from_modulus(&self) -> u64 {
+        self.max_from
     }
 
     /// Source moduli.

@@ -320,13 +320,13 @@ impl<K: LimbKernels> HostBackend<K> {
     /// Second step: output limb `j` (modulus `conv.to()[j]`) of the conversion of the
     /// premultiplied `y`.
     fn convert_limb(conv: &BasisConverter, y: &[u64], j: usize, out: &mut [u64]) {
-        let y_bound = conv
-            .from_moduli()
-            .iter()
-            .map(|m| m.value())
-            .max()
-            .unwrap_or(0);
-        K::convert_limb(&conv.to_moduli()[j], conv.row(j), y, y_bound, out);
+        K::convert_limb(
+            &conv.to_moduli()[j],
+            conv.row(j),
+            y,
+            conv.max_from_modulus(),
+            out,
+        );
     }
 }
 

@@ -24,7 +24,7 @@ pub use host::{
     CpuBackend, HostBackend, LimbKernels, ReferenceBackend, ScalarKernels, SimdKernels,
 };
 
-#[allow(unused_imports)] // used by doc links
+#[cfg(doc)]
 use crate::error::MathError;
 use crate::error::Result;
 use crate::poly::{Representation, RnsPoly};
