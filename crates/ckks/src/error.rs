@@ -2,9 +2,13 @@
 
 use thiserror::Error;
 
-/// Errors returned by the CKKS layer.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Errors returned by the CKKS layer. Bad input always yields one of these, never a panic
+/// or a silently wrong result.
+#[derive(Debug, Clone, PartialEq, Error)]
 pub enum CkksError {
+    /// A parameter literal failed validation.
+    #[error("invalid parameters: {0}")]
+    InvalidParameters(String),
     /// A slot count is not a power of two in `[1, N/2]`.
     #[error("slot count {slots} is not a power of two in [1, {max}]")]
     InvalidSlots {
@@ -21,6 +25,55 @@ pub enum CkksError {
         /// Actual length.
         got: usize,
     },
+    /// A value cannot be encoded: not finite, or too large for the modulus at this level
+    /// and scale.
+    #[error("value cannot be encoded: {0}")]
+    InvalidValue(String),
+    /// A level is above the parameters' maximum level.
+    #[error("level {level} is above the maximum level {max}")]
+    LevelOutOfRange {
+        /// Requested level.
+        level: usize,
+        /// Maximum level `L`.
+        max: usize,
+    },
+    /// Two operands are at different levels.
+    #[error("level mismatch: {0} vs {1} (bring them to one level first)")]
+    LevelMismatch(usize, usize),
+    /// Two operands have different scales.
+    #[error("scale mismatch: 2^{:.6} vs 2^{:.6}", .0.log2(), .1.log2())]
+    ScaleMismatch(f64, f64),
+    /// Two operands have different slot counts.
+    #[error("slot-count mismatch: {0} vs {1}")]
+    SlotsMismatch(usize, usize),
+    /// An operation needs more levels than the ciphertext has.
+    #[error("level too low: the operation needs level ≥ {needed}, the operand is at {level}")]
+    LevelTooLow {
+        /// Minimum level needed.
+        needed: usize,
+        /// Level of the operand.
+        level: usize,
+    },
+    /// An operation needs a degree-1 ciphertext (two parts) and got a larger one.
+    #[error("ciphertext of degree {0}: relinearize first")]
+    DegreeTooHigh(usize),
+    /// The relinearization key is not in the evaluation-key set.
+    #[error("the evaluation-key set has no relinearization key")]
+    MissingRelinearizationKey,
+    /// No Galois key for the needed element.
+    #[error("no Galois key for element {element} (rotation by {rotation:?})")]
+    MissingGaloisKey {
+        /// The Galois element `5^k mod 2N` (or `2N−1` for conjugation).
+        element: usize,
+        /// The rotation it implements, `None` for conjugation.
+        rotation: Option<i64>,
+    },
+    /// Objects from different parameter sets were combined.
+    #[error("parameter mismatch: {0}")]
+    ParameterMismatch(String),
+    /// Serialized bytes could not be decoded or failed validation.
+    #[error("malformed serialized data: {0}")]
+    Malformed(String),
     /// An error from the arithmetic layer.
     #[error(transparent)]
     Math(#[from] he_math::MathError),

@@ -1,12 +1,53 @@
 //! RNS-CKKS (Cheon–Kim–Kim–Song, Asiacrypt 2017; full-RNS variant Cheon–Han–Kim–Kim–Song,
-//! SAC 2018) on the `he-math` Backend trait.
+//! SAC 2018) with hybrid key switching (Han–Ki, CT-RSA 2020), written against the
+//! `he-math` [`Backend`](he_math::Backend) trait so the same scheme code runs on every
+//! backend.
 //!
-//! In progress: only the canonical embedding ([`embedding`]) exists so far; parameters,
-//! keys, encryption and the evaluator are the subject of the CKKS core issue (see the
-//! project README "Status" section).
+//! Layers, after Lattigo's `ckks`/`rlwe` packages:
+//! - [`params`]: the serialisable [`ParametersLiteral`], validated [`Parameters`] and
+//!   presets;
+//! - [`context`]: parameters bound to a backend;
+//! - [`embedding`] and [`encoding`]: the canonical embedding and the encoder;
+//! - [`keys`]: secret key (client) vs evaluation keys (server), key generation;
+//! - [`encryption`]: encryption and decryption;
+//! - [`evaluator`]: homomorphic operations, key switching, rotations;
+//! - [`serialization`]: validated postcard encodings of everything above.
+//!
+//! ```
+//! use ckks::{Context, EvaluationKeyRequest, Evaluator, KeyGenerator, presets};
+//! use std::sync::Arc;
+//! let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
+//! let mut kg = KeyGenerator::new(&ctx);
+//! let sk = kg.gen_secret_key().unwrap();
+//! let req = EvaluationKeyRequest { relinearization: true, rotations: vec![1], conjugation: false };
+//! let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+//! let top = ctx.params().max_level();
+//! let x: Vec<f64> = (0..512).map(|i| i as f64 / 512.0).collect();
+//! let ct = sk.encrypt(&ctx.encode_at_level(&x, top).unwrap()).unwrap();
+//! let sq = eval.rotate(&eval.mul_relin_rescale(&ct, &ct).unwrap(), 1).unwrap();
+//! let y = ctx.decode(&sk.decrypt(&sq).unwrap()).unwrap();
+//! assert!((y[0] - x[1] * x[1]).abs() < 1e-6);
+//! ```
 
+pub mod ciphertext;
+pub mod context;
 pub mod embedding;
+pub mod encoding;
+pub mod encryption;
 pub mod error;
+pub mod evaluator;
+pub mod keys;
+pub mod params;
+pub mod serialization;
 
+pub use ciphertext::{Ciphertext, Plaintext};
+pub use context::Context;
 pub use error::{CkksError, Result};
+pub use evaluator::{Decomposition, Evaluator};
 pub use he_math;
+pub use keys::{
+    EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,
+    RelinearizationKey, SecretKey, SwitchingKey,
+};
+pub use num_complex::Complex64;
+pub use params::{Parameters, ParametersLiteral, SecretDistribution, presets};

@@ -363,6 +363,10 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         p.repr()
     }
 
+    fn zeroize(&self, p: &mut RnsPoly) {
+        zeroize::Zeroize::zeroize(p.data_mut());
+    }
+
     fn select_limbs(&self, p: &RnsPoly, keep: &[usize]) -> Result<RnsPoly> {
         self.ctx.check_basis(keep)?;
         p.select_limbs(keep)

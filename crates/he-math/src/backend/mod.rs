@@ -63,6 +63,10 @@ pub trait Backend: Send + Sync {
     /// Device errors (none for host backends).
     fn download(&self, p: &Self::Poly) -> Result<RnsPoly>;
 
+    /// Overwrites every residue of `p` with zero in a way the compiler cannot elide
+    /// (for secret-key material on drop; see [`zeroize`]).
+    fn zeroize(&self, p: &mut Self::Poly);
+
     /// The basis of a polynomial.
     fn basis<'a>(&self, p: &'a Self::Poly) -> &'a [usize];
 

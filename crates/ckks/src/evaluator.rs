@@ -1,0 +1,702 @@
+//! The homomorphic [`Evaluator`]: the server-side operations on ciphertexts, built from
+//! evaluation keys only.
+//!
+//! # Levels and scales
+//! Every ciphertext carries its level `ℓ` and its scale Δ exactly. Binary operations
+//! refuse operands at different levels ([`CkksError::LevelMismatch`]) or, where the
+//! scales must agree (addition), with different scales ([`CkksError::ScaleMismatch`]);
+//! nothing is adjusted silently. Scale management follows OpenFHE's FLEXIBLEAUTO: each
+//! level has a canonical scale `Δ_ℓ` ([`crate::Parameters::scale_at`],
+//! `Δ_{ℓ−1} = Δ_ℓ²/q_ℓ`), so multiplying two operands at `Δ_ℓ` (ciphertexts, plaintexts
+//! from [`crate::Context::encode_at_level`], constants through [`Evaluator::mul_const`])
+//! and rescaling lands exactly at `Δ_{ℓ−1}`. [`Evaluator::adjust`] brings a ciphertext to
+//! a lower level's canonical scale (one level consumed).
+//!
+//! # Key switching
+//! Hybrid key switching (Han–Ki, CT-RSA 2020): ModUp of each digit of the input to
+//! `Q_ℓ ∪ P`, inner product with the key, ModDown by `P` — all through the [`Backend`]
+//! (Lattigo `rlwe/evaluator_keyswitch.go`). Hoisted rotations (Halevi–Shoup, Crypto 2018,
+//! §5; Bossuat et al., Eurocrypt 2021, §4) decompose once and apply each automorphism
+//! to the ModUp'd digits.
+
+use crate::ciphertext::{Ciphertext, Plaintext};
+use crate::context::Context;
+use crate::error::{CkksError, Result};
+use crate::keys::{EvaluationKeySet, SwitchingKey};
+use he_math::galois;
+use he_math::Backend;
+use num_complex::Complex64;
+use std::sync::Arc;
+
+/// Homomorphic operations. Holds the context and the server's [`EvaluationKeySet`]; it
+/// has no secret key and cannot decrypt.
+pub struct Evaluator<B: Backend> {
+    ctx: Arc<Context<B>>,
+    keys: Arc<EvaluationKeySet<B>>,
+}
+
+impl<B: Backend> std::fmt::Debug for Evaluator<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("relinearization_key", &self.keys.has_relinearization_key())
+            .field("galois_elements", &self.keys.galois_elements())
+            .finish()
+    }
+}
+
+/// The digits of a key-switching decomposition: ModUp of each digit of a polynomial at
+/// some level to `Q_ℓ ∪ P` (NTT form). Reusable across hoisted rotations.
+pub struct Decomposition<B: Backend> {
+    pub(crate) digits: Vec<B::Poly>,
+    pub(crate) level: usize,
+}
+
+impl<B: Backend> std::fmt::Debug for Decomposition<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Decomposition({} digits, level {})",
+            self.digits.len(),
+            self.level
+        )
+    }
+}
+
+fn check_pair<B: Backend>(a: &Ciphertext<B>, b_level: usize, b_slots: usize) -> Result<()> {
+    if a.level != b_level {
+        return Err(CkksError::LevelMismatch(a.level, b_level));
+    }
+    if a.slots != b_slots {
+        return Err(CkksError::SlotsMismatch(a.slots, b_slots));
+    }
+    Ok(())
+}
+
+fn check_scale(a: f64, b: f64) -> Result<()> {
+    if a != b {
+        return Err(CkksError::ScaleMismatch(a, b));
+    }
+    Ok(())
+}
+
+fn check_degree1<B: Backend>(a: &Ciphertext<B>) -> Result<()> {
+    if a.parts.len() != 2 {
+        return Err(CkksError::DegreeTooHigh(a.degree()));
+    }
+    Ok(())
+}
+
+impl<B: Backend> Evaluator<B> {
+    /// An evaluator over `ctx` with the server's evaluation keys.
+    pub fn new(ctx: &Arc<Context<B>>, keys: Arc<EvaluationKeySet<B>>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            keys,
+        }
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Arc<Context<B>> {
+        &self.ctx
+    }
+
+    /// The evaluation keys.
+    pub fn keys(&self) -> &EvaluationKeySet<B> {
+        &self.keys
+    }
+
+    fn be(&self) -> &B {
+        self.ctx.backend()
+    }
+
+    /// Residues of the integer `v` (any size, finite, integer-valued) modulo `q_0 … q_ℓ`.
+    fn int_residues(&self, v: f64, level: usize) -> Result<Vec<u64>> {
+        if !v.is_finite() {
+            return Err(CkksError::InvalidValue(format!("constant {v}")));
+        }
+        let limit = (self.ctx.params().log_q_at(level) - 1.0).exp2();
+        if v.abs() >= limit {
+            return Err(CkksError::InvalidValue(format!(
+                "scaled constant {v:e} is not below Q_ℓ/2 = 2^{:.1}",
+                limit.log2()
+            )));
+        }
+        let ring = self.ctx.params().ring();
+        Ok((0..=level)
+            .map(|i| crate::encoding::f64_int_mod(v, ring.modulus(i)))
+            .collect())
+    }
+
+    // ----- additive ---------------------------------------------------------------------
+
+    /// `a + b` (same level, scale and slot count; the degree is the larger one).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelMismatch`], [`CkksError::ScaleMismatch`],
+    /// [`CkksError::SlotsMismatch`].
+    pub fn add(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// `a ← a + b`; see [`Self::add`].
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn add_assign(&self, a: &mut Ciphertext<B>, b: &Ciphertext<B>) -> Result<()> {
+        check_pair(a, b.level, b.slots)?;
+        check_scale(a.scale, b.scale)?;
+        let be = self.be();
+        for (i, bp) in b.parts.iter().enumerate() {
+            if i < a.parts.len() {
+                be.add_assign(&mut a.parts[i], bp)?;
+            } else {
+                a.parts.push(bp.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// `a − b`; see [`Self::add`].
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn sub(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let mut out = a.clone();
+        self.sub_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// `a ← a − b`; see [`Self::add`].
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn sub_assign(&self, a: &mut Ciphertext<B>, b: &Ciphertext<B>) -> Result<()> {
+        check_pair(a, b.level, b.slots)?;
+        check_scale(a.scale, b.scale)?;
+        let be = self.be();
+        for (i, bp) in b.parts.iter().enumerate() {
+            if i < a.parts.len() {
+                be.sub_assign(&mut a.parts[i], bp)?;
+            } else {
+                let mut t = bp.clone();
+                be.neg_assign(&mut t)?;
+                a.parts.push(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// `−a`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn neg(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let mut out = a.clone();
+        for p in &mut out.parts {
+            self.be().neg_assign(p)?;
+        }
+        Ok(out)
+    }
+
+    /// `a + pt`. The plaintext must have the ciphertext's scale and slot count and a
+    /// level `≥` the ciphertext's (its extra limbs are dropped).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`], [`CkksError::ScaleMismatch`],
+    /// [`CkksError::SlotsMismatch`].
+    pub fn add_plain(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<Ciphertext<B>> {
+        let m = self.plain_at(a, pt)?;
+        check_scale(a.scale, pt.scale)?;
+        let mut out = a.clone();
+        self.be().add_assign(&mut out.parts[0], &m)?;
+        Ok(out)
+    }
+
+    /// `a − pt`; see [`Self::add_plain`].
+    ///
+    /// # Errors
+    /// As [`Self::add_plain`].
+    pub fn sub_plain(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<Ciphertext<B>> {
+        let m = self.plain_at(a, pt)?;
+        check_scale(a.scale, pt.scale)?;
+        let mut out = a.clone();
+        self.be().sub_assign(&mut out.parts[0], &m)?;
+        Ok(out)
+    }
+
+    /// The plaintext polynomial restricted to the ciphertext's level.
+    fn plain_at(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<B::Poly> {
+        if pt.slots != a.slots {
+            return Err(CkksError::SlotsMismatch(a.slots, pt.slots));
+        }
+        if pt.level < a.level {
+            return Err(CkksError::LevelTooLow {
+                needed: a.level,
+                level: pt.level,
+            });
+        }
+        if pt.level == a.level {
+            Ok(pt.poly.clone())
+        } else {
+            Ok(self
+                .be()
+                .select_limbs(&pt.poly, &self.ctx.params().q_basis(a.level))?)
+        }
+    }
+
+    /// `a + c` for a complex constant `c` in every slot (no level consumed, scale kept).
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for a non-finite or too large constant.
+    pub fn add_const_complex(&self, a: &Ciphertext<B>, c: Complex64) -> Result<Ciphertext<B>> {
+        let mut out = a.clone();
+        let re = self.int_residues((c.re * a.scale).round(), a.level)?;
+        self.be().scalar_add_assign(&mut out.parts[0], &re)?;
+        if c.im != 0.0 {
+            let im = self.int_residues((c.im * a.scale).round(), a.level)?;
+            let mut mono = self.ctx.monomial_half(a.level)?;
+            self.be().scalar_mul_assign(&mut mono, &im)?;
+            self.be().add_assign(&mut out.parts[0], &mono)?;
+        }
+        Ok(out)
+    }
+
+    /// `a + c` for a real constant `c` in every slot.
+    ///
+    /// # Errors
+    /// As [`Self::add_const_complex`].
+    pub fn add_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
+        self.add_const_complex(a, Complex64::new(c, 0.0))
+    }
+
+    // ----- multiplicative ---------------------------------------------------------------
+
+    /// `a · pt` (no rescale): level of `a` (the plaintext's extra limbs are dropped),
+    /// scale `a.scale · pt.scale`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`], [`CkksError::SlotsMismatch`].
+    pub fn mul_plain(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<Ciphertext<B>> {
+        let m = self.plain_at(a, pt)?;
+        let mut out = a.clone();
+        for p in &mut out.parts {
+            self.be().mul_assign(p, &m)?;
+        }
+        out.scale = a.scale * pt.scale;
+        Ok(out)
+    }
+
+    /// `a · c` for a complex constant, the constant encoded as the integer
+    /// `round(c·const_scale)` (no rescale; scale `a.scale · const_scale`). Multiplying
+    /// by `i` costs one extra monomial product.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for a non-finite or too large scaled constant.
+    pub fn mul_const_complex_with_scale(
+        &self,
+        a: &Ciphertext<B>,
+        c: Complex64,
+        const_scale: f64,
+    ) -> Result<Ciphertext<B>> {
+        let be = self.be();
+        let re = self.int_residues((c.re * const_scale).round(), a.level)?;
+        let im = if c.im != 0.0 {
+            Some(self.int_residues((c.im * const_scale).round(), a.level)?)
+        } else {
+            None
+        };
+        let mut out = a.clone();
+        let mono = match im {
+            Some(_) => Some(self.ctx.monomial_half(a.level)?),
+            None => None,
+        };
+        for p in &mut out.parts {
+            if let (Some(im), Some(mono)) = (&im, &mono) {
+                let mut t = p.clone();
+                be.scalar_mul_assign(&mut t, im)?;
+                be.mul_assign(&mut t, mono)?;
+                be.scalar_mul_assign(p, &re)?;
+                be.add_assign(p, &t)?;
+            } else {
+                be.scalar_mul_assign(p, &re)?;
+            }
+        }
+        out.scale = a.scale * const_scale;
+        Ok(out)
+    }
+
+    /// `a · c` for a real constant at the canonical scale of `a`'s level (no rescale):
+    /// after [`Self::rescale`] a ciphertext at `Δ_ℓ` lands at `Δ_{ℓ−1}`.
+    ///
+    /// # Errors
+    /// As [`Self::mul_const_complex_with_scale`].
+    pub fn mul_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
+        let s = self.ctx.params().scale_at(a.level)?;
+        self.mul_const_complex_with_scale(a, Complex64::new(c, 0.0), s)
+    }
+
+    /// `a · c` for a complex constant at the canonical scale of `a`'s level.
+    ///
+    /// # Errors
+    /// As [`Self::mul_const_complex_with_scale`].
+    pub fn mul_const_complex(&self, a: &Ciphertext<B>, c: Complex64) -> Result<Ciphertext<B>> {
+        let s = self.ctx.params().scale_at(a.level)?;
+        self.mul_const_complex_with_scale(a, c, s)
+    }
+
+    /// `a · k` for an integer `k` (exact, no scale change, no level consumed).
+    ///
+    /// # Errors
+    /// As [`Self::mul_const_complex_with_scale`].
+    pub fn mul_integer(&self, a: &Ciphertext<B>, k: i64) -> Result<Ciphertext<B>> {
+        let mut out = self.mul_const_complex_with_scale(a, Complex64::new(k as f64, 0.0), 1.0)?;
+        out.scale = a.scale;
+        Ok(out)
+    }
+
+    /// `i · a`: multiplication by the monomial `X^{N/2}` (exact, no level consumed).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn mul_by_i(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let mono = self.ctx.monomial_half(a.level)?;
+        let mut out = a.clone();
+        for p in &mut out.parts {
+            self.be().mul_assign(p, &mono)?;
+        }
+        Ok(out)
+    }
+
+    /// `a · b` without relinearization: a degree-2 ciphertext `(a_0 b_0, a_0 b_1 + a_1 b_0,
+    /// a_1 b_1)`, scale `a.scale · b.scale`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelMismatch`], [`CkksError::SlotsMismatch`],
+    /// [`CkksError::DegreeTooHigh`].
+    pub fn mul(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("mul", level = a.level).entered();
+        check_pair(a, b.level, b.slots)?;
+        check_degree1(a)?;
+        check_degree1(b)?;
+        let be = self.be();
+        let mut d0 = a.parts[0].clone();
+        be.mul_assign(&mut d0, &b.parts[0])?;
+        let mut d1 = a.parts[0].clone();
+        be.mul_assign(&mut d1, &b.parts[1])?;
+        be.mul_add_assign(&mut d1, &a.parts[1], &b.parts[0])?;
+        let mut d2 = a.parts[1].clone();
+        be.mul_assign(&mut d2, &b.parts[1])?;
+        Ok(Ciphertext {
+            parts: vec![d0, d1, d2],
+            level: a.level,
+            scale: a.scale * b.scale,
+            slots: a.slots,
+        })
+    }
+
+    /// Relinearizes a degree-2 ciphertext to degree 1 (key switching of `c_2` from `s²`).
+    /// A degree-1 input is returned unchanged.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingRelinearizationKey`].
+    pub fn relinearize(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("relinearize", level = a.level).entered();
+        match a.parts.len() {
+            2 => Ok(a.clone()),
+            3 => {
+                let key = &self.keys.relinearization_key()?.0;
+                let [k0, k1] = self.key_switch(&a.parts[2], a.level, key)?;
+                let mut out = Ciphertext {
+                    parts: vec![a.parts[0].clone(), a.parts[1].clone()],
+                    level: a.level,
+                    scale: a.scale,
+                    slots: a.slots,
+                };
+                self.be().add_assign(&mut out.parts[0], &k0)?;
+                self.be().add_assign(&mut out.parts[1], &k1)?;
+                Ok(out)
+            }
+            d => Err(CkksError::DegreeTooHigh(d - 1)),
+        }
+    }
+
+    /// `a · b` followed by relinearization.
+    ///
+    /// # Errors
+    /// As [`Self::mul`] and [`Self::relinearize`].
+    pub fn mul_relin(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        self.relinearize(&self.mul(a, b)?)
+    }
+
+    /// `a · b`, relinearized and rescaled: level `ℓ − 1`, scale `a.scale·b.scale/q_ℓ`.
+    ///
+    /// # Errors
+    /// As [`Self::mul_relin`] and [`Self::rescale`].
+    pub fn mul_relin_rescale(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        self.rescale(&self.mul_relin(a, b)?)
+    }
+
+    /// Rescale: divides every part by `q_ℓ` with rounding; level `ℓ − 1`, scale
+    /// `scale/q_ℓ`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] at level 0.
+    pub fn rescale(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("rescale", level = a.level).entered();
+        if a.level == 0 {
+            return Err(CkksError::LevelTooLow {
+                needed: 1,
+                level: 0,
+            });
+        }
+        let mut out = a.clone();
+        for p in &mut out.parts {
+            self.be().rescale(p)?;
+        }
+        out.level -= 1;
+        out.scale = a.scale / self.ctx.params().q()[a.level] as f64;
+        Ok(out)
+    }
+
+    /// Drops `a` to `level` (limbs discarded; the scale is kept).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] if `level > a.level`.
+    pub fn drop_level(&self, a: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        if level > a.level {
+            return Err(CkksError::LevelTooLow {
+                needed: level,
+                level: a.level,
+            });
+        }
+        let basis = self.ctx.params().q_basis(level);
+        let parts = a
+            .parts
+            .iter()
+            .map(|p| self.be().select_limbs(p, &basis))
+            .collect::<he_math::Result<Vec<_>>>()?;
+        Ok(Ciphertext {
+            parts,
+            level,
+            scale: a.scale,
+            slots: a.slots,
+        })
+    }
+
+    /// Brings `a` to `level < a.level` with scale exactly `scale` (typically the
+    /// canonical [`crate::Parameters::scale_at`]`(level)`): drops to `level + 1`,
+    /// multiplies by the integer `c = round(scale·q_{level+1}/a.scale)` and rescales. The
+    /// rounding of `c` is a relative error `≤ 1/(2c)` on the message (about 2^-43 for
+    /// canonical scales and 42-bit primes), below the encryption noise.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] unless `level < a.level`; [`CkksError::InvalidValue`]
+    /// if `c` would be below 2^20 (too coarse) or does not fit.
+    pub fn adjust(&self, a: &Ciphertext<B>, level: usize, scale: f64) -> Result<Ciphertext<B>> {
+        if level >= a.level {
+            return Err(CkksError::LevelTooLow {
+                needed: level + 1,
+                level: a.level,
+            });
+        }
+        let d = self.drop_level(a, level + 1)?;
+        let c = (scale * self.ctx.params().q()[level + 1] as f64 / a.scale).round();
+        if !(c >= (1u64 << 20) as f64) {
+            return Err(CkksError::InvalidValue(format!(
+                "scale adjustment constant {c:e} is too coarse (scale ratio too small)"
+            )));
+        }
+        let mut m = self.mul_const_complex_with_scale(&d, Complex64::new(c, 0.0), 1.0)?;
+        m.scale = d.scale;
+        let mut out = self.rescale(&m)?;
+        out.scale = scale;
+        Ok(out)
+    }
+
+    // ----- key switching ----------------------------------------------------------------
+
+    /// Decomposes `c` (NTT form over `q_0 … q_level`): ModUp of each digit to
+    /// `Q_ℓ ∪ P`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn decompose(&self, c: &B::Poly, level: usize) -> Result<Decomposition<B>> {
+        let _span = tracing::trace_span!("decompose", level).entered();
+        let params = self.ctx.params();
+        let p = params.p_basis();
+        let digits = (0..params.digits_at(level))
+            .map(|j| self.be().mod_up(c, &params.digit_basis(j, level), &p))
+            .collect::<he_math::Result<Vec<_>>>()?;
+        Ok(Decomposition { digits, level })
+    }
+
+    /// Inner product of decomposed digits with a switching key, then ModDown by `P`.
+    fn key_switch_decomposed(
+        &self,
+        digits: &[B::Poly],
+        key: &SwitchingKey<B>,
+    ) -> Result<[B::Poly; 2]> {
+        if digits.len() > key.digits.len() {
+            return Err(CkksError::ParameterMismatch(format!(
+                "switching key has {} digits, {} needed",
+                key.digits.len(),
+                digits.len()
+            )));
+        }
+        let be = self.be();
+        let [u0, u1] = be.key_switch_inner_product(digits, &key.digits[..digits.len()])?;
+        let p = self.ctx.params().p_basis();
+        Ok([be.mod_down(&u0, &p)?, be.mod_down(&u1, &p)?])
+    }
+
+    /// Key switching of `c` (NTT form at `level`) with `key`: `(d_0, d_1)` with
+    /// `d_0 + d_1·s ≈ c·s'`.
+    fn key_switch(
+        &self,
+        c: &B::Poly,
+        level: usize,
+        key: &SwitchingKey<B>,
+    ) -> Result<[B::Poly; 2]> {
+        let _span = tracing::trace_span!("key_switch", level).entered();
+        let dec = self.decompose(c, level)?;
+        self.key_switch_decomposed(&dec.digits, key)
+    }
+
+    /// Applies the Galois automorphism `element` to `a` (key switching back to `s`).
+    ///
+    /// # Errors
+    /// [`CkksError::MissingGaloisKey`], [`CkksError::DegreeTooHigh`].
+    pub fn automorphism(
+        &self,
+        a: &Ciphertext<B>,
+        element: usize,
+        rotation: Option<i64>,
+    ) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("automorphism", element, level = a.level).entered();
+        check_degree1(a)?;
+        if element == 1 {
+            return Ok(a.clone());
+        }
+        let key = &self.keys.galois_key(element, rotation)?.key;
+        let be = self.be();
+        let mut c1 = a.parts[1].clone();
+        be.automorphism(&a.parts[1], element, &mut c1)?;
+        let [k0, k1] = self.key_switch(&c1, a.level, key)?;
+        let mut c0 = a.parts[0].clone();
+        be.automorphism(&a.parts[0], element, &mut c0)?;
+        be.add_assign(&mut c0, &k0)?;
+        Ok(Ciphertext {
+            parts: vec![c0, k1],
+            level: a.level,
+            scale: a.scale,
+            slots: a.slots,
+        })
+    }
+
+    /// Rotates the slots left by `k` (negative: right): slot `j` of the result is slot
+    /// `j + k mod slots` of `a`.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingGaloisKey`] if no key for `5^k mod 2N` was generated.
+    pub fn rotate(&self, a: &Ciphertext<B>, k: i64) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("rotate", k, level = a.level).entered();
+        let n = self.ctx.params().n();
+        if k.rem_euclid(a.slots as i64) == 0 {
+            return Ok(a.clone());
+        }
+        self.automorphism(a, galois::galois_element_for_rotation(k, n), Some(k))
+    }
+
+    /// Complex conjugation of every slot.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingGaloisKey`] without the conjugation key.
+    pub fn conjugate(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("conjugate", level = a.level).entered();
+        let n = self.ctx.params().n();
+        self.automorphism(a, galois::galois_element_conjugation(n), None)
+    }
+
+    /// Hoisted rotations: the rotations of `a` by each `k` in `rotations`, sharing one
+    /// decomposition of `c_1` (one INTT + ModUp instead of one per rotation). Results are
+    /// identical to [`Self::rotate`]'s up to the key-switching noise.
+    ///
+    /// # Errors
+    /// As [`Self::rotate`].
+    pub fn rotate_hoisted(&self, a: &Ciphertext<B>, rotations: &[i64]) -> Result<Vec<Ciphertext<B>>> {
+        let _span =
+            tracing::trace_span!("rotate_hoisted", count = rotations.len(), level = a.level)
+                .entered();
+        check_degree1(a)?;
+        let n = self.ctx.params().n();
+        let be = self.be();
+        // Look up every key first so a missing key fails before any work.
+        let mut elements = Vec::with_capacity(rotations.len());
+        for &k in rotations {
+            let e = if k.rem_euclid(a.slots as i64) == 0 {
+                1
+            } else {
+                galois::galois_element_for_rotation(k, n)
+            };
+            if e != 1 {
+                self.keys.galois_key(e, Some(k))?;
+            }
+            elements.push(e);
+        }
+        if elements.iter().all(|&e| e == 1) {
+            return Ok(vec![a.clone(); rotations.len()]);
+        }
+        let dec = self.decompose(&a.parts[1], a.level)?;
+        let mut rotated_digits = dec.digits.clone();
+        let mut out = Vec::with_capacity(rotations.len());
+        for (&e, &k) in elements.iter().zip(rotations) {
+            if e == 1 {
+                out.push(a.clone());
+                continue;
+            }
+            let key = &self.keys.galois_key(e, Some(k))?.key;
+            for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
+                be.automorphism(d, e, r)?;
+            }
+            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key)?;
+            let mut c0 = a.parts[0].clone();
+            be.automorphism(&a.parts[0], e, &mut c0)?;
+            be.add_assign(&mut c0, &k0)?;
+            out.push(Ciphertext {
+                parts: vec![c0, k1],
+                level: a.level,
+                scale: a.scale,
+                slots: a.slots,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rotate-and-sum: `Σ_{i < count} rotate(a, i·step)` for a power-of-two `count`, in
+    /// `log2(count)` rotations (by `step, 2·step, 4·step, …`, all of whose keys are
+    /// needed). With `step = 1, count = slots` every slot ends up holding the sum of all
+    /// slots.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] unless `count` is a power of two;
+    /// [`CkksError::MissingGaloisKey`].
+    pub fn rotate_and_sum(&self, a: &Ciphertext<B>, count: usize, step: i64) -> Result<Ciphertext<B>> {
+        if !count.is_power_of_two() {
+            return Err(CkksError::InvalidValue(format!(
+                "rotate-and-sum count {count} is not a power of two"
+            )));
+        }
+        let mut acc = a.clone();
+        let mut shift = step;
+        let mut c = 1;
+        while c < count {
+            let r = self.rotate(&acc, shift)?;
+            self.add_assign(&mut acc, &r)?;
+            shift *= 2;
+            c *= 2;
+        }
+        Ok(acc)
+    }
+}

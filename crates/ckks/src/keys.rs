@@ -1,0 +1,419 @@
+//! Key material and its generation, split by who holds it:
+//!
+//! - the **client** keeps the [`SecretKey`] (zeroized on drop, never printed) and uses it
+//!   to encrypt and decrypt;
+//! - the **server** gets an [`EvaluationKeySet`] (relinearization key and the Galois keys
+//!   asked for) and optionally the [`PublicKey`]; none of these can decrypt, and the
+//!   [`crate::Evaluator`] is built from them alone.
+//!
+//! Switching keys follow hybrid key switching (Han–Ki, CT-RSA 2020, §3; Lattigo
+//! `rlwe/keygenerator.go`): for digit `j` (primes `D_j` of `Q`) the key is
+//! `(b_j, a_j)` over `QP` with `b_j = −a_j·s + e_j + P·Q̂_j·s'`, where
+//! `Q̂_j = (Q/D_j)·[(Q/D_j)^{-1}]_{D_j}` and `s'` is the key switched from (`s²` for
+//! relinearization, `σ_k(s)` for the Galois element `k`). `P·Q̂_j` is `P mod q_i` on the
+//! primes of `D_j` and `0` on every other prime of `Q` and on `P`, so no big integer is
+//! needed. The uniform parts `a_j` are expanded from a public 32-byte seed, which allows a
+//! compact serialized form.
+
+use crate::context::Context;
+use crate::error::{CkksError, Result};
+use crate::params::SecretDistribution;
+use he_math::galois;
+use he_math::{Backend, Csprng, Representation, RnsPoly};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroize;
+
+/// Samples a polynomial over `basis`, NTT form, with every residue uniform (uniform in
+/// the NTT domain is uniform in the coefficient domain).
+pub(crate) fn sample_uniform<B: Backend>(
+    ctx: &Context<B>,
+    rng: &mut Csprng,
+    basis: &[usize],
+) -> Result<B::Poly> {
+    let ring = ctx.params().ring();
+    let mut p = RnsPoly::zero(ring.n(), basis, Representation::Ntt);
+    for (j, &bi) in basis.iter().enumerate() {
+        rng.uniform_mod(ring.modulus(bi), p.limb_mut(j));
+    }
+    Ok(ctx.backend().upload(&p)?)
+}
+
+/// Samples the discrete Gaussian error over `basis`, NTT form.
+pub(crate) fn sample_gaussian<B: Backend>(
+    ctx: &Context<B>,
+    rng: &mut Csprng,
+    basis: &[usize],
+) -> Result<B::Poly> {
+    let ring = ctx.params().ring();
+    let e = rng.gaussian(ring.n(), ctx.params().literal().sigma)?;
+    let host = RnsPoly::from_signed(ring, basis, &e)?;
+    let mut p = ctx.backend().upload(&host)?;
+    ctx.backend().forward_ntt(&mut p)?;
+    Ok(p)
+}
+
+/// Samples a uniform ternary polynomial over `basis`, NTT form (the ephemeral `u` of
+/// public-key encryption). The host copies are zeroized.
+pub(crate) fn sample_ternary<B: Backend>(
+    ctx: &Context<B>,
+    rng: &mut Csprng,
+    basis: &[usize],
+    dist: SecretDistribution,
+) -> Result<B::Poly> {
+    let ring = ctx.params().ring();
+    let coeffs = match dist {
+        SecretDistribution::UniformTernary => rng.ternary_uniform(ring.n()),
+        SecretDistribution::SparseTernary { hamming_weight } => {
+            rng.ternary_hamming(ring.n(), hamming_weight)?
+        }
+    };
+    let mut host = RnsPoly::from_signed(ring, basis, &coeffs)?;
+    let up = ctx.backend().upload(&host);
+    host.data_mut().zeroize();
+    let mut p = up?;
+    ctx.backend().forward_ntt(&mut p)?;
+    Ok(p)
+}
+
+/// The client's secret key `s` (ternary, per the parameters' distribution), held in NTT
+/// form over `QP`. Zeroized on drop; its `Debug` output shows nothing of it; not `Clone`.
+pub struct SecretKey<B: Backend> {
+    pub(crate) ctx: Arc<Context<B>>,
+    pub(crate) s: B::Poly,
+}
+
+impl<B: Backend> Drop for SecretKey<B> {
+    fn drop(&mut self) {
+        self.ctx.backend().zeroize(&mut self.s);
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for SecretKey<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl<B: Backend> SecretKey<B> {
+    /// The context the key belongs to.
+    pub fn context(&self) -> &Arc<Context<B>> {
+        &self.ctx
+    }
+
+    /// `s` restricted to `basis`.
+    pub(crate) fn restricted(&self, basis: &[usize]) -> Result<B::Poly> {
+        Ok(self.ctx.backend().select_limbs(&self.s, basis)?)
+    }
+}
+
+/// Public encryption key `(b, a) = (−a·s + e, a)` over `q_0 … q_L`, NTT form.
+pub struct PublicKey<B: Backend> {
+    pub(crate) ctx: Arc<Context<B>>,
+    pub(crate) b: B::Poly,
+    pub(crate) a: B::Poly,
+}
+
+impl<B: Backend> std::fmt::Debug for PublicKey<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublicKey")
+    }
+}
+
+impl<B: Backend> PublicKey<B> {
+    /// The context the key belongs to.
+    pub fn context(&self) -> &Arc<Context<B>> {
+        &self.ctx
+    }
+}
+
+/// A hybrid key-switching key: one `(b_j, a_j)` pair per digit, over `QP`, NTT form
+/// (see the module docs). `seed` is the public seed the `a_j` were expanded from.
+pub struct SwitchingKey<B: Backend> {
+    pub(crate) digits: Vec<[B::Poly; 2]>,
+    pub(crate) seed: [u8; 32],
+}
+
+impl<B: Backend> std::fmt::Debug for SwitchingKey<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SwitchingKey({} digits)", self.digits.len())
+    }
+}
+
+impl<B: Backend> SwitchingKey<B> {
+    /// Number of digits (`⌈(L+1)/α⌉`).
+    pub fn num_digits(&self) -> usize {
+        self.digits.len()
+    }
+}
+
+/// Relinearization key: switches `s²` to `s`.
+#[derive(Debug)]
+pub struct RelinearizationKey<B: Backend>(pub(crate) SwitchingKey<B>);
+
+/// Galois key for the automorphism `X ↦ X^k`: switches `σ_k(s)` to `s`.
+#[derive(Debug)]
+pub struct GaloisKey<B: Backend> {
+    pub(crate) element: usize,
+    pub(crate) key: SwitchingKey<B>,
+}
+
+impl<B: Backend> GaloisKey<B> {
+    /// The Galois element `k` (odd, `< 2N`).
+    pub fn element(&self) -> usize {
+        self.element
+    }
+}
+
+/// What evaluation keys to generate: only what is asked for is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvaluationKeyRequest {
+    /// Generate the relinearization key.
+    pub relinearization: bool,
+    /// Slot rotations (left by `k`, negative = right) to make Galois keys for.
+    pub rotations: Vec<i64>,
+    /// Generate the conjugation key.
+    pub conjugation: bool,
+}
+
+/// The server's key material: evaluation keys only (no secret, cannot decrypt).
+#[derive(Debug)]
+pub struct EvaluationKeySet<B: Backend> {
+    pub(crate) relin: Option<RelinearizationKey<B>>,
+    pub(crate) galois: BTreeMap<usize, GaloisKey<B>>,
+}
+
+impl<B: Backend> Default for EvaluationKeySet<B> {
+    fn default() -> Self {
+        Self {
+            relin: None,
+            galois: BTreeMap::new(),
+        }
+    }
+}
+
+impl<B: Backend> EvaluationKeySet<B> {
+    /// Whether the relinearization key is present.
+    pub fn has_relinearization_key(&self) -> bool {
+        self.relin.is_some()
+    }
+
+    /// The Galois elements with a key, increasing.
+    pub fn galois_elements(&self) -> Vec<usize> {
+        self.galois.keys().copied().collect()
+    }
+
+    /// Adds (or replaces) a Galois key.
+    pub fn insert_galois_key(&mut self, key: GaloisKey<B>) {
+        self.galois.insert(key.element, key);
+    }
+
+    /// Sets the relinearization key.
+    pub fn set_relinearization_key(&mut self, key: RelinearizationKey<B>) {
+        self.relin = Some(key);
+    }
+
+    /// The relinearization key.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingRelinearizationKey`].
+    pub fn relinearization_key(&self) -> Result<&RelinearizationKey<B>> {
+        self.relin
+            .as_ref()
+            .ok_or(CkksError::MissingRelinearizationKey)
+    }
+
+    /// The Galois key for `element`.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingGaloisKey`].
+    pub fn galois_key(&self, element: usize, rotation: Option<i64>) -> Result<&GaloisKey<B>> {
+        self.galois
+            .get(&element)
+            .ok_or(CkksError::MissingGaloisKey { element, rotation })
+    }
+}
+
+/// Generates keys from a CSPRNG (ChaCha20 seeded from the OS).
+pub struct KeyGenerator<B: Backend> {
+    ctx: Arc<Context<B>>,
+    rng: Csprng,
+}
+
+impl<B: Backend> std::fmt::Debug for KeyGenerator<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyGenerator")
+    }
+}
+
+impl<B: Backend> KeyGenerator<B> {
+    /// A key generator drawing from the operating system's entropy.
+    pub fn new(ctx: &Arc<Context<B>>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            rng: Csprng::from_entropy(),
+        }
+    }
+
+    /// A key generator over a caller-provided CSPRNG (e.g. seeded, for reproducible
+    /// tests; never use a fixed seed for real keys).
+    pub fn with_rng(ctx: &Arc<Context<B>>, rng: Csprng) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            rng,
+        }
+    }
+
+    /// A fresh secret key.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn gen_secret_key(&mut self) -> Result<SecretKey<B>> {
+        let _span = tracing::debug_span!("gen_secret_key").entered();
+        let params = self.ctx.params();
+        let s = sample_ternary(
+            &self.ctx,
+            &mut self.rng,
+            &params.qp_basis(),
+            params.literal().secret,
+        )?;
+        Ok(SecretKey {
+            ctx: self.ctx.clone(),
+            s,
+        })
+    }
+
+    /// The public key of `sk`, over `q_0 … q_L`.
+    ///
+    /// # Errors
+    /// [`CkksError::ParameterMismatch`] for a key of another context; backend errors.
+    pub fn gen_public_key(&mut self, sk: &SecretKey<B>) -> Result<PublicKey<B>> {
+        let _span = tracing::debug_span!("gen_public_key").entered();
+        self.check(sk)?;
+        let be = self.ctx.backend();
+        let basis = self.ctx.params().q_basis(self.ctx.params().max_level());
+        let a = sample_uniform(&self.ctx, &mut self.rng, &basis)?;
+        let mut b = sample_gaussian(&self.ctx, &mut self.rng, &basis)?;
+        let mut t = a.clone();
+        be.mul_assign(&mut t, &sk.restricted(&basis)?)?;
+        be.sub_assign(&mut b, &t)?;
+        Ok(PublicKey {
+            ctx: self.ctx.clone(),
+            b,
+            a,
+        })
+    }
+
+    fn check(&self, sk: &SecretKey<B>) -> Result<()> {
+        if !Arc::ptr_eq(&sk.ctx, &self.ctx) {
+            return Err(CkksError::ParameterMismatch(
+                "the secret key belongs to another context".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A switching key from `s_in` (NTT form over `QP`) to the secret `sk`.
+    fn gen_switching_key(&mut self, sk: &SecretKey<B>, s_in: &B::Poly) -> Result<SwitchingKey<B>> {
+        let params = self.ctx.params().clone();
+        let be = self.ctx.backend();
+        let qp = params.qp_basis();
+        let ring = params.ring();
+        let seed = self.rng.seed_bytes();
+        let mut a_rng = Csprng::from_seed(seed);
+        let p_mod: Vec<u64> = qp
+            .iter()
+            .map(|&i| {
+                let m = ring.modulus(i);
+                params.p().iter().fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
+            })
+            .collect();
+        let num_digits = params.digits_at(params.max_level());
+        let mut digits = Vec::with_capacity(num_digits);
+        for j in 0..num_digits {
+            let a = sample_uniform(&self.ctx, &mut a_rng, &qp)?;
+            let mut b = sample_gaussian(&self.ctx, &mut self.rng, &qp)?;
+            let mut t = a.clone();
+            be.mul_assign(&mut t, &sk.s)?;
+            be.sub_assign(&mut b, &t)?;
+            let digit = params.digit_basis(j, params.max_level());
+            let gadget: Vec<u64> = qp
+                .iter()
+                .map(|i| if digit.contains(i) { p_mod[*i] } else { 0 })
+                .collect();
+            let mut g = s_in.clone();
+            be.scalar_mul_assign(&mut g, &gadget)?;
+            be.add_assign(&mut b, &g)?;
+            be.zeroize(&mut g);
+            digits.push([b, a]);
+        }
+        Ok(SwitchingKey { digits, seed })
+    }
+
+    /// The relinearization key of `sk` (switches `s²` to `s`).
+    ///
+    /// # Errors
+    /// As [`Self::gen_public_key`].
+    pub fn gen_relinearization_key(&mut self, sk: &SecretKey<B>) -> Result<RelinearizationKey<B>> {
+        let _span = tracing::debug_span!("gen_relinearization_key").entered();
+        self.check(sk)?;
+        let ctx = self.ctx.clone();
+        let be = ctx.backend();
+        let mut s2 = sk.s.clone();
+        be.mul_assign(&mut s2, &sk.s)?;
+        let key = self.gen_switching_key(sk, &s2);
+        be.zeroize(&mut s2);
+        Ok(RelinearizationKey(key?))
+    }
+
+    /// The Galois key of `sk` for the element `k` (switches `σ_k(s)` to `s`).
+    ///
+    /// # Errors
+    /// [`he_math::MathError::InvalidGaloisElement`] unless `k` is odd and `< 2N`; as
+    /// [`Self::gen_public_key`].
+    pub fn gen_galois_key(&mut self, sk: &SecretKey<B>, element: usize) -> Result<GaloisKey<B>> {
+        let _span = tracing::debug_span!("gen_galois_key", element).entered();
+        self.check(sk)?;
+        galois::check_galois_element(element, self.ctx.params().n())?;
+        let ctx = self.ctx.clone();
+        let be = ctx.backend();
+        let mut sk_rot = sk.s.clone();
+        be.automorphism(&sk.s, element, &mut sk_rot)?;
+        let key = self.gen_switching_key(sk, &sk_rot);
+        be.zeroize(&mut sk_rot);
+        Ok(GaloisKey { element, key: key? })
+    }
+
+    /// The evaluation keys asked for in `request`.
+    ///
+    /// # Errors
+    /// As [`Self::gen_galois_key`].
+    pub fn gen_evaluation_keys(
+        &mut self,
+        sk: &SecretKey<B>,
+        request: &EvaluationKeyRequest,
+    ) -> Result<EvaluationKeySet<B>> {
+        let n = self.ctx.params().n();
+        let mut set = EvaluationKeySet::default();
+        if request.relinearization {
+            set.relin = Some(self.gen_relinearization_key(sk)?);
+        }
+        let mut elements: Vec<usize> = request
+            .rotations
+            .iter()
+            .map(|&r| galois::galois_element_for_rotation(r, n))
+            .collect();
+        if request.conjugation {
+            elements.push(galois::galois_element_conjugation(n));
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        for k in elements {
+            if k != 1 {
+                let key = self.gen_galois_key(sk, k)?;
+                set.insert_galois_key(key);
+            }
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,464 @@
+//! CKKS parameters: a plain serialisable [`ParametersLiteral`] validated into
+//! [`Parameters`] (primes generated, ring context built, canonical scales computed).
+//!
+//! Layout of the RNS moduli table of the ring context (indices used as bases by the
+//! `Backend`): `q_0, q_1, …, q_U` (the *user chain*: base prime then scaling primes),
+//! `q_{U+1}, …, q_L` (primes reserved for bootstrapping, consumed by CoeffsToSlots,
+//! EvalMod and SlotsToCoeffs before a refreshed ciphertext lands at level `U`), then the
+//! special primes `p_0, …, p_{k−1}` of hybrid key switching (Han–Ki, CT-RSA 2020). A
+//! ciphertext at level `ℓ` lives over `q_0 … q_ℓ`.
+//!
+//! Key-switching digits: the `L + 1` primes of `Q` are cut into `dnum` consecutive groups
+//! of `α = ⌈(L+1)/dnum⌉` primes (the last one possibly shorter), as in Lattigo
+//! (`rlwe/params.go`, `BaseRNSDecompositionVectorSize`).
+
+use crate::error::{CkksError, Result};
+use he_math::primes::{Direction, PrimeGenerator};
+use he_math::RingContext;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Distribution of the secret key's coefficients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretDistribution {
+    /// Coefficients uniform in `{−1, 0, 1}` (the HE Standard's assumption).
+    UniformTernary,
+    /// Exactly `hamming_weight` coefficients in `{−1, 1}`, the others zero (sparse secret,
+    /// as HEaaN's FGb preset with `h = 192`; needed for bootstrapping's small `‖I‖`).
+    SparseTernary {
+        /// Number of non-zero coefficients.
+        hamming_weight: usize,
+    },
+}
+
+/// The parameters as a plain literal: what a user writes or stores.
+///
+/// Validated into [`Parameters`] by [`Parameters::new`]. Bit sizes name the prime
+/// sizes; the primes themselves are generated deterministically from them (so a literal
+/// always yields the same primes): scaling primes whose size equals `log_scale` alternate
+/// just below and just above `2^log_scale` (keeping `q_ℓ/Δ` close to 1), every other
+/// prime is the largest unused NTT-friendly prime of its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParametersLiteral {
+    /// `log2 N`, the ring degree (10 ..= 17).
+    pub log_n: u32,
+    /// Bit sizes of the user chain `q_0, q_1, …` (base prime first), 20 ..= 61 bits each.
+    pub log_q: Vec<u32>,
+    /// Bit sizes of the primes reserved for bootstrapping, on top of the user chain
+    /// (empty for a preset without bootstrapping).
+    pub log_q_boot: Vec<u32>,
+    /// Bit sizes of the special primes `P` of hybrid key switching.
+    pub log_p: Vec<u32>,
+    /// Number of key-switching digits (gadget rank), `1 ..= L+1`.
+    pub dnum: usize,
+    /// Secret-key distribution.
+    pub secret: SecretDistribution,
+    /// Standard deviation of the discrete Gaussian error (3.2 in the HE Standard).
+    pub sigma: f64,
+    /// `log2 Δ`: the default scale at the top of the user chain.
+    pub log_scale: u32,
+}
+
+/// Largest `log2(QP)` for 128-bit classical security with a uniform ternary secret and
+/// σ = 3.2, per ring degree, from the HE Standard (Albrecht et al., "Homomorphic
+/// Encryption Standard", 2018, Table 1, as also used by Lattigo and OpenFHE).
+pub fn he_standard_max_log_qp_128(log_n: u32) -> Option<u32> {
+    match log_n {
+        10 => Some(27),
+        11 => Some(54),
+        12 => Some(109),
+        13 => Some(218),
+        14 => Some(438),
+        15 => Some(881),
+        16 => Some(1772),
+        _ => None,
+    }
+}
+
+/// Validated CKKS parameters with their primes and ring context.
+#[derive(Debug)]
+pub struct Parameters {
+    literal: ParametersLiteral,
+    ring: Arc<RingContext>,
+    q: Vec<u64>,
+    p: Vec<u64>,
+    max_user_level: usize,
+    alpha: usize,
+    scales: Vec<f64>,
+}
+
+fn invalid(msg: impl Into<String>) -> CkksError {
+    CkksError::InvalidParameters(msg.into())
+}
+
+impl Parameters {
+    /// Validates a literal, generates its primes and builds the ring context.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidParameters`] with the reason: `log_n` outside 10..=17, an empty
+    /// chain or special basis, a prime size outside 20..=61 bits, `dnum` outside
+    /// `1..=L+1`, `P` smaller than the largest digit (key-switching noise would swamp the
+    /// message), `σ` not in `(0, 2^20]`, a Hamming weight outside `1..=N`, or
+    /// `log_scale` outside `10..log q_0`; [`CkksError::Math`] if not enough primes exist.
+    pub fn new(literal: ParametersLiteral) -> Result<Self> {
+        let l = &literal;
+        if !(10..=17).contains(&l.log_n) {
+            return Err(invalid(format!("log_n = {} is not in 10..=17", l.log_n)));
+        }
+        let n = 1usize << l.log_n;
+        if l.log_q.is_empty() {
+            return Err(invalid("the modulus chain log_q is empty"));
+        }
+        if l.log_p.is_empty() {
+            return Err(invalid(
+                "no special primes: hybrid key switching needs at least one",
+            ));
+        }
+        for &b in l.log_q.iter().chain(&l.log_q_boot).chain(&l.log_p) {
+            if !(20..=61).contains(&b) {
+                return Err(invalid(format!("prime size {b} bits is not in 20..=61")));
+            }
+        }
+        let num_q = l.log_q.len() + l.log_q_boot.len();
+        if l.dnum == 0 || l.dnum > num_q {
+            return Err(invalid(format!(
+                "dnum = {} is not in 1..={num_q} (the number of Q primes)",
+                l.dnum
+            )));
+        }
+        if !(l.sigma > 0.0 && l.sigma <= (1u64 << 20) as f64) {
+            return Err(invalid(format!("sigma = {} is not in (0, 2^20]", l.sigma)));
+        }
+        if let SecretDistribution::SparseTernary { hamming_weight } = l.secret
+            && (hamming_weight == 0 || hamming_weight > n)
+        {
+            return Err(invalid(format!(
+                "Hamming weight {hamming_weight} is not in 1..={n}"
+            )));
+        }
+        if l.log_scale < 10 || l.log_scale >= l.log_q[0] {
+            return Err(invalid(format!(
+                "log_scale = {} must be at least 10 and below log q_0 = {}",
+                l.log_scale, l.log_q[0]
+            )));
+        }
+
+        // Deterministic prime generation, one generator per (size, direction).
+        let mut gens: HashMap<(u32, bool), PrimeGenerator> = HashMap::new();
+        let mut used: Vec<u64> = Vec::new();
+        let mut draw = |bits: u32, alternating: bool| -> Result<u64> {
+            let g = match gens.entry((bits, alternating)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let dir = if alternating {
+                        Direction::Alternating
+                    } else {
+                        Direction::Down
+                    };
+                    v.insert(PrimeGenerator::new(bits, n, dir)?)
+                }
+            };
+            for p in g.by_ref() {
+                if !used.contains(&p) {
+                    used.push(p);
+                    return Ok(p);
+                }
+            }
+            Err(he_math::MathError::NotEnoughPrimes {
+                bits,
+                two_n: 2 * n as u64,
+                wanted: used.len() + 1,
+                found: used.len(),
+            }
+            .into())
+        };
+        let mut q = Vec::with_capacity(num_q);
+        for (i, &b) in l.log_q.iter().enumerate() {
+            q.push(draw(b, i > 0 && b == l.log_scale)?);
+        }
+        for &b in &l.log_q_boot {
+            q.push(draw(b, false)?);
+        }
+        let mut p = Vec::with_capacity(l.log_p.len());
+        for &b in &l.log_p {
+            p.push(draw(b, false)?);
+        }
+
+        let alpha = num_q.div_ceil(l.dnum);
+        let log2 = |v: &[u64]| v.iter().map(|&x| (x as f64).log2()).sum::<f64>();
+        let max_digit = q.chunks(alpha).map(log2).fold(0.0, f64::max);
+        if log2(&p) < max_digit {
+            return Err(invalid(format!(
+                "log2 P = {:.1} is below the largest key-switching digit ({max_digit:.1} bits): \
+                 add special primes or raise dnum",
+                log2(&p)
+            )));
+        }
+
+        let moduli: Vec<u64> = q.iter().chain(&p).copied().collect();
+        let ring = RingContext::new(n, &moduli)?;
+
+        // Canonical scales (OpenFHE FLEXIBLEAUTO style): Δ_U = 2^log_scale and
+        // Δ_{ℓ−1} = Δ_ℓ² / q_ℓ on the user chain, so that the product of two ciphertexts
+        // at their level's canonical scale lands, after rescaling, at the canonical
+        // scale of the level below. Bootstrapping levels carry Δ_U.
+        let max_user_level = l.log_q.len() - 1;
+        let top = (l.log_scale as f64).exp2();
+        let mut scales = vec![top; num_q];
+        for lv in (1..=max_user_level).rev() {
+            scales[lv - 1] = scales[lv] * scales[lv] / q[lv] as f64;
+        }
+        Ok(Self {
+            literal,
+            ring,
+            q,
+            p,
+            max_user_level,
+            alpha,
+            scales,
+        })
+    }
+
+    /// The literal these parameters were built from.
+    pub fn literal(&self) -> &ParametersLiteral {
+        &self.literal
+    }
+
+    /// The ring context: moduli `q_0 … q_L, p_0 … p_{k−1}` (see the module docs).
+    pub fn ring(&self) -> &Arc<RingContext> {
+        &self.ring
+    }
+
+    /// Ring degree N.
+    pub fn n(&self) -> usize {
+        self.ring.n()
+    }
+
+    /// `log2 N`.
+    pub fn log_n(&self) -> u32 {
+        self.literal.log_n
+    }
+
+    /// Maximum number of complex slots, N/2.
+    pub fn max_slots(&self) -> usize {
+        self.n() / 2
+    }
+
+    /// The primes of `Q`, `q_0` first.
+    pub fn q(&self) -> &[u64] {
+        &self.q
+    }
+
+    /// The special primes of `P`.
+    pub fn p(&self) -> &[u64] {
+        &self.p
+    }
+
+    /// `L`: the highest level (number of `Q` primes minus one).
+    pub fn max_level(&self) -> usize {
+        self.q.len() - 1
+    }
+
+    /// `U`: the highest level of the user chain (where a bootstrapped ciphertext lands;
+    /// equal to [`Self::max_level`] without bootstrapping primes).
+    pub fn max_user_level(&self) -> usize {
+        self.max_user_level
+    }
+
+    /// Key-switching digits `dnum`.
+    pub fn dnum(&self) -> usize {
+        self.literal.dnum
+    }
+
+    /// Primes per key-switching digit, `α = ⌈(L+1)/dnum⌉`.
+    pub fn alpha(&self) -> usize {
+        self.alpha
+    }
+
+    /// Number of digits a ciphertext at `level` is decomposed into, `⌈(level+1)/α⌉`.
+    pub fn digits_at(&self, level: usize) -> usize {
+        (level + 1).div_ceil(self.alpha)
+    }
+
+    /// Moduli-table indices of `q_0 … q_level`.
+    pub fn q_basis(&self, level: usize) -> Vec<usize> {
+        (0..=level).collect()
+    }
+
+    /// Moduli-table indices of the special primes.
+    pub fn p_basis(&self) -> Vec<usize> {
+        (self.q.len()..self.q.len() + self.p.len()).collect()
+    }
+
+    /// Moduli-table indices of `q_0 … q_L, p_0 … p_{k−1}` (where keys live).
+    pub fn qp_basis(&self) -> Vec<usize> {
+        (0..self.q.len() + self.p.len()).collect()
+    }
+
+    /// Indices of digit `j` restricted to `q_0 … q_level`.
+    pub fn digit_basis(&self, j: usize, level: usize) -> Vec<usize> {
+        let lo = j * self.alpha;
+        let hi = ((j + 1) * self.alpha).min(level + 1);
+        (lo..hi).collect()
+    }
+
+    /// The canonical scale `Δ_ℓ` of `level` (see [`crate::evaluator`] on scale
+    /// management).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelOutOfRange`] above `L`.
+    pub fn scale_at(&self, level: usize) -> Result<f64> {
+        self.scales
+            .get(level)
+            .copied()
+            .ok_or(CkksError::LevelOutOfRange {
+                level,
+                max: self.max_level(),
+            })
+    }
+
+    /// Default scale `Δ = 2^log_scale`.
+    pub fn default_scale(&self) -> f64 {
+        (self.literal.log_scale as f64).exp2()
+    }
+
+    /// `log2(Q·P)` in bits.
+    pub fn log_qp(&self) -> f64 {
+        self.q
+            .iter()
+            .chain(&self.p)
+            .map(|&x| (x as f64).log2())
+            .sum()
+    }
+
+    /// `log2(Q_ℓ)` in bits.
+    pub fn log_q_at(&self, level: usize) -> f64 {
+        self.q[..=level.min(self.max_level())]
+            .iter()
+            .map(|&x| (x as f64).log2())
+            .sum()
+    }
+
+    /// Whether `log2(QP)` is within the HE Standard's 128-bit bound for this N
+    /// ([`he_standard_max_log_qp_128`]). The bound assumes a uniform ternary secret; for
+    /// a sparse secret see the preset's documentation.
+    pub fn within_he_standard_128(&self) -> bool {
+        he_standard_max_log_qp_128(self.log_n())
+            .is_some_and(|max| self.log_qp() <= max as f64)
+    }
+}
+
+impl PartialEq for Parameters {
+    fn eq(&self, other: &Self) -> bool {
+        self.literal == other.literal
+    }
+}
+
+/// Parameter presets. Each constructor returns the literal; build it with
+/// [`Parameters::new`].
+pub mod presets {
+    use super::{ParametersLiteral, SecretDistribution};
+
+    /// N = 2^16 bootstrappable preset shaped like HEaaN's FGb (the parameters HETAL ran
+    /// on; Lee et al., ICML 2023, §5): base prime 58 bits, twelve ≈42-bit scaling primes
+    /// (Δ = 2^42, user levels 0..=12), twelve 58-bit primes reserved for bootstrapping,
+    /// six 50-bit special primes, dnum 5, sparse ternary secret of Hamming weight 192,
+    /// σ = 3.2. `log2(QP) ≈ 1558`.
+    ///
+    /// Differences from FGb: six 50-bit special primes instead of five 60-bit ones (same
+    /// `log P ≈ 300`, but ≤ 50-bit limbs take the faster IFMA NTT and basis-conversion
+    /// paths).
+    ///
+    /// Security: `log2(QP) = 1558 ≤ 1772`, the HE Standard's 128-bit bound for N = 2^16
+    /// with a uniform ternary secret. The secret here is sparse (h = 192), as in HEaaN's
+    /// FGb, for which CryptoLab states 128-bit security; sparse secrets are more exposed
+    /// to hybrid attacks than the Standard's table assumes, so this rests on that claim
+    /// (as HETAL's own experiments do), not on the Standard's table alone.
+    pub fn n16_logqp1558_fgb_like() -> ParametersLiteral {
+        let mut log_q = vec![58];
+        log_q.extend([42; 12]);
+        ParametersLiteral {
+            log_n: 16,
+            log_q,
+            log_q_boot: vec![58; 12],
+            log_p: vec![50; 6],
+            dnum: 5,
+            secret: SecretDistribution::SparseTernary {
+                hamming_weight: 192,
+            },
+            sigma: 3.2,
+            log_scale: 42,
+        }
+    }
+
+    /// N = 2^15 preset without bootstrapping: base prime 58 bits, thirteen ≈42-bit
+    /// scaling primes (Δ = 2^42, depth 13), five 50-bit special primes, dnum 3, uniform
+    /// ternary secret, σ = 3.2. `log2(QP) ≈ 854 ≤ 881`: 128-bit secure per the HE
+    /// Standard (Table 1, uniform ternary secret).
+    pub fn n15_logqp854_depth13() -> ParametersLiteral {
+        let mut log_q = vec![58];
+        log_q.extend([42; 13]);
+        ParametersLiteral {
+            log_n: 15,
+            log_q,
+            log_q_boot: vec![],
+            log_p: vec![50; 5],
+            dnum: 3,
+            secret: SecretDistribution::UniformTernary,
+            sigma: 3.2,
+            log_scale: 42,
+        }
+    }
+
+    /// INSECURE test preset, N = 2^10: base prime 58 bits, three 42-bit scaling primes, two
+    /// 60-bit special primes, dnum 2. Far above the HE Standard's bound for this N:
+    /// for tests only.
+    pub fn insecure_n10_depth3() -> ParametersLiteral {
+        ParametersLiteral {
+            log_n: 10,
+            log_q: vec![58, 42, 42, 42],
+            log_q_boot: vec![],
+            log_p: vec![60, 60],
+            dnum: 2,
+            secret: SecretDistribution::UniformTernary,
+            sigma: 3.2,
+            log_scale: 42,
+        }
+    }
+
+    /// INSECURE test preset, N = 2^12: base prime 58 bits, six 42-bit scaling primes,
+    /// three 50-bit special primes, dnum 3 (so levels use 1–3 digits), sparse secret
+    /// h = 64. For tests only.
+    pub fn insecure_n12_depth6() -> ParametersLiteral {
+        let mut log_q = vec![58];
+        log_q.extend([42; 6]);
+        ParametersLiteral {
+            log_n: 12,
+            log_q,
+            log_q_boot: vec![],
+            log_p: vec![50; 3],
+            dnum: 3,
+            secret: SecretDistribution::SparseTernary { hamming_weight: 64 },
+            sigma: 3.2,
+            log_scale: 42,
+        }
+    }
+
+    /// INSECURE test preset, N = 2^13: base prime 58 bits, twelve 42-bit scaling primes
+    /// (enough for a depth-10 chain), four 50-bit special primes, dnum 4. For tests only.
+    pub fn insecure_n13_depth12() -> ParametersLiteral {
+        let mut log_q = vec![58];
+        log_q.extend([42; 12]);
+        ParametersLiteral {
+            log_n: 13,
+            log_q,
+            log_q_boot: vec![],
+            log_p: vec![50; 4],
+            dnum: 4,
+            secret: SecretDistribution::UniformTernary,
+            sigma: 3.2,
+            log_scale: 42,
+        }
+    }
+}
