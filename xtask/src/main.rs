@@ -3,10 +3,21 @@
 //! Commands:
 //! - `bench-ntt [--json] [--log-n 16] [--reps 101]`: forward/inverse NTT and pointwise
 //!   product timings for every compiled NTT engine at 42-, 50- and 60-bit primes.
+//! - `bench-ckks [--json] [--preset n16] [--reps 5] [--levels L,U,U/2]`: CKKS operation
+//!   timings and precision (keygen, encrypt, decrypt, add, cmult, mult, rescale, rotate,
+//!   conjugate, hoisted rotations).
 
+mod bench_ckks;
 mod bench_ntt;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc keeps freed polynomial buffers (0.5 MiB per limb at N = 2^16) mapped and
+/// reuses them; glibc's allocator returns such large blocks to the kernel, and the page
+/// faults of re-mapping them cost more than the NTTs of a key switch
+/// (docs/results/ckks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Project automation for the hetal-rs workspace.
 #[derive(Parser)]
@@ -23,12 +34,15 @@ struct Cli {
 enum Command {
     /// Time the negacyclic NTT engines (one limb, N = 2^log_n) and the pointwise product.
     BenchNtt(bench_ntt::Args),
+    /// Time the CKKS operations on a parameter preset and report their precision.
+    BenchCkks(bench_ckks::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BenchNtt(args) => bench_ntt::run(&args),
+        Command::BenchCkks(args) => bench_ckks::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

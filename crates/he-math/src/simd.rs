@@ -142,6 +142,27 @@ pub fn mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
     }
 }
 
+/// `out ← Σ_t a_t · b_t mod q` (a dot product of limbs, e.g. the key-switching inner
+/// product), inputs below `q`, every slice at least `out.len()` long.
+///
+/// # Panics
+/// If `a.len() != b.len()` or a slice is shorter than `out`.
+pub fn dot_assign(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+    assert!(
+        a.len() == b.len() && a.iter().chain(b).all(|x| x.len() >= out.len()),
+        "dot product operands too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        // SAFETY: AVX-512F and IFMA are present, q < 2^50, lengths checked.
+        unsafe { ifma::dot(m, out, a, b) };
+        return;
+    }
+    for (t, o) in out.iter_mut().enumerate() {
+        *o = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
+    }
+}
+
 /// `a ← a · s mod q` for a constant `s < q` (Shoup).
 pub fn scalar_mul_assign(m: &Modulus, a: &mut [u64], s: u64) {
     #[cfg(target_arch = "x86_64")]
@@ -174,9 +195,10 @@ pub fn sub_scalar_mul_assign(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
 /// One output limb of a fast basis conversion: `out[k] = Σ_i y[i·len + k] · row[i] mod c`
 /// with `len = out.len()`, `row[i] < c`, and every `y` value below `y_bound ≤ 2^61`.
 ///
-/// With IFMA, and `c < 2^50` and all `y < 2^52`, the 104-bit products are accumulated
-/// as separate low/high 52-bit sums in vector lanes (exact for up to 2^11 terms) and
-/// reduced once per output with Barrett; otherwise a scalar loop with lazy 128-bit
+/// With IFMA and `c < 2^50`: inputs above 2^52 are split as `y_hi·2^52 + y_lo`; the
+/// 104-bit products of each group of three terms are accumulated as separate low/high
+/// 52-bit sums in vector lanes, reduced in-register as `high·(2^52 mod c) + low` with two
+/// Shoup products, and summed modulo `c`. Otherwise a scalar loop with lazy 128-bit
 /// accumulation.
 pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
     let len = out.len();
@@ -185,9 +207,9 @@ pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out
         "basis conversion input too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if use_ifma(c) && row.len() <= 2048 && y_bound <= (1 << 52) {
-        // SAFETY: AVX-512F and IFMA present, c < 2^50, y < 2^52, lengths checked.
-        unsafe { ifma::convert_limb(c, row, y, out) };
+    if use_ifma(c) && y_bound <= (1 << 61) {
+        // SAFETY: AVX-512F and IFMA present, c < 2^50, y < 2^61, lengths checked.
+        unsafe { ifma::convert_limb(c, row, y, y_bound, out) };
         return;
     }
     for (k, o) in out.iter_mut().enumerate() {
@@ -307,40 +329,129 @@ mod ifma {
     /// AVX-512F and IFMA available, `c < 2^50`, `y < 2^52`, `row.len() ≤ 2^11`,
     /// `y.len() ≥ row.len() · out.len()`.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], out: &mut [u64]) {
+    pub(super) unsafe fn convert_limb(
+        c: &Modulus,
+        row: &[u64],
+        y: &[u64],
+        y_bound: u64,
+        out: &mut [u64],
+    ) {
         let len = out.len();
         let body = len - len % 8;
+        let cv = c.value();
         let zero = _mm512_setzero_si512();
-        let mut lo = [0u64; 8];
-        let mut hi = [0u64; 8];
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let vc = _mm512_set1_epi64(cv as i64);
+        let vc2 = _mm512_set1_epi64(2 * cv as i64);
+        // 2^52 mod c and the Shoup companions (w·2^52/c) of 2^52 mod c and of 1.
+        let r52 = ((1u128 << 52) % cv as u128) as u64;
+        let vr = _mm512_set1_epi64(r52 as i64);
+        let vr_sh = _mm512_set1_epi64((((r52 as u128) << 52) / cv as u128) as i64);
+        let vone = _mm512_set1_epi64(1);
+        let vone_sh = _mm512_set1_epi64(((1u128 << 52) / cv as u128) as i64);
+        // Inputs above 2^52 are split y = y_hi·2^52 + y_lo; w2 = w·2^52 mod c.
+        let wide = y_bound > (1 << 52);
+        let w2: Vec<u64> = if wide {
+            row.iter()
+                .map(|&w| (((w as u128) << 52) % cv as u128) as u64)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Shoup product x·w mod c in [0, 2c) for x < 2^52, w < c, ws = ⌊w·2^52/c⌋.
+        let shoup = |x: __m512i, w: __m512i, ws: __m512i| -> __m512i {
+            let qh = _mm512_madd52hi_epu64(zero, x, ws);
+            _mm512_and_si512(
+                _mm512_sub_epi64(
+                    _mm512_madd52lo_epu64(zero, x, w),
+                    _mm512_madd52lo_epu64(zero, qh, vc),
+                ),
+                mask,
+            )
+        };
         let mut k = 0;
         while k < body {
-            let mut vlo = zero;
-            let mut vhi = zero;
-            for (i, &w) in row.iter().enumerate() {
-                let vw = _mm512_set1_epi64(w as i64);
-                // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
-                let vy =
-                    unsafe { _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i) };
-                vlo = _mm512_madd52lo_epu64(vlo, vy, vw);
-                vhi = _mm512_madd52hi_epu64(vhi, vy, vw);
+            let mut acc = zero;
+            // Groups of three terms keep the high sum below 2^52 (each high part
+            // < 2^50, plus the low-sum carry), so one Shoup step reduces it.
+            for g in (0..row.len()).step_by(3) {
+                let mut vlo = zero;
+                let mut vhi = zero;
+                for i in g..(g + 3).min(row.len()) {
+                    let vw = _mm512_set1_epi64(row[i] as i64);
+                    // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
+                    let vy = unsafe {
+                        _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i)
+                    };
+                    vlo = _mm512_madd52lo_epu64(vlo, vy, vw);
+                    vhi = _mm512_madd52hi_epu64(vhi, vy, vw);
+                    if wide {
+                        let yh = _mm512_srli_epi64::<52>(vy);
+                        let vw2 = _mm512_set1_epi64(w2[i] as i64);
+                        vlo = _mm512_madd52lo_epu64(vlo, yh, vw2);
+                        vhi = _mm512_madd52hi_epu64(vhi, yh, vw2);
+                    }
+                }
+                let h = _mm512_add_epi64(vhi, _mm512_srli_epi64::<52>(vlo));
+                let l = _mm512_and_si512(vlo, mask);
+                let s = _mm512_add_epi64(shoup(h, vr, vr_sh), shoup(l, vone, vone_sh));
+                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vc2));
+                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vc));
+                let a = _mm512_add_epi64(acc, s);
+                acc = _mm512_min_epu64(a, _mm512_sub_epi64(a, vc));
             }
-            // SAFETY: 8-lane stores into local arrays.
-            unsafe {
-                _mm512_storeu_si512(lo.as_mut_ptr() as *mut __m512i, vlo);
-                _mm512_storeu_si512(hi.as_mut_ptr() as *mut __m512i, vhi);
-            }
-            for t in 0..8 {
-                out[k + t] = c.reduce_u128(((hi[t] as u128) << 52) + lo[t] as u128);
-            }
+            // SAFETY: k + 8 ≤ len.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(k) as *mut __m512i, acc) };
             k += 8;
         }
         for (t, o) in out.iter_mut().enumerate().skip(body) {
             let mut acc: u128 = 0;
             for (i, &w) in row.iter().enumerate() {
                 acc += y[i * len + t] as u128 * w as u128;
+                if i % 64 == 63 {
+                    acc = c.reduce_u128(acc) as u128;
+                }
             }
             *o = c.reduce_u128(acc);
+        }
+    }
+
+    /// `out ← Σ_t a_t · b_t mod q` (Barrett products, accumulated in registers).
+    ///
+    /// # Safety
+    /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, all inputs below `q`,
+    /// `a.len() == b.len()` and every `a_t`, `b_t` at least as long as `out`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+        let q = m.value();
+        let l = m.bits() as u64;
+        let mu = ((1u128 << (l + 51)) / q as u128) as u64;
+        let vq = _mm512_set1_epi64(q as i64);
+        let vmu = _mm512_set1_epi64(mu as i64);
+        let sh_hi = _mm_cvtsi64_si128((53 - l) as i64);
+        let sh_lo = _mm_cvtsi64_si128((l - 1) as i64);
+        let len = out.len();
+        let body = len - len % 8;
+        let mut k = 0;
+        while k < body {
+            let mut acc = _mm512_setzero_si512();
+            for (x, y) in a.iter().zip(b) {
+                // SAFETY: k + 8 ≤ len ≤ x.len(), y.len().
+                let (vx, vy) = unsafe {
+                    (
+                        _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i),
+                        _mm512_loadu_si512(y.as_ptr().add(k) as *const __m512i),
+                    )
+                };
+                let s = _mm512_add_epi64(acc, mul8(vx, vy, vq, vmu, sh_hi, sh_lo));
+                acc = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+            }
+            // SAFETY: k + 8 ≤ len.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(k) as *mut __m512i, acc) };
+            k += 8;
+        }
+        for t in body..len {
+            out[t] = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
         }
     }
 

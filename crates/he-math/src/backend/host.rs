@@ -47,6 +47,8 @@ pub trait LimbKernels: Send + Sync + 'static {
     /// where `y` holds `row.len()` premultiplied input limbs (limb-major, stride `out.len()`),
     /// each below `y_bound` (the largest source modulus).
     fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]);
+    /// `out ← Σ_t a_t · b_t mod q` (the key-switching inner product of one limb).
+    fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]);
 }
 
 /// Scalar kernels: the reference implementation.
@@ -86,6 +88,11 @@ impl LimbKernels for ScalarKernels {
         a.iter_mut()
             .zip(b)
             .for_each(|(x, &y)| *x = m.mul(m.sub(*x, y), s));
+    }
+    fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[k], y[k], s));
+        }
     }
     fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], _y_bound: u64, out: &mut [u64]) {
         let n = out.len();
@@ -135,6 +142,9 @@ impl LimbKernels for SimdKernels {
     }
     fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
         simd::basis_convert_limb(c, row, y, y_bound, out);
+    }
+    fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+        simd::dot_assign(m, out, a, b);
     }
 }
 
@@ -648,9 +658,16 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             let (b, data) = o.parts_mut();
             self.limbs(b, data, |j, bi, l| {
                 let m = self.ctx.modulus(bi);
-                for (t, d) in digits.iter().enumerate() {
-                    let kp = &key[t][c];
-                    K::mul_add(m, l, d.limb(j), kp.limb(positions[2 * t + c][j]));
+                let mut xs = [&[][..]; 32];
+                let mut ys = [&[][..]; 32];
+                let t_max = digits.len().min(32);
+                for t in 0..t_max {
+                    xs[t] = digits[t].limb(j);
+                    ys[t] = key[t][c].limb(positions[2 * t + c][j]);
+                }
+                K::dot(m, l, &xs[..t_max], &ys[..t_max]);
+                for (t, d) in digits.iter().enumerate().skip(t_max) {
+                    K::mul_add(m, l, d.limb(j), key[t][c].limb(positions[2 * t + c][j]));
                 }
             });
         }
