@@ -124,8 +124,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut rng = StdRng::seed_from_u64(2023);
-    let mut uniform =
-        || -> Vec<f64> { (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let mut uniform = || -> Vec<f64> { (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect() };
     let mut ops: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
     for &level in &levels {
         let scale = p.scale_at(level)?;
@@ -134,18 +133,28 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let zy: Vec<Complex64> = y.iter().map(|&v| Complex64::new(v, 0.0)).collect();
         let (t, pt) = time(b.reps, || ctx.encode(&x, level, scale).expect("encode"));
         let dec = ctx.decode_complex(&pt)?;
-        ops.entry("encode").or_default().push(b.entry(level, t, log2_err(&dec, &zx)));
+        ops.entry("encode")
+            .or_default()
+            .push(b.entry(level, t, log2_err(&dec, &zx)));
         let (t, cx) = time(b.reps, || b.sk.encrypt(&pt).expect("encrypt"));
         let err = log2_err(&b.decrypt(&cx), &zx);
-        ops.entry("encrypt").or_default().push(b.entry(level, t, err));
+        ops.entry("encrypt")
+            .or_default()
+            .push(b.entry(level, t, err));
         let (t, cpk) = time(b.reps, || pk.encrypt(&pt).expect("encrypt"));
         let err = log2_err(&b.decrypt(&cpk), &zx);
-        ops.entry("encrypt_pk").or_default().push(b.entry(level, t, err));
+        ops.entry("encrypt_pk")
+            .or_default()
+            .push(b.entry(level, t, err));
         let (t, dpt) = time(b.reps, || b.sk.decrypt(&cx).expect("decrypt"));
         let err = log2_err(&ctx.decode_complex(&dpt)?, &zx);
-        ops.entry("decrypt").or_default().push(b.entry(level, t, err));
+        ops.entry("decrypt")
+            .or_default()
+            .push(b.entry(level, t, err));
         let (t, _) = time(b.reps, || ctx.decode_complex(&dpt).expect("decode"));
-        ops.entry("decode").or_default().push(b.entry(level, t, err));
+        ops.entry("decode")
+            .or_default()
+            .push(b.entry(level, t, err));
         let cy = b.sk.encrypt(&ctx.encode(&y, level, scale)?)?;
 
         let want: Vec<Complex64> = zx.iter().zip(&zy).map(|(a, c)| a + c).collect();
@@ -160,16 +169,16 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ops.entry("cmult").or_default().push(b.entry(level, t, err));
 
         let want: Vec<Complex64> = zx.iter().zip(&zy).map(|(a, c)| a * c).collect();
-        let (t, r) = time(b.reps, || {
-            b.eval.mul_relin_rescale(&cx, &cy).expect("mult")
-        });
+        let (t, r) = time(b.reps, || b.eval.mul_relin_rescale(&cx, &cy).expect("mult"));
         let err = log2_err(&b.decrypt(&r), &want);
         ops.entry("mult").or_default().push(b.entry(level, t, err));
 
         let m = b.eval.mul_relin(&cx, &cy)?;
         let (t, r) = time(b.reps, || b.eval.rescale(&m).expect("rescale"));
         let err = log2_err(&b.decrypt(&r), &want);
-        ops.entry("rescale").or_default().push(b.entry(level, t, err));
+        ops.entry("rescale")
+            .or_default()
+            .push(b.entry(level, t, err));
 
         let rot = |k: i64| -> Vec<Complex64> {
             (0..slots)
@@ -178,12 +187,16 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         let (t, r) = time(b.reps, || b.eval.rotate(&cx, 1).expect("rotate"));
         let err = log2_err(&b.decrypt(&r), &rot(1));
-        ops.entry("rotate").or_default().push(b.entry(level, t, err));
+        ops.entry("rotate")
+            .or_default()
+            .push(b.entry(level, t, err));
 
         let (t, r) = time(b.reps, || b.eval.conjugate(&cx).expect("conjugate"));
         let want: Vec<Complex64> = zx.iter().map(|a| a.conj()).collect();
         let err = log2_err(&b.decrypt(&r), &want);
-        ops.entry("conjugate").or_default().push(b.entry(level, t, err));
+        ops.entry("conjugate")
+            .or_default()
+            .push(b.entry(level, t, err));
 
         let (t, rs) = time(b.reps, || {
             b.eval.rotate_hoisted(&cx, &hoisted).expect("hoisted")
@@ -193,7 +206,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .zip(&hoisted)
             .map(|(r, &k)| log2_err(&b.decrypt(r), &rot(k)))
             .fold(f64::NEG_INFINITY, f64::max);
-        ops.entry("hoisted_rotate_8").or_default().push(b.entry(level, t, err));
+        ops.entry("hoisted_rotate_8")
+            .or_default()
+            .push(b.entry(level, t, err));
     }
 
     let out = json!({
@@ -216,7 +231,10 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             p.dnum(),
             keygen_s
         );
-        println!("{:<18} {:>5} {:>5} {:>12} {:>12}", "op", "level", "limbs", "median", "log2 err");
+        println!(
+            "{:<18} {:>5} {:>5} {:>12} {:>12}",
+            "op", "level", "limbs", "median", "log2 err"
+        );
         for (op, entries) in out["ops"].as_object().expect("object") {
             for e in entries.as_array().expect("array") {
                 println!(

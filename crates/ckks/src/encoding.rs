@@ -52,7 +52,10 @@ impl<B: Backend> Context<B> {
         }
         let slots = values.len();
         let emb = self.embedding(slots)?;
-        if let Some(v) = values.iter().find(|v| !(v.re.is_finite() && v.im.is_finite())) {
+        if let Some(v) = values
+            .iter()
+            .find(|v| !(v.re.is_finite() && v.im.is_finite()))
+        {
             return Err(CkksError::InvalidValue(format!("slot value {v}")));
         }
         let coeffs = emb.encode(values)?;

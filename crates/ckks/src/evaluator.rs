@@ -23,8 +23,8 @@ use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::keys::{EvaluationKeySet, SwitchingKey};
-use he_math::galois;
 use he_math::Backend;
+use he_math::galois;
 use num_complex::Complex64;
 use std::sync::Arc;
 
@@ -503,7 +503,7 @@ impl<B: Backend> Evaluator<B> {
         }
         let d = self.drop_level(a, level + 1)?;
         let c = (scale * self.ctx.params().q()[level + 1] as f64 / a.scale).round();
-        if !(c >= (1u64 << 20) as f64) {
+        if c.is_nan() || c < (1u64 << 20) as f64 {
             return Err(CkksError::InvalidValue(format!(
                 "scale adjustment constant {c:e} is too coarse (scale ratio too small)"
             )));
@@ -553,12 +553,7 @@ impl<B: Backend> Evaluator<B> {
 
     /// Key switching of `c` (NTT form at `level`) with `key`: `(d_0, d_1)` with
     /// `d_0 + d_1·s ≈ c·s'`.
-    fn key_switch(
-        &self,
-        c: &B::Poly,
-        level: usize,
-        key: &SwitchingKey<B>,
-    ) -> Result<[B::Poly; 2]> {
+    fn key_switch(&self, c: &B::Poly, level: usize, key: &SwitchingKey<B>) -> Result<[B::Poly; 2]> {
         let _span = tracing::trace_span!("key_switch", level).entered();
         let dec = self.decompose(c, level)?;
         self.key_switch_decomposed(&dec.digits, key)
@@ -625,7 +620,11 @@ impl<B: Backend> Evaluator<B> {
     ///
     /// # Errors
     /// As [`Self::rotate`].
-    pub fn rotate_hoisted(&self, a: &Ciphertext<B>, rotations: &[i64]) -> Result<Vec<Ciphertext<B>>> {
+    pub fn rotate_hoisted(
+        &self,
+        a: &Ciphertext<B>,
+        rotations: &[i64],
+    ) -> Result<Vec<Ciphertext<B>>> {
         let _span =
             tracing::trace_span!("rotate_hoisted", count = rotations.len(), level = a.level)
                 .entered();
@@ -682,7 +681,12 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// [`CkksError::InvalidValue`] unless `count` is a power of two;
     /// [`CkksError::MissingGaloisKey`].
-    pub fn rotate_and_sum(&self, a: &Ciphertext<B>, count: usize, step: i64) -> Result<Ciphertext<B>> {
+    pub fn rotate_and_sum(
+        &self,
+        a: &Ciphertext<B>,
+        count: usize,
+        step: i64,
+    ) -> Result<Ciphertext<B>> {
         if !count.is_power_of_two() {
             return Err(CkksError::InvalidValue(format!(
                 "rotate-and-sum count {count} is not a power of two"

@@ -325,7 +325,10 @@ impl<B: Backend> KeyGenerator<B> {
             .iter()
             .map(|&i| {
                 let m = ring.modulus(i);
-                params.p().iter().fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
+                params
+                    .p()
+                    .iter()
+                    .fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
             })
             .collect();
         let num_digits = params.digits_at(params.max_level());

@@ -46,8 +46,8 @@ pub use error::{CkksError, Result};
 pub use evaluator::{Decomposition, Evaluator};
 pub use he_math;
 pub use keys::{
-    EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,
-    RelinearizationKey, SecretKey, SwitchingKey,
+    EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey, RelinearizationKey,
+    SecretKey, SwitchingKey,
 };
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution, presets};

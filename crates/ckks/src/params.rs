@@ -13,8 +13,8 @@
 //! (`rlwe/params.go`, `BaseRNSDecompositionVectorSize`).
 
 use crate::error::{CkksError, Result};
-use he_math::primes::{Direction, PrimeGenerator};
 use he_math::RingContext;
+use he_math::primes::{Direction, PrimeGenerator};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -199,14 +199,19 @@ impl Parameters {
         let moduli: Vec<u64> = q.iter().chain(&p).copied().collect();
         let ring = RingContext::new(n, &moduli)?;
 
-        // Canonical scales (OpenFHE FLEXIBLEAUTO style): Δ_U = 2^log_scale and
-        // Δ_{ℓ−1} = Δ_ℓ² / q_ℓ on the user chain, so that the product of two ciphertexts
-        // at their level's canonical scale lands, after rescaling, at the canonical
-        // scale of the level below. Bootstrapping levels carry Δ_U.
+        // Canonical scales (OpenFHE FLEXIBLEAUTO style): Δ_{ℓ−1} = Δ_ℓ² / q_ℓ on the
+        // whole chain, so that the product of two ciphertexts at their level's canonical
+        // scale lands, after rescaling, exactly at the canonical scale of the level
+        // below. Above U, Δ_ℓ = sqrt(Δ_{ℓ−1}·q_ℓ) (tending to the bootstrapping primes'
+        // size); Δ_L found that way, the chain is recomputed downwards in the same
+        // floating-point operations as `Evaluator::rescale`, so Δ_U = 2^log_scale up to
+        // a relative 2^-40.
         let max_user_level = l.log_q.len() - 1;
-        let top = (l.log_scale as f64).exp2();
-        let mut scales = vec![top; num_q];
-        for lv in (1..=max_user_level).rev() {
+        let mut scales = vec![(l.log_scale as f64).exp2(); num_q];
+        for lv in max_user_level + 1..num_q {
+            scales[lv] = (scales[lv - 1] * q[lv] as f64).sqrt();
+        }
+        for lv in (1..num_q).rev() {
             scales[lv - 1] = scales[lv] * scales[lv] / q[lv] as f64;
         }
         Ok(Self {
@@ -303,8 +308,9 @@ impl Parameters {
         (lo..hi).collect()
     }
 
-    /// The canonical scale `Δ_ℓ` of `level` (see [`crate::evaluator`] on scale
-    /// management).
+    /// The canonical scale `Δ_ℓ` of `level`: `Δ_{ℓ−1} = Δ_ℓ²/q_ℓ` along the whole chain,
+    /// `Δ_U ≈ 2^log_scale` (see [`crate::evaluator`] on scale management; above `U` the
+    /// scales grow towards the bootstrapping primes' size).
     ///
     /// # Errors
     /// [`CkksError::LevelOutOfRange`] above `L`.
@@ -344,8 +350,7 @@ impl Parameters {
     /// ([`he_standard_max_log_qp_128`]). The bound assumes a uniform ternary secret; for
     /// a sparse secret see the preset's documentation.
     pub fn within_he_standard_128(&self) -> bool {
-        he_standard_max_log_qp_128(self.log_n())
-            .is_some_and(|max| self.log_qp() <= max as f64)
+        he_standard_max_log_qp_128(self.log_n()).is_some_and(|max| self.log_qp() <= max as f64)
     }
 }
 

@@ -1,1 +1,469 @@
-//! placeholder
+//! Serialization with serde + postcard, validated on load.
+//!
+//! Every encoding starts with a format version and a fingerprint of the parameters (ring
+//! degree and moduli), so bytes made under other parameters are refused. Loading checks
+//! everything a malicious or corrupted input could get wrong before any arithmetic runs:
+//! levels against `L`, slot counts, scales, number of parts and key digits, limb lengths,
+//! Galois elements, and that every residue is below its modulus (through
+//! [`he_math::Backend::upload`]). Failures are [`CkksError::Malformed`] or
+//! [`CkksError::ParameterMismatch`], never a panic.
+//!
+//! Compact seeded forms: a fresh secret-key ciphertext (from
+//! [`SecretKey::encrypt_compact`]) stores `c_0` and the 32-byte seed of `c_1` (half the
+//! size); switching keys always store the `b_j` and the seed of the `a_j`.
+
+use crate::ciphertext::{Ciphertext, Plaintext};
+use crate::context::Context;
+use crate::error::{CkksError, Result};
+use crate::keys::{
+    EvaluationKeySet, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
+    sample_uniform,
+};
+use crate::params::{Parameters, ParametersLiteral};
+use he_math::{Backend, Csprng, Representation, RnsPoly};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Version of the encodings below; bumped on any incompatible change.
+pub const FORMAT_VERSION: u16 = 1;
+
+fn malformed(msg: impl std::fmt::Display) -> CkksError {
+    CkksError::Malformed(msg.to_string())
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(malformed)
+}
+
+fn from_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    let v: T = postcard::from_bytes(bytes).map_err(malformed)?;
+    Ok(v)
+}
+
+/// FNV-1a over the ring degree and the moduli: identifies a parameter set.
+fn fingerprint(params: &Parameters) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        for b in x.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(params.n() as u64);
+    for m in params.ring().moduli() {
+        eat(m.value());
+    }
+    h
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    version: u16,
+    fingerprint: u64,
+}
+
+impl Header {
+    fn new(params: &Parameters) -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            fingerprint: fingerprint(params),
+        }
+    }
+    fn check(&self, params: &Parameters) -> Result<()> {
+        if self.version != FORMAT_VERSION {
+            return Err(malformed(format!(
+                "format version {} (expected {FORMAT_VERSION})",
+                self.version
+            )));
+        }
+        if self.fingerprint != fingerprint(params) {
+            return Err(CkksError::ParameterMismatch(
+                "the data was made under other parameters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    level: u32,
+    scale: f64,
+    slots: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+enum CiphertextWire {
+    Full {
+        header: Header,
+        meta: Meta,
+        parts: Vec<Vec<u64>>,
+    },
+    Seeded {
+        header: Header,
+        meta: Meta,
+        seed: [u8; 32],
+        c0: Vec<u64>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct PlaintextWire {
+    header: Header,
+    meta: Meta,
+    poly: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SwitchingKeyWire {
+    seed: [u8; 32],
+    b: Vec<Vec<u64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EvaluationKeysWire {
+    header: Header,
+    relin: Option<SwitchingKeyWire>,
+    galois: Vec<(u64, SwitchingKeyWire)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublicKeyWire {
+    header: Header,
+    b: Vec<u64>,
+    a: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretKeyWire {
+    header: Header,
+    s: Vec<u64>,
+}
+
+impl Parameters {
+    /// The parameter literal as postcard bytes.
+    ///
+    /// # Errors
+    /// Serialization errors only.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        to_bytes(self.literal())
+    }
+
+    /// Parameters from [`Self::to_bytes`] output, validated like [`Parameters::new`].
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`] for undecodable bytes; as [`Parameters::new`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Parameters::new(from_bytes::<ParametersLiteral>(bytes)?)
+    }
+}
+
+impl<B: Backend> Context<B> {
+    fn download_data(&self, p: &B::Poly) -> Result<Vec<u64>> {
+        Ok(self.backend().download(p)?.data().to_vec())
+    }
+
+    /// Validates `data` as an NTT-form polynomial over `basis` and uploads it.
+    fn upload_data(&self, basis: &[usize], data: Vec<u64>) -> Result<B::Poly> {
+        let n = self.params().n();
+        let host = RnsPoly::from_data(n, basis, Representation::Ntt, data).map_err(|_| {
+            malformed(format!(
+                "polynomial data length is not {} limbs × N",
+                basis.len()
+            ))
+        })?;
+        self.backend().upload(&host).map_err(malformed)
+    }
+
+    fn check_meta(&self, meta: &Meta) -> Result<(usize, f64, usize)> {
+        let level = meta.level as usize;
+        if level > self.params().max_level() {
+            return Err(malformed(format!(
+                "level {level} above the maximum {}",
+                self.params().max_level()
+            )));
+        }
+        let slots = meta.slots as usize;
+        if !slots.is_power_of_two() || slots > self.params().max_slots() {
+            return Err(malformed(format!("slot count {slots}")));
+        }
+        if !(meta.scale.is_finite() && meta.scale >= 1.0) {
+            return Err(malformed(format!("scale {}", meta.scale)));
+        }
+        Ok((level, meta.scale, slots))
+    }
+
+    fn meta(level: usize, scale: f64, slots: usize) -> Meta {
+        Meta {
+            level: level as u32,
+            scale,
+            slots: slots as u32,
+        }
+    }
+
+    /// A ciphertext as bytes (all parts, NTT form).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn serialize_ciphertext(&self, ct: &Ciphertext<B>) -> Result<Vec<u8>> {
+        let parts = ct
+            .parts
+            .iter()
+            .map(|p| self.download_data(p))
+            .collect::<Result<Vec<_>>>()?;
+        to_bytes(&CiphertextWire::Full {
+            header: Header::new(self.params()),
+            meta: Self::meta(ct.level, ct.scale, ct.slots),
+            parts,
+        })
+    }
+
+    /// A ciphertext from [`Self::serialize_ciphertext`] or
+    /// [`SecretKey::encrypt_compact`] bytes, validated.
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
+    pub fn deserialize_ciphertext(&self, bytes: &[u8]) -> Result<Ciphertext<B>> {
+        match from_bytes::<CiphertextWire>(bytes)? {
+            CiphertextWire::Full {
+                header,
+                meta,
+                parts,
+            } => {
+                header.check(self.params())?;
+                let (level, scale, slots) = self.check_meta(&meta)?;
+                if !(2..=3).contains(&parts.len()) {
+                    return Err(malformed(format!("ciphertext with {} parts", parts.len())));
+                }
+                let basis = self.params().q_basis(level);
+                let parts = parts
+                    .into_iter()
+                    .map(|d| self.upload_data(&basis, d))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Ciphertext {
+                    parts,
+                    level,
+                    scale,
+                    slots,
+                })
+            }
+            CiphertextWire::Seeded {
+                header,
+                meta,
+                seed,
+                c0,
+            } => {
+                header.check(self.params())?;
+                let (level, scale, slots) = self.check_meta(&meta)?;
+                let basis = self.params().q_basis(level);
+                let c0 = self.upload_data(&basis, c0)?;
+                let c1 = sample_uniform(self, &mut Csprng::from_seed(seed), &basis)?;
+                Ok(Ciphertext {
+                    parts: vec![c0, c1],
+                    level,
+                    scale,
+                    slots,
+                })
+            }
+        }
+    }
+
+    /// A plaintext as bytes.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn serialize_plaintext(&self, pt: &Plaintext<B>) -> Result<Vec<u8>> {
+        to_bytes(&PlaintextWire {
+            header: Header::new(self.params()),
+            meta: Self::meta(pt.level, pt.scale, pt.slots),
+            poly: self.download_data(&pt.poly)?,
+        })
+    }
+
+    /// A plaintext from [`Self::serialize_plaintext`] bytes, validated.
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
+    pub fn deserialize_plaintext(&self, bytes: &[u8]) -> Result<Plaintext<B>> {
+        let w: PlaintextWire = from_bytes(bytes)?;
+        w.header.check(self.params())?;
+        let (level, scale, slots) = self.check_meta(&w.meta)?;
+        let poly = self.upload_data(&self.params().q_basis(level), w.poly)?;
+        Ok(Plaintext {
+            poly,
+            level,
+            scale,
+            slots,
+        })
+    }
+
+    fn switching_key_wire(&self, k: &SwitchingKey<B>) -> Result<SwitchingKeyWire> {
+        Ok(SwitchingKeyWire {
+            seed: k.seed,
+            b: k.digits
+                .iter()
+                .map(|[b, _]| self.download_data(b))
+                .collect::<Result<Vec<_>>>()?,
+        })
+    }
+
+    fn switching_key_from_wire(&self, w: SwitchingKeyWire) -> Result<SwitchingKey<B>> {
+        let params = self.params();
+        let expected = params.digits_at(params.max_level());
+        if w.b.len() != expected {
+            return Err(malformed(format!(
+                "switching key with {} digits (expected {expected})",
+                w.b.len()
+            )));
+        }
+        let qp = params.qp_basis();
+        let mut a_rng = Csprng::from_seed(w.seed);
+        let mut digits = Vec::with_capacity(expected);
+        for b in w.b {
+            let b = self.upload_data(&qp, b)?;
+            let a = sample_uniform(self, &mut a_rng, &qp)?;
+            digits.push([b, a]);
+        }
+        Ok(SwitchingKey {
+            digits,
+            seed: w.seed,
+        })
+    }
+
+    /// An evaluation-key set as bytes (compact: the `a_j` are stored as their seed).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn serialize_evaluation_keys(&self, keys: &EvaluationKeySet<B>) -> Result<Vec<u8>> {
+        let relin = keys
+            .relin
+            .as_ref()
+            .map(|r| self.switching_key_wire(&r.0))
+            .transpose()?;
+        let galois = keys
+            .galois
+            .values()
+            .map(|g| Ok((g.element as u64, self.switching_key_wire(&g.key)?)))
+            .collect::<Result<Vec<_>>>()?;
+        to_bytes(&EvaluationKeysWire {
+            header: Header::new(self.params()),
+            relin,
+            galois,
+        })
+    }
+
+    /// An evaluation-key set from [`Self::serialize_evaluation_keys`] bytes, validated
+    /// (digit counts, limb lengths, residues, Galois elements odd, below 2N and distinct).
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
+    pub fn deserialize_evaluation_keys(&self, bytes: &[u8]) -> Result<EvaluationKeySet<B>> {
+        let w: EvaluationKeysWire = from_bytes(bytes)?;
+        w.header.check(self.params())?;
+        let mut set = EvaluationKeySet::default();
+        if let Some(r) = w.relin {
+            set.relin = Some(RelinearizationKey(self.switching_key_from_wire(r)?));
+        }
+        for (element, k) in w.galois {
+            let element = usize::try_from(element).map_err(malformed)?;
+            he_math::galois::check_galois_element(element, self.params().n()).map_err(malformed)?;
+            if element == 1 || set.galois.contains_key(&element) {
+                return Err(malformed(format!(
+                    "Galois element {element} repeated or trivial"
+                )));
+            }
+            let key = self.switching_key_from_wire(k)?;
+            set.galois.insert(element, GaloisKey { element, key });
+        }
+        Ok(set)
+    }
+}
+
+impl<B: Backend> PublicKey<B> {
+    /// The public key as bytes.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        to_bytes(&PublicKeyWire {
+            header: Header::new(self.ctx.params()),
+            b: self.ctx.download_data(&self.b)?,
+            a: self.ctx.download_data(&self.a)?,
+        })
+    }
+
+    /// A public key from [`Self::to_bytes`] output, validated.
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
+    pub fn from_bytes(ctx: &Arc<Context<B>>, bytes: &[u8]) -> Result<Self> {
+        let w: PublicKeyWire = from_bytes(bytes)?;
+        w.header.check(ctx.params())?;
+        let basis = ctx.params().q_basis(ctx.params().max_level());
+        Ok(Self {
+            ctx: ctx.clone(),
+            b: ctx.upload_data(&basis, w.b)?,
+            a: ctx.upload_data(&basis, w.a)?,
+        })
+    }
+}
+
+impl<B: Backend> SecretKey<B> {
+    /// Secret-key encryption straight to the compact seeded byte form (`c_0` plus the
+    /// seed of `c_1`): about half the size of [`Context::serialize_ciphertext`].
+    ///
+    /// # Errors
+    /// As [`SecretKey::encrypt`].
+    pub fn encrypt_compact(&self, pt: &Plaintext<B>) -> Result<Vec<u8>> {
+        let mut rng = Csprng::from_entropy();
+        let seed = rng.seed_bytes();
+        let ct = self.encrypt_with_seed(pt, seed, &mut rng)?;
+        to_bytes(&CiphertextWire::Seeded {
+            header: Header::new(self.ctx.params()),
+            meta: Context::<B>::meta(ct.level, ct.scale, ct.slots),
+            seed,
+            c0: self.ctx.download_data(&ct.parts[0])?,
+        })
+    }
+
+    /// The secret key as bytes, for the client's own storage only (never send it). The
+    /// returned buffer is zeroized on drop.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let mut host = self.ctx.backend().download(&self.s)?;
+        let mut s = host.data().to_vec();
+        host.data_mut().zeroize();
+        let out = to_bytes(&SecretKeyWire {
+            header: Header::new(self.ctx.params()),
+            s: std::mem::take(&mut s),
+        });
+        s.zeroize();
+        Ok(Zeroizing::new(out?))
+    }
+
+    /// A secret key from [`Self::to_bytes`] output, validated (length, residues).
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
+    pub fn from_bytes(ctx: &Arc<Context<B>>, bytes: &[u8]) -> Result<Self> {
+        let mut w: SecretKeyWire = from_bytes(bytes)?;
+        let check = w.header.check(ctx.params());
+        let data = std::mem::take(&mut w.s);
+        let n = ctx.params().n();
+        let s = check.and_then(|_| {
+            let mut host =
+                RnsPoly::from_data(n, &ctx.params().qp_basis(), Representation::Ntt, data)
+                    .map_err(|_| malformed("secret key length"))?;
+            let up = ctx.backend().upload(&host).map_err(malformed);
+            host.data_mut().zeroize();
+            up
+        });
+        Ok(Self {
+            ctx: ctx.clone(),
+            s: s?,
+        })
+    }
+}

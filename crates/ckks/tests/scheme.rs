@@ -48,8 +48,7 @@ fn setup<B: Backend>(ctx: Arc<Context<B>>, rotations: &[i64]) -> Setup<B> {
 
 fn encrypt<B: Backend>(s: &Setup<B>, z: &[Complex64], level: usize) -> ckks::Ciphertext<B> {
     let scale = s.ctx.params().scale_at(level).unwrap();
-    s.sk
-        .encrypt(&s.ctx.encode_complex(z, level, scale).unwrap())
+    s.sk.encrypt(&s.ctx.encode_complex(z, level, scale).unwrap())
         .unwrap()
 }
 
@@ -78,9 +77,15 @@ fn encrypt_decrypt<B: Backend>(ctx: Arc<Context<B>>) {
     assert!(e_sk < -25.0, "sk encryption error 2^{e_sk:.1}");
     let mut kg = s.kg;
     let pk = kg.gen_public_key(&s.sk).unwrap();
-    let pt = s.ctx.encode_complex(&z, 2, s.ctx.params().scale_at(2).unwrap()).unwrap();
+    let pt = s
+        .ctx
+        .encode_complex(&z, 2, s.ctx.params().scale_at(2).unwrap())
+        .unwrap();
     let ct = pk.encrypt(&pt).unwrap();
-    let e_pk = log2_err(&s.ctx.decode_complex(&s.sk.decrypt(&ct).unwrap()).unwrap(), &z);
+    let e_pk = log2_err(
+        &s.ctx.decode_complex(&s.sk.decrypt(&ct).unwrap()).unwrap(),
+        &z,
+    );
     assert!(e_pk < -25.0, "pk encryption error 2^{e_pk:.1}");
 }
 
@@ -110,7 +115,12 @@ fn arithmetic<B: Backend>(ctx: Arc<Context<B>>) {
     assert_eq!(m.scale(), p.scale_at(top - 1).unwrap());
     check("mult+relin+rescale", &m, &prod, -20.0);
     // Relinearization is linear: relin(mul) decrypts like the degree-2 ciphertext.
-    check("mul (degree 2)", &ev.mul(&cx, &cy).unwrap(), &prod_scaled(&prod), -20.0);
+    check(
+        "mul (degree 2)",
+        &ev.mul(&cx, &cy).unwrap(),
+        &prod_scaled(&prod),
+        -20.0,
+    );
     let ptx = s
         .ctx
         .encode_complex(&y, top, p.scale_at(top).unwrap())
@@ -128,7 +138,12 @@ fn arithmetic<B: Backend>(ctx: Arc<Context<B>>) {
     assert_eq!(mc.scale(), p.scale_at(top - 1).unwrap());
     check("mul_const_complex", &mc, &cm, -20.0);
     let ca: Vec<_> = x.iter().map(|a| a + c).collect();
-    check("add_const_complex", &ev.add_const_complex(&cx, c).unwrap(), &ca, -25.0);
+    check(
+        "add_const_complex",
+        &ev.add_const_complex(&cx, c).unwrap(),
+        &ca,
+        -25.0,
+    );
     let xi: Vec<_> = x.iter().map(|a| a * Complex64::i()).collect();
     check("mul_by_i", &ev.mul_by_i(&cx).unwrap(), &xi, -25.0);
     let x3: Vec<_> = x.iter().map(|a| a * 3.0).collect();
@@ -137,14 +152,24 @@ fn arithmetic<B: Backend>(ctx: Arc<Context<B>>) {
         let want: Vec<_> = (0..slots)
             .map(|j| x[(j as i64 + k).rem_euclid(slots as i64) as usize])
             .collect();
-        check(&format!("rotate {k}"), &ev.rotate(&cx, k).unwrap(), &want, -25.0);
+        check(
+            &format!("rotate {k}"),
+            &ev.rotate(&cx, k).unwrap(),
+            &want,
+            -25.0,
+        );
     }
     let conj: Vec<_> = x.iter().map(|a| a.conj()).collect();
     check("conjugate", &ev.conjugate(&cx).unwrap(), &conj, -25.0);
     // Rotation of a ciphertext at a lower level (fewer digits).
     let low = ev.drop_level(&cx, 1).unwrap();
     let want: Vec<_> = (0..slots).map(|j| x[(j + 1) % slots]).collect();
-    check("rotate at level 1", &ev.rotate(&low, 1).unwrap(), &want, -25.0);
+    check(
+        "rotate at level 1",
+        &ev.rotate(&low, 1).unwrap(),
+        &want,
+        -25.0,
+    );
 }
 
 /// `mul` keeps the product scale, so the degree-2 decryption decodes to the product.
@@ -276,18 +301,30 @@ fn errors<B: Backend>(ctx: Arc<Context<B>>) {
     ));
     // Degree 2 where degree 1 is needed.
     let d2 = ev.mul(&cx, &cx).unwrap();
-    assert!(matches!(ev.rotate(&d2, 1), Err(CkksError::DegreeTooHigh(2))));
+    assert!(matches!(
+        ev.rotate(&d2, 1),
+        Err(CkksError::DegreeTooHigh(2))
+    ));
     assert!(matches!(ev.mul(&d2, &cx), Err(CkksError::DegreeTooHigh(2))));
     // Mismatched scales at the same level.
     let m = ev.mul_relin(&cx, &cx).unwrap();
     assert!(matches!(ev.add(&m, &cx), Err(CkksError::ScaleMismatch(..))));
     // Rescale at level 0.
     let l0 = ev.drop_level(&cx, 0).unwrap();
-    assert!(matches!(ev.rescale(&l0), Err(CkksError::LevelTooLow { .. })));
-    assert!(matches!(ev.drop_level(&l0, 1), Err(CkksError::LevelTooLow { .. })));
+    assert!(matches!(
+        ev.rescale(&l0),
+        Err(CkksError::LevelTooLow { .. })
+    ));
+    assert!(matches!(
+        ev.drop_level(&l0, 1),
+        Err(CkksError::LevelTooLow { .. })
+    ));
     // Slot-count mismatch.
     let small = encrypt(&s, &x[..16], top);
-    assert!(matches!(ev.add(&cx, &small), Err(CkksError::SlotsMismatch(..))));
+    assert!(matches!(
+        ev.add(&cx, &small),
+        Err(CkksError::SlotsMismatch(..))
+    ));
     // Encoder: bad slot counts, non-finite values, values too large for the modulus.
     let sc = p.scale_at(0).unwrap();
     assert!(matches!(

@@ -159,7 +159,10 @@ pub fn dot_assign(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         return;
     }
     for (t, o) in out.iter_mut().enumerate() {
-        *o = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
+        *o = a
+            .iter()
+            .zip(b)
+            .fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
     }
 }
 
@@ -451,7 +454,10 @@ mod ifma {
             k += 8;
         }
         for t in body..len {
-            out[t] = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
+            out[t] = a
+                .iter()
+                .zip(b)
+                .fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
         }
     }
 
@@ -537,6 +543,43 @@ mod tests {
             prop_assert_eq!(x, a.iter().map(|&u| m.neg(u)).collect::<Vec<_>>());
             let mut x = a.clone(); add_const_assign(&m, &mut x, s);
             prop_assert_eq!(x, a.iter().map(|&u| m.add(u, s)).collect::<Vec<_>>());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn dot_and_conversion_match_u128(
+            bits in 20u32..51, src_bits in 20u32..62, terms in 1usize..9,
+            len in 0usize..40, seed in any::<u64>(),
+        ) {
+            let prime = |b: u32| crate::primes::PrimeGenerator::new(b, 16, crate::primes::Direction::Down)
+                .unwrap().next().unwrap();
+            let q = prime(bits);
+            let m = Modulus::new(q).unwrap();
+            let y_bound = prime(src_bits);
+            let mut st = seed | 1;
+            let mut next = |bound: u64| { st ^= st << 13; st ^= st >> 7; st ^= st << 17; st % bound };
+            let a: Vec<Vec<u64>> = (0..terms).map(|_| (0..len).map(|_| next(q)).collect()).collect();
+            let b: Vec<Vec<u64>> = (0..terms).map(|_| (0..len).map(|_| next(q)).collect()).collect();
+            let ar: Vec<&[u64]> = a.iter().map(|v| v.as_slice()).collect();
+            let br: Vec<&[u64]> = b.iter().map(|v| v.as_slice()).collect();
+            let mut out = vec![0u64; len];
+            dot_assign(&m, &mut out, &ar, &br);
+            for k in 0..len {
+                let want = (0..terms).map(|t| a[t][k] as u128 * b[t][k] as u128).sum::<u128>() % q as u128;
+                prop_assert_eq!(out[k] as u128, want);
+            }
+            // Basis conversion with inputs up to the source bound (incl. the extremes).
+            let row: Vec<u64> = (0..terms).map(|_| next(q)).collect();
+            let mut y: Vec<u64> = (0..terms * len).map(|_| next(y_bound)).collect();
+            if let Some(first) = y.first_mut() { *first = y_bound - 1; }
+            let mut out = vec![0u64; len];
+            basis_convert_limb(&m, &row, &y, y_bound, &mut out);
+            for k in 0..len {
+                let want = (0..terms).map(|i| y[i * len + k] as u128 * row[i] as u128).sum::<u128>() % q as u128;
+                prop_assert_eq!(out[k] as u128, want);
+            }
         }
     }
 

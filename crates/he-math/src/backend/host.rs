@@ -91,7 +91,10 @@ impl LimbKernels for ScalarKernels {
     }
     fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         for (k, o) in out.iter_mut().enumerate() {
-            *o = a.iter().zip(b).fold(0, |s, (x, y)| m.mul_add(x[k], y[k], s));
+            *o = a
+                .iter()
+                .zip(b)
+                .fold(0, |s, (x, y)| m.mul_add(x[k], y[k], s));
         }
     }
     fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], _y_bound: u64, out: &mut [u64]) {

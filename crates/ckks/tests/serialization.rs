@@ -1,0 +1,200 @@
+//! Serialization round trips and validation of malformed input.
+
+use ckks::{
+    CkksError, Complex64, Context, EvaluationKeyRequest, Evaluator, KeyGenerator, Parameters,
+    PublicKey, SecretKey, presets,
+};
+use std::sync::Arc;
+
+fn max_err(a: &[Complex64], b: &[Complex64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).norm())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn round_trips() {
+    let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
+    let p = ctx.params().clone();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = EvaluationKeyRequest {
+        relinearization: true,
+        rotations: vec![1, -3],
+        conjugation: true,
+    };
+    let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
+    let z: Vec<Complex64> = (0..p.max_slots())
+        .map(|i| Complex64::new((i as f64 * 0.37).sin(), (i as f64 * 0.11).cos()))
+        .collect();
+    let top = p.max_level();
+    let pt = ctx
+        .encode_complex(&z, top, p.scale_at(top).unwrap())
+        .unwrap();
+
+    // Parameters.
+    let pb = p.to_bytes().unwrap();
+    assert_eq!(&Parameters::from_bytes(&pb).unwrap(), p.as_ref());
+
+    // Plaintext.
+    let pt2 = ctx
+        .deserialize_plaintext(&ctx.serialize_plaintext(&pt).unwrap())
+        .unwrap();
+    assert!(max_err(&ctx.decode_complex(&pt2).unwrap(), &z) < 1e-9);
+
+    // Full and compact ciphertexts.
+    let ct = sk.encrypt(&pt).unwrap();
+    let full = ctx.serialize_ciphertext(&ct).unwrap();
+    let compact = sk.encrypt_compact(&pt).unwrap();
+    assert!(
+        compact.len() * 10 < full.len() * 6,
+        "compact form not smaller"
+    );
+    for bytes in [&full, &compact] {
+        let c = ctx.deserialize_ciphertext(bytes).unwrap();
+        assert_eq!(c.level(), top);
+        let d = ctx.decode_complex(&sk.decrypt(&c).unwrap()).unwrap();
+        assert!(max_err(&d, &z) < 1e-6);
+    }
+
+    // Evaluation keys: a server restored from bytes computes the same thing.
+    let kb = ctx.serialize_evaluation_keys(&keys).unwrap();
+    let keys2 = ctx.deserialize_evaluation_keys(&kb).unwrap();
+    assert_eq!(keys2.galois_elements(), keys.galois_elements());
+    let ev = Evaluator::new(&ctx, Arc::new(keys2));
+    let r = ev
+        .rotate(&ev.mul_relin_rescale(&ct, &ct).unwrap(), -3)
+        .unwrap();
+    let n = z.len() as i64;
+    let want: Vec<Complex64> = (0..n)
+        .map(|j| z[(j - 3).rem_euclid(n) as usize] * z[(j - 3).rem_euclid(n) as usize])
+        .collect();
+    let got = ctx.decode_complex(&sk.decrypt(&r).unwrap()).unwrap();
+    assert!(max_err(&got, &want) < 1e-5);
+
+    // Public and secret keys.
+    let pk = kg.gen_public_key(&sk).unwrap();
+    let pk2 = PublicKey::from_bytes(&ctx, &pk.to_bytes().unwrap()).unwrap();
+    let sk2 = SecretKey::from_bytes(&ctx, &sk.to_bytes().unwrap()).unwrap();
+    let c = pk2.encrypt(&pt).unwrap();
+    let d = ctx.decode_complex(&sk2.decrypt(&c).unwrap()).unwrap();
+    assert!(max_err(&d, &z) < 1e-5);
+}
+
+#[test]
+fn malformed_input_is_refused() {
+    let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
+    let p = ctx.params().clone();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let pt = ctx.encode_at_level(&[0.5; 16], 2).unwrap();
+    let ct = sk.encrypt(&pt).unwrap();
+    let bytes = ctx.serialize_ciphertext(&ct).unwrap();
+
+    // Truncated and garbage bytes.
+    for bad in [
+        &bytes[..bytes.len() / 2],
+        &bytes[..3],
+        &[0xff; 64][..],
+        &[][..],
+    ] {
+        assert!(matches!(
+            ctx.deserialize_ciphertext(bad),
+            Err(CkksError::Malformed(_))
+        ));
+    }
+    // Other parameters.
+    let other = Context::new_cpu(presets::insecure_n12_depth6()).unwrap();
+    assert!(matches!(
+        other.deserialize_ciphertext(&bytes),
+        Err(CkksError::ParameterMismatch(_))
+    ));
+    // A residue at or above its modulus: build a ciphertext whose first residue is q_0.
+    let q0 = p.q()[0];
+    let mut parts: Vec<Vec<u64>> = vec![vec![0u64; 3 * p.n()]; 2];
+    parts[0][0] = q0;
+    let forged = forge_ciphertext(&ctx, 2, parts);
+    assert!(matches!(
+        ctx.deserialize_ciphertext(&forged),
+        Err(CkksError::Malformed(_))
+    ));
+    // Wrong limb count for the level.
+    let forged = forge_ciphertext(&ctx, 2, vec![vec![0u64; 2 * p.n()]; 2]);
+    assert!(matches!(
+        ctx.deserialize_ciphertext(&forged),
+        Err(CkksError::Malformed(_))
+    ));
+    // Level above L.
+    let forged = forge_ciphertext(&ctx, 9, vec![vec![0u64; 10 * p.n()]; 2]);
+    assert!(matches!(
+        ctx.deserialize_ciphertext(&forged),
+        Err(CkksError::Malformed(_))
+    ));
+    // One part only.
+    let forged = forge_ciphertext(&ctx, 2, vec![vec![0u64; 3 * p.n()]]);
+    assert!(matches!(
+        ctx.deserialize_ciphertext(&forged),
+        Err(CkksError::Malformed(_))
+    ));
+    // Malformed keys and parameters.
+    assert!(ctx.deserialize_evaluation_keys(&bytes).is_err());
+    assert!(SecretKey::from_bytes(&ctx, &bytes[..10]).is_err());
+    assert!(matches!(
+        Parameters::from_bytes(&[1, 2, 3]),
+        Err(CkksError::Malformed(_))
+    ));
+}
+
+/// Encodes a "Full" ciphertext by hand in the documented postcard layout, using a real
+/// serialization as the template for the header (version, fingerprint).
+fn forge_ciphertext(
+    ctx: &Arc<Context<ckks::he_math::CpuBackend>>,
+    level: u32,
+    parts: Vec<Vec<u64>>,
+) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Header {
+        version: u16,
+        fingerprint: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Meta {
+        level: u32,
+        scale: f64,
+        slots: u32,
+    }
+    #[derive(serde::Serialize)]
+    enum Wire {
+        Full {
+            header: Header,
+            meta: Meta,
+            parts: Vec<Vec<u64>>,
+        },
+    }
+    // Take version and fingerprint from a genuine encoding: enum tag (1 byte), then the
+    // varint u16 version and the varint u64 fingerprint.
+    let mut kg = KeyGenerator::new(ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let real = ctx
+        .serialize_ciphertext(
+            &sk.encrypt(&ctx.encode_at_level(&[0.0; 2], 0).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&real[1..]).unwrap();
+    let (fingerprint, _): (u64, &[u8]) = postcard::take_from_bytes(rest).unwrap();
+    postcard::to_allocvec(&Wire::Full {
+        header: Header {
+            version,
+            fingerprint,
+        },
+        meta: Meta {
+            level,
+            scale: 2f64.powi(40),
+            slots: 16,
+        },
+        parts,
+    })
+    .unwrap()
+}
