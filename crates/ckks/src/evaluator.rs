@@ -402,21 +402,24 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// [`CkksError::MissingRelinearizationKey`].
     pub fn relinearize(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        self.relinearize_owned(a.clone())
+    }
+
+    /// [`Self::relinearize`] consuming its input (no copy of the parts).
+    ///
+    /// # Errors
+    /// As [`Self::relinearize`].
+    pub fn relinearize_owned(&self, mut a: Ciphertext<B>) -> Result<Ciphertext<B>> {
         let _span = tracing::trace_span!("relinearize", level = a.level).entered();
         match a.parts.len() {
-            2 => Ok(a.clone()),
+            2 => Ok(a),
             3 => {
                 let key = &self.keys.relinearization_key()?.0;
                 let [k0, k1] = self.key_switch(&a.parts[2], a.level, key)?;
-                let mut out = Ciphertext {
-                    parts: vec![a.parts[0].clone(), a.parts[1].clone()],
-                    level: a.level,
-                    scale: a.scale,
-                    slots: a.slots,
-                };
-                self.be().add_assign(&mut out.parts[0], &k0)?;
-                self.be().add_assign(&mut out.parts[1], &k1)?;
-                Ok(out)
+                a.parts.truncate(2);
+                self.be().add_assign(&mut a.parts[0], &k0)?;
+                self.be().add_assign(&mut a.parts[1], &k1)?;
+                Ok(a)
             }
             d => Err(CkksError::DegreeTooHigh(d - 1)),
         }
@@ -427,7 +430,7 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// As [`Self::mul`] and [`Self::relinearize`].
     pub fn mul_relin(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
-        self.relinearize(&self.mul(a, b)?)
+        self.relinearize_owned(self.mul(a, b)?)
     }
 
     /// `a · b`, relinearized and rescaled: level `ℓ − 1`, scale `a.scale·b.scale/q_ℓ`.
@@ -435,7 +438,7 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// As [`Self::mul_relin`] and [`Self::rescale`].
     pub fn mul_relin_rescale(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
-        self.rescale(&self.mul_relin(a, b)?)
+        self.rescale_owned(self.mul_relin(a, b)?)
     }
 
     /// Rescale: divides every part by `q_ℓ` with rounding; level `ℓ − 1`, scale
@@ -444,6 +447,14 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// [`CkksError::LevelTooLow`] at level 0.
     pub fn rescale(&self, a: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        self.rescale_owned(a.clone())
+    }
+
+    /// [`Self::rescale`] consuming its input (no copy of the parts).
+    ///
+    /// # Errors
+    /// As [`Self::rescale`].
+    pub fn rescale_owned(&self, mut a: Ciphertext<B>) -> Result<Ciphertext<B>> {
         let _span = tracing::trace_span!("rescale", level = a.level).entered();
         if a.level == 0 {
             return Err(CkksError::LevelTooLow {
@@ -451,13 +462,12 @@ impl<B: Backend> Evaluator<B> {
                 level: 0,
             });
         }
-        let mut out = a.clone();
-        for p in &mut out.parts {
+        for p in &mut a.parts {
             self.be().rescale(p)?;
         }
-        out.level -= 1;
-        out.scale = a.scale / self.ctx.params().q()[a.level] as f64;
-        Ok(out)
+        a.scale /= self.ctx.params().q()[a.level] as f64;
+        a.level -= 1;
+        Ok(a)
     }
 
     /// Drops `a` to `level` (limbs discarded; the scale is kept).
