@@ -17,6 +17,16 @@ use crate::params::SecretDistribution;
 use he_math::{Backend, Csprng};
 use std::sync::Arc;
 
+/// Refuses a polynomial whose basis is not `q_0 … q_level` of its object's level.
+fn check_basis<B: Backend>(be: &B, p: &B::Poly, basis: &[usize], what: &str) -> Result<()> {
+    if be.basis(p) != basis {
+        return Err(CkksError::ParameterMismatch(format!(
+            "{what} basis does not match its level"
+        )));
+    }
+    Ok(())
+}
+
 impl<B: Backend> SecretKey<B> {
     /// Encrypts `pt` under the secret key, at the plaintext's level, scale and slot count.
     ///
@@ -38,11 +48,7 @@ impl<B: Backend> SecretKey<B> {
         let ctx = &self.ctx;
         let be = ctx.backend();
         let basis = ctx.params().q_basis(pt.level);
-        if be.basis(&pt.poly) != basis.as_slice() {
-            return Err(CkksError::ParameterMismatch(
-                "plaintext basis does not match its level".into(),
-            ));
-        }
+        check_basis(be, &pt.poly, &basis, "plaintext")?;
         let a = sample_uniform(ctx, &mut Csprng::from_seed(seed), &basis)?;
         let mut c0 = sample_gaussian(ctx, rng, &basis)?;
         let mut t = a.clone();
@@ -67,11 +73,7 @@ impl<B: Backend> SecretKey<B> {
         let be = self.ctx.backend();
         let basis = self.ctx.params().q_basis(ct.level);
         for p in &ct.parts {
-            if be.basis(p) != basis.as_slice() {
-                return Err(CkksError::ParameterMismatch(
-                    "ciphertext basis does not match its level".into(),
-                ));
-            }
+            check_basis(be, p, &basis, "ciphertext")?;
         }
         let s = self.restricted(&basis)?;
         // Horner: ((c_d·s + c_{d−1})·s + …)·s + c_0.
@@ -101,11 +103,7 @@ impl<B: Backend> PublicKey<B> {
         let ctx: &Arc<_> = &self.ctx;
         let be = ctx.backend();
         let basis = ctx.params().q_basis(pt.level);
-        if be.basis(&pt.poly) != basis.as_slice() {
-            return Err(CkksError::ParameterMismatch(
-                "plaintext basis does not match its level".into(),
-            ));
-        }
+        check_basis(be, &pt.poly, &basis, "plaintext")?;
         let mut rng = Csprng::from_entropy();
         let u = sample_ternary(ctx, &mut rng, &basis, SecretDistribution::UniformTernary)?;
         let mut c0 = sample_gaussian(ctx, &mut rng, &basis)?;
