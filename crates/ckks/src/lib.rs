@@ -11,7 +11,9 @@
 //! - [`keys`]: secret key (client) vs evaluation keys (server), key generation;
 //! - [`encryption`]: encryption and decryption;
 //! - [`evaluator`]: homomorphic operations, key switching, rotations;
-//! - [`serialization`]: validated postcard encodings of everything above.
+//! - [`serialization`]: validated postcard encodings of everything above;
+//! - [`circuits`]: polynomial evaluation, linear transformations, the homomorphic DFT and
+//!   bootstrapping.
 //!
 //! ```
 //! use ckks::{Context, EvaluationKeyRequest, Evaluator, KeyGenerator, presets};
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod ciphertext;
+pub mod circuits;
 pub mod context;
 pub mod embedding;
 pub mod encoding;
@@ -41,6 +44,9 @@ pub mod params;
 pub mod serialization;
 
 pub use ciphertext::{Ciphertext, Plaintext};
+pub use circuits::{
+    Bootstrapper, BootstrappingConfig, LinearTransform, Polynomial, PolynomialBasis,
+};
 pub use context::Context;
 pub use error::{CkksError, Result};
 pub use evaluator::{Decomposition, Evaluator};

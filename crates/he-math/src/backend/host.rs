@@ -600,6 +600,28 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         self.inverse_ntt(&mut pp)?;
         let conv = self.converter(special, &q_basis)?;
         let y = self.premultiply(&conv, pp.data());
+        // Exact centred [a]_P (Halevi–Polyakov–Shoup, CT-RSA 2019, §2.3): the fast
+        // conversion gives [a]_P + u·P with u = ⌊Σ_i y_i/p_i⌋; subtracting
+        // v = round(Σ_i y_i/p_i) instead yields the representative in (−P/2, P/2], so
+        // the rounding a/P is unbiased (no drift of the key-switching error).
+        let n = self.ctx.n();
+        let inv_p: Vec<f64> = conv
+            .from_moduli()
+            .iter()
+            .map(|m| 1.0 / m.value() as f64)
+            .collect();
+        let mut v = vec![0u64; n];
+        for (i, ip) in inv_p.iter().enumerate() {
+            let yi = &y[i * n..(i + 1) * n];
+            if i == 0 {
+                v.iter_mut().zip(yi).for_each(|(acc, &x)| *acc = (x as f64 * ip).to_bits());
+            } else {
+                v.iter_mut()
+                    .zip(yi)
+                    .for_each(|(acc, &x)| *acc = (f64::from_bits(*acc) + x as f64 * ip).to_bits());
+            }
+        }
+        v.iter_mut().for_each(|x| *x = f64::from_bits(*x).round() as u64);
         let mut out = a.select_limbs(&q_basis)?;
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
@@ -607,8 +629,14 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             let p_inv = special
                 .iter()
                 .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0));
+            let p_mod = special
+                .iter()
+                .fold(1u64, |acc, &p| qi.mul(acc, qi.reduce(self.ctx.modulus(p).value())));
             with_scratch(l.len(), |t| {
                 Self::convert_limb(&conv, &y, j, t);
+                t.iter_mut()
+                    .zip(&v)
+                    .for_each(|(x, &vk)| *x = qi.sub(*x, qi.mul(vk, p_mod)));
                 self.ctx.plan(bi).forward(t);
                 K::sub_scalar_mul(qi, l, t, p_inv);
             });

@@ -178,7 +178,9 @@ pub trait Backend: Send + Sync {
     fn mod_up(&self, a: &Self::Poly, digit: &[usize], special: &[usize]) -> Result<Self::Poly>;
 
     /// ModDown of hybrid key switching: for NTT-form `a` over `Q ∪ P` (`P = special`),
-    /// returns `(a − FastBConv([a]_P)) · P^{-1}`, i.e. `≈ a / P`, NTT form over `Q`.
+    /// returns `(a − [a]_P) · P^{-1}` with `[a]_P` the centred residue in `(−P/2, P/2]`
+    /// (fast conversion with the Halevi–Polyakov–Shoup correction), i.e. `a/P` rounded to
+    /// the nearest integer, NTT form over `Q`.
     ///
     /// # Errors
     /// Representation or basis errors (`special` not a proper suffix-set of the basis).

@@ -1,0 +1,612 @@
+//! CKKS bootstrapping: ModRaise → CoeffsToSlots → EvalMod → SlotsToCoeffs
+//! (Cheon–Han–Kim–Kim–Song, Eurocrypt 2018; Han–Ki, CT-RSA 2020; Bossuat et al.,
+//! Eurocrypt 2021; Lattigo `he/hefloat/bootstrapping`).
+//!
+//! # The circuit
+//! A ciphertext at level 0 decrypts to `m(X) mod q_0`. [`Bootstrapper::mod_raise`] lifts
+//! its centred residues to the whole chain `Q_L`, where it decrypts to
+//! `t = m + q_0·I(X)` with `|I| < K` (for a sparse ternary secret of Hamming weight `h`,
+//! each `I_k` is a sum of `h` terms uniform in `(−½, ½)`, standard deviation `√(h/12)`).
+//! With fewer than `N/2` slots the trace over the Galois elements `5^{n·2^i}` then
+//! projects `t` onto the slots' subring. [`Bootstrapper::coeffs_to_slots`] evaluates the
+//! inverse special FFT ([`super::dft`]) so the slots hold the coefficients
+//! `y = t/(q_0 K) ∈ [−1, 1]` (bit-reversed; real and imaginary halves in two ciphertexts
+//! at full slots, side by side in `2n` slots otherwise). [`Bootstrapper::eval_mod`]
+//! evaluates `sin(2πK y)/2π ≈ (t mod q_0)/q_0 = m/q_0`: a Chebyshev interpolant of
+//! `cos(2π(K y − ¼)/2^r)` followed by `r` double-angle steps `c ↦ 2c² − 1`.
+//! [`Bootstrapper::slots_to_coeffs`] applies the special FFT, with the factor
+//! `q_0/(2π Δ_0)` folded into its first matrix, and returns the message at level
+//! `L − depth` and that level's canonical scale.
+//!
+//! # Precision and failure
+//! The sine replaces `x mod 1` with a relative error `(2πx)²/6`: for a message of size 1
+//! at scale `Δ_0`, `x = Δ_0/q_0`, so the ratio `q_0/Δ_0` (2^16 in the presets) keeps it
+//! below 2^-29. The bootstrapping fails (the output is garbage in some slots) when some
+//! `|I_k| ≥ K − ½`; [`BootstrappingConfig::failure_log2`] bounds that probability.
+
+use super::dft;
+use super::linear_transform::{EncodedLinearTransform, LinearTransform};
+use super::polynomial::Polynomial;
+use crate::ciphertext::Ciphertext;
+use crate::error::{CkksError, Result};
+use crate::evaluator::Evaluator;
+use crate::keys::EvaluationKeyRequest;
+use crate::params::{Parameters, SecretDistribution};
+use he_math::{Backend, Representation, RnsPoly, galois};
+use num_complex::Complex64;
+use serde::{Deserialize, Serialize};
+use std::f64::consts::PI;
+use std::sync::Arc;
+
+/// The shape of the bootstrapping circuit (levels per stage, EvalMod approximation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrappingConfig {
+    /// Levels (= merged FFT groups) of CoeffsToSlots.
+    pub cts_levels: usize,
+    /// Levels of SlotsToCoeffs.
+    pub s2c_levels: usize,
+    /// EvalMod range: the polynomial is accurate for `|t/q_0| < K`.
+    pub k: u32,
+    /// Number `r` of double-angle steps.
+    pub double_angle: u32,
+    /// Degree of the Chebyshev interpolant of the scaled cosine.
+    pub sine_degree: usize,
+}
+
+impl BootstrappingConfig {
+    /// The EvalMod polynomial: the Chebyshev interpolant of `cos(2π(K y − ¼)/2^r)` on
+    /// `[−1, 1]`.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for `K = 0` or degree 0.
+    pub fn eval_mod_polynomial(&self) -> Result<Polynomial> {
+        if self.k == 0 || self.sine_degree == 0 {
+            return Err(CkksError::InvalidValue(
+                "EvalMod needs K ≥ 1 and a positive degree".into(),
+            ));
+        }
+        let k = self.k as f64;
+        let r = (self.double_angle as f64).exp2();
+        Polynomial::chebyshev_interpolant(
+            |y| (2.0 * PI * (k * y - 0.25) / r).cos(),
+            -1.0,
+            1.0,
+            self.sine_degree,
+        )
+    }
+
+    /// Levels consumed by EvalMod.
+    ///
+    /// # Errors
+    /// As [`Self::eval_mod_polynomial`].
+    pub fn eval_mod_depth(&self) -> Result<usize> {
+        Ok(self.eval_mod_polynomial()?.depth() + self.double_angle as usize)
+    }
+
+    /// Levels consumed by the whole bootstrapping.
+    ///
+    /// # Errors
+    /// As [`Self::eval_mod_polynomial`].
+    pub fn depth(&self) -> Result<usize> {
+        Ok(self.cts_levels + self.eval_mod_depth()? + self.s2c_levels)
+    }
+
+    /// Maximum absolute error of the EvalMod polynomial followed by the double angles
+    /// against `sin(2πx)` on `x ∈ [−K, K]` (float64, sampled on a fine grid).
+    ///
+    /// # Errors
+    /// As [`Self::eval_mod_polynomial`].
+    pub fn eval_mod_approximation_error(&self) -> Result<f64> {
+        let p = self.eval_mod_polynomial()?;
+        let k = self.k as f64;
+        let steps = 200_000;
+        let mut worst = 0.0f64;
+        for i in 0..=steps {
+            let y = -1.0 + 2.0 * i as f64 / steps as f64;
+            let mut c = p.eval(y);
+            for _ in 0..self.double_angle {
+                c = 2.0 * c * c - 1.0;
+            }
+            worst = worst.max((c - (2.0 * PI * k * y).sin()).abs());
+        }
+        Ok(worst)
+    }
+
+    /// `log2` of an upper bound on the probability that one bootstrapping of a ciphertext
+    /// with `slots` slots fails (some `|I_k| ≥ K − ½`), for the secret distribution of
+    /// `params`: a Gaussian tail bound `2·exp(−(K−½)²/(2σ²))` per coefficient with
+    /// `σ² = h/12`, times the number `2·slots` of coefficients that matter (the
+    /// Gaussian bound is conservative: `I_k` is a bounded sum of uniforms).
+    pub fn failure_log2(&self, params: &Parameters, slots: usize) -> f64 {
+        let h = match params.literal().secret {
+            SecretDistribution::SparseTernary { hamming_weight } => hamming_weight as f64,
+            SecretDistribution::UniformTernary => 2.0 * params.n() as f64 / 3.0,
+        };
+        let sigma2 = h / 12.0 + 1.0 / 12.0;
+        let t = self.k as f64 - 0.5;
+        let per_coeff = 1.0 - (t * t) / (2.0 * sigma2) * std::f64::consts::LOG2_E;
+        per_coeff + ((2 * slots) as f64).log2()
+    }
+
+    /// The rotations (left, in slot units of the full `N/2` group) the bootstrapping of
+    /// `slots`-slot ciphertexts performs.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidSlots`] unless `slots` is a power of two in `[2, N/2]`.
+    pub fn rotations(&self, params: &Parameters, slots: usize) -> Result<Vec<i64>> {
+        let (cts, s2c) = self.factors(params, slots)?;
+        let mut r: Vec<i64> = cts
+            .iter()
+            .chain(&s2c)
+            .flat_map(LinearTransform::rotations)
+            .collect();
+        r.extend(trace_rotations(params, slots));
+        r.sort_unstable();
+        r.dedup();
+        Ok(r)
+    }
+
+    /// The evaluation keys the bootstrapping needs (relinearization, conjugation and
+    /// [`Self::rotations`]), to be merged with the application's own request.
+    ///
+    /// # Errors
+    /// As [`Self::rotations`].
+    pub fn key_request(&self, params: &Parameters, slots: usize) -> Result<EvaluationKeyRequest> {
+        Ok(EvaluationKeyRequest {
+            relinearization: true,
+            rotations: self.rotations(params, slots)?,
+            conjugation: true,
+        })
+    }
+
+    /// The CoeffsToSlots and SlotsToCoeffs matrices (before scaling) on the slot count
+    /// the circuit works with: `slots` at full slots, `2·slots` otherwise (the real and
+    /// imaginary halves side by side).
+    fn factors(
+        &self,
+        params: &Parameters,
+        slots: usize,
+    ) -> Result<(Vec<LinearTransform>, Vec<LinearTransform>)> {
+        let max = params.max_slots();
+        if !slots.is_power_of_two() || slots < 2 || slots > max {
+            return Err(CkksError::InvalidSlots { slots, max });
+        }
+        let mut cts = dft::coeffs_to_slots_factors(slots, self.cts_levels)?;
+        let mut s2c = dft::slots_to_coeffs_factors(slots, self.s2c_levels)?;
+        if slots < max {
+            let n2 = 2 * slots;
+            cts = cts
+                .iter()
+                .map(|m| m.lifted(n2))
+                .collect::<Result<Vec<_>>>()?;
+            s2c = s2c
+                .iter()
+                .map(|m| m.lifted(n2))
+                .collect::<Result<Vec<_>>>()?;
+            // Last CtS matrix: rows k ≥ n multiplied by −i, so the 2n slots hold
+            // [w; −i·w] and w + conj(w) = [Re w; Im w].
+            let rows: Vec<Complex64> = (0..n2)
+                .map(|k| {
+                    if k < slots {
+                        Complex64::new(1.0, 0.0)
+                    } else {
+                        Complex64::new(0.0, -1.0)
+                    }
+                })
+                .collect();
+            let last = cts.len() - 1;
+            cts[last] = cts[last].row_scaled(&rows)?;
+            // First S2C matrix preceded by the merge y ↦ y_lo + i·y_hi (n-periodic).
+            let mut d0 = vec![Complex64::new(1.0, 0.0); n2];
+            let mut dn = vec![Complex64::new(0.0, 1.0); n2];
+            for k in slots..n2 {
+                d0[k] = Complex64::new(0.0, 1.0);
+                dn[k] = Complex64::new(1.0, 0.0);
+            }
+            let merge = LinearTransform::new(n2, [(0, d0), (slots, dn)].into_iter().collect())?;
+            s2c[0] = s2c[0].compose(&merge)?;
+        }
+        Ok((cts, s2c))
+    }
+}
+
+/// Rotations of the sparse-slot trace: `n, 2n, …, N/4` (none at full slots).
+fn trace_rotations(params: &Parameters, slots: usize) -> Vec<i64> {
+    let mut r = Vec::new();
+    let mut s = slots;
+    while s < params.max_slots() {
+        r.push(s as i64);
+        s *= 2;
+    }
+    r
+}
+
+/// Timings of one [`Bootstrapper::bootstrap_timed`] call, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimings {
+    /// ModRaise (and the sparse-slot trace).
+    pub mod_raise: f64,
+    /// CoeffsToSlots (with the real/imaginary split).
+    pub coeffs_to_slots: f64,
+    /// EvalMod (both halves at full slots).
+    pub eval_mod: f64,
+    /// SlotsToCoeffs (with the recombination).
+    pub slots_to_coeffs: f64,
+}
+
+/// The server-side bootstrapping of ciphertexts with a fixed slot count: the encoded
+/// CoeffsToSlots/SlotsToCoeffs matrices and the EvalMod polynomial. Holds evaluation keys
+/// only (through its [`Evaluator`]).
+pub struct Bootstrapper<B: Backend> {
+    eval: Arc<Evaluator<B>>,
+    config: BootstrappingConfig,
+    slots: usize,
+    /// The slot count the circuit runs on (`slots`, or `2·slots` when sparse).
+    work_slots: usize,
+    cts: Vec<EncodedLinearTransform<B>>,
+    s2c: Vec<EncodedLinearTransform<B>>,
+    sine: Polynomial,
+    /// Scale label given to the ModRaised ciphertext (see [`Self::mod_raise`]).
+    raised_scale: f64,
+}
+
+impl<B: Backend> std::fmt::Debug for Bootstrapper<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapper")
+            .field("config", &self.config)
+            .field("slots", &self.slots)
+            .finish()
+    }
+}
+
+impl<B: Backend> Bootstrapper<B> {
+    /// Encodes the bootstrapping circuit for `slots`-slot ciphertexts. The evaluator's
+    /// key set must contain [`BootstrappingConfig::key_request`]'s keys (checked when a
+    /// key is used).
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidParameters`] if the chain has fewer than `depth + 1` levels
+    /// above level 0 or `q_0/Δ_0 < 2^8`; as [`BootstrappingConfig::rotations`].
+    pub fn new(eval: Arc<Evaluator<B>>, config: BootstrappingConfig, slots: usize) -> Result<Self> {
+        let _span = tracing::info_span!("bootstrapper_new", slots).entered();
+        let ctx = eval.context().clone();
+        let params = ctx.params().clone();
+        let depth = config.depth()?;
+        let top = params.max_level();
+        if top < depth + 1 {
+            return Err(CkksError::InvalidParameters(format!(
+                "bootstrapping needs {depth} levels above the output, the chain has {top}"
+            )));
+        }
+        let q0 = params.q()[0] as f64;
+        let delta0 = params.scale_at(0)?;
+        if q0 / delta0 < 256.0 {
+            return Err(CkksError::InvalidParameters(format!(
+                "q_0/Δ_0 = 2^{:.1} is too small for EvalMod (need ≥ 2^8)",
+                (q0 / delta0).log2()
+            )));
+        }
+        let (cts_m, s2c_m) = config.factors(&params, slots)?;
+        let work_slots = cts_m[0].slots();
+        let sparse_factor = (params.max_slots() / slots) as f64;
+        // ModRaised slots decode (at this label) to t/(2 q_0 K) after the trace's
+        // factor N/2n, so the CtS output y + conj(y) is t/(q_0 K).
+        let raised_scale = 2.0 * q0 * config.k as f64 * sparse_factor;
+        let mut level = top;
+        let mut scale = raised_scale;
+        let mut cts = Vec::new();
+        for m in &cts_m {
+            let out = params.scale_at(level - 1)?;
+            cts.push(m.encode(&ctx, level, scale, out)?);
+            level -= 1;
+            scale = out;
+        }
+        let sine = config.eval_mod_polynomial()?;
+        level -= sine.depth() + config.double_angle as usize;
+        scale = params.scale_at(level)?;
+        let g = q0 / (2.0 * PI * delta0);
+        let mut s2c = Vec::new();
+        for (i, m) in s2c_m.iter().enumerate() {
+            let out = params.scale_at(level - 1)?;
+            let m = if i == 0 {
+                m.scaled(Complex64::new(g, 0.0))
+            } else {
+                m.clone()
+            };
+            s2c.push(m.encode(&ctx, level, scale, out)?);
+            level -= 1;
+            scale = out;
+        }
+        Ok(Self {
+            eval,
+            config,
+            slots,
+            work_slots,
+            cts,
+            s2c,
+            sine,
+            raised_scale,
+        })
+    }
+
+    /// The evaluator.
+    pub fn context_eval(&self) -> &Arc<Evaluator<B>> {
+        &self.eval
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BootstrappingConfig {
+        &self.config
+    }
+
+    /// The slot count this bootstrapper refreshes.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The level of a refreshed ciphertext: `L − depth`.
+    pub fn output_level(&self) -> usize {
+        self.s2c.last().map_or(0, |m| m.level() - 1)
+    }
+
+    /// ModRaise: `ct` at level 0 (or any level, then first brought to level 0's canonical
+    /// scale) is lifted, centred, to `q_0 … q_L`; with sparse slots the trace over
+    /// `5^{n·2^i}` follows. The result decrypts to `t = m + q_0·I` (times `N/2n`) and
+    /// carries the scale label `2 q_0 K·N/2n`, so its slots read `t`'s slots over
+    /// `2 q_0 K` (the input CoeffsToSlots expects).
+    ///
+    /// # Errors
+    /// [`CkksError::ScaleMismatch`] for a level-0 input not at `Δ_0`;
+    /// [`CkksError::SlotsMismatch`] for another slot count; [`CkksError::DegreeTooHigh`].
+    pub fn mod_raise(&self, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("mod_raise").entered();
+        let ev = &self.eval;
+        let ctx = ev.context();
+        let params = ctx.params();
+        if ct.slots != self.slots {
+            return Err(CkksError::SlotsMismatch(ct.slots, self.slots));
+        }
+        if ct.degree() != 1 {
+            return Err(CkksError::DegreeTooHigh(ct.degree()));
+        }
+        let delta0 = params.scale_at(0)?;
+        let ct0 = if ct.level > 0 {
+            ev.adjust(ct, 0, delta0)?
+        } else {
+            ct.clone()
+        };
+        if ct0.scale != delta0 {
+            return Err(CkksError::ScaleMismatch(ct0.scale, delta0));
+        }
+        let be = ctx.backend();
+        let ring = params.ring();
+        let q0 = params.q()[0];
+        let half = q0 / 2;
+        let top = params.max_level();
+        let basis = params.q_basis(top);
+        let mut parts = Vec::with_capacity(2);
+        for p in &ct0.parts {
+            let mut c = p.clone();
+            be.inverse_ntt(&mut c)?;
+            let host = be.download(&c)?;
+            let signed: Vec<i64> = host
+                .limb(0)
+                .iter()
+                .map(|&x| {
+                    if x > half {
+                        x as i64 - q0 as i64
+                    } else {
+                        x as i64
+                    }
+                })
+                .collect();
+            let lifted = RnsPoly::from_signed(ring, &basis, &signed)?;
+            debug_assert_eq!(lifted.repr(), Representation::Coeff);
+            let mut up = be.upload(&lifted)?;
+            be.forward_ntt(&mut up)?;
+            parts.push(up);
+        }
+        let mut out = Ciphertext {
+            parts,
+            level: top,
+            scale: self.raised_scale,
+            slots: self.slots,
+        };
+        let n = params.n();
+        for r in trace_rotations(params, self.slots) {
+            let e = galois::galois_element_for_rotation(r, n);
+            let rot = ev.automorphism(&out, e, Some(r))?;
+            ev.add_assign(&mut out, &rot)?;
+        }
+        Ok(out)
+    }
+
+    /// CoeffsToSlots: the inverse special FFT. Returns the real and the imaginary halves
+    /// of the (bit-reversed) coefficient vector over `q_0 K`, in `[−1, 1]`: two
+    /// ciphertexts at full slots, one with `2n` slots (`[Re; Im]`) otherwise. Consumes
+    /// `cts_levels` levels.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelMismatch`]/[`CkksError::ScaleMismatch`] unless `ct` comes from
+    /// [`Self::mod_raise`]; [`CkksError::MissingGaloisKey`].
+    pub fn coeffs_to_slots(&self, ct: &Ciphertext<B>) -> Result<Vec<Ciphertext<B>>> {
+        let _span = tracing::debug_span!("coeffs_to_slots").entered();
+        let ev = &self.eval;
+        let mut x = ct.clone();
+        x.slots = self.work_slots;
+        for m in &self.cts {
+            x = ev.linear_transform(&x, m)?;
+        }
+        let conj = ev.conjugate(&x)?;
+        let re = ev.add(&x, &conj)?;
+        if self.work_slots == self.slots {
+            // −i·(w − conj w) = 2·Im(w)
+            let im = ev.neg(&ev.mul_by_i(&ev.sub(&x, &conj)?)?)?;
+            Ok(vec![re, im])
+        } else {
+            Ok(vec![re])
+        }
+    }
+
+    /// EvalMod: `sin(2πK y)/…` on one output of [`Self::coeffs_to_slots`], that is
+    /// `≈ 2π m/q_0` per coefficient (the factor `q_0/(2πΔ_0)` is applied by
+    /// SlotsToCoeffs). Consumes [`BootstrappingConfig::eval_mod_depth`] levels.
+    ///
+    /// # Errors
+    /// Errors of the polynomial evaluation and multiplications.
+    pub fn eval_mod(&self, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("eval_mod").entered();
+        let ev = &self.eval;
+        let params = ev.context().params();
+        let mut c = ev.evaluate_polynomial(ct, &self.sine)?;
+        for _ in 0..self.config.double_angle {
+            let mut sq = ev.mul_relin_rescale(&c, &c)?;
+            sq.scale = params.scale_at(sq.level)?;
+            c = ev.add_const(&ev.mul_integer(&sq, 2)?, -1.0)?;
+        }
+        Ok(c)
+    }
+
+    /// SlotsToCoeffs: recombines the EvalMod outputs (`re + i·im` at full slots) and
+    /// applies the special FFT; the result holds the message at level
+    /// [`Self::output_level`] and its canonical scale. Consumes `s2c_levels` levels.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for the wrong number of inputs; level/scale errors as
+    /// [`Evaluator::linear_transform`].
+    pub fn slots_to_coeffs(&self, parts: &[Ciphertext<B>]) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("slots_to_coeffs").entered();
+        let ev = &self.eval;
+        let want = if self.work_slots == self.slots { 2 } else { 1 };
+        if parts.len() != want {
+            return Err(CkksError::InvalidValue(format!(
+                "SlotsToCoeffs takes {want} ciphertexts here, got {}",
+                parts.len()
+            )));
+        }
+        let mut x = if want == 2 {
+            ev.add(&parts[0], &ev.mul_by_i(&parts[1])?)?
+        } else {
+            parts[0].clone()
+        };
+        for m in &self.s2c {
+            x = ev.linear_transform(&x, m)?;
+        }
+        x.slots = self.slots;
+        Ok(x)
+    }
+
+    /// The whole bootstrapping: a ciphertext at any level (brought to level 0 first)
+    /// refreshed to [`Self::output_level`].
+    ///
+    /// # Errors
+    /// As the four stages.
+    pub fn bootstrap(&self, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        Ok(self.bootstrap_timed(ct)?.0)
+    }
+
+    /// [`Self::bootstrap`] with the wall-clock time of each stage.
+    ///
+    /// # Errors
+    /// As [`Self::bootstrap`].
+    pub fn bootstrap_timed(&self, ct: &Ciphertext<B>) -> Result<(Ciphertext<B>, StageTimings)> {
+        let _span = tracing::info_span!("bootstrap", slots = self.slots).entered();
+        let mut t = StageTimings::default();
+        let clock = std::time::Instant::now();
+        let raised = self.mod_raise(ct)?;
+        t.mod_raise = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let halves = self.coeffs_to_slots(&raised)?;
+        t.coeffs_to_slots = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let reduced = halves
+            .iter()
+            .map(|h| self.eval_mod(h))
+            .collect::<Result<Vec<_>>>()?;
+        t.eval_mod = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let out = self.slots_to_coeffs(&reduced)?;
+        t.slots_to_coeffs = clock.elapsed().as_secs_f64();
+        Ok((out, t))
+    }
+}
+
+/// Bootstrappable parameter sets: a [`crate::ParametersLiteral`] whose chain has room for
+/// the circuit, and the [`BootstrappingConfig`] that fits it.
+pub mod presets {
+    use super::BootstrappingConfig;
+    use crate::params::{ParametersLiteral, SecretDistribution};
+
+    /// The EvalMod and DFT shape shared by the presets: CoeffsToSlots and SlotsToCoeffs in
+    /// 3 levels each, `K = 32` (failure bound about 2^-32 per full-slot bootstrap for
+    /// `h = 192`, see [`BootstrappingConfig::failure_log2`]), a degree-30 Chebyshev
+    /// interpolant of the scaled cosine and 5 double-angle steps (EvalMod depth 11).
+    pub fn standard_config() -> BootstrappingConfig {
+        BootstrappingConfig {
+            cts_levels: 3,
+            s2c_levels: 3,
+            k: 32,
+            double_angle: 5,
+            sine_degree: 30,
+        }
+    }
+
+    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1722 ≤ 1772 for N = 2^16)
+    /// with a sparse ternary secret of Hamming weight 192, as HEaaN's FGb parameters
+    /// (whose security claim for that weight this preset rests on).
+    ///
+    /// Modulus chain, from level 0 up: `q_0` 58 bits; 9 user primes of 42 bits (Δ = 2^42,
+    /// so a refreshed ciphertext has 9 usable levels, HETAL's budget); 17 × 58-bit
+    /// bootstrapping primes: SlotsToCoeffs (3, consumed last, so the message meets the
+    /// factor `q_0/2πΔ_0` at scales 2^50–2^56), EvalMod (11) and CoeffsToSlots (3);
+    /// special primes 6 × 50 bits, dnum 6 (digits of 5 primes). `L = 26`, bootstrapping
+    /// from level 0 lands at level 9. Message ratio `q_0/Δ_0 = 2^16`.
+    pub fn n16_logqp1722_boot() -> (ParametersLiteral, BootstrappingConfig) {
+        let mut log_q = vec![54];
+        log_q.extend([42; 9]);
+        let mut log_q_boot = vec![58; 14];
+        log_q_boot.extend([61; 3]);
+        (
+            ParametersLiteral {
+                log_n: 16,
+                log_q,
+                log_q_boot,
+                log_p: vec![50; 6],
+                dnum: 6,
+                secret: SecretDistribution::SparseTernary {
+                    hamming_weight: 192,
+                },
+                sigma: 3.2,
+                log_scale: 42,
+            },
+            standard_config(),
+        )
+    }
+
+    /// INSECURE (N = 2^12 with log QP ≈ 1100; tests only): the N = 2^16 preset's circuit
+    /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
+    /// levels each, same EvalMod and secret weight.
+    pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {
+        let mut log_q_boot = vec![58; 13];
+        log_q_boot.extend([61; 2]);
+        (
+            ParametersLiteral {
+                log_n: 12,
+                log_q: vec![54, 42, 42],
+                log_q_boot,
+                log_p: vec![60; 6],
+                dnum: 3,
+                secret: SecretDistribution::SparseTernary {
+                    hamming_weight: 192,
+                },
+                sigma: 3.2,
+                log_scale: 42,
+            },
+            BootstrappingConfig {
+                cts_levels: 2,
+                s2c_levels: 2,
+                ..standard_config()
+            },
+        )
+    }
+}

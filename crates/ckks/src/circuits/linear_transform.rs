@@ -1,0 +1,383 @@
+//! Linear transformations of the slot vector as data: a map from diagonal index to
+//! diagonal, `M·x = Σ_d diag_d ⊙ rot(x, d)` (`rot(x, d)_k = x_{k+d mod n}`, Halevi–Shoup,
+//! Crypto 2014), encoded at a chosen level and scale and evaluated with baby-step
+//! giant-step and hoisted baby-step rotations (Bossuat et al., Eurocrypt 2021, §4;
+//! Lattigo `he/linear_transformation.go`).
+//!
+//! BSGS: with a baby-step span `n1`, each index is `d = g + b` (`g` a multiple of `n1`,
+//! `0 ≤ b < n1`) and `M·x = Σ_g rot(Σ_b rot(diag_{g+b}, −g) ⊙ rot(x, b), g)`: the baby
+//! rotations `rot(x, b)` share one decomposition, the pre-rotated diagonals are encoded
+//! once, and each giant step costs one rotation. `n1` is the power of two minimizing the
+//! number of distinct rotations. [`LinearTransform::rotations`] names the rotations (and
+//! so the Galois elements) the evaluation needs, for key generation.
+
+use crate::ciphertext::{Ciphertext, Plaintext};
+use crate::context::Context;
+use crate::error::{CkksError, Result};
+use crate::evaluator::Evaluator;
+use he_math::Backend;
+use num_complex::Complex64;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A linear map on `n` complex slots stored by diagonals (index in `0..n`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearTransform {
+    slots: usize,
+    diagonals: BTreeMap<usize, Vec<Complex64>>,
+}
+
+fn rotate_vec(v: &[Complex64], d: usize) -> Vec<Complex64> {
+    let n = v.len();
+    (0..n).map(|k| v[(k + d) % n]).collect()
+}
+
+impl LinearTransform {
+    /// A transform on `slots` slots from its diagonals (`diag_d[k] = M[k][(k+d) mod n]`).
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidSlots`] unless `slots` is a power of two;
+    /// [`CkksError::InvalidValue`] for an index `≥ slots`, a diagonal of the wrong length
+    /// or a non-finite entry.
+    pub fn new(slots: usize, diagonals: BTreeMap<usize, Vec<Complex64>>) -> Result<Self> {
+        if !slots.is_power_of_two() {
+            return Err(CkksError::InvalidSlots {
+                slots,
+                max: usize::MAX,
+            });
+        }
+        for (&d, v) in &diagonals {
+            if d >= slots || v.len() != slots {
+                return Err(CkksError::InvalidValue(format!(
+                    "diagonal {d} of length {} for {slots} slots",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
+                return Err(CkksError::InvalidValue(format!(
+                    "non-finite entry in diagonal {d}"
+                )));
+            }
+        }
+        Ok(Self { slots, diagonals })
+    }
+
+    /// The transform of a dense `n × n` matrix (row-major), zero diagonals dropped.
+    ///
+    /// # Errors
+    /// As [`Self::new`]; [`CkksError::LengthMismatch`] for a non-square matrix.
+    pub fn from_dense(matrix: &[Vec<Complex64>]) -> Result<Self> {
+        let n = matrix.len();
+        if let Some(row) = matrix.iter().find(|r| r.len() != n) {
+            return Err(CkksError::LengthMismatch {
+                expected: n,
+                got: row.len(),
+            });
+        }
+        let mut diags = BTreeMap::new();
+        for d in 0..n {
+            let v: Vec<Complex64> = (0..n).map(|k| matrix[k][(k + d) % n]).collect();
+            if v.iter().any(|z| z.norm() != 0.0) {
+                diags.insert(d, v);
+            }
+        }
+        Self::new(n, diags)
+    }
+
+    /// Number of slots `n`.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The diagonals.
+    pub fn diagonals(&self) -> &BTreeMap<usize, Vec<Complex64>> {
+        &self.diagonals
+    }
+
+    /// `M·x` in float64 (the plaintext reference).
+    ///
+    /// # Errors
+    /// [`CkksError::LengthMismatch`] unless `x` has `n` entries.
+    pub fn apply(&self, x: &[Complex64]) -> Result<Vec<Complex64>> {
+        if x.len() != self.slots {
+            return Err(CkksError::LengthMismatch {
+                expected: self.slots,
+                got: x.len(),
+            });
+        }
+        let n = self.slots;
+        let mut out = vec![Complex64::new(0.0, 0.0); n];
+        for (&d, diag) in &self.diagonals {
+            for k in 0..n {
+                out[k] += diag[k] * x[(k + d) % n];
+            }
+        }
+        Ok(out)
+    }
+
+    /// The composition `self ∘ other` (`other` applied first):
+    /// `diag_{a+b} += α_a ⊙ rot(β_b, a)`.
+    ///
+    /// # Errors
+    /// [`CkksError::SlotsMismatch`] for different slot counts.
+    pub fn compose(&self, other: &Self) -> Result<Self> {
+        if self.slots != other.slots {
+            return Err(CkksError::SlotsMismatch(self.slots, other.slots));
+        }
+        let n = self.slots;
+        let mut out: BTreeMap<usize, Vec<Complex64>> = BTreeMap::new();
+        for (&a, alpha) in &self.diagonals {
+            for (&b, beta) in &other.diagonals {
+                let e = out
+                    .entry((a + b) % n)
+                    .or_insert_with(|| vec![Complex64::new(0.0, 0.0); n]);
+                for k in 0..n {
+                    e[k] += alpha[k] * beta[(k + a) % n];
+                }
+            }
+        }
+        Self::new(n, out)
+    }
+
+    /// `c·M`.
+    pub fn scaled(&self, c: Complex64) -> Self {
+        let diagonals = self
+            .diagonals
+            .iter()
+            .map(|(&d, v)| (d, v.iter().map(|&z| z * c).collect()))
+            .collect();
+        Self {
+            slots: self.slots,
+            diagonals,
+        }
+    }
+
+    /// Row `k` multiplied by `row_factor[k]`: `diag(row_factor)·M`.
+    ///
+    /// # Errors
+    /// [`CkksError::LengthMismatch`] unless `row_factor` has `n` entries.
+    pub fn row_scaled(&self, row_factor: &[Complex64]) -> Result<Self> {
+        if row_factor.len() != self.slots {
+            return Err(CkksError::LengthMismatch {
+                expected: self.slots,
+                got: row_factor.len(),
+            });
+        }
+        let diagonals = self
+            .diagonals
+            .iter()
+            .map(|(&d, v)| (d, v.iter().zip(row_factor).map(|(a, b)| a * b).collect()))
+            .collect();
+        Ok(Self {
+            slots: self.slots,
+            diagonals,
+        })
+    }
+
+    /// The same map on `2n` slots acting on an `n`-periodic vector (the layout of a
+    /// sparse ciphertext viewed with twice its slots): `diag'_d[k] = diag_d[k mod n]`.
+    pub fn lifted(&self, slots: usize) -> Result<Self> {
+        if !slots.is_power_of_two() || slots < self.slots {
+            return Err(CkksError::InvalidSlots {
+                slots,
+                max: usize::MAX,
+            });
+        }
+        let n = self.slots;
+        let diagonals = self
+            .diagonals
+            .iter()
+            .map(|(&d, v)| (d, (0..slots).map(|k| v[k % n]).collect()))
+            .collect();
+        Ok(Self { slots, diagonals })
+    }
+
+    /// The baby-step span `n1` (a power of two) minimizing the number of rotations.
+    pub fn baby_step(&self) -> usize {
+        let mut best = (usize::MAX, 1);
+        let mut n1 = 1;
+        while n1 <= self.slots {
+            let (b, g) = self.split(n1);
+            let cost = b.len() + g.len();
+            if cost < best.0 {
+                best = (cost, n1);
+            }
+            n1 *= 2;
+        }
+        best.1
+    }
+
+    /// Distinct non-zero baby and giant rotations for span `n1`.
+    fn split(&self, n1: usize) -> (BTreeSet<usize>, BTreeSet<usize>) {
+        let mut babies = BTreeSet::new();
+        let mut giants = BTreeSet::new();
+        for &d in self.diagonals.keys() {
+            let b = d % n1;
+            if b != 0 {
+                babies.insert(b);
+            }
+            if d - b != 0 {
+                giants.insert(d - b);
+            }
+        }
+        (babies, giants)
+    }
+
+    /// The left rotations (in `1..n`) [`Evaluator::linear_transform`] performs; their
+    /// Galois keys must be in the evaluation-key set.
+    pub fn rotations(&self) -> Vec<i64> {
+        let (b, g) = self.split(self.baby_step());
+        let set: BTreeSet<usize> = b.union(&g).copied().collect();
+        set.into_iter().map(|r| r as i64).collect()
+    }
+
+    /// Encodes the pre-rotated diagonals for a ciphertext at `level` and scale
+    /// `input_scale`, so that the output (after the one rescale) has scale exactly
+    /// `output_scale` at level `level − 1`: plaintexts at scale
+    /// `output_scale · q_level / input_scale`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] at level 0; [`CkksError::InvalidSlots`] for more slots
+    /// than `N/2`; encoding errors.
+    pub fn encode<B: Backend>(
+        &self,
+        ctx: &Context<B>,
+        level: usize,
+        input_scale: f64,
+        output_scale: f64,
+    ) -> Result<EncodedLinearTransform<B>> {
+        let _span = tracing::debug_span!("encode_linear_transform", level, diagonals = self.diagonals.len()).entered();
+        if level == 0 {
+            return Err(CkksError::LevelTooLow {
+                needed: 1,
+                level: 0,
+            });
+        }
+        let q = ctx.params().q()[level] as f64;
+        let pt_scale = output_scale * q / input_scale;
+        let n1 = self.baby_step();
+        let mut giants: BTreeMap<usize, Vec<(usize, Plaintext<B>)>> = BTreeMap::new();
+        for (&d, diag) in &self.diagonals {
+            let b = d % n1;
+            let g = d - b;
+            let rotated = rotate_vec(diag, (self.slots - g % self.slots) % self.slots);
+            let pt = ctx.encode_complex(&rotated, level, pt_scale)?;
+            giants.entry(g).or_default().push((b, pt));
+        }
+        Ok(EncodedLinearTransform {
+            slots: self.slots,
+            level,
+            input_scale,
+            output_scale,
+            giants,
+        })
+    }
+}
+
+/// A [`LinearTransform`] encoded for one input level and scale.
+pub struct EncodedLinearTransform<B: Backend> {
+    slots: usize,
+    level: usize,
+    input_scale: f64,
+    output_scale: f64,
+    /// giant step → (baby step, pre-rotated diagonal).
+    giants: BTreeMap<usize, Vec<(usize, Plaintext<B>)>>,
+}
+
+impl<B: Backend> std::fmt::Debug for EncodedLinearTransform<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedLinearTransform")
+            .field("slots", &self.slots)
+            .field("level", &self.level)
+            .field("giants", &self.giants.len())
+            .field(
+                "diagonals",
+                &self.giants.values().map(Vec::len).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+impl<B: Backend> EncodedLinearTransform<B> {
+    /// The input level.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// The slot count.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The scale an input ciphertext must have.
+    pub fn input_scale(&self) -> f64 {
+        self.input_scale
+    }
+
+    /// The scale of the output (at level `level − 1`).
+    pub fn output_scale(&self) -> f64 {
+        self.output_scale
+    }
+}
+
+impl<B: Backend> Evaluator<B> {
+    /// `M·ct` by BSGS with hoisted baby steps, one rescale: level `ℓ − 1`, scale
+    /// `lt.output_scale()`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelMismatch`], [`CkksError::ScaleMismatch`] or
+    /// [`CkksError::SlotsMismatch`] unless `ct` matches the encoding;
+    /// [`CkksError::MissingGaloisKey`].
+    pub fn linear_transform(
+        &self,
+        ct: &Ciphertext<B>,
+        lt: &EncodedLinearTransform<B>,
+    ) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("linear_transform", level = ct.level).entered();
+        if ct.level != lt.level {
+            return Err(CkksError::LevelMismatch(ct.level, lt.level));
+        }
+        if ct.scale != lt.input_scale {
+            return Err(CkksError::ScaleMismatch(ct.scale, lt.input_scale));
+        }
+        if ct.slots != lt.slots {
+            return Err(CkksError::SlotsMismatch(ct.slots, lt.slots));
+        }
+        let be = self.context().backend();
+        let babies: BTreeSet<usize> = lt
+            .giants
+            .values()
+            .flat_map(|v| v.iter().map(|(b, _)| *b))
+            .collect();
+        let amounts: Vec<i64> = babies.iter().map(|&b| b as i64).collect();
+        let rotated = self.rotate_hoisted(ct, &amounts)?;
+        let baby: BTreeMap<usize, Ciphertext<B>> = babies.into_iter().zip(rotated).collect();
+        let mut acc: Option<Ciphertext<B>> = None;
+        for (&g, terms) in &lt.giants {
+            let mut inner: Option<Ciphertext<B>> = None;
+            for (b, pt) in terms {
+                let x = &baby[b];
+                match &mut inner {
+                    None => inner = Some(self.mul_plain(x, pt)?),
+                    Some(acc_in) => {
+                        for (dst, src) in acc_in.parts.iter_mut().zip(&x.parts) {
+                            be.mul_add_assign(dst, src, &pt.poly)?;
+                        }
+                    }
+                }
+            }
+            let Some(inner) = inner else { continue };
+            let r = self.rotate(&inner, g as i64)?;
+            match &mut acc {
+                None => acc = Some(r),
+                Some(a) => self.add_assign(a, &r)?,
+            }
+        }
+        let acc = match acc {
+            Some(a) => a,
+            None => self.mul_integer(ct, 0)?,
+        };
+        let mut out = self.rescale_owned(acc)?;
+        out.scale = lt.output_scale;
+        Ok(out)
+    }
+}

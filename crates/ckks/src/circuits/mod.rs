@@ -1,0 +1,11 @@
+//! Circuits on top of the scheme, after Lattigo's `he` layer: polynomial evaluation,
+//! linear transformations, the homomorphic DFT and bootstrapping.
+
+pub mod bootstrapping;
+pub mod dft;
+pub mod linear_transform;
+pub mod polynomial;
+
+pub use bootstrapping::{Bootstrapper, BootstrappingConfig, StageTimings};
+pub use linear_transform::{EncodedLinearTransform, LinearTransform};
+pub use polynomial::{Polynomial, PolynomialBasis};

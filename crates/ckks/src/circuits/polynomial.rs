@@ -1,0 +1,441 @@
+//! Polynomial evaluation on ciphertexts: Chebyshev-basis (on an interval `[a, b]`) and
+//! power-basis polynomials with real coefficients, evaluated by baby-step giant-step
+//! (Paterson–Stockmeyer style) with exact scale management.
+//!
+//! # Algorithm
+//! Following Bossuat–Mouchet–Troncoso-Pastoriza–Hubaux (Eurocrypt 2021, §5) and Lattigo
+//! (`he/hefloat/polynomial_evaluator.go`): the baby steps `T_1 … T_{n1}` (`n1 = 2^l`) and
+//! the giant steps `T_{n1}, T_{2 n1}, T_{4 n1}, …` are computed by products
+//! (`T_{2i} = 2T_i² − 1`, `T_{2i+1} = 2T_{i+1}T_i − T_1`; for the power basis
+//! `x^{i+j} = x^i x^j`), so `T_i` costs `⌈log2 i⌉` levels. The polynomial is split
+//! recursively as `p = q·T_g + r` on the largest giant step `g ≤ deg p` (Chebyshev
+//! division: `q_0 = c_g`, `q_k = 2c_{g+k}`, `r_i = c_i − c_{2g−i}`), and each leaf
+//! `Σ_{i<n1} c_i T_i` is a sum of constant multiplications followed by one rescale.
+//! Zero coefficients are skipped, so odd or even polynomials use odd or even baby steps
+//! only.
+//!
+//! # Scales
+//! Every intermediate ciphertext sits at the canonical scale `Δ_ℓ` of its level
+//! ([`crate::Parameters::scale_at`]): products of two canonical operands rescale onto the
+//! next canonical scale, leaf constants are encoded at the scale that makes every term
+//! land exactly on it, and operands at different levels are aligned with
+//! [`Evaluator::adjust`]. The result is at the canonical scale of its level. The depth is
+//! `⌈log2(d+1)⌉ + 1` for degree `d` (one level above the optimum, spent in the leaves),
+//! plus one for a Chebyshev interval other than `[−1, 1]`; [`Polynomial::depth`] gives it.
+
+use crate::ciphertext::Ciphertext;
+use crate::error::{CkksError, Result};
+use crate::evaluator::Evaluator;
+use he_math::Backend;
+use num_complex::Complex64;
+use std::collections::BTreeMap;
+use std::f64::consts::PI;
+
+/// The basis a [`Polynomial`]'s coefficients refer to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PolynomialBasis {
+    /// `Σ c_i x^i`.
+    Monomial,
+    /// `Σ c_i T_i(y)` with `y = (2x − a − b)/(b − a)` mapping `[a, b]` onto `[−1, 1]`.
+    Chebyshev {
+        /// Left end of the interval.
+        a: f64,
+        /// Right end of the interval.
+        b: f64,
+    },
+}
+
+/// A real univariate polynomial in the monomial or a Chebyshev basis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polynomial {
+    basis: PolynomialBasis,
+    coeffs: Vec<f64>,
+}
+
+/// Coefficients with `|c| ≤ 2^-60 · max|c|` are treated as zero (skipped).
+fn negligible(c: f64, max: f64) -> bool {
+    c == 0.0 || c.abs() <= max * 2f64.powi(-60)
+}
+
+impl Polynomial {
+    /// `Σ coeffs[i]·x^i`.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for an empty or non-finite coefficient vector.
+    pub fn monomial(coeffs: Vec<f64>) -> Result<Self> {
+        Self::new(PolynomialBasis::Monomial, coeffs)
+    }
+
+    /// `Σ coeffs[i]·T_i(y)`, `y` the affine image of `x ∈ [a, b]` in `[−1, 1]`.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for an empty or non-finite coefficient vector or
+    /// `a ≥ b`.
+    pub fn chebyshev(coeffs: Vec<f64>, a: f64, b: f64) -> Result<Self> {
+        if !(a.is_finite() && b.is_finite() && a < b) {
+            return Err(CkksError::InvalidValue(format!(
+                "Chebyshev interval [{a}, {b}]"
+            )));
+        }
+        Self::new(PolynomialBasis::Chebyshev { a, b }, coeffs)
+    }
+
+    fn new(basis: PolynomialBasis, mut coeffs: Vec<f64>) -> Result<Self> {
+        if coeffs.is_empty() || coeffs.iter().any(|c| !c.is_finite()) {
+            return Err(CkksError::InvalidValue(
+                "polynomial coefficients must be finite and non-empty".into(),
+            ));
+        }
+        while coeffs.len() > 1 && coeffs.last() == Some(&0.0) {
+            coeffs.pop();
+        }
+        Ok(Self { basis, coeffs })
+    }
+
+    /// The Chebyshev interpolant of `f` of degree `degree` on `[a, b]` (interpolation at
+    /// the `degree + 1` Chebyshev nodes of the first kind; near-minimax, error within a
+    /// `O(log d)` factor of the best uniform approximation).
+    ///
+    /// # Errors
+    /// As [`Self::chebyshev`]; [`CkksError::InvalidValue`] if `f` is not finite at a node.
+    pub fn chebyshev_interpolant(
+        f: impl Fn(f64) -> f64,
+        a: f64,
+        b: f64,
+        degree: usize,
+    ) -> Result<Self> {
+        let n = degree + 1;
+        let nodes: Vec<f64> = (0..n)
+            .map(|j| (PI * (j as f64 + 0.5) / n as f64).cos())
+            .collect();
+        let values: Vec<f64> = nodes
+            .iter()
+            .map(|&y| f(0.5 * (b - a) * y + 0.5 * (a + b)))
+            .collect();
+        let coeffs = (0..n)
+            .map(|k| {
+                let s: f64 = (0..n)
+                    .map(|j| values[j] * (PI * k as f64 * (j as f64 + 0.5) / n as f64).cos())
+                    .sum();
+                if k == 0 {
+                    s / n as f64
+                } else {
+                    2.0 * s / n as f64
+                }
+            })
+            .collect();
+        Self::chebyshev(coeffs, a, b)
+    }
+
+    /// The basis.
+    pub fn basis(&self) -> PolynomialBasis {
+        self.basis
+    }
+
+    /// The coefficients (index = degree of the basis element).
+    pub fn coeffs(&self) -> &[f64] {
+        &self.coeffs
+    }
+
+    /// The degree (index of the last coefficient).
+    pub fn degree(&self) -> usize {
+        self.coeffs.len() - 1
+    }
+
+    /// Evaluation in float64 (Clenshaw for the Chebyshev basis, Horner otherwise): the
+    /// plaintext reference of [`Evaluator::evaluate_polynomial`].
+    pub fn eval(&self, x: f64) -> f64 {
+        match self.basis {
+            PolynomialBasis::Monomial => self.coeffs.iter().rev().fold(0.0, |acc, &c| acc * x + c),
+            PolynomialBasis::Chebyshev { a, b } => {
+                let y = (2.0 * x - a - b) / (b - a);
+                let (mut b1, mut b2) = (0.0, 0.0);
+                for &c in self.coeffs.iter().skip(1).rev() {
+                    let t = 2.0 * y * b1 - b2 + c;
+                    b2 = b1;
+                    b1 = t;
+                }
+                y * b1 - b2 + self.coeffs[0]
+            }
+        }
+    }
+
+    fn is_chebyshev(&self) -> bool {
+        matches!(self.basis, PolynomialBasis::Chebyshev { .. })
+    }
+
+    fn needs_affine_map(&self) -> bool {
+        matches!(self.basis, PolynomialBasis::Chebyshev { a, b } if a != -1.0 || b != 1.0)
+    }
+
+    /// Levels consumed by [`Evaluator::evaluate_polynomial`]: `0` for a constant, else
+    /// the depth of the split computed by the evaluator (see the module docs).
+    pub fn depth(&self) -> usize {
+        if self.degree() == 0 {
+            return 0;
+        }
+        let plan = Plan::new(self.degree());
+        let max = self.max_abs();
+        plan.depth_of(&self.coeffs, self.is_chebyshev(), max) + usize::from(self.needs_affine_map())
+    }
+
+    fn max_abs(&self) -> f64 {
+        self.coeffs.iter().fold(0.0f64, |m, c| m.max(c.abs()))
+    }
+}
+
+/// Depth of the power/Chebyshev element of index `i` (computed from `T_1` at depth 0).
+fn power_depth(i: usize) -> usize {
+    if i <= 1 {
+        0
+    } else {
+        (usize::BITS - (i - 1).leading_zeros()) as usize
+    }
+}
+
+/// The baby-step/giant-step split.
+struct Plan {
+    n1: usize,
+}
+
+impl Plan {
+    fn new(degree: usize) -> Self {
+        let m = (usize::BITS - degree.leading_zeros()) as usize; // degree < 2^m
+        let l = m.div_ceil(2).max(1);
+        Self { n1: 1 << l }
+    }
+
+    /// Largest giant step `n1·2^k ≤ degree`, if `degree ≥ n1`.
+    fn giant(&self, degree: usize) -> Option<usize> {
+        if degree < self.n1 {
+            return None;
+        }
+        let mut g = self.n1;
+        while 2 * g <= degree {
+            g *= 2;
+        }
+        Some(g)
+    }
+
+    /// Levels below the input level at which `p` can be produced.
+    fn depth_of(&self, c: &[f64], chebyshev: bool, max: f64) -> usize {
+        let deg = last_nonzero(c, max);
+        match self.giant(deg) {
+            None => {
+                let d = (1..=deg)
+                    .filter(|&i| !negligible(c[i], max))
+                    .map(power_depth)
+                    .max();
+                d.map_or(0, |d| d + 1)
+            }
+            Some(g) => {
+                let (q, r) = split(c, g, chebyshev);
+                let dq = self.depth_of(&q, chebyshev, max);
+                let dr = self.depth_of(&r, chebyshev, max);
+                (dq + 1).max(power_depth(g) + 1).max(dr)
+            }
+        }
+    }
+}
+
+fn last_nonzero(c: &[f64], max: f64) -> usize {
+    (0..c.len()).rev().find(|&i| !negligible(c[i], max)).unwrap_or(0)
+}
+
+/// `p = q·B_g + r` for the basis element `B_g` (`T_g` or `x^g`), `deg p < 2g`.
+fn split(c: &[f64], g: usize, chebyshev: bool) -> (Vec<f64>, Vec<f64>) {
+    let deg = c.len() - 1;
+    let mut q = vec![0.0; deg + 1 - g];
+    let mut r = c[..g].to_vec();
+    if chebyshev {
+        q[0] = c[g];
+        for k in 1..q.len() {
+            q[k] = 2.0 * c[g + k];
+            r[g - k] -= c[g + k];
+        }
+    } else {
+        q.copy_from_slice(&c[g..]);
+    }
+    (q, r)
+}
+
+/// Memoized powers (`T_i` or `x^i`) of one input ciphertext, each at the canonical scale
+/// of its level `top − power_depth(i)`.
+struct Powers<'a, B: Backend> {
+    ev: &'a Evaluator<B>,
+    chebyshev: bool,
+    top: usize,
+    cache: BTreeMap<usize, Ciphertext<B>>,
+}
+
+impl<B: Backend> Powers<'_, B> {
+    fn canonical_at(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        if ct.level == level {
+            return Ok(ct.clone());
+        }
+        let scale = self.ev.context().params().scale_at(level)?;
+        self.ev.adjust(ct, level, scale)
+    }
+
+    fn get(&mut self, i: usize) -> Result<Ciphertext<B>> {
+        if let Some(c) = self.cache.get(&i) {
+            return Ok(c.clone());
+        }
+        let (a, b) = if i.is_power_of_two() {
+            (i / 2, i / 2)
+        } else {
+            let hi = i.next_power_of_two() / 2;
+            if self.chebyshev {
+                (i.div_ceil(2), i / 2)
+            } else {
+                (hi, i - hi)
+            }
+        };
+        let ta = self.get(a)?;
+        let tb = self.get(b)?;
+        let level = ta.level.min(tb.level);
+        let ta = self.canonical_at(&ta, level)?;
+        let tb = self.canonical_at(&tb, level)?;
+        let mut out = self.ev.mul_relin_rescale(&ta, &tb)?;
+        let want = self.top - power_depth(i);
+        debug_assert_eq!(out.level, want);
+        out.scale = self.ev.context().params().scale_at(out.level)?;
+        if self.chebyshev {
+            out = self.ev.mul_integer(&out, 2)?;
+            if a == b {
+                out = self.ev.add_const(&out, -1.0)?;
+            } else {
+                let t = self.get(a - b)?;
+                let t = self.canonical_at(&t, out.level)?;
+                self.ev.sub_assign(&mut out, &t)?;
+            }
+        }
+        self.cache.insert(i, out.clone());
+        Ok(out)
+    }
+}
+
+impl<B: Backend> Evaluator<B> {
+    /// Evaluates `p` on every slot of `ct` (any level and scale; the input is first
+    /// brought to its level's canonical scale if needed, which costs one level). The
+    /// result is at level `ct.level − depth` (`depth` from [`Polynomial::depth`]) and at
+    /// that level's canonical scale. The caller keeps the inputs inside the interval of a
+    /// Chebyshev polynomial; outside it the approximation is meaningless.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] if `ct` has fewer levels than needed; errors of the
+    /// underlying operations (missing relinearization key, …).
+    pub fn evaluate_polynomial(&self, ct: &Ciphertext<B>, p: &Polynomial) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("evaluate_polynomial", degree = p.degree()).entered();
+        let params = self.context().params().clone();
+        let mut x = ct.clone();
+        if x.scale != params.scale_at(x.level)? {
+            if x.level == 0 {
+                return Err(CkksError::LevelTooLow {
+                    needed: 1,
+                    level: 0,
+                });
+            }
+            x = self.adjust(&x, x.level - 1, params.scale_at(x.level - 1)?)?;
+        }
+        if let PolynomialBasis::Chebyshev { a, b } = p.basis
+            && p.needs_affine_map()
+        {
+            if x.level == 0 {
+                return Err(CkksError::LevelTooLow {
+                    needed: 1,
+                    level: 0,
+                });
+            }
+            let y = self.rescale_owned(self.mul_const(&x, 2.0 / (b - a))?)?;
+            x = self.add_const(&y, -(a + b) / (b - a))?;
+            x.scale = params.scale_at(x.level)?;
+        }
+        if p.degree() == 0 {
+            // A constant: 0·x + c keeps the level and scale.
+            let z = self.mul_integer(&x, 0)?;
+            return self.add_const(&z, p.coeffs[0]);
+        }
+        let plan = Plan::new(p.degree());
+        let max = p.max_abs();
+        let depth = plan.depth_of(&p.coeffs, p.is_chebyshev(), max);
+        if depth > x.level {
+            return Err(CkksError::LevelTooLow {
+                needed: depth,
+                level: x.level,
+            });
+        }
+        let top = x.level;
+        let mut powers = Powers {
+            ev: self,
+            chebyshev: p.is_chebyshev(),
+            top,
+            cache: BTreeMap::from([(1, x)]),
+        };
+        self.eval_rec(&mut powers, &plan, &p.coeffs, top - depth, max)
+    }
+
+    fn eval_rec(
+        &self,
+        pw: &mut Powers<'_, B>,
+        plan: &Plan,
+        c: &[f64],
+        target: usize,
+        max: f64,
+    ) -> Result<Ciphertext<B>> {
+        let params = self.context().params().clone();
+        let deg = last_nonzero(c, max);
+        match plan.giant(deg) {
+            None => {
+                // Leaf: Σ c_i T_i with every term at product scale Δ_t·q_{t+1}.
+                let product_scale = params.scale_at(target)? * params.q()[target + 1] as f64;
+                let mut acc: Option<Ciphertext<B>> = None;
+                for (i, &ci) in c.iter().enumerate().take(deg + 1).skip(1) {
+                    if negligible(ci, max) {
+                        continue;
+                    }
+                    let t = pw.get(i)?;
+                    let t = self.drop_level(&t, target + 1)?;
+                    let mut term = self.mul_const_complex_with_scale(
+                        &t,
+                        Complex64::new(ci, 0.0),
+                        product_scale / t.scale,
+                    )?;
+                    term.scale = product_scale;
+                    match &mut acc {
+                        None => acc = Some(term),
+                        Some(a) => self.add_assign(a, &term)?,
+                    }
+                }
+                let mut out = match acc {
+                    Some(a) => {
+                        let mut o = self.rescale_owned(a)?;
+                        o.scale = params.scale_at(target)?;
+                        o
+                    }
+                    None => {
+                        let t = self.drop_level(&pw.get(1)?, target)?;
+                        let mut z = self.mul_integer(&t, 0)?;
+                        z.scale = params.scale_at(target)?;
+                        z
+                    }
+                };
+                if !negligible(c[0], max) {
+                    out = self.add_const(&out, c[0])?;
+                }
+                Ok(out)
+            }
+            Some(g) => {
+                let (q, r) = split(&c[..=deg], g, pw.chebyshev);
+                let qc = self.eval_rec(pw, plan, &q, target + 1, max)?;
+                let tg = pw.get(g)?;
+                let tg = pw.canonical_at(&tg, target + 1)?;
+                let mut out = self.mul_relin_rescale(&qc, &tg)?;
+                out.scale = params.scale_at(target)?;
+                let rc = self.eval_rec(pw, plan, &r, target, max)?;
+                self.add_assign(&mut out, &rc)?;
+                Ok(out)
+            }
+        }
+    }
+}
