@@ -113,6 +113,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         relinearization: true,
         rotations: hoisted.clone(),
         conjugation: true,
+        encapsulation: None,
     };
     let keys = kg.gen_evaluation_keys(&sk, &req)?;
     let keygen_s = t0.elapsed().as_secs_f64();

@@ -6,7 +6,10 @@
 //! - `bench-ckks [--json] [--preset n16] [--reps 5] [--levels L,U,U/2]`: CKKS operation
 //!   timings and precision (keygen, encrypt, decrypt, add, cmult, mult, rescale, rotate,
 //!   conjugate, hoisted rotations).
+//! - `bench-bootstrap [--json] [--preset n16] [--slots 32768,8192] [--reps 3] [--chain 10]`:
+//!   bootstrapping key generation, per-stage timings, precision, key size and peak memory.
 
+mod bench_bootstrap;
 mod bench_ckks;
 mod bench_ntt;
 
@@ -30,12 +33,16 @@ struct Cli {
     command: Command,
 }
 
+/// Subcommands (all benchmarks so far, hence the shared prefix).
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)]
 enum Command {
     /// Time the negacyclic NTT engines (one limb, N = 2^log_n) and the pointwise product.
     BenchNtt(bench_ntt::Args),
     /// Time the CKKS operations on a parameter preset and report their precision.
     BenchCkks(bench_ckks::Args),
+    /// Time the CKKS bootstrapping (per stage) and report its precision and key size.
+    BenchBootstrap(bench_bootstrap::Args),
 }
 
 fn main() {
@@ -43,6 +50,7 @@ fn main() {
     let result = match cli.command {
         Command::BenchNtt(args) => bench_ntt::run(&args),
         Command::BenchCkks(args) => bench_ckks::run(&args),
+        Command::BenchBootstrap(args) => bench_bootstrap::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

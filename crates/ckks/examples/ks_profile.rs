@@ -86,6 +86,7 @@ fn main() {
                 relinearization: true,
                 rotations: vec![1],
                 conjugation: false,
+                encapsulation: None,
             },
         )
         .unwrap();

@@ -60,6 +60,11 @@ pub enum CkksError {
     /// The relinearization key is not in the evaluation-key set.
     #[error("the evaluation-key set has no relinearization key")]
     MissingRelinearizationKey,
+    /// Bootstrapping with encapsulation needs [`crate::EncapsulationKeys`].
+    #[error(
+        "the evaluation-key set has no sparse-secret encapsulation keys (of Hamming weight {0})"
+    )]
+    MissingEncapsulationKeys(usize),
     /// No Galois key for the needed element.
     #[error("no Galois key for element {element} (rotation by {rotation:?})")]
     MissingGaloisKey {

@@ -563,7 +563,12 @@ impl<B: Backend> Evaluator<B> {
 
     /// Key switching of `c` (NTT form at `level`) with `key`: `(d_0, d_1)` with
     /// `d_0 + d_1·s ≈ c·s'`.
-    fn key_switch(&self, c: &B::Poly, level: usize, key: &SwitchingKey<B>) -> Result<[B::Poly; 2]> {
+    pub(crate) fn key_switch(
+        &self,
+        c: &B::Poly,
+        level: usize,
+        key: &SwitchingKey<B>,
+    ) -> Result<[B::Poly; 2]> {
         let _span = tracing::trace_span!("key_switch", level).entered();
         let dec = self.decompose(c, level)?;
         self.key_switch_decomposed(&dec.digits, key)

@@ -174,6 +174,25 @@ pub struct EvaluationKeyRequest {
     pub rotations: Vec<i64>,
     /// Generate the conjugation key.
     pub conjugation: bool,
+    /// Generate sparse-secret encapsulation keys for bootstrapping with an ephemeral
+    /// secret of this Hamming weight ([`KeyGenerator::gen_encapsulation_keys`]).
+    pub encapsulation: Option<usize>,
+}
+
+/// Sparse-secret encapsulation keys of bootstrapping (see
+/// [`KeyGenerator::gen_encapsulation_keys`]): `s → s'` at level 0 and `s' → s`.
+#[derive(Debug)]
+pub struct EncapsulationKeys<B: Backend> {
+    pub(crate) to_sparse: SwitchingKey<B>,
+    pub(crate) from_sparse: SwitchingKey<B>,
+    pub(crate) hamming_weight: usize,
+}
+
+impl<B: Backend> EncapsulationKeys<B> {
+    /// Hamming weight of the ephemeral secret `s'`.
+    pub fn hamming_weight(&self) -> usize {
+        self.hamming_weight
+    }
 }
 
 /// The server's key material: evaluation keys only (no secret, cannot decrypt).
@@ -181,6 +200,7 @@ pub struct EvaluationKeyRequest {
 pub struct EvaluationKeySet<B: Backend> {
     pub(crate) relin: Option<RelinearizationKey<B>>,
     pub(crate) galois: BTreeMap<usize, GaloisKey<B>>,
+    pub(crate) encapsulation: Option<EncapsulationKeys<B>>,
 }
 
 impl<B: Backend> Default for EvaluationKeySet<B> {
@@ -188,6 +208,7 @@ impl<B: Backend> Default for EvaluationKeySet<B> {
         Self {
             relin: None,
             galois: BTreeMap::new(),
+            encapsulation: None,
         }
     }
 }
@@ -201,6 +222,43 @@ impl<B: Backend> EvaluationKeySet<B> {
     /// The Galois elements with a key, increasing.
     pub fn galois_elements(&self) -> Vec<usize> {
         self.galois.keys().copied().collect()
+    }
+
+    /// Number of switching keys (relinearization, Galois, encapsulation).
+    pub fn num_keys(&self) -> usize {
+        usize::from(self.relin.is_some())
+            + self.galois.len()
+            + 2 * usize::from(self.encapsulation.is_some())
+    }
+
+    /// Sets the sparse-secret encapsulation keys of bootstrapping.
+    pub fn set_encapsulation_keys(&mut self, keys: EncapsulationKeys<B>) {
+        self.encapsulation = Some(keys);
+    }
+
+    /// The encapsulation keys, if any.
+    pub fn encapsulation_keys(&self) -> Option<&EncapsulationKeys<B>> {
+        self.encapsulation.as_ref()
+    }
+
+    /// Size of the keys in memory, in bytes: each switching key has `dnum` digits of two
+    /// polynomials over `Q_L ∪ P` (`N` words of 8 bytes per limb). The seeded serialized
+    /// form ([`crate::Context::serialize_evaluation_keys`]) is about half of it.
+    pub fn memory_bytes(&self, params: &crate::Parameters) -> usize {
+        let per_poly = params.qp_basis().len() * params.n() * 8;
+        let full: usize = self
+            .relin
+            .iter()
+            .map(|k| &k.0)
+            .chain(self.galois.values().map(|g| &g.key))
+            .chain(self.encapsulation.iter().map(|e| &e.from_sparse))
+            .map(|k| k.digits.len() * 2 * per_poly)
+            .sum();
+        let level0 = (1 + params.p().len()) * params.n() * 8 * 2;
+        full + self
+            .encapsulation
+            .as_ref()
+            .map_or(0, |e| e.to_sparse.digits.len() * level0)
     }
 
     /// Adds (or replaces) a Galois key.
@@ -316,8 +374,24 @@ impl<B: Backend> KeyGenerator<B> {
     /// A switching key from `s_in` (NTT form over `QP`) to the secret `sk`.
     fn gen_switching_key(&mut self, sk: &SecretKey<B>, s_in: &B::Poly) -> Result<SwitchingKey<B>> {
         let params = self.ctx.params().clone();
+        self.gen_switching_key_at(sk, s_in, params.max_level())
+    }
+
+    /// A switching key from `s_in` to `sk` usable up to `level` only: its polynomials live
+    /// over `q_0 … q_level ∪ P` and it has the digits of that level.
+    fn gen_switching_key_at(
+        &mut self,
+        sk: &SecretKey<B>,
+        s_in: &B::Poly,
+        level: usize,
+    ) -> Result<SwitchingKey<B>> {
+        let params = self.ctx.params().clone();
         let be = self.ctx.backend();
-        let qp = params.qp_basis();
+        let qp: Vec<usize> = params
+            .q_basis(level)
+            .into_iter()
+            .chain(params.p_basis())
+            .collect();
         let ring = params.ring();
         let seed = self.rng.seed_bytes();
         let mut a_rng = Csprng::from_seed(seed);
@@ -331,25 +405,29 @@ impl<B: Backend> KeyGenerator<B> {
                     .fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
             })
             .collect();
-        let num_digits = params.digits_at(params.max_level());
+        let num_digits = params.digits_at(level);
+        let s_out = be.select_limbs(&sk.s, &qp)?;
         let mut digits = Vec::with_capacity(num_digits);
         for j in 0..num_digits {
             let a = sample_uniform(&self.ctx, &mut a_rng, &qp)?;
             let mut b = sample_gaussian(&self.ctx, &mut self.rng, &qp)?;
             let mut t = a.clone();
-            be.mul_assign(&mut t, &sk.s)?;
+            be.mul_assign(&mut t, &s_out)?;
             be.sub_assign(&mut b, &t)?;
-            let digit = params.digit_basis(j, params.max_level());
+            let digit = params.digit_basis(j, level);
             let gadget: Vec<u64> = qp
                 .iter()
-                .map(|i| if digit.contains(i) { p_mod[*i] } else { 0 })
+                .enumerate()
+                .map(|(pos, i)| if digit.contains(i) { p_mod[pos] } else { 0 })
                 .collect();
-            let mut g = s_in.clone();
+            let mut g = be.select_limbs(s_in, &qp)?;
             be.scalar_mul_assign(&mut g, &gadget)?;
             be.add_assign(&mut b, &g)?;
             be.zeroize(&mut g);
             digits.push([b, a]);
         }
+        let mut s_out = s_out;
+        be.zeroize(&mut s_out);
         Ok(SwitchingKey { digits, seed })
     }
 
@@ -387,6 +465,48 @@ impl<B: Backend> KeyGenerator<B> {
         Ok(GaloisKey { element, key: key? })
     }
 
+    /// Sparse-secret encapsulation keys for bootstrapping (Bossuat–Troncoso-Pastoriza–
+    /// Hubaux, ACNS 2022): an ephemeral secret `s'` of Hamming weight `hamming_weight`, a
+    /// key from `s` to `s'` restricted to `q_0 ∪ P` (level 0 only: the RLWE instance
+    /// under the sparse `s'` has the small modulus `q_0·P`, which keeps it secure), and
+    /// a key from `s'` back to `s` over the whole `QP`. `s'` itself is zeroized.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidParameters`] for a weight of 0 or above N; as
+    /// [`Self::gen_public_key`].
+    pub fn gen_encapsulation_keys(
+        &mut self,
+        sk: &SecretKey<B>,
+        hamming_weight: usize,
+    ) -> Result<EncapsulationKeys<B>> {
+        let _span = tracing::debug_span!("gen_encapsulation_keys", hamming_weight).entered();
+        self.check(sk)?;
+        let n = self.ctx.params().n();
+        if hamming_weight == 0 || hamming_weight > n {
+            return Err(CkksError::InvalidParameters(format!(
+                "encapsulation Hamming weight {hamming_weight} is not in 1..={n}"
+            )));
+        }
+        let qp = self.ctx.params().qp_basis();
+        let ctx = self.ctx.clone();
+        let sparse = SecretKey {
+            ctx: ctx.clone(),
+            s: sample_ternary(
+                &ctx,
+                &mut self.rng,
+                &qp,
+                SecretDistribution::SparseTernary { hamming_weight },
+            )?,
+        };
+        let to_sparse = self.gen_switching_key_at(&sparse, &sk.s, 0)?;
+        let from_sparse = self.gen_switching_key(sk, &sparse.s)?;
+        Ok(EncapsulationKeys {
+            to_sparse,
+            from_sparse,
+            hamming_weight,
+        })
+    }
+
     /// The evaluation keys asked for in `request`.
     ///
     /// # Errors
@@ -411,6 +531,9 @@ impl<B: Backend> KeyGenerator<B> {
         }
         elements.sort_unstable();
         elements.dedup();
+        if let Some(h) = request.encapsulation {
+            set.encapsulation = Some(self.gen_encapsulation_keys(sk, h)?);
+        }
         for k in elements {
             if k != 1 {
                 let key = self.gen_galois_key(sk, k)?;

@@ -21,7 +21,7 @@
 //! let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
 //! let mut kg = KeyGenerator::new(&ctx);
 //! let sk = kg.gen_secret_key().unwrap();
-//! let req = EvaluationKeyRequest { relinearization: true, rotations: vec![1], conjugation: false };
+//! let req = EvaluationKeyRequest { relinearization: true, rotations: vec![1], conjugation: false, encapsulation: None };
 //! let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
 //! let top = ctx.params().max_level();
 //! let x: Vec<f64> = (0..512).map(|i| i as f64 / 512.0).collect();
@@ -52,8 +52,8 @@ pub use error::{CkksError, Result};
 pub use evaluator::{Decomposition, Evaluator};
 pub use he_math;
 pub use keys::{
-    EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey, RelinearizationKey,
-    SecretKey, SwitchingKey,
+    EncapsulationKeys, EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,
+    RelinearizationKey, SecretKey, SwitchingKey,
 };
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution, presets};

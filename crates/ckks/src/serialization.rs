@@ -16,8 +16,8 @@ use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::keys::{
-    EvaluationKeySet, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
-    sample_uniform,
+    EncapsulationKeys, EvaluationKeySet, GaloisKey, PublicKey, RelinearizationKey, SecretKey,
+    SwitchingKey, sample_uniform,
 };
 use crate::params::{Parameters, ParametersLiteral};
 use he_math::{Backend, Csprng, Representation, RnsPoly};
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Version of the encodings below; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 fn malformed(msg: impl std::fmt::Display) -> CkksError {
     CkksError::Malformed(msg.to_string())
@@ -126,6 +126,8 @@ struct EvaluationKeysWire {
     header: Header,
     relin: Option<SwitchingKeyWire>,
     galois: Vec<(u64, SwitchingKeyWire)>,
+    /// Hamming weight, `s → s'` key (level 0), `s' → s` key.
+    encapsulation: Option<(u64, SwitchingKeyWire, SwitchingKeyWire)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -309,15 +311,28 @@ impl<B: Backend> Context<B> {
     }
 
     fn switching_key_from_wire(&self, w: SwitchingKeyWire) -> Result<SwitchingKey<B>> {
+        self.switching_key_from_wire_at(w, self.params().max_level())
+    }
+
+    /// A switching key usable up to `level` (polynomials over `q_0 … q_level ∪ P`).
+    fn switching_key_from_wire_at(
+        &self,
+        w: SwitchingKeyWire,
+        level: usize,
+    ) -> Result<SwitchingKey<B>> {
         let params = self.params();
-        let expected = params.digits_at(params.max_level());
+        let expected = params.digits_at(level);
         if w.b.len() != expected {
             return Err(malformed(format!(
                 "switching key with {} digits (expected {expected})",
                 w.b.len()
             )));
         }
-        let qp = params.qp_basis();
+        let qp: Vec<usize> = params
+            .q_basis(level)
+            .into_iter()
+            .chain(params.p_basis())
+            .collect();
         let mut a_rng = Csprng::from_seed(w.seed);
         let mut digits = Vec::with_capacity(expected);
         for b in w.b {
@@ -346,10 +361,22 @@ impl<B: Backend> Context<B> {
             .values()
             .map(|g| Ok((g.element as u64, self.switching_key_wire(&g.key)?)))
             .collect::<Result<Vec<_>>>()?;
+        let encapsulation = keys
+            .encapsulation
+            .as_ref()
+            .map(|e| {
+                Ok::<_, CkksError>((
+                    e.hamming_weight as u64,
+                    self.switching_key_wire(&e.to_sparse)?,
+                    self.switching_key_wire(&e.from_sparse)?,
+                ))
+            })
+            .transpose()?;
         to_bytes(&EvaluationKeysWire {
             header: Header::new(self.params()),
             relin,
             galois,
+            encapsulation,
         })
     }
 
@@ -375,6 +402,17 @@ impl<B: Backend> Context<B> {
             }
             let key = self.switching_key_from_wire(k)?;
             set.galois.insert(element, GaloisKey { element, key });
+        }
+        if let Some((h, to, from)) = w.encapsulation {
+            let h = usize::try_from(h).map_err(malformed)?;
+            if h == 0 || h > self.params().n() {
+                return Err(malformed(format!("encapsulation Hamming weight {h}")));
+            }
+            set.encapsulation = Some(EncapsulationKeys {
+                to_sparse: self.switching_key_from_wire_at(to, 0)?,
+                from_sparse: self.switching_key_from_wire(from)?,
+                hamming_weight: h,
+            });
         }
         Ok(set)
     }

@@ -1,15 +1,21 @@
-//! Bootstrapping circuits at small insecure parameters against float64 references:
-//! polynomial evaluation, linear transforms, every bootstrapping stage, full and sparse
-//! slots, and repeated refreshes. Errors are `log2(max |error|)`.
+//! Circuits at small insecure parameters against float64 references: polynomial
+//! evaluation, linear transformations, each bootstrapping stage, full and sparse slots,
+//! repeated refreshes, and error cases. Errors are `log2(max |error|)`.
 
 use ckks::circuits::bootstrapping::presets;
-use ckks::circuits::{Bootstrapper, LinearTransform, Polynomial};
-use ckks::he_math::CpuBackend;
-use ckks::{Ciphertext, Complex64, Context, EvaluationKeyRequest, Evaluator, KeyGenerator, SecretKey};
+use ckks::circuits::{Bootstrapper, LinearTransform, Polynomial, dft};
+use ckks::he_math::{Backend, CpuBackend};
+use ckks::{
+    Ciphertext, CkksError, Complex64, Context, EvaluationKeyRequest, Evaluator, KeyGenerator,
+    SecretKey, presets as scheme_presets,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::f64::consts::PI;
+use std::sync::{Arc, OnceLock};
 
 fn log2_err(got: &[Complex64], want: &[Complex64]) -> f64 {
+    assert_eq!(got.len(), want.len());
     got.iter()
         .zip(want)
         .map(|(a, b)| (a - b).norm())
@@ -17,236 +23,494 @@ fn log2_err(got: &[Complex64], want: &[Complex64]) -> f64 {
         .log2()
 }
 
-fn real_uniform(n: usize, seed: u64) -> Vec<Complex64> {
+fn real_uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<Complex64> {
     let mut r = StdRng::seed_from_u64(seed);
     (0..n)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), 0.0))
+        .map(|_| Complex64::new(r.random_range(lo..hi), 0.0))
         .collect()
 }
 
-struct Boot {
-    ctx: Arc<Context<CpuBackend>>,
-    sk: SecretKey<CpuBackend>,
-    bt: Bootstrapper<CpuBackend>,
+type Cpu = CpuBackend;
+
+struct Keys {
+    ctx: Arc<Context<Cpu>>,
+    sk: SecretKey<Cpu>,
+    eval: Arc<Evaluator<Cpu>>,
 }
 
-fn boot(slots: usize) -> Boot {
-    let (lit, cfg) = presets::insecure_n12_boot();
-    let ctx = Context::new_cpu(lit).unwrap();
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = cfg.key_request(ctx.params(), slots).unwrap();
-    let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
-    let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
-    let bt = Bootstrapper::new(eval, cfg, slots).unwrap();
-    Boot { ctx, sk, bt }
+impl Keys {
+    fn enc(&self, z: &[Complex64], level: usize) -> Ciphertext<Cpu> {
+        let s = self.ctx.params().scale_at(level).unwrap();
+        self.sk
+            .encrypt(&self.ctx.encode_complex(z, level, s).unwrap())
+            .unwrap()
+    }
+
+    fn dec(&self, ct: &Ciphertext<Cpu>) -> Vec<Complex64> {
+        self.ctx
+            .decode_complex(&self.sk.decrypt(ct).unwrap())
+            .unwrap()
+    }
 }
 
-fn enc(b: &Boot, z: &[Complex64], level: usize) -> Ciphertext<CpuBackend> {
-    let s = b.ctx.params().scale_at(level).unwrap();
-    b.sk.encrypt(&b.ctx.encode_complex(z, level, s).unwrap()).unwrap()
+/// Keys for the N = 2^12 bootstrapping preset, full slots (2048) and 512 sparse slots.
+fn boot_keys() -> &'static Keys {
+    static K: OnceLock<Keys> = OnceLock::new();
+    K.get_or_init(|| {
+        let (lit, cfg) = presets::insecure_n12_boot();
+        let ctx = Context::new_cpu(lit).unwrap();
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.gen_secret_key().unwrap();
+        let mut req = cfg.key_request(ctx.params(), 2048).unwrap();
+        req.rotations
+            .extend(cfg.rotations(ctx.params(), 512).unwrap());
+        let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
+        let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
+        Keys { ctx, sk, eval }
+    })
 }
 
-fn dec(b: &Boot, ct: &Ciphertext<CpuBackend>) -> Vec<Complex64> {
-    b.ctx.decode_complex(&b.sk.decrypt(ct).unwrap()).unwrap()
-}
-
-#[test]
-fn eval_mod_approximation() {
+fn bootstrapper(slots: usize) -> Bootstrapper<Cpu> {
     let (_, cfg) = presets::insecure_n12_boot();
-    let e = cfg.eval_mod_approximation_error().unwrap();
-    eprintln!("EvalMod approximation error 2^{:.1}, depth {}", e.log2(), cfg.eval_mod_depth().unwrap());
-    assert!(e.log2() < -35.0);
+    Bootstrapper::new(boot_keys().eval.clone(), cfg, slots).unwrap()
+}
+
+// ----- polynomial evaluation -----------------------------------------------------------
+
+#[test]
+fn chebyshev_and_monomial_polynomials() {
+    let k = boot_keys();
+    let top = k.ctx.params().max_level();
+    let x = real_uniform(2048, -1.0, 1.0, 1);
+    let ct = k.enc(&x, top);
+    let cases: Vec<(Polynomial, &str)> = vec![
+        (
+            Polynomial::chebyshev_interpolant(|t| (3.0 * t).exp() / 20.0, -1.0, 1.0, 31).unwrap(),
+            "exp(3x)/20, degree 31",
+        ),
+        (
+            Polynomial::chebyshev_interpolant(|t| 1.0 / (1.0 + (-t).exp()), -8.0, 8.0, 63).unwrap(),
+            "sigmoid on [-8, 8], degree 63 (affine map)",
+        ),
+        (
+            Polynomial::chebyshev_interpolant(|t| (2.0 * t).sin(), -1.0, 1.0, 27).unwrap(),
+            "sin(2x), odd, degree 27",
+        ),
+        (
+            Polynomial::monomial(vec![0.5, -1.0, 0.25, 0.0, 0.125, 0.3, -0.2]).unwrap(),
+            "power basis, degree 6",
+        ),
+        (Polynomial::monomial(vec![0.75]).unwrap(), "constant"),
+    ];
+    for (p, what) in cases {
+        let (lo, hi) = match p.basis() {
+            ckks::PolynomialBasis::Chebyshev { a, b } => (a, b),
+            ckks::PolynomialBasis::Monomial => (-1.0, 1.0),
+        };
+        // Map the inputs into the polynomial's interval.
+        let xs: Vec<Complex64> = x
+            .iter()
+            .map(|v| Complex64::new(lo + (v.re + 1.0) / 2.0 * (hi - lo), 0.0))
+            .collect();
+        let ct = if (lo, hi) == (-1.0, 1.0) {
+            ct.clone()
+        } else {
+            k.enc(&xs, top)
+        };
+        let out = k.eval.evaluate_polynomial(&ct, &p).unwrap();
+        let want: Vec<Complex64> = xs
+            .iter()
+            .map(|v| Complex64::new(p.eval(v.re), 0.0))
+            .collect();
+        let e = log2_err(&k.dec(&out), &want);
+        eprintln!("{what}: depth {}, error 2^{e:.1}", p.depth());
+        assert_eq!(out.level(), top - p.depth(), "{what}");
+        assert_eq!(out.scale(), k.ctx.params().scale_at(out.level()).unwrap());
+        assert!(e < -30.0, "{what}: 2^{e}");
+    }
 }
 
 #[test]
-fn full_slot_bootstrap_real() {
-    let b = boot(2048);
-    let z = real_uniform(2048, 1);
-    let ct = enc(&b, &z, 0);
-    let (out, t) = b.bt.bootstrap_timed(&ct).unwrap();
-    let e = log2_err(&dec(&b, &out), &z);
-    eprintln!("full slots: level {} error 2^{e:.1} {t:?}", out.level());
-    assert_eq!(out.level(), b.bt.output_level());
+fn polynomial_depth_is_near_optimal() {
+    for d in [1usize, 2, 3, 7, 8, 15, 16, 30, 31, 60, 63, 100, 127] {
+        let p = Polynomial::chebyshev(vec![0.1; d + 1], -1.0, 1.0).unwrap();
+        let optimal = (usize::BITS - d.leading_zeros()) as usize;
+        assert!(
+            p.depth() >= optimal && p.depth() <= optimal + 1,
+            "degree {d}: depth {}",
+            p.depth()
+        );
+    }
+}
+
+#[test]
+fn polynomial_errors() {
+    let k = boot_keys();
+    let ct = k.enc(&real_uniform(2048, -1.0, 1.0, 2), 3);
+    let deep = Polynomial::chebyshev(vec![0.1; 64], -1.0, 1.0).unwrap();
+    assert!(matches!(
+        k.eval.evaluate_polynomial(&ct, &deep),
+        Err(CkksError::LevelTooLow { .. })
+    ));
+    assert!(Polynomial::chebyshev(vec![1.0], 1.0, -1.0).is_err());
+    assert!(Polynomial::monomial(vec![]).is_err());
+    assert!(Polynomial::monomial(vec![f64::NAN]).is_err());
+}
+
+// ----- linear transformations ----------------------------------------------------------
+
+#[test]
+fn linear_transform_matches_plaintext() {
+    let k = boot_keys();
+    let n = 2048;
+    let mut r = StdRng::seed_from_u64(3);
+    // Diagonals at a few offsets, including ones far apart.
+    let mut diags = BTreeMap::new();
+    for d in [0usize, 1, 2, 3, 5, 8, 100, 2047] {
+        diags.insert(
+            d,
+            (0..n)
+                .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+                .collect(),
+        );
+    }
+    let m = LinearTransform::new(n, diags).unwrap();
+    let x: Vec<Complex64> = (0..n)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect();
+    let want = m.apply(&x).unwrap();
+    // Keys for exactly the rotations the transform names.
+    let mut kg = KeyGenerator::new(&k.ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = EvaluationKeyRequest {
+        relinearization: false,
+        rotations: m.rotations(),
+        conjugation: false,
+        encapsulation: None,
+    };
+    let ev = Evaluator::new(&k.ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+    let level = 6;
+    let p = k.ctx.params();
+    let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
+    let enc = m.encode(&k.ctx, level, s_in, s_out).unwrap();
+    let ct = sk
+        .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
+        .unwrap();
+    let out = ev.linear_transform(&ct, &enc).unwrap();
+    let got = k.ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
+    let e = log2_err(&got, &want);
+    eprintln!(
+        "random 8-diagonal transform (n1 = {}): 2^{e:.1}",
+        m.baby_step()
+    );
+    assert!(e < -30.0, "2^{e}");
+    assert_eq!(out.level(), level - 1);
+    assert_eq!(out.scale(), s_out);
+    // Without the keys: an error naming the missing rotation.
+    let keyless = Evaluator::new(&k.ctx, Arc::new(ckks::EvaluationKeySet::default()));
+    assert!(matches!(
+        keyless.linear_transform(&k.enc(&x, level), &enc),
+        Err(CkksError::MissingGaloisKey { .. })
+    ));
+    // Wrong level / scale are errors.
+    let wrong = k.enc(&x, level - 1);
+    assert!(matches!(
+        k.eval.linear_transform(&wrong, &enc),
+        Err(CkksError::LevelMismatch(..))
+    ));
+}
+
+#[test]
+fn linear_transform_algebra() {
+    let n = 16;
+    let dense: Vec<Vec<Complex64>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| Complex64::new(((i * 3 + j * 5) % 7) as f64 - 3.0, (i + j) as f64 / 10.0))
+                .collect()
+        })
+        .collect();
+    let a = LinearTransform::from_dense(&dense).unwrap();
+    let b = dft::fft_stage(n, 4, false).unwrap();
+    let x: Vec<Complex64> = (0..n)
+        .map(|i| Complex64::new(i as f64, -(i as f64) / 3.0))
+        .collect();
+    let ab = a.compose(&b).unwrap();
+    let want = a.apply(&b.apply(&x).unwrap()).unwrap();
+    assert!(log2_err(&ab.apply(&x).unwrap(), &want) < -40.0);
+    // Dense product check of one row.
+    let row0: Complex64 = (0..n).map(|j| dense[0][j] * x[j]).sum();
+    assert!((a.apply(&x).unwrap()[0] - row0).norm() < 1e-9);
+    // Lifting to 2n slots acts the same on a periodic vector.
+    let x2: Vec<Complex64> = (0..2 * n).map(|i| x[i % n]).collect();
+    let y2 = ab.lifted(2 * n).unwrap().apply(&x2).unwrap();
+    assert!(log2_err(&y2[..n], &want) < -40.0 && log2_err(&y2[n..], &want) < -40.0);
+    assert!(LinearTransform::new(12, BTreeMap::new()).is_err());
+    assert!(LinearTransform::new(8, [(8usize, vec![Complex64::new(1.0, 0.0); 8])].into()).is_err());
+}
+
+// ----- bootstrapping stages ------------------------------------------------------------
+
+/// The centred coefficients of the polynomial a ciphertext decrypts to.
+fn decrypted_coefficients(k: &Keys, ct: &Ciphertext<Cpu>) -> Vec<f64> {
+    let pt = k.sk.decrypt(ct).unwrap();
+    let be = k.ctx.backend();
+    let mut p = pt.poly().clone();
+    be.inverse_ntt(&mut p).unwrap();
+    be.download(&p)
+        .unwrap()
+        .to_bigint_centered(k.ctx.params().ring())
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string().parse::<f64>().unwrap())
+        .collect()
+}
+
+#[test]
+fn each_stage_against_float64() {
+    let k = boot_keys();
+    let bt = bootstrapper(2048);
+    let n = 2048;
+    let cfg = bt.config().clone();
+    let q0 = k.ctx.params().q()[0] as f64;
+    let kk = cfg.k as f64;
+    let z = real_uniform(n, -1.0, 1.0, 4);
+    let ct = k.enc(&z, 0);
+
+    // ModRaise: t = m + q0·I with |I| < K.
+    let raised = bt.mod_raise(&ct).unwrap();
+    assert_eq!(raised.level(), k.ctx.params().max_level());
+    let t = decrypted_coefficients(k, &raised);
+    let max_i = t.iter().map(|x| (x / q0).round().abs()).fold(0.0, f64::max);
+    eprintln!("ModRaise: max |I| = {max_i}");
+    assert!(max_i < kk - 1.0);
+
+    // CoeffsToSlots: bit-reversed coefficients over q0·K, real and imaginary halves.
+    let u: Vec<Complex64> = (0..n)
+        .map(|i| Complex64::new(t[i], t[n + i]) / (q0 * kk))
+        .collect();
+    let ur = dft::bit_reverse(&u);
+    let re: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.re, 0.0)).collect();
+    let im: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.im, 0.0)).collect();
+    let halves = bt.coeffs_to_slots(&raised).unwrap();
+    assert_eq!(halves.len(), 2);
+    let (e_re, e_im) = (
+        log2_err(&k.dec(&halves[0]), &re),
+        log2_err(&k.dec(&halves[1]), &im),
+    );
+    eprintln!("CoeffsToSlots: 2^{e_re:.1}, 2^{e_im:.1}");
+    assert!(e_re < -40.0 && e_im < -40.0);
+    assert_eq!(
+        halves[0].level(),
+        k.ctx.params().max_level() - cfg.cts_levels
+    );
+
+    // EvalMod on a fresh encryption of the exact CtS output: sin(2πK y).
+    let fresh = k.enc(&re, halves[0].level());
+    let em = bt.eval_mod(&fresh).unwrap();
+    let want: Vec<Complex64> = re
+        .iter()
+        .map(|x| Complex64::new((2.0 * PI * kk * x.re).sin(), 0.0))
+        .collect();
+    let e = log2_err(&k.dec(&em), &want);
+    eprintln!("EvalMod: 2^{e:.1}, depth {}", cfg.eval_mod_depth().unwrap());
+    assert!(e < -30.0);
+    assert_eq!(
+        em.level(),
+        halves[0].level() - cfg.eval_mod_depth().unwrap()
+    );
+
+    // SlotsToCoeffs on fresh encryptions of 2π·m/q0 (bit-reversed halves).
+    let d0 = k.ctx.params().scale_at(0).unwrap();
+    let m = k.ctx.embedding(n).unwrap().encode(&z).unwrap();
+    let v: Vec<Complex64> = (0..n)
+        .map(|i| Complex64::new(m[i], m[n + i]) * (2.0 * PI * d0 / q0))
+        .collect();
+    let vr = dft::bit_reverse(&v);
+    let lvl = bt.output_level() + cfg.s2c_levels;
+    let a = k.enc(
+        &vr.iter()
+            .map(|x| Complex64::new(x.re, 0.0))
+            .collect::<Vec<_>>(),
+        lvl,
+    );
+    let b = k.enc(
+        &vr.iter()
+            .map(|x| Complex64::new(x.im, 0.0))
+            .collect::<Vec<_>>(),
+        lvl,
+    );
+    let out = bt.slots_to_coeffs(&[a, b]).unwrap();
+    let e = log2_err(&k.dec(&out), &z);
+    eprintln!("SlotsToCoeffs: 2^{e:.1}");
+    assert!(e < -25.0);
+    assert_eq!(out.level(), bt.output_level());
+    assert_eq!(out.scale(), k.ctx.params().scale_at(out.level()).unwrap());
+}
+
+#[test]
+fn full_slot_bootstrap_real_and_complex() {
+    let k = boot_keys();
+    let bt = bootstrapper(2048);
+    let z = real_uniform(2048, -1.0, 1.0, 5);
+    let out = bt.bootstrap(&k.enc(&z, 0)).unwrap();
+    let e = log2_err(&k.dec(&out), &z);
+    eprintln!("full slots, real: level {} error 2^{e:.1}", out.level());
+    assert_eq!(out.level(), bt.output_level());
+    assert_eq!(out.level(), k.ctx.params().max_user_level());
+    assert!(e < -20.0, "2^{e}");
+
+    let mut r = StdRng::seed_from_u64(6);
+    let zc: Vec<Complex64> = (0..2048)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect();
+    // From a higher level: brought down to level 0 by the bootstrapper.
+    let out = bt.bootstrap(&k.enc(&zc, 2)).unwrap();
+    let e = log2_err(&k.dec(&out), &zc);
+    eprintln!("full slots, complex: error 2^{e:.1}");
     assert!(e < -20.0, "2^{e}");
 }
 
 #[test]
-fn stages_debug() {
-    use ckks::he_math::Backend;
-    let b = boot(2048);
-    let z = real_uniform(2048, 1);
-    let ct = enc(&b, &z, 0);
-    let raised = b.bt.mod_raise(&ct).unwrap();
-    // t's coefficients (centred), as f64
-    let pt = b.sk.decrypt(&raised).unwrap();
-    let be = b.ctx.backend();
-    let mut p = pt.poly().clone();
-    be.inverse_ntt(&mut p).unwrap();
-    let host = be.download(&p).unwrap();
-    let t: Vec<f64> = host
-        .to_bigint_centered(b.ctx.params().ring())
-        .unwrap()
-        .iter()
-        .map(|x| x.to_string().parse::<f64>().unwrap())
+fn sparse_slot_bootstrap() {
+    let k = boot_keys();
+    let bt = bootstrapper(512);
+    let mut r = StdRng::seed_from_u64(7);
+    let z: Vec<Complex64> = (0..512)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
         .collect();
-    let q0 = b.ctx.params().q()[0] as f64;
-    let maxi = t.iter().map(|x| (x / q0).round().abs()).fold(0.0, f64::max);
-    eprintln!("max |I| = {maxi}");
-    let n = 2048;
-    let k = b.bt.config().k as f64;
-    let u: Vec<Complex64> = (0..n).map(|i| Complex64::new(t[i], t[n + i]) / (q0 * k)).collect();
-    let ur = ckks::circuits::dft::bit_reverse(&u);
-    let halves = b.bt.coeffs_to_slots(&raised).unwrap();
-    let re: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.re, 0.0)).collect();
-    let im: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.im, 0.0)).collect();
-    eprintln!("cts re err 2^{:.1}", log2_err(&dec(&b, &halves[0]), &re));
-    eprintln!("cts im err 2^{:.1}", log2_err(&dec(&b, &halves[1]), &im));
-    let em = b.bt.eval_mod(&halves[0]).unwrap();
-    let want: Vec<Complex64> = re.iter().map(|x| Complex64::new((2.0 * std::f64::consts::PI * k * x.re).sin(), 0.0)).collect();
-    eprintln!("evalmod err 2^{:.1} (level {})", log2_err(&dec(&b, &em), &want), em.level());
-    let p = b.bt.config().eval_mod_polynomial().unwrap();
-    let c = b.bt.context_eval().evaluate_polynomial(&halves[0], &p).unwrap();
-    let wantc: Vec<Complex64> = re.iter().map(|x| Complex64::new(p.eval(x.re), 0.0)).collect();
-    eprintln!("poly err 2^{:.1}", log2_err(&dec(&b, &c), &wantc));
+    let out = bt.bootstrap(&k.enc(&z, 0)).unwrap();
+    assert_eq!(out.slots(), 512);
+    let e = log2_err(&k.dec(&out), &z);
+    eprintln!("512 slots, complex: error 2^{e:.1}");
+    assert!(e < -20.0, "2^{e}");
 }
 
 #[test]
-fn s2c_debug() {
-    let b = boot(2048);
-    let n = 2048;
-    let z = real_uniform(n, 1);
-    let emb = b.ctx.embedding(n).unwrap();
-    let m = emb.encode(&z).unwrap(); // real coefficients of the message (values, not scaled)
-    let q0 = b.ctx.params().q()[0] as f64;
-    let d0 = b.ctx.params().scale_at(0).unwrap();
-    let u: Vec<Complex64> = (0..n).map(|i| Complex64::new(m[i], m[n + i]) * (2.0 * std::f64::consts::PI * d0 / q0)).collect();
-    let ur = ckks::circuits::dft::bit_reverse(&u);
-    let re: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.re, 0.0)).collect();
-    let im: Vec<Complex64> = ur.iter().map(|x| Complex64::new(x.im, 0.0)).collect();
-    let lvl = b.bt.output_level() + b.bt.config().s2c_levels;
-    let out = b.bt.slots_to_coeffs(&[enc(&b, &re, lvl), enc(&b, &im, lvl)]).unwrap();
-    eprintln!("s2c err 2^{:.1}", log2_err(&dec(&b, &out), &z));
-}
-
-#[test]
-fn lt_debug() {
-    let n = 2048;
-    let (lit, _) = presets::insecure_n12_boot();
-    let ctx = Context::new_cpu(lit).unwrap();
-    let facs = ckks::circuits::dft::slots_to_coeffs_factors(n, 2).unwrap();
-    let mut rots: Vec<i64> = facs.iter().flat_map(|f| f.rotations()).collect();
-    rots.sort();
-    rots.dedup();
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = EvaluationKeyRequest { relinearization: true, rotations: rots, conjugation: true };
-    let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
-    let z = real_uniform(n, 3);
-    for lvl in [3usize, 10, 17] {
-        for (fi, f) in facs.iter().enumerate() {
-            let s_in = ctx.params().scale_at(lvl).unwrap();
-            let s_out = ctx.params().scale_at(lvl - 1).unwrap();
-            let e = f.encode(&ctx, lvl, s_in, s_out).unwrap();
-            let ct = sk.encrypt(&ctx.encode_complex(&z, lvl, s_in).unwrap()).unwrap();
-            let out = eval.linear_transform(&ct, &e).unwrap();
-            let got = ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
-            eprintln!("level {lvl} factor {fi} ({} diags, n1 {}): err 2^{:.1}", f.diagonals().len(), f.baby_step(), log2_err(&got, &f.apply(&z).unwrap()));
-        }
+fn ten_refreshes_do_not_drift() {
+    let k = boot_keys();
+    let bt = bootstrapper(2048);
+    let z = real_uniform(2048, -1.0, 1.0, 8);
+    let mut ct = k.enc(&z, 0);
+    let mut errs = Vec::new();
+    for _ in 0..10 {
+        ct = bt.bootstrap(&ct).unwrap();
+        errs.push(log2_err(&k.dec(&ct), &z));
     }
+    eprintln!("errors after each refresh: {errs:.1?}");
+    // Independent errors add up like a random walk (~ +1.7 bits after 10), no blow-up.
+    assert!(errs.iter().all(|&e| e < -19.0), "{errs:?}");
+    assert!(errs[9] < errs[0] + 3.0);
 }
 
 #[test]
-fn s2c_debug2() {
-    let b = boot(2048);
-    let n = 2048;
-    let z = real_uniform(n, 1);
-    let emb = b.ctx.embedding(n).unwrap();
-    let m = emb.encode(&z).unwrap();
-    let q0 = b.ctx.params().q()[0] as f64;
-    let d0 = b.ctx.params().scale_at(0).unwrap();
-    let g = q0 / (2.0 * std::f64::consts::PI * d0);
-    let u: Vec<Complex64> = (0..n).map(|i| Complex64::new(m[i], m[n + i]) / g).collect();
-    let ur = ckks::circuits::dft::bit_reverse(&u);
-    let ev = b.bt.context_eval();
-    let lvl = 4;
-    let x = enc(&b, &ur, lvl);
-    eprintln!("input err 2^{:.1}", log2_err(&dec(&b, &x), &ur));
-    let facs = ckks::circuits::dft::slots_to_coeffs_factors(n, 2).unwrap();
-    let f0 = facs[0].scaled(Complex64::new(g, 0.0));
-    let p = b.ctx.params();
-    let e0 = f0.encode(&b.ctx, lvl, p.scale_at(lvl).unwrap(), p.scale_at(lvl - 1).unwrap()).unwrap();
-    let y = ev.linear_transform(&x, &e0).unwrap();
-    let want = f0.apply(&ur).unwrap();
-    eprintln!("f0 err 2^{:.1} (max |want| {})", log2_err(&dec(&b, &y), &want), want.iter().map(|v| v.norm()).fold(0.0, f64::max));
-    let e1 = facs[1].encode(&b.ctx, lvl - 1, p.scale_at(lvl - 1).unwrap(), p.scale_at(lvl - 2).unwrap()).unwrap();
-    let w = ev.linear_transform(&y, &e1).unwrap();
-    eprintln!("f1 err 2^{:.1}", log2_err(&dec(&b, &w), &z));
-}
-
-#[test]
-fn lt_debug2() {
-    let n = 2048;
-    let (lit, _) = presets::insecure_n12_boot();
-    let ctx = Context::new_cpu(lit).unwrap();
-    let facs = ckks::circuits::dft::slots_to_coeffs_factors(n, 2).unwrap();
-    let mut rots: Vec<i64> = facs.iter().flat_map(|f| f.rotations()).collect();
-    rots.sort();
-    rots.dedup();
-    let mut kg = KeyGenerator::new(&ctx);
+fn bootstrap_errors() {
+    let k = boot_keys();
+    let bt = bootstrapper(2048);
+    // Wrong slot count.
+    let small = k.enc(&real_uniform(512, -1.0, 1.0, 9), 0);
+    assert!(matches!(
+        bt.bootstrap(&small),
+        Err(CkksError::SlotsMismatch(..))
+    ));
+    // Level 0 at a non-canonical scale.
+    let s = k.ctx.params().scale_at(0).unwrap() * 2.0;
+    let odd =
+        k.sk.encrypt(&k.ctx.encode(&[0.5; 2048], 0, s).unwrap())
+            .unwrap();
+    assert!(matches!(
+        bt.mod_raise(&odd),
+        Err(CkksError::ScaleMismatch(..))
+    ));
+    // SlotsToCoeffs with the wrong number of halves.
+    let x = k.enc(&real_uniform(2048, -1.0, 1.0, 10), bt.output_level() + 2);
+    assert!(bt.slots_to_coeffs(&[x]).is_err());
+    // Missing keys: an evaluator without the bootstrapping rotations.
+    let mut kg = KeyGenerator::new(&k.ctx);
     let sk = kg.gen_secret_key().unwrap();
-    let req = EvaluationKeyRequest { relinearization: true, rotations: rots, conjugation: true };
-    let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
-    let z = real_uniform(n, 3);
-    for (lvl, g) in [(4usize, 1.0), (4, 1000.0), (4, 10000.0), (10, 10000.0), (10, 1.0)] {
-        let f = facs[0].scaled(Complex64::new(g, 0.0));
-        let zz: Vec<Complex64> = z.iter().map(|v| v / g).collect();
-        let s_in = ctx.params().scale_at(lvl).unwrap();
-        let s_out = ctx.params().scale_at(lvl - 1).unwrap();
-        let e = f.encode(&ctx, lvl, s_in, s_out).unwrap();
-        let ct = sk.encrypt(&ctx.encode_complex(&zz, lvl, s_in).unwrap()).unwrap();
-        let out = eval.linear_transform(&ct, &e).unwrap();
-        let got = ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
-        eprintln!("level {lvl} g {g}: err 2^{:.1}", log2_err(&got, &f.apply(&zz).unwrap()));
-    }
+    let keys = kg
+        .gen_evaluation_keys(
+            &sk,
+            &EvaluationKeyRequest {
+                relinearization: true,
+                rotations: vec![],
+                conjugation: false,
+                encapsulation: None,
+            },
+        )
+        .unwrap();
+    let (_, cfg) = presets::insecure_n12_boot();
+    let bare_eval = Arc::new(Evaluator::new(&k.ctx, Arc::new(keys)));
+    assert!(matches!(
+        Bootstrapper::new(bare_eval.clone(), cfg.clone(), 2048),
+        Err(CkksError::MissingEncapsulationKeys(32))
+    ));
+    let no_encapsulation = ckks::BootstrappingConfig {
+        encapsulation: None,
+        k: 32,
+        ..cfg.clone()
+    };
+    let bare = Bootstrapper::new(bare_eval, no_encapsulation, 2048).unwrap();
+    let s0 = k.ctx.params().scale_at(0).unwrap();
+    let ct = sk
+        .encrypt(&k.ctx.encode(&[0.5; 2048], 0, s0).unwrap())
+        .unwrap();
+    assert!(matches!(
+        bare.bootstrap(&ct),
+        Err(CkksError::MissingGaloisKey { .. })
+    ));
+    // A chain too short for the circuit.
+    let ctx = Context::new_cpu(scheme_presets::insecure_n12_depth6()).unwrap();
+    let ev = Arc::new(Evaluator::new(
+        &ctx,
+        Arc::new(ckks::EvaluationKeySet::default()),
+    ));
+    assert!(matches!(
+        Bootstrapper::new(ev, cfg.clone(), 2048),
+        Err(CkksError::InvalidParameters(_))
+    ));
+    // Slot counts.
+    assert!(cfg.rotations(k.ctx.params(), 3).is_err());
+    assert!(cfg.rotations(k.ctx.params(), 4096).is_err());
 }
 
 #[test]
-fn evalmod_debug() {
-    let b = boot(2048);
-    let n = 2048;
-    let k = b.bt.config().k as f64;
-    let mut r = StdRng::seed_from_u64(5);
-    let y: Vec<Complex64> = (0..n).map(|_| Complex64::new((r.random_range(-14i32..=14) as f64 + r.random_range(-0.001..0.001)) / k, 0.0)).collect();
-    let lvl = b.ctx.params().max_level() - b.bt.config().cts_levels;
-    let ct = enc(&b, &y, lvl);
-    let em = b.bt.eval_mod(&ct).unwrap();
-    let want: Vec<Complex64> = y.iter().map(|x| Complex64::new((2.0 * std::f64::consts::PI * k * x.re).sin(), 0.0)).collect();
-    eprintln!("fresh evalmod err 2^{:.1} (level {} -> {})", log2_err(&dec(&b, &em), &want), lvl, em.level());
-    let p = b.bt.config().eval_mod_polynomial().unwrap();
-    let c = b.bt.context_eval().evaluate_polynomial(&ct, &p).unwrap();
-    let wantc: Vec<Complex64> = y.iter().map(|x| Complex64::new(p.eval(x.re), 0.0)).collect();
-    eprintln!("fresh poly err 2^{:.1}, scale 2^{:.1}", log2_err(&dec(&b, &c), &wantc), c.scale().log2());
-    let wantc2: Vec<Complex64> = y.iter().map(|x| Complex64::new((2.0 * std::f64::consts::PI * (k * x.re - 0.25) / 32.0).cos(), 0.0)).collect();
-    eprintln!("poly vs cos 2^{:.1}", log2_err(&wantc, &wantc2));
+fn configuration_reports() {
+    let (lit, cfg) = presets::n16_logqp1625_boot();
+    let params = ckks::Parameters::new(lit).unwrap();
+    assert!(params.within_he_standard_128());
+    let depth = cfg.depth().unwrap();
+    assert_eq!(params.max_level() - depth, params.max_user_level());
+    assert_eq!(params.max_user_level(), 9);
+    assert!(cfg.failure_log2(&params, 1 << 15) < -40.0);
+    assert!(cfg.eval_mod_approximation_error().unwrap().log2() < -40.0);
+    // Without encapsulation the same K would fail often: the bound says so.
+    let plain = ckks::BootstrappingConfig {
+        encapsulation: None,
+        ..cfg.clone()
+    };
+    assert!(plain.failure_log2(&params, 1 << 15) > 0.0);
 }
 
 #[test]
-fn config_sweep_debug() {
-    let (lit, cfg0) = presets::insecure_n12_boot();
-    let ctx = Context::new_cpu(lit).unwrap();
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = cfg0.key_request(ctx.params(), 2048).unwrap();
-    let eval = Arc::new(Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap())));
-    let z = real_uniform(2048, 1);
-    for (r, d) in [(5u32, 30usize), (5, 24), (4, 40), (3, 60), (3, 56), (2, 100)] {
-        let cfg = ckks::BootstrappingConfig { double_angle: r, sine_degree: d, ..cfg0.clone() };
-        let Ok(bt) = Bootstrapper::new(eval.clone(), cfg.clone(), 2048) else { eprintln!("r={r} d={d}: too deep"); continue };
-        let s = ctx.params().scale_at(0).unwrap();
-        let ct = sk.encrypt(&ctx.encode_complex(&z, 0, s).unwrap()).unwrap();
-        let out = bt.bootstrap(&ct).unwrap();
-        let got = ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
-        eprintln!("r={r} d={d} depth {} approx 2^{:.1}: err 2^{:.1} level {}", cfg.eval_mod_depth().unwrap(), cfg.eval_mod_approximation_error().unwrap().log2(), log2_err(&got, &z), out.level());
-    }
+fn bootstrap_without_encapsulation() {
+    let k = boot_keys();
+    let (_, cfg) = presets::insecure_n12_boot();
+    // K = 32 covers |I| for the weight-192 secret itself (failure bound ~2^-27 here).
+    let cfg = ckks::BootstrappingConfig {
+        encapsulation: None,
+        k: 32,
+        double_angle: 3,
+        sine_degree: 60,
+        ..cfg
+    };
+    let bt = Bootstrapper::new(k.eval.clone(), cfg, 2048).unwrap();
+    let z = real_uniform(2048, -1.0, 1.0, 11);
+    let out = bt.bootstrap(&k.enc(&z, 0)).unwrap();
+    let e = log2_err(&k.dec(&out), &z);
+    eprintln!(
+        "without encapsulation (K = 32): error 2^{e:.1}, level {}",
+        out.level()
+    );
+    assert!(e < -20.0, "2^{e}");
 }

@@ -40,6 +40,7 @@ fn setup<B: Backend>(ctx: Arc<Context<B>>, rotations: &[i64]) -> Setup<B> {
         relinearization: true,
         rotations: rotations.to_vec(),
         conjugation: true,
+        encapsulation: None,
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let eval = Evaluator::new(&ctx, Arc::new(keys));

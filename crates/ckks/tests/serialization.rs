@@ -23,6 +23,7 @@ fn round_trips() {
         relinearization: true,
         rotations: vec![1, -3],
         conjugation: true,
+        encapsulation: None,
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let z: Vec<Complex64> = (0..p.max_slots())
@@ -197,4 +198,36 @@ fn forge_ciphertext(
         parts,
     })
     .unwrap()
+}
+
+#[test]
+fn encapsulation_keys_round_trip() {
+    let ctx = ckks::Context::new_cpu(ckks::presets::insecure_n10_depth3()).unwrap();
+    let mut kg = ckks::KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = ckks::EvaluationKeyRequest {
+        relinearization: true,
+        rotations: vec![1],
+        conjugation: false,
+        encapsulation: Some(16),
+    };
+    let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
+    assert_eq!(keys.encapsulation_keys().unwrap().hamming_weight(), 16);
+    assert_eq!(keys.num_keys(), 4);
+    let bytes = ctx.serialize_evaluation_keys(&keys).unwrap();
+    let back = ctx.deserialize_evaluation_keys(&bytes).unwrap();
+    assert_eq!(ctx.serialize_evaluation_keys(&back).unwrap(), bytes);
+    assert_eq!(
+        back.memory_bytes(ctx.params()),
+        keys.memory_bytes(ctx.params())
+    );
+    // Corrupting a byte in the trailing encapsulation key is caught.
+    let mut bad = bytes.clone();
+    let last = bad.len() - 1;
+    bad[last] = 0xff;
+    assert!(ctx.deserialize_evaluation_keys(&bad).is_err());
+    assert!(
+        ctx.deserialize_evaluation_keys(&bytes[..bytes.len() - 9])
+            .is_err()
+    );
 }

@@ -51,6 +51,11 @@ pub struct BootstrappingConfig {
     pub double_angle: u32,
     /// Degree of the Chebyshev interpolant of the scaled cosine.
     pub sine_degree: usize,
+    /// Sparse-secret encapsulation (Bossuat–Troncoso-Pastoriza–Hubaux, ACNS 2022): the
+    /// Hamming weight of the ephemeral secret `s'` the level-0 ciphertext is switched to
+    /// before ModRaise (and back after it), which shrinks `I` and so `K`. `None`: ModRaise
+    /// under the secret key itself.
+    pub encapsulation: Option<usize>,
 }
 
 impl BootstrappingConfig {
@@ -118,9 +123,10 @@ impl BootstrappingConfig {
     /// `σ² = h/12`, times the number `2·slots` of coefficients that matter (the
     /// Gaussian bound is conservative: `I_k` is a bounded sum of uniforms).
     pub fn failure_log2(&self, params: &Parameters, slots: usize) -> f64 {
-        let h = match params.literal().secret {
-            SecretDistribution::SparseTernary { hamming_weight } => hamming_weight as f64,
-            SecretDistribution::UniformTernary => 2.0 * params.n() as f64 / 3.0,
+        let h = match (self.encapsulation, params.literal().secret) {
+            (Some(h), _) => h as f64,
+            (None, SecretDistribution::SparseTernary { hamming_weight }) => hamming_weight as f64,
+            (None, SecretDistribution::UniformTernary) => 2.0 * params.n() as f64 / 3.0,
         };
         let sigma2 = h / 12.0 + 1.0 / 12.0;
         let t = self.k as f64 - 0.5;
@@ -156,6 +162,7 @@ impl BootstrappingConfig {
             relinearization: true,
             rotations: self.rotations(params, slots)?,
             conjugation: true,
+            encapsulation: self.encapsulation,
         })
     }
 
@@ -286,6 +293,14 @@ impl<B: Backend> Bootstrapper<B> {
                 (q0 / delta0).log2()
             )));
         }
+        if let Some(h) = config.encapsulation
+            && eval
+                .keys()
+                .encapsulation_keys()
+                .is_none_or(|e| e.hamming_weight() != h)
+        {
+            return Err(CkksError::MissingEncapsulationKeys(h));
+        }
         let (cts_m, s2c_m) = config.factors(&params, slots)?;
         let work_slots = cts_m[0].slots();
         let sparse_factor = (params.max_slots() / slots) as f64;
@@ -379,6 +394,20 @@ impl<B: Backend> Bootstrapper<B> {
             return Err(CkksError::ScaleMismatch(ct0.scale, delta0));
         }
         let be = ctx.backend();
+        let encapsulation = ev.keys().encapsulation_keys();
+        let ct0 = match encapsulation {
+            Some(e) if self.config.encapsulation.is_some() => {
+                // Switch to the sparse s' at level 0 (key over q_0 ∪ P only).
+                let [k0, k1] = ev.key_switch(&ct0.parts[1], 0, &e.to_sparse)?;
+                let mut c0 = ct0.parts[0].clone();
+                be.add_assign(&mut c0, &k0)?;
+                Ciphertext {
+                    parts: vec![c0, k1],
+                    ..ct0
+                }
+            }
+            _ => ct0,
+        };
         let ring = params.ring();
         let q0 = params.q()[0];
         let half = q0 / 2;
@@ -405,6 +434,12 @@ impl<B: Backend> Bootstrapper<B> {
             let mut up = be.upload(&lifted)?;
             be.forward_ntt(&mut up)?;
             parts.push(up);
+        }
+        if let (Some(e), Some(_)) = (encapsulation, self.config.encapsulation) {
+            // Back from s' to s over the whole chain.
+            let [k0, k1] = ev.key_switch(&parts[1], top, &e.from_sparse)?;
+            be.add_assign(&mut parts[0], &k0)?;
+            parts[1] = k1;
         }
         let mut out = Ciphertext {
             parts,
@@ -538,41 +573,46 @@ pub mod presets {
     use crate::params::{ParametersLiteral, SecretDistribution};
 
     /// The EvalMod and DFT shape shared by the presets: CoeffsToSlots and SlotsToCoeffs in
-    /// 3 levels each, `K = 32` (failure bound about 2^-32 per full-slot bootstrap for
-    /// `h = 192`, see [`BootstrappingConfig::failure_log2`]), a degree-30 Chebyshev
-    /// interpolant of the scaled cosine and 5 double-angle steps (EvalMod depth 11).
+    /// 3 levels each; sparse-secret encapsulation to an ephemeral secret of Hamming weight
+    /// 32, so `K = 16` bounds `|I|` (failure below 2^-46 per full-slot bootstrap, see
+    /// [`BootstrappingConfig::failure_log2`]); a degree-60 Chebyshev interpolant of the
+    /// scaled cosine and 2 double-angle steps (EvalMod depth 8).
     pub fn standard_config() -> BootstrappingConfig {
         BootstrappingConfig {
             cts_levels: 3,
             s2c_levels: 3,
-            k: 32,
-            double_angle: 5,
-            sine_degree: 30,
+            k: 16,
+            double_angle: 2,
+            sine_degree: 60,
+            encapsulation: Some(32),
         }
     }
 
-    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1722 ≤ 1772 for N = 2^16)
+    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1625 ≤ 1772 for N = 2^16)
     /// with a sparse ternary secret of Hamming weight 192, as HEaaN's FGb parameters
     /// (whose security claim for that weight this preset rests on).
     ///
-    /// Modulus chain, from level 0 up: `q_0` 58 bits; 9 user primes of 42 bits (Δ = 2^42,
-    /// so a refreshed ciphertext has 9 usable levels, HETAL's budget); 17 × 58-bit
-    /// bootstrapping primes: SlotsToCoeffs (3, consumed last, so the message meets the
-    /// factor `q_0/2πΔ_0` at scales 2^50–2^56), EvalMod (11) and CoeffsToSlots (3);
-    /// special primes 6 × 50 bits, dnum 6 (digits of 5 primes). `L = 26`, bootstrapping
-    /// from level 0 lands at level 9. Message ratio `q_0/Δ_0 = 2^16`.
-    pub fn n16_logqp1722_boot() -> (ParametersLiteral, BootstrappingConfig) {
+    /// Modulus chain, from level 0 up: `q_0` 54 bits (message ratio `q_0/Δ_0 = 2^12`); 9
+    /// user primes of 42 bits (Δ = 2^42: a refreshed ciphertext has 9 usable levels,
+    /// HETAL's budget); 14 bootstrapping primes, consumed from the top: CoeffsToSlots
+    /// 3 × 61 bits, EvalMod 8 × 60 bits, SlotsToCoeffs 3 × 60 bits (so the message meets
+    /// the factor `q_0/2πΔ_0` at scales of 2^50 and above); special primes 7 × 50 bits,
+    /// dnum 5 (digits of 5 primes). `L = 23`; bootstrapping from level 0 lands at level 9.
+    /// The encapsulation key `s → s'` lives over `q_0·P` (404 bits), where the HE
+    /// Standard's bound for a weight-32 secret is not tabulated; Bossuat et al. (ACNS
+    /// 2022, §5) estimate such keys above 128 bits for N = 2^16.
+    pub fn n16_logqp1625_boot() -> (ParametersLiteral, BootstrappingConfig) {
         let mut log_q = vec![54];
         log_q.extend([42; 9]);
-        let mut log_q_boot = vec![58; 14];
+        let mut log_q_boot = vec![60; 11];
         log_q_boot.extend([61; 3]);
         (
             ParametersLiteral {
                 log_n: 16,
                 log_q,
                 log_q_boot,
-                log_p: vec![50; 6],
-                dnum: 6,
+                log_p: vec![50; 7],
+                dnum: 5,
                 secret: SecretDistribution::SparseTernary {
                     hamming_weight: 192,
                 },
@@ -587,14 +627,14 @@ pub mod presets {
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod and secret weight.
     pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {
-        let mut log_q_boot = vec![58; 13];
+        let mut log_q_boot = vec![60; 10];
         log_q_boot.extend([61; 2]);
         (
             ParametersLiteral {
                 log_n: 12,
                 log_q: vec![54, 42, 42],
                 log_q_boot,
-                log_p: vec![60; 6],
+                log_p: vec![61; 6],
                 dnum: 3,
                 secret: SecretDistribution::SparseTernary {
                     hamming_weight: 192,

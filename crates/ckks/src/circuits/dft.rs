@@ -27,13 +27,7 @@ fn twiddle(j: usize, len: usize) -> Complex64 {
     Complex64::from_polar(1.0, 2.0 * PI * g as f64 / lenq as f64)
 }
 
-fn add_to(
-    diags: &mut BTreeMap<usize, Vec<Complex64>>,
-    n: usize,
-    d: usize,
-    k: usize,
-    v: Complex64,
-) {
+fn add_to(diags: &mut BTreeMap<usize, Vec<Complex64>>, n: usize, d: usize, k: usize, v: Complex64) {
     diags
         .entry(d % n)
         .or_insert_with(|| vec![Complex64::new(0.0, 0.0); n])[k] += v;
@@ -199,6 +193,9 @@ mod tests {
         let f = coeffs_to_slots_factors(1 << 10, 3).unwrap();
         // 10 stages in runs of 4, 3, 3: at most 2^(k+1) − 1 diagonals each.
         let counts: Vec<usize> = f.iter().map(|m| m.diagonals().len()).collect();
-        assert!(counts[0] <= 31 && counts[1] <= 15 && counts[2] <= 15, "{counts:?}");
+        assert!(
+            counts[0] <= 31 && counts[1] <= 15 && counts[2] <= 15,
+            "{counts:?}"
+        );
     }
 }

@@ -245,7 +245,12 @@ impl LinearTransform {
         input_scale: f64,
         output_scale: f64,
     ) -> Result<EncodedLinearTransform<B>> {
-        let _span = tracing::debug_span!("encode_linear_transform", level, diagonals = self.diagonals.len()).entered();
+        let _span = tracing::debug_span!(
+            "encode_linear_transform",
+            level,
+            diagonals = self.diagonals.len()
+        )
+        .entered();
         if level == 0 {
             return Err(CkksError::LevelTooLow {
                 needed: 1,

@@ -229,7 +229,7 @@ impl Plan {
                 d.map_or(0, |d| d + 1)
             }
             Some(g) => {
-                let (q, r) = split(c, g, chebyshev);
+                let (q, r) = split(&c[..=deg], g, chebyshev);
                 let dq = self.depth_of(&q, chebyshev, max);
                 let dr = self.depth_of(&r, chebyshev, max);
                 (dq + 1).max(power_depth(g) + 1).max(dr)
@@ -239,7 +239,10 @@ impl Plan {
 }
 
 fn last_nonzero(c: &[f64], max: f64) -> usize {
-    (0..c.len()).rev().find(|&i| !negligible(c[i], max)).unwrap_or(0)
+    (0..c.len())
+        .rev()
+        .find(|&i| !negligible(c[i], max))
+        .unwrap_or(0)
 }
 
 /// `p = q·B_g + r` for the basis element `B_g` (`T_g` or `x^g`), `deg p < 2g`.

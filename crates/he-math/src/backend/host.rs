@@ -614,14 +614,17 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         for (i, ip) in inv_p.iter().enumerate() {
             let yi = &y[i * n..(i + 1) * n];
             if i == 0 {
-                v.iter_mut().zip(yi).for_each(|(acc, &x)| *acc = (x as f64 * ip).to_bits());
+                v.iter_mut()
+                    .zip(yi)
+                    .for_each(|(acc, &x)| *acc = (x as f64 * ip).to_bits());
             } else {
                 v.iter_mut()
                     .zip(yi)
                     .for_each(|(acc, &x)| *acc = (f64::from_bits(*acc) + x as f64 * ip).to_bits());
             }
         }
-        v.iter_mut().for_each(|x| *x = f64::from_bits(*x).round() as u64);
+        v.iter_mut()
+            .for_each(|x| *x = f64::from_bits(*x).round() as u64);
         let mut out = a.select_limbs(&q_basis)?;
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
@@ -629,9 +632,9 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             let p_inv = special
                 .iter()
                 .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0));
-            let p_mod = special
-                .iter()
-                .fold(1u64, |acc, &p| qi.mul(acc, qi.reduce(self.ctx.modulus(p).value())));
+            let p_mod = special.iter().fold(1u64, |acc, &p| {
+                qi.mul(acc, qi.reduce(self.ctx.modulus(p).value()))
+            });
             with_scratch(l.len(), |t| {
                 Self::convert_limb(&conv, &y, j, t);
                 t.iter_mut()

@@ -1,0 +1,180 @@
+//! `cargo xtask bench-bootstrap`: key generation, timing (per stage) and precision of the
+//! CKKS bootstrapping on a bootstrappable preset, real inputs uniform in [-1, 1].
+//!
+//! One JSON object per slot count with `--json` (one line each): preset, slots, keygen
+//! time and evaluation-key size, median bootstrap time and the per-stage split of the
+//! median run, levels in/out, usable levels after a refresh, `log2` of the maximum and
+//! mean slot error, and the process's peak resident memory (`VmHWM`). `--chain k`
+//! additionally refreshes the same ciphertext `k` times in a row and reports, after each
+//! refresh, the error against the original message and the error that refresh added
+//! (against the previous decryption): a drift would show as growing added errors.
+
+use ckks::circuits::bootstrapping::presets;
+use ckks::circuits::{Bootstrapper, BootstrappingConfig, StageTimings};
+use ckks::{Complex64, Context, Evaluator, KeyGenerator, ParametersLiteral};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `bench-bootstrap`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print one JSON object per slot count instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Preset: `n16` (N = 2^16, 128-bit) or `insecure-n12` (tests).
+    #[arg(long, default_value = "n16")]
+    preset: String,
+    /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
+    #[arg(long, value_delimiter = ',')]
+    slots: Vec<usize>,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Refresh one ciphertext this many times in a row and report the error after each.
+    #[arg(long, default_value_t = 0)]
+    chain: usize,
+}
+
+fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
+    Ok(match name {
+        "n16" => {
+            let (l, c) = presets::n16_logqp1625_boot();
+            ("n16_logqp1625_boot", l, c)
+        }
+        "insecure-n12" => {
+            let (l, c) = presets::insecure_n12_boot();
+            ("insecure_n12_boot", l, c)
+        }
+        other => return Err(format!("unknown preset {other:?}")),
+    })
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
+    let e: Vec<f64> = got.iter().zip(want).map(|(a, b)| (a - b).norm()).collect();
+    let max = e.iter().copied().fold(0.0f64, f64::max);
+    let mean = e.iter().sum::<f64>() / e.len() as f64;
+    (max.log2(), mean.log2())
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// Unknown preset, invalid slot count, or any scheme error.
+pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let (name, literal, config) = preset(&args.preset)?;
+    let ctx = Context::new_cpu(literal)?;
+    let params = ctx.params().clone();
+    let slot_counts = if args.slots.is_empty() {
+        vec![params.max_slots()]
+    } else {
+        args.slots.clone()
+    };
+    for &slots in &slot_counts {
+        let clock = Instant::now();
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.gen_secret_key()?;
+        let request = config.key_request(&params, slots)?;
+        let keys = kg.gen_evaluation_keys(&sk, &request)?;
+        let keygen_s = clock.elapsed().as_secs_f64();
+        let keys_bytes = keys.memory_bytes(&params);
+        let num_keys = keys.num_keys();
+        let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
+        let clock = Instant::now();
+        let bt = Bootstrapper::new(eval, config.clone(), slots)?;
+        let setup_s = clock.elapsed().as_secs_f64();
+
+        let mut rng = StdRng::seed_from_u64(slots as u64);
+        let z: Vec<Complex64> = (0..slots)
+            .map(|_| Complex64::new(rng.random_range(-1.0..1.0), 0.0))
+            .collect();
+        let scale0 = params.scale_at(0)?;
+        let ct = sk.encrypt(&ctx.encode_complex(&z, 0, scale0)?)?;
+        let mut runs: Vec<(f64, StageTimings)> = Vec::new();
+        let mut out = None;
+        for _ in 0..args.reps.max(1) {
+            let clock = Instant::now();
+            let (o, t) = bt.bootstrap_timed(&ct)?;
+            runs.push((clock.elapsed().as_secs_f64(), t));
+            out = Some(o);
+        }
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (median_s, stages) = runs[runs.len() / 2];
+        let out = out.expect("at least one run");
+        let got = ctx.decode_complex(&sk.decrypt(&out)?)?;
+        let (max_err, mean_err) = errors(&got, &z);
+        // Chain: error against the original message after each refresh, and the error
+        // each refresh adds (against the previous refresh's decryption).
+        let mut chain = Vec::new();
+        let mut chain_added = Vec::new();
+        if args.chain > 0 {
+            let mut c = ct.clone();
+            let mut previous = z.clone();
+            for _ in 0..args.chain {
+                c = bt.bootstrap(&c)?;
+                let got = ctx.decode_complex(&sk.decrypt(&c)?)?;
+                chain.push(errors(&got, &z).0);
+                chain_added.push(errors(&got, &previous).0);
+                previous = got;
+            }
+        }
+        let level_out = bt.output_level();
+        let report = json!({
+            "preset": name,
+            "slots": slots,
+            "keygen_s": keygen_s,
+            "keys_bytes": keys_bytes,
+            "num_keys": num_keys,
+            "setup_s": setup_s,
+            "median_s": median_s,
+            "reps": args.reps.max(1),
+            "stages_s": {
+                "mod_raise": stages.mod_raise,
+                "coeffs_to_slots": stages.coeffs_to_slots,
+                "eval_mod": stages.eval_mod,
+                "slots_to_coeffs": stages.slots_to_coeffs,
+            },
+            "level_in": 0,
+            "level_out": level_out,
+            "usable_levels_after": level_out,
+            "log2_max_err": max_err,
+            "log2_mean_err": mean_err,
+            "chain_log2_max_err": chain,
+            "chain_added_log2_max_err": chain_added,
+            "failure_log2": config.failure_log2(&params, slots),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "threads": rayon::current_num_threads(),
+        });
+        if args.json {
+            println!("{report}");
+        } else {
+            println!(
+                "{name}, {slots} slots: keygen {keygen_s:.1} s ({num_keys} keys, {:.2} GiB), setup {setup_s:.1} s",
+                keys_bytes as f64 / (1u64 << 30) as f64
+            );
+            println!(
+                "  bootstrap median {median_s:.2} s over {} (ModRaise {:.3}, CtS {:.2}, EvalMod {:.2}, StC {:.2}); level 0 -> {level_out}",
+                args.reps.max(1),
+                stages.mod_raise,
+                stages.coeffs_to_slots,
+                stages.eval_mod,
+                stages.slots_to_coeffs
+            );
+            println!("  error: max 2^{max_err:.1}, mean 2^{mean_err:.1}");
+            if !chain.is_empty() {
+                println!("  chain (vs message): {chain:.1?}");
+                println!("  chain (added per refresh): {chain_added:.1?}");
+            }
+        }
+    }
+    Ok(())
+}
