@@ -40,8 +40,8 @@ pub struct Args {
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
     Ok(match name {
         "n16" => {
-            let (l, c) = presets::n16_logqp1625_boot();
-            ("n16_logqp1625_boot", l, c)
+            let (l, c) = presets::n16_logqp1675_boot();
+            ("n16_logqp1675_boot", l, c)
         }
         "insecure-n12" => {
             let (l, c) = presets::insecure_n12_boot();

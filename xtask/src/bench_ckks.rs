@@ -21,7 +21,8 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (the FGb-like bootstrappable N = 2^16 preset), `n15`, or the
+    /// Preset: `n16` (the FGb-like N = 2^16 preset), `n16-boot` (the bootstrapping
+    /// preset's chain), `n15`, or the
     /// insecure test presets `insecure-n10`, `insecure-n12`, `insecure-n13`.
     #[arg(long, default_value = "n16")]
     preset: String,
@@ -37,6 +38,10 @@ fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String>
     Ok(match name {
         "n16" => ("n16_logqp1558_fgb_like", presets::n16_logqp1558_fgb_like()),
         "n15" => ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
+        "n16-boot" => (
+            "n16_logqp1675_boot",
+            ckks::circuits::bootstrapping::presets::n16_logqp1675_boot().0,
+        ),
         "insecure-n10" => ("insecure_n10_depth3", presets::insecure_n10_depth3()),
         "insecure-n12" => ("insecure_n12_depth6", presets::insecure_n12_depth6()),
         "insecure-n13" => ("insecure_n13_depth12", presets::insecure_n13_depth12()),

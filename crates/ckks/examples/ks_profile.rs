@@ -2,7 +2,8 @@
 //! of the backend steps (ModUp per digit, inner product, ModDown, automorphisms) and of a
 //! whole rotation and mult+relin+rescale. Run:
 //! `cargo run --release -p ckks --example ks_profile [rotate|mult]` (see
-//! docs/results/ckks.md).
+//! docs/results/ckks.md). `KS_PRESET=boot KS_LEVEL=20` profiles the bootstrapping preset
+//! `n16_logqp1675_boot` at level 20 instead (docs/results/bootstrap.md).
 
 use ckks::he_math::Backend;
 use ckks::{Context, presets};
@@ -22,10 +23,17 @@ fn t<T>(name: &str, reps: usize, mut f: impl FnMut() -> T) -> T {
     o.unwrap()
 }
 fn main() {
-    let ctx = Context::new_cpu(presets::n16_logqp1558_fgb_like()).unwrap();
+    let literal = match std::env::var("KS_PRESET").as_deref() {
+        Ok("boot") => ckks::circuits::bootstrapping::presets::n16_logqp1675_boot().0,
+        _ => presets::n16_logqp1558_fgb_like(),
+    };
+    let ctx = Context::new_cpu(literal).unwrap();
     let p = ctx.params().clone();
     let be = ctx.backend();
-    let level = 12;
+    let level: usize = std::env::var("KS_LEVEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let qb = p.q_basis(level);
     let pb = p.p_basis();
     let mut rng = ckks::he_math::Csprng::from_seed([1; 32]);
@@ -43,7 +51,9 @@ fn main() {
         rng.uniform_mod(ring.modulus(b), hk.limb_mut(j));
     }
     let k = be.upload(&hk).unwrap();
-    let key: Vec<[_; 2]> = (0..3).map(|_| [k.clone(), k.clone()]).collect();
+    let key: Vec<[_; 2]> = (0..p.digits_at(level))
+        .map(|_| [k.clone(), k.clone()])
+        .collect();
     let r = 30;
     t("clone 13", r, || c.clone());
     let mut o = c.clone();
@@ -56,7 +66,7 @@ fn main() {
         be.inverse_ntt(&mut y).unwrap();
         y
     });
-    let d: Vec<_> = (0..3)
+    let d: Vec<_> = (0..p.digits_at(level))
         .map(|j| {
             t(&format!("mod_up digit {j}"), r, || {
                 be.mod_up(&c, &p.digit_basis(j, level), &pb).unwrap()

@@ -476,7 +476,7 @@ fn bootstrap_errors() {
 
 #[test]
 fn configuration_reports() {
-    let (lit, cfg) = presets::n16_logqp1625_boot();
+    let (lit, cfg) = presets::n16_logqp1675_boot();
     let params = ckks::Parameters::new(lit).unwrap();
     assert!(params.within_he_standard_128());
     let depth = cfg.depth().unwrap();

@@ -588,7 +588,7 @@ pub mod presets {
         }
     }
 
-    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1625 ≤ 1772 for N = 2^16)
+    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1675 ≤ 1772 for N = 2^16)
     /// with a sparse ternary secret of Hamming weight 192, as HEaaN's FGb parameters
     /// (whose security claim for that weight this preset rests on).
     ///
@@ -596,12 +596,12 @@ pub mod presets {
     /// user primes of 42 bits (Δ = 2^42: a refreshed ciphertext has 9 usable levels,
     /// HETAL's budget); 14 bootstrapping primes, consumed from the top: CoeffsToSlots
     /// 3 × 61 bits, EvalMod 8 × 60 bits, SlotsToCoeffs 3 × 60 bits (so the message meets
-    /// the factor `q_0/2πΔ_0` at scales of 2^50 and above); special primes 7 × 50 bits,
-    /// dnum 5 (digits of 5 primes). `L = 23`; bootstrapping from level 0 lands at level 9.
+    /// the factor `q_0/2πΔ_0` at scales of 2^50 and above); special primes 8 × 50 bits,
+    /// dnum 4 (digits of 6 primes). `L = 23`; bootstrapping from level 0 lands at level 9.
     /// The encapsulation key `s → s'` lives over `q_0·P` (404 bits), where the HE
     /// Standard's bound for a weight-32 secret is not tabulated; Bossuat et al. (ACNS
     /// 2022, §5) estimate such keys above 128 bits for N = 2^16.
-    pub fn n16_logqp1625_boot() -> (ParametersLiteral, BootstrappingConfig) {
+    pub fn n16_logqp1675_boot() -> (ParametersLiteral, BootstrappingConfig) {
         let mut log_q = vec![54];
         log_q.extend([42; 9]);
         let mut log_q_boot = vec![60; 11];
@@ -611,8 +611,8 @@ pub mod presets {
                 log_n: 16,
                 log_q,
                 log_q_boot,
-                log_p: vec![50; 7],
-                dnum: 5,
+                log_p: vec![50; 8],
+                dnum: 4,
                 secret: SecretDistribution::SparseTernary {
                     hamming_weight: 192,
                 },
