@@ -280,10 +280,16 @@ impl<B: Backend> Powers<'_, B> {
         self.ev.adjust(ct, level, scale)
     }
 
-    fn get(&mut self, i: usize) -> Result<Ciphertext<B>> {
-        if let Some(c) = self.cache.get(&i) {
-            return Ok(c.clone());
+    /// `T_i` (or `x^i`), computed on first use and cached; borrowed, not copied.
+    fn get(&mut self, i: usize) -> Result<&Ciphertext<B>> {
+        if !self.cache.contains_key(&i) {
+            let c = self.compute(i)?;
+            self.cache.insert(i, c);
         }
+        Ok(&self.cache[&i])
+    }
+
+    fn compute(&mut self, i: usize) -> Result<Ciphertext<B>> {
         let (a, b) = if i.is_power_of_two() {
             (i / 2, i / 2)
         } else {
@@ -294,11 +300,12 @@ impl<B: Backend> Powers<'_, B> {
                 (hi, i - hi)
             }
         };
-        let ta = self.get(a)?;
-        let tb = self.get(b)?;
+        self.get(a)?;
+        self.get(b)?;
+        let (ta, tb) = (&self.cache[&a], &self.cache[&b]);
         let level = ta.level.min(tb.level);
-        let ta = self.canonical_at(&ta, level)?;
-        let tb = self.canonical_at(&tb, level)?;
+        let ta = self.canonical_at(ta, level)?;
+        let tb = self.canonical_at(tb, level)?;
         let mut out = self.ev.mul_relin_rescale(&ta, &tb)?;
         let want = self.top - power_depth(i);
         debug_assert_eq!(out.level, want);
@@ -308,12 +315,11 @@ impl<B: Backend> Powers<'_, B> {
             if a == b {
                 out = self.ev.add_const(&out, -1.0)?;
             } else {
-                let t = self.get(a - b)?;
-                let t = self.canonical_at(&t, out.level)?;
+                self.get(a - b)?;
+                let t = self.canonical_at(&self.cache[&(a - b)], out.level)?;
                 self.ev.sub_assign(&mut out, &t)?;
             }
         }
-        self.cache.insert(i, out.clone());
         Ok(out)
     }
 }
@@ -397,8 +403,7 @@ impl<B: Backend> Evaluator<B> {
                     if negligible(ci, max) {
                         continue;
                     }
-                    let t = pw.get(i)?;
-                    let t = self.drop_level(&t, target + 1)?;
+                    let t = self.drop_level(pw.get(i)?, target + 1)?;
                     let mut term = self.mul_const_complex_with_scale(
                         &t,
                         Complex64::new(ci, 0.0),
@@ -417,7 +422,7 @@ impl<B: Backend> Evaluator<B> {
                         o
                     }
                     None => {
-                        let t = self.drop_level(&pw.get(1)?, target)?;
+                        let t = self.drop_level(pw.get(1)?, target)?;
                         let mut z = self.mul_integer(&t, 0)?;
                         z.scale = params.scale_at(target)?;
                         z
@@ -431,8 +436,8 @@ impl<B: Backend> Evaluator<B> {
             Some(g) => {
                 let (q, r) = split(&c[..=deg], g, pw.chebyshev);
                 let qc = self.eval_rec(pw, plan, &q, target + 1, max)?;
-                let tg = pw.get(g)?;
-                let tg = pw.canonical_at(&tg, target + 1)?;
+                pw.get(g)?;
+                let tg = pw.canonical_at(&pw.cache[&g], target + 1)?;
                 let mut out = self.mul_relin_rescale(&qc, &tg)?;
                 out.scale = params.scale_at(target)?;
                 let rc = self.eval_rec(pw, plan, &r, target, max)?;

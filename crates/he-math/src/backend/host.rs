@@ -610,21 +610,13 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             .iter()
             .map(|m| 1.0 / m.value() as f64)
             .collect();
-        let mut v = vec![0u64; n];
-        for (i, ip) in inv_p.iter().enumerate() {
-            let yi = &y[i * n..(i + 1) * n];
-            if i == 0 {
-                v.iter_mut()
-                    .zip(yi)
-                    .for_each(|(acc, &x)| *acc = (x as f64 * ip).to_bits());
-            } else {
-                v.iter_mut()
-                    .zip(yi)
-                    .for_each(|(acc, &x)| *acc = (f64::from_bits(*acc) + x as f64 * ip).to_bits());
-            }
+        let mut frac = vec![0.0f64; n];
+        for (yi, ip) in y.chunks_exact(n).zip(&inv_p) {
+            frac.iter_mut()
+                .zip(yi)
+                .for_each(|(acc, &x)| *acc += x as f64 * ip);
         }
-        v.iter_mut()
-            .for_each(|x| *x = f64::from_bits(*x).round() as u64);
+        let v: Vec<u64> = frac.iter().map(|x| x.round() as u64).collect();
         let mut out = a.select_limbs(&q_basis)?;
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
