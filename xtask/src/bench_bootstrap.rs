@@ -10,7 +10,7 @@
 //! (against the previous decryption): a drift would show as growing added errors.
 
 use ckks::circuits::bootstrapping::presets;
-use ckks::circuits::{Bootstrapper, BootstrappingConfig, StageTimings};
+use ckks::circuits::{BootstrapOrder, Bootstrapper, BootstrappingConfig, StageTimings};
 use ckks::{Complex64, Context, Evaluator, KeyGenerator, ParametersLiteral};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
@@ -35,6 +35,10 @@ pub struct Args {
     /// Refresh one ciphertext this many times in a row and report the error after each.
     #[arg(long, default_value_t = 0)]
     chain: usize,
+    /// Stage order: `cts-first` (ModRaise, CoeffsToSlots, EvalMod, SlotsToCoeffs) or
+    /// `s2c-first` (SlotsToCoeffs at the bottom first, as OpenFHE; full slots only).
+    #[arg(long, default_value = "cts-first")]
+    order: String,
 }
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
@@ -71,7 +75,12 @@ fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
 /// # Errors
 /// Unknown preset, invalid slot count, or any scheme error.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (name, literal, config) = preset(&args.preset)?;
+    let (name, literal, mut config) = preset(&args.preset)?;
+    config.order = match args.order.as_str() {
+        "cts-first" => BootstrapOrder::CoeffsToSlotsFirst,
+        "s2c-first" => BootstrapOrder::SlotsToCoeffsFirst,
+        other => return Err(format!("unknown order {other:?}").into()),
+    };
     let ctx = Context::new_cpu(literal)?;
     let params = ctx.params().clone();
     let slot_counts = if args.slots.is_empty() {
@@ -97,8 +106,13 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let z: Vec<Complex64> = (0..slots)
             .map(|_| Complex64::new(rng.random_range(-1.0..1.0), 0.0))
             .collect();
-        let scale0 = params.scale_at(0)?;
-        let ct = sk.encrypt(&ctx.encode_complex(&z, 0, scale0)?)?;
+        // The lowest level the order accepts: 0, or the SlotsToCoeffs levels.
+        let level_in = match config.order {
+            BootstrapOrder::CoeffsToSlotsFirst => 0,
+            BootstrapOrder::SlotsToCoeffsFirst => config.s2c_levels,
+        };
+        let scale_in = params.scale_at(level_in)?;
+        let ct = sk.encrypt(&ctx.encode_complex(&z, level_in, scale_in)?)?;
         let mut runs: Vec<(f64, StageTimings)> = Vec::new();
         let mut out = None;
         for _ in 0..args.reps.max(1) {
@@ -143,9 +157,10 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "eval_mod": stages.eval_mod,
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
-            "level_in": 0,
+            "order": args.order,
+            "level_in": level_in,
             "level_out": level_out,
-            "usable_levels_after": level_out,
+            "usable_levels_after": level_out - level_in,
             "log2_max_err": max_err,
             "log2_mean_err": mean_err,
             "chain_log2_max_err": chain,
@@ -162,7 +177,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 keys_bytes as f64 / (1u64 << 30) as f64
             );
             println!(
-                "  bootstrap median {median_s:.2} s over {} (ModRaise {:.3}, CtS {:.2}, EvalMod {:.2}, StC {:.2}); level 0 -> {level_out}",
+                "  bootstrap median {median_s:.2} s over {} (ModRaise {:.3}, CtS {:.2}, EvalMod {:.2}, StC {:.2}); level {level_in} -> {level_out}",
                 args.reps.max(1),
                 stages.mod_raise,
                 stages.coeffs_to_slots,

@@ -514,3 +514,39 @@ fn bootstrap_without_encapsulation() {
     );
     assert!(e < -20.0, "2^{e}");
 }
+
+#[test]
+fn slots_to_coeffs_first_order() {
+    let k = boot_keys();
+    let (_, cfg) = presets::insecure_n12_boot();
+    let cfg = ckks::BootstrappingConfig {
+        order: ckks::circuits::BootstrapOrder::SlotsToCoeffsFirst,
+        ..cfg
+    };
+    let bt = Bootstrapper::new(k.eval.clone(), cfg.clone(), 2048).unwrap();
+    let top = k.ctx.params().max_level();
+    assert_eq!(
+        bt.output_level(),
+        top - cfg.cts_levels - cfg.eval_mod_depth().unwrap() - 1
+    );
+    let mut r = StdRng::seed_from_u64(12);
+    let z: Vec<Complex64> = (0..2048)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect();
+    // Input at the top user level (SlotsToCoeffs needs s2c_levels = 2 levels).
+    let out = bt.bootstrap(&k.enc(&z, 2)).unwrap();
+    let e = log2_err(&k.dec(&out), &z);
+    eprintln!("SlotsToCoeffs first: level {} error 2^{e:.1}", out.level());
+    assert_eq!(out.level(), bt.output_level());
+    assert_eq!(out.scale(), k.ctx.params().scale_at(out.level()).unwrap());
+    assert!(e < -20.0, "2^{e}");
+    // Refresh again from the output (no level-0 input needed).
+    let again = bt.bootstrap(&out).unwrap();
+    assert!(log2_err(&k.dec(&again), &z) < -19.0);
+    // Too low a level for SlotsToCoeffs, and sparse slots, are errors.
+    assert!(matches!(
+        bt.bootstrap(&k.enc(&z, 1)),
+        Err(CkksError::LevelTooLow { .. })
+    ));
+    assert!(Bootstrapper::new(k.eval.clone(), cfg, 512).is_err());
+}

@@ -38,6 +38,21 @@ use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::sync::Arc;
 
+/// The order of the bootstrapping stages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootstrapOrder {
+    /// ModRaise → CoeffsToSlots → EvalMod → SlotsToCoeffs (Lattigo, Cheon et al. 2018):
+    /// input at level 0, output at `L − depth`.
+    #[default]
+    CoeffsToSlotsFirst,
+    /// SlotsToCoeffs → ModRaise → CoeffsToSlots → EvalMod (OpenFHE's and HEaaN's order,
+    /// Chen–Chillotti–Song, Eurocrypt 2019): SlotsToCoeffs runs at the bottom of the
+    /// user chain (input at level ≥ `s2c_levels`), the message is already in the slots
+    /// after EvalMod; the factor `q_0/2πΔ_0` then costs one level (a scale adjustment),
+    /// so the output is at `L − cts_levels − eval_mod_depth − 1`. Full slots only.
+    SlotsToCoeffsFirst,
+}
+
 /// The shape of the bootstrapping circuit (levels per stage, EvalMod approximation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrappingConfig {
@@ -56,6 +71,9 @@ pub struct BootstrappingConfig {
     /// before ModRaise (and back after it), which shrinks `I` and so `K`. `None`: ModRaise
     /// under the secret key itself.
     pub encapsulation: Option<usize>,
+    /// The order of the stages.
+    #[serde(default)]
+    pub order: BootstrapOrder,
 }
 
 impl BootstrappingConfig {
@@ -255,6 +273,7 @@ pub struct Bootstrapper<B: Backend> {
     sine: Polynomial,
     /// Scale label given to the ModRaised ciphertext (see [`Self::mod_raise`]).
     raised_scale: f64,
+    output_level: usize,
 }
 
 impl<B: Backend> std::fmt::Debug for Bootstrapper<B> {
@@ -310,6 +329,12 @@ impl<B: Backend> Bootstrapper<B> {
         let mut level = top;
         let mut scale = raised_scale;
         let mut cts = Vec::new();
+        if config.order == BootstrapOrder::SlotsToCoeffsFirst && top < config.depth()? + 2 {
+            return Err(CkksError::InvalidParameters(format!(
+                "SlotsToCoeffs-first bootstrapping needs {} levels, the chain has {top}",
+                config.depth()? + 2
+            )));
+        }
         for m in &cts_m {
             let out = params.scale_at(level - 1)?;
             cts.push(m.encode(&ctx, level, scale, out)?);
@@ -318,20 +343,41 @@ impl<B: Backend> Bootstrapper<B> {
         }
         let sine = config.eval_mod_polynomial()?;
         level -= sine.depth() + config.double_angle as usize;
-        scale = params.scale_at(level)?;
-        let g = q0 / (2.0 * PI * delta0);
         let mut s2c = Vec::new();
-        for (i, m) in s2c_m.iter().enumerate() {
-            let out = params.scale_at(level - 1)?;
-            let m = if i == 0 {
-                m.scaled(Complex64::new(g, 0.0))
-            } else {
-                m.clone()
-            };
-            s2c.push(m.encode(&ctx, level, scale, out)?);
-            level -= 1;
-            scale = out;
-        }
+        let output_level = match config.order {
+            BootstrapOrder::CoeffsToSlotsFirst => {
+                let g = q0 / (2.0 * PI * delta0);
+                let mut scale = params.scale_at(level)?;
+                for (i, m) in s2c_m.iter().enumerate() {
+                    let out = params.scale_at(level - 1)?;
+                    let m = if i == 0 {
+                        m.scaled(Complex64::new(g, 0.0))
+                    } else {
+                        m.clone()
+                    };
+                    s2c.push(m.encode(&ctx, level, scale, out)?);
+                    level -= 1;
+                    scale = out;
+                }
+                level
+            }
+            BootstrapOrder::SlotsToCoeffsFirst => {
+                if slots != params.max_slots() {
+                    return Err(CkksError::InvalidSlots {
+                        slots,
+                        max: params.max_slots(),
+                    });
+                }
+                // SlotsToCoeffs at the bottom: levels s … 1, canonical scales.
+                let mut l = config.s2c_levels;
+                for m in &s2c_m {
+                    let (inp, out) = (params.scale_at(l)?, params.scale_at(l - 1)?);
+                    s2c.push(m.encode(&ctx, l, inp, out)?);
+                    l -= 1;
+                }
+                level - 1
+            }
+        };
         Ok(Self {
             eval,
             config,
@@ -341,6 +387,7 @@ impl<B: Backend> Bootstrapper<B> {
             s2c,
             sine,
             raised_scale,
+            output_level,
         })
     }
 
@@ -359,9 +406,10 @@ impl<B: Backend> Bootstrapper<B> {
         self.slots
     }
 
-    /// The level of a refreshed ciphertext: `L − depth`.
+    /// The level of a refreshed ciphertext: `L − depth` (one less in the
+    /// SlotsToCoeffs-first order).
     pub fn output_level(&self) -> usize {
-        self.s2c.last().map_or(0, |m| m.level() - 1)
+        self.output_level
     }
 
     /// ModRaise: `ct` at level 0 (or any level, then first brought to level 0's canonical
@@ -512,6 +560,25 @@ impl<B: Backend> Bootstrapper<B> {
     pub fn slots_to_coeffs(&self, parts: &[Ciphertext<B>]) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("slots_to_coeffs").entered();
         let ev = &self.eval;
+        if self.config.order == BootstrapOrder::SlotsToCoeffsFirst {
+            let [ct] = parts else {
+                return Err(CkksError::InvalidValue(format!(
+                    "SlotsToCoeffs-first takes one ciphertext, got {}",
+                    parts.len()
+                )));
+            };
+            let params = ev.context().params();
+            let s = self.config.s2c_levels;
+            let mut x = if ct.level == s && ct.scale == params.scale_at(s)? {
+                ct.clone()
+            } else {
+                ev.adjust(ct, s, params.scale_at(s)?)?
+            };
+            for m in &self.s2c {
+                x = ev.linear_transform(&x, m)?;
+            }
+            return Ok(x);
+        }
         let want = if self.work_slots == self.slots { 2 } else { 1 };
         if parts.len() != want {
             return Err(CkksError::InvalidValue(format!(
@@ -531,8 +598,30 @@ impl<B: Backend> Bootstrapper<B> {
         Ok(x)
     }
 
-    /// The whole bootstrapping: a ciphertext at any level (brought to level 0 first)
-    /// refreshed to [`Self::output_level`].
+    /// SlotsToCoeffs-first order, last step: `re + i·im` of the EvalMod outputs holds
+    /// `2πΔ_0/q_0` times the message; the scale is relabelled by that factor and brought
+    /// to the canonical scale of [`Self::output_level`] (one level).
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] unless two halves are given.
+    pub fn recombine(&self, halves: &[Ciphertext<B>]) -> Result<Ciphertext<B>> {
+        let ev = &self.eval;
+        let [re, im] = halves else {
+            return Err(CkksError::InvalidValue(format!(
+                "recombination takes two halves, got {}",
+                halves.len()
+            )));
+        };
+        let params = ev.context().params();
+        let mut x = ev.add(re, &ev.mul_by_i(im)?)?;
+        let q0 = params.q()[0] as f64;
+        x.scale *= 2.0 * PI * params.scale_at(0)? / q0;
+        ev.adjust(&x, self.output_level, params.scale_at(self.output_level)?)
+    }
+
+    /// The whole bootstrapping: a ciphertext at any level (brought to level 0 first;
+    /// in the SlotsToCoeffs-first order, to level `s2c_levels`) refreshed to
+    /// [`Self::output_level`].
     ///
     /// # Errors
     /// As the four stages.
@@ -547,6 +636,25 @@ impl<B: Backend> Bootstrapper<B> {
     pub fn bootstrap_timed(&self, ct: &Ciphertext<B>) -> Result<(Ciphertext<B>, StageTimings)> {
         let _span = tracing::info_span!("bootstrap", slots = self.slots).entered();
         let mut t = StageTimings::default();
+        if self.config.order == BootstrapOrder::SlotsToCoeffsFirst {
+            let clock = std::time::Instant::now();
+            let coeffs = self.slots_to_coeffs(std::slice::from_ref(ct))?;
+            t.slots_to_coeffs = clock.elapsed().as_secs_f64();
+            let clock = std::time::Instant::now();
+            let raised = self.mod_raise(&coeffs)?;
+            t.mod_raise = clock.elapsed().as_secs_f64();
+            let clock = std::time::Instant::now();
+            let halves = self.coeffs_to_slots(&raised)?;
+            t.coeffs_to_slots = clock.elapsed().as_secs_f64();
+            let clock = std::time::Instant::now();
+            let reduced = halves
+                .iter()
+                .map(|h| self.eval_mod(h))
+                .collect::<Result<Vec<_>>>()?;
+            let out = self.recombine(&reduced)?;
+            t.eval_mod = clock.elapsed().as_secs_f64();
+            return Ok((out, t));
+        }
         let clock = std::time::Instant::now();
         let raised = self.mod_raise(ct)?;
         t.mod_raise = clock.elapsed().as_secs_f64();
@@ -569,7 +677,7 @@ impl<B: Backend> Bootstrapper<B> {
 /// Bootstrappable parameter sets: a [`crate::ParametersLiteral`] whose chain has room for
 /// the circuit, and the [`BootstrappingConfig`] that fits it.
 pub mod presets {
-    use super::BootstrappingConfig;
+    use super::{BootstrapOrder, BootstrappingConfig};
     use crate::params::{ParametersLiteral, SecretDistribution};
 
     /// The EvalMod and DFT shape shared by the presets: CoeffsToSlots and SlotsToCoeffs in
@@ -585,6 +693,7 @@ pub mod presets {
             double_angle: 2,
             sine_degree: 60,
             encapsulation: Some(32),
+            order: BootstrapOrder::CoeffsToSlotsFirst,
         }
     }
 
