@@ -635,41 +635,36 @@ impl<B: Backend> Bootstrapper<B> {
     /// As [`Self::bootstrap`].
     pub fn bootstrap_timed(&self, ct: &Ciphertext<B>) -> Result<(Ciphertext<B>, StageTimings)> {
         let _span = tracing::info_span!("bootstrap", slots = self.slots).entered();
+        fn timed<T>(acc: &mut f64, f: impl FnOnce() -> Result<T>) -> Result<T> {
+            let clock = std::time::Instant::now();
+            let out = f();
+            *acc += clock.elapsed().as_secs_f64();
+            out
+        }
         let mut t = StageTimings::default();
-        if self.config.order == BootstrapOrder::SlotsToCoeffsFirst {
-            let clock = std::time::Instant::now();
-            let coeffs = self.slots_to_coeffs(std::slice::from_ref(ct))?;
-            t.slots_to_coeffs = clock.elapsed().as_secs_f64();
-            let clock = std::time::Instant::now();
-            let raised = self.mod_raise(&coeffs)?;
-            t.mod_raise = clock.elapsed().as_secs_f64();
-            let clock = std::time::Instant::now();
-            let halves = self.coeffs_to_slots(&raised)?;
-            t.coeffs_to_slots = clock.elapsed().as_secs_f64();
-            let clock = std::time::Instant::now();
-            let reduced = halves
+        let s2c_first = self.config.order == BootstrapOrder::SlotsToCoeffsFirst;
+        let coeffs;
+        let input = if s2c_first {
+            coeffs = timed(&mut t.slots_to_coeffs, || {
+                self.slots_to_coeffs(std::slice::from_ref(ct))
+            })?;
+            &coeffs
+        } else {
+            ct
+        };
+        let raised = timed(&mut t.mod_raise, || self.mod_raise(input))?;
+        let halves = timed(&mut t.coeffs_to_slots, || self.coeffs_to_slots(&raised))?;
+        let reduced = timed(&mut t.eval_mod, || {
+            halves
                 .iter()
                 .map(|h| self.eval_mod(h))
-                .collect::<Result<Vec<_>>>()?;
-            let out = self.recombine(&reduced)?;
-            t.eval_mod = clock.elapsed().as_secs_f64();
-            return Ok((out, t));
-        }
-        let clock = std::time::Instant::now();
-        let raised = self.mod_raise(ct)?;
-        t.mod_raise = clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let halves = self.coeffs_to_slots(&raised)?;
-        t.coeffs_to_slots = clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let reduced = halves
-            .iter()
-            .map(|h| self.eval_mod(h))
-            .collect::<Result<Vec<_>>>()?;
-        t.eval_mod = clock.elapsed().as_secs_f64();
-        let clock = std::time::Instant::now();
-        let out = self.slots_to_coeffs(&reduced)?;
-        t.slots_to_coeffs = clock.elapsed().as_secs_f64();
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let out = if s2c_first {
+            timed(&mut t.eval_mod, || self.recombine(&reduced))?
+        } else {
+            timed(&mut t.slots_to_coeffs, || self.slots_to_coeffs(&reduced))?
+        };
         Ok((out, t))
     }
 }
