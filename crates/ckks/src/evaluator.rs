@@ -27,12 +27,101 @@ use he_math::Backend;
 use he_math::galois;
 use num_complex::Complex64;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts of homomorphic operations, as performed by an [`Evaluator`] (not computed by
+/// formula): read a snapshot with [`Evaluator::op_counts`] before and after a call and
+/// subtract (`after - before`), or use [`Evaluator::counting`]. The categories follow
+/// HETAL (Lee et al., ICML 2023, Table 6): `cmult` plaintext×ciphertext products
+/// ([`Evaluator::mul_plain`] and the diagonal products inside linear transforms), `mult`
+/// ciphertext×ciphertext tensor products ([`Evaluator::mul`]), `rot` slot rotations
+/// (each rotation of a hoisted batch counts one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpCounts {
+    /// Plaintext × ciphertext products.
+    pub cmult: u64,
+    /// Products by an encoded scalar (integer or real/complex constant), including the
+    /// scale corrections of [`Evaluator::adjust`].
+    pub const_mult: u64,
+    /// Ciphertext × ciphertext tensor products.
+    pub mult: u64,
+    /// Slot rotations.
+    pub rot: u64,
+    /// Complex conjugations.
+    pub conj: u64,
+    /// Rescales.
+    pub rescale: u64,
+    /// Key switches (relinearizations, rotations and conjugations; a hoisted batch
+    /// counts one per output).
+    pub key_switch: u64,
+    /// Bootstraps (counted by [`crate::Bootstrapper`]).
+    pub bootstrap: u64,
+}
+
+impl std::ops::Sub for OpCounts {
+    type Output = OpCounts;
+    fn sub(self, o: OpCounts) -> OpCounts {
+        OpCounts {
+            cmult: self.cmult - o.cmult,
+            const_mult: self.const_mult - o.const_mult,
+            mult: self.mult - o.mult,
+            rot: self.rot - o.rot,
+            conj: self.conj - o.conj,
+            rescale: self.rescale - o.rescale,
+            key_switch: self.key_switch - o.key_switch,
+            bootstrap: self.bootstrap - o.bootstrap,
+        }
+    }
+}
+
+impl std::ops::Add for OpCounts {
+    type Output = OpCounts;
+    fn add(self, o: OpCounts) -> OpCounts {
+        OpCounts {
+            cmult: self.cmult + o.cmult,
+            const_mult: self.const_mult + o.const_mult,
+            mult: self.mult + o.mult,
+            rot: self.rot + o.rot,
+            conj: self.conj + o.conj,
+            rescale: self.rescale + o.rescale,
+            key_switch: self.key_switch + o.key_switch,
+            bootstrap: self.bootstrap + o.bootstrap,
+        }
+    }
+}
+
+/// The live atomic counters behind [`OpCounts`].
+#[derive(Debug, Default)]
+struct OpCounters {
+    cmult: AtomicU64,
+    const_mult: AtomicU64,
+    mult: AtomicU64,
+    rot: AtomicU64,
+    conj: AtomicU64,
+    rescale: AtomicU64,
+    key_switch: AtomicU64,
+    bootstrap: AtomicU64,
+}
+
+/// Which counter an operation bumps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    CMult,
+    ConstMult,
+    Mult,
+    Rot,
+    Conj,
+    Rescale,
+    KeySwitch,
+    Bootstrap,
+}
 
 /// Homomorphic operations. Holds the context and the server's [`EvaluationKeySet`]; it
 /// has no secret key and cannot decrypt.
 pub struct Evaluator<B: Backend> {
     ctx: Arc<Context<B>>,
     keys: Arc<EvaluationKeySet<B>>,
+    counters: OpCounters,
 }
 
 impl<B: Backend> std::fmt::Debug for Evaluator<B> {
@@ -92,7 +181,50 @@ impl<B: Backend> Evaluator<B> {
         Self {
             ctx: ctx.clone(),
             keys,
+            counters: OpCounters::default(),
         }
+    }
+
+    /// A snapshot of the operation counters (since construction). Subtract two
+    /// snapshots to count the operations of one call; with several threads sharing this
+    /// evaluator the difference includes their work too.
+    pub fn op_counts(&self) -> OpCounts {
+        let c = &self.counters;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        OpCounts {
+            cmult: r(&c.cmult),
+            const_mult: r(&c.const_mult),
+            mult: r(&c.mult),
+            rot: r(&c.rot),
+            conj: r(&c.conj),
+            rescale: r(&c.rescale),
+            key_switch: r(&c.key_switch),
+            bootstrap: r(&c.bootstrap),
+        }
+    }
+
+    /// Runs `f` and returns its result with the operations it performed on this
+    /// evaluator.
+    pub fn counting<T>(&self, f: impl FnOnce() -> T) -> (T, OpCounts) {
+        let before = self.op_counts();
+        let out = f();
+        (out, self.op_counts() - before)
+    }
+
+    /// Bumps one counter by `n`.
+    pub(crate) fn note(&self, op: Op, n: u64) {
+        let c = &self.counters;
+        let a = match op {
+            Op::CMult => &c.cmult,
+            Op::ConstMult => &c.const_mult,
+            Op::Mult => &c.mult,
+            Op::Rot => &c.rot,
+            Op::Conj => &c.conj,
+            Op::Rescale => &c.rescale,
+            Op::KeySwitch => &c.key_switch,
+            Op::Bootstrap => &c.bootstrap,
+        };
+        a.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The context.
@@ -280,6 +412,7 @@ impl<B: Backend> Evaluator<B> {
     /// [`CkksError::LevelTooLow`], [`CkksError::SlotsMismatch`].
     pub fn mul_plain(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<Ciphertext<B>> {
         let m = self.plain_at(a, pt)?;
+        self.note(Op::CMult, 1);
         let mut out = a.clone();
         for p in &mut out.parts {
             self.be().mul_assign(p, &m)?;
@@ -301,6 +434,7 @@ impl<B: Backend> Evaluator<B> {
         const_scale: f64,
     ) -> Result<Ciphertext<B>> {
         let be = self.be();
+        self.note(Op::ConstMult, 1);
         let re = self.int_residues((c.re * const_scale).round(), a.level)?;
         let im = if c.im != 0.0 {
             Some(self.int_residues((c.im * const_scale).round(), a.level)?)
@@ -380,6 +514,7 @@ impl<B: Backend> Evaluator<B> {
         check_pair(a, b.level, b.slots)?;
         check_degree1(a)?;
         check_degree1(b)?;
+        self.note(Op::Mult, 1);
         let be = self.be();
         let mut d0 = a.parts[0].clone();
         be.mul_assign(&mut d0, &b.parts[0])?;
@@ -462,6 +597,7 @@ impl<B: Backend> Evaluator<B> {
                 level: 0,
             });
         }
+        self.note(Op::Rescale, 1);
         for p in &mut a.parts {
             self.be().rescale(p)?;
         }
@@ -555,6 +691,7 @@ impl<B: Backend> Evaluator<B> {
                 digits.len()
             )));
         }
+        self.note(Op::KeySwitch, 1);
         let be = self.be();
         let [u0, u1] = be.key_switch_inner_product(digits, &key.digits[..digits.len()])?;
         let p = self.ctx.params().p_basis();
@@ -590,6 +727,7 @@ impl<B: Backend> Evaluator<B> {
             return Ok(a.clone());
         }
         let key = &self.keys.galois_key(element, rotation)?.key;
+        self.note(if rotation.is_some() { Op::Rot } else { Op::Conj }, 1);
         let be = self.be();
         let mut c1 = a.parts[1].clone();
         be.automorphism(&a.parts[1], element, &mut c1)?;
@@ -671,6 +809,7 @@ impl<B: Backend> Evaluator<B> {
                 continue;
             }
             let key = &self.keys.galois_key(e, Some(k))?.key;
+            self.note(Op::Rot, 1);
             for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
                 be.automorphism(d, e, r)?;
             }

@@ -49,7 +49,7 @@ pub use circuits::{
 };
 pub use context::Context;
 pub use error::{CkksError, Result};
-pub use evaluator::{Decomposition, Evaluator};
+pub use evaluator::{Decomposition, Evaluator, OpCounts};
 pub use he_math;
 pub use keys::{
     EncapsulationKeys, EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,

@@ -665,6 +665,7 @@ impl<B: Backend> Bootstrapper<B> {
         } else {
             timed(&mut t.slots_to_coeffs, || self.slots_to_coeffs(&reduced))?
         };
+        self.eval.note(crate::evaluator::Op::Bootstrap, 1);
         Ok((out, t))
     }
 }

@@ -364,6 +364,7 @@ impl<B: Backend> Evaluator<B> {
                 match &mut inner {
                     None => inner = Some(self.mul_plain(x, pt)?),
                     Some(acc_in) => {
+                        self.note(crate::evaluator::Op::CMult, 1);
                         for (dst, src) in acc_in.parts.iter_mut().zip(&x.parts) {
                             be.mul_add_assign(dst, src, &pt.poly)?;
                         }

@@ -1,0 +1,138 @@
+//! [`MatrixEvaluator`]: the server-side matrix engine — a CKKS [`Evaluator`] plus a cache
+//! of encoded masks, and the level/scale alignment every product needs.
+
+use crate::error::{LinalgError, Result};
+use ckks::he_math::Backend;
+use ckks::{Ciphertext, Complex64, Evaluator, OpCounts, Plaintext};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Encrypted matrix products over one CKKS [`Evaluator`] (evaluation keys only: the
+/// server side). Masks (0/1 and complex selection vectors) are encoded once per
+/// (mask, level) and cached, so repeated products — every training step — pay no
+/// encoding. Operation counts come from the evaluator ([`Self::op_counts`]).
+pub struct MatrixEvaluator<B: Backend> {
+    ev: Arc<Evaluator<B>>,
+    masks: Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>,
+}
+
+impl<B: Backend> std::fmt::Debug for MatrixEvaluator<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixEvaluator")
+            .field("evaluator", &self.ev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> MatrixEvaluator<B> {
+    /// A matrix evaluator over `ev`.
+    pub fn new(ev: Arc<Evaluator<B>>) -> Self {
+        Self {
+            ev,
+            masks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The CKKS evaluator.
+    pub fn evaluator(&self) -> &Arc<Evaluator<B>> {
+        &self.ev
+    }
+
+    /// The evaluator's operation counters (see [`Evaluator::counting`] for one call).
+    pub fn op_counts(&self) -> OpCounts {
+        self.ev.op_counts()
+    }
+
+    /// Number of masks encoded so far (cache size).
+    pub fn cached_masks(&self) -> usize {
+        self.masks.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The mask `name` at `level` (canonical scale), built by `f` on a cache miss.
+    pub(crate) fn mask(
+        &self,
+        name: String,
+        level: usize,
+        f: impl FnOnce() -> Vec<Complex64>,
+    ) -> Result<Arc<Plaintext<B>>> {
+        let key = (name, level);
+        if let Some(p) = self
+            .masks
+            .lock()
+            .map_err(|_| LinalgError::Layout("mask cache poisoned".into()))?
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let ctx = self.ev.context();
+        let pt = Arc::new(ctx.encode_complex(&f(), level, ctx.params().scale_at(level)?)?);
+        self.masks
+            .lock()
+            .map_err(|_| LinalgError::Layout("mask cache poisoned".into()))?
+            .insert(key, pt.clone());
+        Ok(pt)
+    }
+
+    /// `ct · mask`, rescaled (one level).
+    pub(crate) fn mul_mask(&self, ct: &Ciphertext<B>, mask: &Plaintext<B>) -> Result<Ciphertext<B>> {
+        Ok(self.ev.rescale_owned(self.ev.mul_plain(ct, mask)?)?)
+    }
+
+    /// Brings `ct` to `level` at that level's canonical scale: unchanged if already
+    /// there, otherwise [`Evaluator::adjust`] (exact scale, one rescale).
+    ///
+    /// # Errors
+    /// [`LinalgError::LevelTooLow`] if `ct.level() < level`; [`ckks::CkksError::ScaleMismatch`]
+    /// if `ct` is at `level` with a non-canonical scale.
+    pub fn align(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        let params = self.ev.context().params();
+        let target = params.scale_at(level)?;
+        if ct.level() < level {
+            return Err(LinalgError::LevelTooLow {
+                needed: level,
+                level: ct.level(),
+            });
+        }
+        if ct.level() == level {
+            if ((ct.scale() / target) - 1.0).abs() > 1e-9 {
+                return Err(ckks::CkksError::ScaleMismatch(ct.scale(), target).into());
+            }
+            return Ok(ct.clone());
+        }
+        Ok(self.ev.adjust(ct, level, target)?)
+    }
+
+    /// [`Self::align`] on every ciphertext.
+    pub(crate) fn align_all(&self, cts: &[Ciphertext<B>], level: usize) -> Result<Vec<Ciphertext<B>>> {
+        cts.iter().map(|c| self.align(c, level)).collect()
+    }
+
+    /// `Σ_k a_k · b_k` (tensor products summed before one relinearization), rescaled.
+    pub(crate) fn dot(&self, pairs: &[(&Ciphertext<B>, &Ciphertext<B>)]) -> Result<Ciphertext<B>> {
+        let ev = &self.ev;
+        let mut acc: Option<Ciphertext<B>> = None;
+        for (a, b) in pairs {
+            let p = ev.mul(a, b)?;
+            match &mut acc {
+                None => acc = Some(p),
+                Some(s) => ev.add_assign(s, &p)?,
+            }
+        }
+        let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
+        Ok(ev.rescale_owned(ev.relinearize_owned(acc)?)?)
+    }
+
+    /// `acc += x` with `acc` initially empty.
+    pub(crate) fn accumulate(&self, acc: &mut Option<Ciphertext<B>>, x: Ciphertext<B>) -> Result<()> {
+        match acc {
+            None => *acc = Some(x),
+            Some(s) => self.ev.add_assign(s, &x)?,
+        }
+        Ok(())
+    }
+}
+
+/// A real 0/1 (or scaled) slot vector as complex values.
+pub(crate) fn real_mask(slots: usize, f: impl Fn(usize) -> f64) -> Vec<Complex64> {
+    (0..slots).map(|i| Complex64::new(f(i), 0.0)).collect()
+}
