@@ -727,7 +727,14 @@ impl<B: Backend> Evaluator<B> {
             return Ok(a.clone());
         }
         let key = &self.keys.galois_key(element, rotation)?.key;
-        self.note(if rotation.is_some() { Op::Rot } else { Op::Conj }, 1);
+        self.note(
+            if rotation.is_some() {
+                Op::Rot
+            } else {
+                Op::Conj
+            },
+            1,
+        );
         let be = self.be();
         let mut c1 = a.parts[1].clone();
         be.automorphism(&a.parts[1], element, &mut c1)?;

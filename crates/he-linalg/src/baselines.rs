@@ -235,7 +235,9 @@ impl Packing for BaselinePacking {
                 let chunks = rows.div_ceil(chunk);
                 Matrix::from_fn(rows, cols, |i, j| v[j * chunks + i / chunk][i % chunk])
             }
-            Self::ReplicatedEntries { .. } => Matrix::from_fn(rows, cols, |k, j| v[k * cols + j][0]),
+            Self::ReplicatedEntries { .. } => {
+                Matrix::from_fn(rows, cols, |k, j| v[k * cols + j][0])
+            }
         };
         Ok(m)
     }
@@ -263,8 +265,14 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &BaselineMatrix<B>,
     ) -> Result<BaselineMatrix<B>> {
         let _span = tracing::debug_span!("col_major_abt").entered();
-        let (BaselinePacking::ColumnMajor { rows, cols, shape }, BaselinePacking::SegmentReplicated { rows: c, cols: bc, shape: bs }) =
-            (*a.packing(), *b.packing())
+        let (
+            BaselinePacking::ColumnMajor { rows, cols, shape },
+            BaselinePacking::SegmentReplicated {
+                rows: c,
+                cols: bc,
+                shape: bs,
+            },
+        ) = (*a.packing(), *b.packing())
         else {
             return Err(layout_err("ColMajor", &(a.packing(), b.packing())));
         };
@@ -273,12 +281,17 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         let ev = self.evaluator();
         let level = a.level().min(b.level());
-        let (ac, bcts) = (self.align_all(a.ciphertexts(), level)?, self.align_all(b.ciphertexts(), level)?);
+        let (ac, bcts) = (
+            self.align_all(a.ciphertexts(), level)?,
+            self.align_all(b.ciphertexts(), level)?,
+        );
         let (rb, cb) = (rows.div_ceil(shape.s0), cols.div_ceil(shape.s1));
         let mut out = Vec::with_capacity(c * rb);
         for k in 0..c {
             for bi in 0..rb {
-                let pairs: Vec<_> = (0..cb).map(|bj| (&ac[bi * cb + bj], &bcts[k * cb + bj])).collect();
+                let pairs: Vec<_> = (0..cb)
+                    .map(|bj| (&ac[bi * cb + bj], &bcts[k * cb + bj]))
+                    .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, shape.s1, shape.s0 as i64)?);
             }
@@ -307,7 +320,12 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &Packed<BlockLayout, B>,
     ) -> Result<BaselineMatrix<B>> {
         let _span = tracing::debug_span!("row_major_atb").entered();
-        let BaselinePacking::ColumnReplicated { rows, cols: c, shape } = *a.packing() else {
+        let BaselinePacking::ColumnReplicated {
+            rows,
+            cols: c,
+            shape,
+        } = *a.packing()
+        else {
             return Err(layout_err("RowMajor A", a.packing()));
         };
         let lb = b.packing();
@@ -316,12 +334,17 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         let ev = self.evaluator();
         let level = a.level().min(b.level());
-        let (ac, bcts) = (self.align_all(a.ciphertexts(), level)?, self.align_all(b.ciphertexts(), level)?);
+        let (ac, bcts) = (
+            self.align_all(a.ciphertexts(), level)?,
+            self.align_all(b.ciphertexts(), level)?,
+        );
         let (rb, cb) = (lb.row_blocks(), lb.col_blocks());
         let mut out = Vec::with_capacity(c * cb);
         for k in 0..c {
             for bj in 0..cb {
-                let pairs: Vec<_> = (0..rb).map(|bi| (&ac[k * rb + bi], &bcts[bi * cb + bj])).collect();
+                let pairs: Vec<_> = (0..rb)
+                    .map(|bi| (&ac[k * rb + bi], &bcts[bi * cb + bj]))
+                    .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, shape.s0, shape.s1 as i64)?);
             }
@@ -342,10 +365,23 @@ impl<B: Backend> MatrixEvaluator<B> {
     ///
     /// # Errors
     /// As [`Self::col_major_abt`].
-    pub fn jin_abt(&self, a: &BaselineMatrix<B>, b: &BaselineMatrix<B>) -> Result<BaselineMatrix<B>> {
+    pub fn jin_abt(
+        &self,
+        a: &BaselineMatrix<B>,
+        b: &BaselineMatrix<B>,
+    ) -> Result<BaselineMatrix<B>> {
         let _span = tracing::debug_span!("jin_abt").entered();
-        let (BaselinePacking::Columns { rows, cols, chunk, slots }, BaselinePacking::ReplicatedEntries { rows: c, cols: bc, .. }) =
-            (*a.packing(), *b.packing())
+        let (
+            BaselinePacking::Columns {
+                rows,
+                cols,
+                chunk,
+                slots,
+            },
+            BaselinePacking::ReplicatedEntries {
+                rows: c, cols: bc, ..
+            },
+        ) = (*a.packing(), *b.packing())
         else {
             return Err(layout_err("Jin A·Bᵀ", &(a.packing(), b.packing())));
         };
@@ -353,16 +389,29 @@ impl<B: Backend> MatrixEvaluator<B> {
             return Err(LinalgError::Shape(format!("A {rows}×{cols}, B {c}×{bc}")));
         }
         let level = a.level().min(b.level());
-        let (ac, bcts) = (self.align_all(a.ciphertexts(), level)?, self.align_all(b.ciphertexts(), level)?);
+        let (ac, bcts) = (
+            self.align_all(a.ciphertexts(), level)?,
+            self.align_all(b.ciphertexts(), level)?,
+        );
         let chunks = rows.div_ceil(chunk);
         let mut out = Vec::with_capacity(c * chunks);
         for k in 0..c {
             for ch in 0..chunks {
-                let pairs: Vec<_> = (0..cols).map(|j| (&ac[j * chunks + ch], &bcts[k * cols + j])).collect();
+                let pairs: Vec<_> = (0..cols)
+                    .map(|j| (&ac[j * chunks + ch], &bcts[k * cols + j]))
+                    .collect();
                 out.push(self.dot(&pairs)?);
             }
         }
-        Packed::from_parts(BaselinePacking::Columns { rows, cols: c, chunk, slots }, out)
+        Packed::from_parts(
+            BaselinePacking::Columns {
+                rows,
+                cols: c,
+                chunk,
+                slots,
+            },
+            out,
+        )
     }
 
     /// Jin et al.'s `Aᵀ·B`: `A` (`a×c`) and `B` (`a×b`) both in
@@ -373,10 +422,26 @@ impl<B: Backend> MatrixEvaluator<B> {
     ///
     /// # Errors
     /// As [`Self::col_major_abt`] (rotation keys `2^j`).
-    pub fn jin_atb(&self, a: &BaselineMatrix<B>, b: &BaselineMatrix<B>) -> Result<BaselineMatrix<B>> {
+    pub fn jin_atb(
+        &self,
+        a: &BaselineMatrix<B>,
+        b: &BaselineMatrix<B>,
+    ) -> Result<BaselineMatrix<B>> {
         let _span = tracing::debug_span!("jin_atb").entered();
-        let (BaselinePacking::Columns { rows, cols: c, chunk, slots }, BaselinePacking::Columns { rows: br, cols, chunk: bch, .. }) =
-            (*a.packing(), *b.packing())
+        let (
+            BaselinePacking::Columns {
+                rows,
+                cols: c,
+                chunk,
+                slots,
+            },
+            BaselinePacking::Columns {
+                rows: br,
+                cols,
+                chunk: bch,
+                ..
+            },
+        ) = (*a.packing(), *b.packing())
         else {
             return Err(layout_err("Jin Aᵀ·B", &(a.packing(), b.packing())));
         };
@@ -385,16 +450,28 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         let ev = self.evaluator();
         let level = a.level().min(b.level());
-        let (ac, bcts) = (self.align_all(a.ciphertexts(), level)?, self.align_all(b.ciphertexts(), level)?);
+        let (ac, bcts) = (
+            self.align_all(a.ciphertexts(), level)?,
+            self.align_all(b.ciphertexts(), level)?,
+        );
         let chunks = rows.div_ceil(chunk);
         let mut out = Vec::with_capacity(c * cols);
         for k in 0..c {
             for t in 0..cols {
-                let pairs: Vec<_> = (0..chunks).map(|ch| (&ac[k * chunks + ch], &bcts[t * chunks + ch])).collect();
+                let pairs: Vec<_> = (0..chunks)
+                    .map(|ch| (&ac[k * chunks + ch], &bcts[t * chunks + ch]))
+                    .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, slots, 1)?);
             }
         }
-        Packed::from_parts(BaselinePacking::ReplicatedEntries { rows: c, cols, slots }, out)
+        Packed::from_parts(
+            BaselinePacking::ReplicatedEntries {
+                rows: c,
+                cols,
+                slots,
+            },
+            out,
+        )
     }
 }

@@ -41,7 +41,7 @@ pub enum DiagAtbVariant {
     /// a partial row rotation (depth 2 from `A`, 3 from `B`; `log2 s0` extra rotations
     /// per pair of diagonals and `c'` instead of `c'/2` ciphertext multiplications).
     PRotUp,
-    /// [`Self::PRotUp`] when it yields a higher output level (`level(A) ≤ level(B)`,
+    /// [`Self::PRotUp`] when it yields a higher output level (`level(A) < level(B)`,
     /// e.g. `A = P − Y` coming out of the softmax), [`Self::RotLeft`] otherwise.
     Auto,
 }
@@ -118,7 +118,9 @@ impl<B: Backend> MatrixEvaluator<B> {
         let cp = check_vertical(lb)?;
         let shape = la.unit_shape();
         if lb.unit_shape() != shape {
-            return Err(LinalgError::Layout("A and B have different unit shapes".into()));
+            return Err(LinalgError::Layout(
+                "A and B have different unit shapes".into(),
+            ));
         }
         if la.cols() != lb.cols() {
             return Err(LinalgError::Shape(format!(
@@ -182,7 +184,8 @@ impl<B: Backend> MatrixEvaluator<B> {
                 })?;
                 self.accumulate(&mut acc, ev.mul_plain(&w, &diag)?)?;
             }
-            let t = ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
+            let t =
+                ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
             out.push(ev.add(&t, &ev.conjugate(&t)?)?); // level − 3
         }
         EncryptedMatrix::from_parts(BlockLayout::new(la.rows(), c, shape)?, out)
@@ -202,10 +205,10 @@ impl<B: Backend> MatrixEvaluator<B> {
             DiagAtbVariant::RotLeft => self.diag_atb(a, b),
             DiagAtbVariant::PRotUp => self.diag_atb_prot_up(a, b),
             DiagAtbVariant::Auto => {
-                // Output levels: RotLeft min(ℓA − 2, ℓB) − 1; PRotUp min(ℓA, ℓB − 1) − 1.
-                let (la, lb) = (a.level(), b.level());
-                let rot_left = la.saturating_sub(2).min(lb);
-                let prot_up = la.min(lb.saturating_sub(1));
+                // Output levels: RotLeft min(ℓA − 3, ℓB − 1); PRotUp min(ℓA − 2, ℓB − 3).
+                let (la, lb) = (a.level() as i64, b.level() as i64);
+                let rot_left = (la - 3).min(lb - 1);
+                let prot_up = (la - 2).min(lb - 3);
                 if prot_up > rot_left {
                     self.diag_atb_prot_up(a, b)
                 } else {
@@ -215,13 +218,19 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
     }
 
-    fn check_atb(&self, a: &EncryptedMatrix<B>, b: &EncryptedMatrix<B>) -> Result<(UnitShape, usize)> {
+    fn check_atb(
+        &self,
+        a: &EncryptedMatrix<B>,
+        b: &EncryptedMatrix<B>,
+    ) -> Result<(UnitShape, usize)> {
         let (la, lb) = (a.layout(), b.layout());
         check_plain(la, "A")?;
         check_plain(lb, "B")?;
         let shape = la.unit_shape();
         if lb.unit_shape() != shape {
-            return Err(LinalgError::Layout("A and B have different unit shapes".into()));
+            return Err(LinalgError::Layout(
+                "A and B have different unit shapes".into(),
+            ));
         }
         if la.rows() != lb.rows() {
             return Err(LinalgError::Shape(format!(
@@ -240,7 +249,7 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// DiagATB, RotLeft variant (HETAL Alg. 4): `Aᵀ·B` for `A` (`a×c`, plain blocks,
     /// `c' ≤ s1`, e.g. `P − Y`) and `B` (`a×b`, plain blocks, e.g. `X`). Output: `c×b`
     /// vertically tiled with period `c'` — the layout [`Self::diag_abt`] takes for `W` —
-    /// at level `min(level A − 2, level B) − 1`.
+    /// at level `min(level A − 3, level B − 1)`.
     ///
     /// Per row block `i` and pair `m`, `A`'s diagonals `A[r, (r+2m) mod c'] +
     /// i·A[r, (r+2m+1) mod c']` are selected by a complex mask, gathered into column 0
@@ -333,7 +342,7 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// Per column block and pair `m`: `Σ_i Y_{2m} ⊙ B'_{2m} + i·Y_{2m+1} ⊙ B'_{2m+1}`,
     /// full row sums (`log2 s0` rotations), complex mask `(M_{2m} − i·M_{2m+1})/2` with
     /// `M_k[r, t] = [r ≡ t + k mod c']`, and one `z + conj(z)`. Output as
-    /// [`Self::diag_atb`], at level `min(level A, level B − 1) − 1`. Counts:
+    /// [`Self::diag_atb`], at level `min(level A − 2, level B − 3)`. Counts:
     /// `Mult = c'·⌈a/s0⌉·⌈b/s1⌉`, `CMult = (c'−1)·⌈a/s0⌉·⌈b/s1⌉ + (c'/2)·⌈b/s1⌉`.
     ///
     /// # Errors
@@ -407,27 +416,31 @@ impl<B: Backend> MatrixEvaluator<B> {
                 let x = x.ok_or_else(|| LinalgError::Shape("no rows".into()))?;
                 let x = ev.rescale_owned(ev.relinearize_owned(x)?)?;
                 let s = ev.rotate_and_sum(&x, s0, s1 as i64)?;
-                let mask = self.mask(format!("protupmask/{s0}x{s1}/cp{cp}/m{m}"), level - 1, || {
-                    (0..slots)
-                        .map(|x| {
-                            let (r, t) = (x / s1, x % s1);
-                            let mut z = Complex64::new(0.0, 0.0);
-                            if r % cp == (t + 2 * m) % cp {
-                                z.re = 0.5;
-                            }
-                            if r % cp == (t + 2 * m + 1) % cp {
-                                z.im = -0.5;
-                            }
-                            z
-                        })
-                        .collect()
-                })?;
+                let mask = self.mask(
+                    format!("protupmask/{s0}x{s1}/cp{cp}/m{m}"),
+                    level - 1,
+                    || {
+                        (0..slots)
+                            .map(|x| {
+                                let (r, t) = (x / s1, x % s1);
+                                let mut z = Complex64::new(0.0, 0.0);
+                                if r % cp == (t + 2 * m) % cp {
+                                    z.re = 0.5;
+                                }
+                                if r % cp == (t + 2 * m + 1) % cp {
+                                    z.im = -0.5;
+                                }
+                                z
+                            })
+                            .collect()
+                    },
+                )?;
                 self.accumulate(&mut acc, ev.mul_plain(&s, &mask)?)?;
             }
-            let t = ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
+            let t =
+                ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
             out.push(ev.add(&t, &ev.conjugate(&t)?)?);
         }
         EncryptedMatrix::from_parts(BlockLayout::vertical(la.cols(), lb.cols(), shape)?, out)
     }
 }
-

@@ -64,8 +64,8 @@ impl<P: Packing + Clone, B: Backend> Packed<P, B> {
         packing: P,
         level: usize,
     ) -> Result<Self> {
-        let _span = tracing::debug_span!("encrypt_matrix", rows = m.rows(), cols = m.cols())
-            .entered();
+        let _span =
+            tracing::debug_span!("encrypt_matrix", rows = m.rows(), cols = m.cols()).entered();
         check_slots(ctx, packing.slots())?;
         let cts = packing
             .pack(m)?

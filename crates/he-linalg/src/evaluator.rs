@@ -74,7 +74,11 @@ impl<B: Backend> MatrixEvaluator<B> {
     }
 
     /// `ct · mask`, rescaled (one level).
-    pub(crate) fn mul_mask(&self, ct: &Ciphertext<B>, mask: &Plaintext<B>) -> Result<Ciphertext<B>> {
+    pub(crate) fn mul_mask(
+        &self,
+        ct: &Ciphertext<B>,
+        mask: &Plaintext<B>,
+    ) -> Result<Ciphertext<B>> {
         Ok(self.ev.rescale_owned(self.ev.mul_plain(ct, mask)?)?)
     }
 
@@ -103,7 +107,11 @@ impl<B: Backend> MatrixEvaluator<B> {
     }
 
     /// [`Self::align`] on every ciphertext.
-    pub(crate) fn align_all(&self, cts: &[Ciphertext<B>], level: usize) -> Result<Vec<Ciphertext<B>>> {
+    pub(crate) fn align_all(
+        &self,
+        cts: &[Ciphertext<B>],
+        level: usize,
+    ) -> Result<Vec<Ciphertext<B>>> {
         cts.iter().map(|c| self.align(c, level)).collect()
     }
 
@@ -123,7 +131,11 @@ impl<B: Backend> MatrixEvaluator<B> {
     }
 
     /// `acc += x` with `acc` initially empty.
-    pub(crate) fn accumulate(&self, acc: &mut Option<Ciphertext<B>>, x: Ciphertext<B>) -> Result<()> {
+    pub(crate) fn accumulate(
+        &self,
+        acc: &mut Option<Ciphertext<B>>,
+        x: Ciphertext<B>,
+    ) -> Result<()> {
         match acc {
             None => *acc = Some(x),
             Some(s) => self.ev.add_assign(s, &x)?,

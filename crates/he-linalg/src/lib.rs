@@ -49,9 +49,7 @@ pub mod plain;
 
 pub use baselines::{BaselineMatrix, BaselinePacking};
 pub use diag::DiagAtbVariant;
-pub use encrypted::{
-    EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix,
-};
+pub use encrypted::{EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix};
 pub use error::{LinalgError, Result};
 pub use evaluator::MatrixEvaluator;
 pub use keys::KeyRequirements;

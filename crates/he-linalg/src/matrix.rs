@@ -80,7 +80,10 @@ impl Matrix {
 
     /// Entry `(i, j)`; panics out of range like slice indexing.
     pub fn get(&self, i: usize, j: usize) -> f64 {
-        assert!(i < self.rows && j < self.cols, "index ({i}, {j}) out of range");
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) out of range"
+        );
         self.data[i * self.cols + j]
     }
 
@@ -95,7 +98,10 @@ impl Matrix {
 
     /// Sets entry `(i, j)`; panics out of range.
     pub fn set(&mut self, i: usize, j: usize, v: f64) {
-        assert!(i < self.rows && j < self.cols, "index ({i}, {j}) out of range");
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) out of range"
+        );
         self.data[i * self.cols + j] = v;
     }
 

@@ -142,7 +142,12 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         let ev = self.evaluator();
         let params = ev.context().params();
-        let enc = lt.encode(ev.context(), x.level(), x.scale(), params.scale_at(x.level() - 1)?)?;
+        let enc = lt.encode(
+            ev.context(),
+            x.level(),
+            x.scale(),
+            params.scale_at(x.level() - 1)?,
+        )?;
         Ok(ev.linear_transform(x, &enc)?)
     }
 }

@@ -1,0 +1,78 @@
+//! Packing laws: unpack ∘ pack is the identity for every packing; tiled layouts hold
+//! the tiled copies where the module docs say.
+
+use he_linalg::{BaselinePacking, BlockLayout, Matrix, Packing, Tiling, UnitShape};
+use proptest::prelude::*;
+
+fn matrix(rows: usize, cols: usize, seed: u64) -> Matrix {
+    Matrix::from_fn(rows, cols, |i, j| {
+        ((i * 31 + j * 17) as u64 ^ seed) as f64 % 97.0 - 48.0
+    })
+}
+
+proptest! {
+    #[test]
+    fn block_layout_round_trip(log_s0 in 0u32..7, rows in 1usize..150, cols in 1usize..150, seed: u64) {
+        let s0 = 1usize << log_s0;
+        let shape = UnitShape::new(s0, 128 / s0).unwrap();
+        let m = matrix(rows, cols, seed);
+        let l = BlockLayout::new(rows, cols, shape).unwrap();
+        let v = l.pack(&m).unwrap();
+        prop_assert_eq!(v.len(), rows.div_ceil(shape.s0) * cols.div_ceil(shape.s1));
+        prop_assert_eq!(l.unpack(&v).unwrap(), m);
+    }
+
+    #[test]
+    fn tilings_round_trip_and_replicate(log_s0 in 1u32..6, rows in 1usize..8, cols in 1usize..100, seed: u64) {
+        let s0 = 1usize << log_s0;
+        let shape = UnitShape::new(s0, 64 / s0).unwrap();
+        let m = matrix(rows, cols, seed);
+        if let Ok(l) = BlockLayout::vertical(rows, cols, shape) {
+            let Tiling::Vertical { period } = l.tiling() else { unreachable!() };
+            let v = l.pack(&m).unwrap();
+            for (bj, block) in v.iter().enumerate() {
+                for r in 0..s0 {
+                    for t in 0..shape.s1 {
+                        let j = bj * shape.s1 + t;
+                        prop_assert_eq!(block[r * shape.s1 + t], m.get_or_zero(r % period, j));
+                    }
+                }
+            }
+            prop_assert_eq!(l.unpack(&v).unwrap(), m.clone());
+        }
+        let mt = m.transpose();
+        if let Ok(l) = BlockLayout::with_tiling(cols, rows, shape, Tiling::Horizontal { period: rows.next_power_of_two() }) {
+            prop_assert_eq!(l.unpack(&l.pack(&mt).unwrap()).unwrap(), mt);
+        }
+    }
+
+    #[test]
+    fn baseline_packings_round_trip(log_s0 in 0u32..7, rows in 1usize..90, cols in 1usize..90, seed: u64) {
+        let s0 = 1usize << log_s0;
+        let shape = UnitShape::new(s0, 128 / s0).unwrap();
+        let m = matrix(rows, cols, seed);
+        for p in [
+            BaselinePacking::ColumnMajor { rows, cols, shape },
+            BaselinePacking::SegmentReplicated { rows, cols, shape },
+            BaselinePacking::ColumnReplicated { rows, cols, shape },
+            BaselinePacking::RowReplicated { rows, cols, shape },
+            BaselinePacking::Columns { rows, cols, chunk: 32, slots: 128 },
+            BaselinePacking::ReplicatedEntries { rows, cols, slots: 128 },
+        ] {
+            let v = p.pack(&m).unwrap();
+            prop_assert_eq!(v.len(), p.num_ciphertexts());
+            prop_assert_eq!(p.unpack(&v).unwrap(), m.clone());
+        }
+    }
+}
+
+#[test]
+fn wrong_sizes_are_errors() {
+    let shape = UnitShape::new(8, 16).unwrap();
+    let l = BlockLayout::new(10, 20, shape).unwrap();
+    assert!(l.pack(&Matrix::zeros(10, 21)).is_err());
+    assert!(l.unpack(&[vec![0.0; 128]]).is_err());
+    assert!(UnitShape::new(6, 16).is_err());
+    assert!(BlockLayout::new(0, 3, shape).is_err());
+    assert!(Matrix::new(2, 2, vec![1.0; 3]).is_err());
+}
