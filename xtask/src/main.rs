@@ -8,9 +8,13 @@
 //!   conjugate, hoisted rotations).
 //! - `bench-bootstrap [--json] [--preset n16] [--slots 32768,8192] [--reps 3] [--chain 10]`:
 //!   bootstrapping key generation, per-stage timings, precision, key size and peak memory.
+//! - `bench-matmul [--json] [--preset n16] [--shapes AxBxC,…] [--reps 3] [--quick] [--no-doc]`:
+//!   DiagABT/DiagATB against ColMajor/RowMajor and Jin et al. on HETAL's five shapes;
+//!   writes docs/results/matmul.md.
 
 mod bench_bootstrap;
 mod bench_ckks;
+mod bench_matmul;
 mod bench_ntt;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +47,8 @@ enum Command {
     BenchCkks(bench_ckks::Args),
     /// Time the CKKS bootstrapping (per stage) and report its precision and key size.
     BenchBootstrap(bench_bootstrap::Args),
+    /// Time DiagABT/DiagATB against the baseline encrypted matrix products.
+    BenchMatmul(bench_matmul::Args),
 }
 
 fn main() {
@@ -51,6 +57,7 @@ fn main() {
         Command::BenchNtt(args) => bench_ntt::run(&args),
         Command::BenchCkks(args) => bench_ckks::run(&args),
         Command::BenchBootstrap(args) => bench_bootstrap::run(&args),
+        Command::BenchMatmul(args) => bench_matmul::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -18,18 +18,191 @@
 //! | algorithm | inputs | output | depth |
 //! |---|---|---|---|
 //! | [`MatrixEvaluator::diag_abt`] | `A` plain `a×b`, `B` vertically tiled `c×b` | plain `a×c` | 3 |
+//! | [`MatrixEvaluator::diag_abt_prepared`] | `A` plain, `B` aligned ([`AbtWeights`]) | plain `a×c` | 3 |
 //! | [`MatrixEvaluator::diag_atb`] | `A` plain `a×c`, `B` plain `a×b` | vertically tiled `c×b` | 3 from `A`, 1 from `B` |
+//! | [`MatrixEvaluator::diag_atb_prepared`] | `A` prepared ([`AtbLhs`]), `B` plain | vertically tiled `c×b` | 1 |
 //! | [`MatrixEvaluator::diag_atb_prot_up`] | same | same | 2 from `A`, 3 from `B` |
 //!
 //! The output level is the minimum over the inputs of `level − depth from that input`;
 //! inputs are first aligned ([`MatrixEvaluator::align`]) to a common level.
+//!
+//! **Preparation.** Each product splits into an operand preparation that depends on
+//! the small operand only — DiagABT's alignment of `B` (`⌈b/s1⌉·c'/2` rotations),
+//! DiagATB's diagonal extraction from `A` (`⌈a/s0⌉·c'/2·(log2 c' + log2 s1)`
+//! rotations, two levels) — and the product proper. The split is public: a training
+//! loop prepares once per step, and a client that holds the small operand in the clear
+//! can encrypt it already prepared ([`AbtWeights::encrypt`], [`AtbLhs::encrypt`]), as
+//! the baselines' clients encrypt their replicated packings.
 
-use crate::encrypted::EncryptedMatrix;
+use crate::encrypted::{EncryptedMatrix, MatrixEncryptor};
 use crate::error::{LinalgError, Result};
 use crate::evaluator::{MatrixEvaluator, real_mask};
 use crate::layout::{BlockLayout, Tiling, UnitShape, padded_classes};
-use ckks::Complex64;
+use crate::matrix::Matrix;
 use ckks::he_math::Backend;
+use ckks::{Ciphertext, Complex64, Context};
+use std::sync::Arc;
+
+/// DiagABT's `B` operand aligned for the products: for each column block `k` and pair
+/// `m < c'/2`, the ciphertext whose row `r` holds
+/// `B[(r+2m) mod c'] + i·B[(r+2m+1) mod c']` (columns of block `k`, zero for classes
+/// `≥ c`). Built by the server from a vertically tiled `B`
+/// ([`MatrixEvaluator::prepare_abt_weights`]) or encrypted directly by a client that
+/// holds `B` ([`AbtWeights::encrypt`]).
+#[derive(Debug, Clone)]
+pub struct AbtWeights<B: Backend> {
+    layout: BlockLayout,
+    aligned: Vec<Vec<Ciphertext<B>>>,
+}
+
+/// DiagATB's `A` operand prepared for the products: for each row block `i` and pair
+/// `m < c'/2`, the ciphertext whose row `r` holds, in every column,
+/// `½·(A[r, (r+2m) mod c'] + i·A[r, (r+2m+1) mod c'])`. Built by the server
+/// ([`MatrixEvaluator::prepare_atb_lhs`]) or encrypted directly by a client that
+/// holds `A` ([`AtbLhs::encrypt`]).
+#[derive(Debug, Clone)]
+pub struct AtbLhs<B: Backend> {
+    layout: BlockLayout,
+    diagonals: Vec<Vec<Ciphertext<B>>>,
+}
+
+fn encrypt_all<B: Backend>(
+    ctx: &Arc<Context<B>>,
+    encryptor: &impl MatrixEncryptor<B>,
+    vectors: Vec<Vec<Vec<Complex64>>>,
+    level: usize,
+) -> Result<Vec<Vec<Ciphertext<B>>>> {
+    let scale = ctx.params().scale_at(level)?;
+    vectors
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| encryptor.encrypt_block(&ctx.encode_complex(v, level, scale)?))
+                .collect()
+        })
+        .collect()
+}
+
+impl<B: Backend> AbtWeights<B> {
+    /// Client side: encrypts the aligned form of `b` (`c×b'`) for unit shape `shape` at
+    /// `level` — what [`MatrixEvaluator::prepare_abt_weights`] computes, without its
+    /// rotations.
+    ///
+    /// # Errors
+    /// [`LinalgError::Layout`] if `c' > s0` or `c' > s1`; CKKS errors.
+    pub fn encrypt(
+        ctx: &Arc<Context<B>>,
+        encryptor: &impl MatrixEncryptor<B>,
+        b: &Matrix,
+        shape: UnitShape,
+        level: usize,
+    ) -> Result<Self> {
+        let layout = BlockLayout::vertical(b.rows(), b.cols(), shape)?;
+        let cp = padded_classes(b.rows());
+        check_classes(shape, cp)?;
+        let UnitShape { s0, s1 } = shape;
+        let vectors = (0..layout.col_blocks())
+            .map(|k| {
+                (0..cp / 2)
+                    .map(|m| {
+                        (0..s0 * s1)
+                            .map(|x| {
+                                let (r, t) = (x / s1, k * s1 + x % s1);
+                                Complex64::new(
+                                    b.get_or_zero((r + 2 * m) % cp, t),
+                                    b.get_or_zero((r + 2 * m + 1) % cp, t),
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            layout,
+            aligned: encrypt_all(ctx, encryptor, vectors, level)?,
+        })
+    }
+
+    /// The layout of the underlying `B` (vertically tiled).
+    pub fn layout(&self) -> &BlockLayout {
+        &self.layout
+    }
+
+    /// The level of the ciphertexts.
+    pub fn level(&self) -> usize {
+        self.aligned
+            .first()
+            .and_then(|v| v.first())
+            .map_or(0, Ciphertext::level)
+    }
+
+    /// Number of ciphertexts (`⌈b/s1⌉·c'/2`).
+    pub fn num_ciphertexts(&self) -> usize {
+        self.aligned.iter().map(Vec::len).sum()
+    }
+}
+
+impl<B: Backend> AtbLhs<B> {
+    /// Client side: encrypts the prepared diagonals of `a` (`a×c`) for unit shape
+    /// `shape` at `level` — what [`MatrixEvaluator::prepare_atb_lhs`] computes, without
+    /// its masks and rotations.
+    ///
+    /// # Errors
+    /// [`LinalgError::Layout`] if `c' > s0` or `c' > s1`; CKKS errors.
+    pub fn encrypt(
+        ctx: &Arc<Context<B>>,
+        encryptor: &impl MatrixEncryptor<B>,
+        a: &Matrix,
+        shape: UnitShape,
+        level: usize,
+    ) -> Result<Self> {
+        let layout = BlockLayout::new(a.rows(), a.cols(), shape)?;
+        let cp = padded_classes(a.cols());
+        check_classes(shape, cp)?;
+        let UnitShape { s0, s1 } = shape;
+        let vectors = (0..layout.row_blocks())
+            .map(|i| {
+                (0..cp / 2)
+                    .map(|m| {
+                        (0..s0 * s1)
+                            .map(|x| {
+                                let r = x / s1;
+                                let row = i * s0 + r;
+                                Complex64::new(
+                                    0.5 * a.get_or_zero(row, (r + 2 * m) % cp),
+                                    0.5 * a.get_or_zero(row, (r + 2 * m + 1) % cp),
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            layout,
+            diagonals: encrypt_all(ctx, encryptor, vectors, level)?,
+        })
+    }
+
+    /// The layout of the underlying `A` (plain).
+    pub fn layout(&self) -> &BlockLayout {
+        &self.layout
+    }
+
+    /// The level of the ciphertexts.
+    pub fn level(&self) -> usize {
+        self.diagonals
+            .first()
+            .and_then(|v| v.first())
+            .map_or(0, Ciphertext::level)
+    }
+
+    /// Number of ciphertexts (`⌈a/s0⌉·c'/2`).
+    pub fn num_ciphertexts(&self) -> usize {
+        self.diagonals.iter().map(Vec::len).sum()
+    }
+}
 
 /// Which DiagATB variant to run (see [`MatrixEvaluator::diag_atb_with`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,14 +266,8 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// logits `X·Wᵀ`. Output: `a×c`, plain blocks of the same unit shape (columns
     /// `≥ c` zero), at level `min(level A, level B) − 3`.
     ///
-    /// Per column block `k`: `B'_k = B_k + i·RotUp(B_k, 1)` and its hoisted rotations
-    /// `RotUp(B'_k, 2m)`, `m < c'/2`. Per row block `i` and pair `m`:
-    /// `Z = Σ_k A_{ik} ⊙ RotUp(B'_k, 2m)` (one relinearization), row sums into
-    /// column 0 by `log2 s1` rotate-and-adds, column-0 mask, replication over `c'`
-    /// columns (`log2 c'` rotations), the complex diagonal mask, and at the end one
-    /// `z + conj(z)`. Counts: `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`,
-    /// `CMult = c'·⌈a/s0⌉`, `Rot = (c'/2)·⌈b/s1⌉ + (c'/2)·⌈a/s0⌉·(log2 s1 + log2 c')`
-    /// (minus the trivial ones), plus `⌈a/s0⌉` conjugations.
+    /// [`Self::prepare_abt_weights`] (the `B`-side diagonal alignment, `⌈b/s1⌉·c'/2`
+    /// rotations) followed by [`Self::diag_abt_prepared`].
     ///
     /// # Errors
     /// [`LinalgError::Layout`] for other layouts or unit shapes, `c' > s0` or
@@ -112,8 +279,62 @@ impl<B: Backend> MatrixEvaluator<B> {
         a: &EncryptedMatrix<B>,
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
+        let level = a.level().min(b.level());
+        need_levels(level, 3)?;
+        let w = self.prepare_abt_weights(b)?;
+        self.diag_abt_prepared(a, &w)
+    }
+
+    /// The `B`-side alignment of DiagABT: for each column block `k`,
+    /// `B'_k = B_k + i·RotUp(B_k, 1)` and its hoisted rotations `RotUp(B'_k, 2m)`,
+    /// `m < c'/2` (`⌈b/s1⌉·c'/2` rotations, no level). In training this runs once per
+    /// step on the encrypted `W`; a client holding `B` can instead encrypt the aligned
+    /// form directly ([`AbtWeights::encrypt`]).
+    ///
+    /// # Errors
+    /// [`LinalgError::Layout`] unless `b` is vertically tiled with period `c'`
+    /// (`c' ≤ s0, s1`); missing rotation keys.
+    pub fn prepare_abt_weights(&self, b: &EncryptedMatrix<B>) -> Result<AbtWeights<B>> {
+        let _span = tracing::debug_span!("prepare_abt_weights").entered();
+        let lb = b.layout();
+        let cp = check_vertical(lb)?;
+        let shape = lb.unit_shape();
+        check_classes(shape, cp)?;
+        let ev = self.evaluator();
+        let s1 = shape.s1;
+        let shifts: Vec<i64> = (0..cp / 2).map(|m| (2 * m * s1) as i64).collect();
+        let aligned = b
+            .ciphertexts()
+            .iter()
+            .map(|bk| {
+                let up = ev.rotate(bk, s1 as i64)?;
+                let bp = ev.add(bk, &ev.mul_by_i(&up)?)?;
+                Ok(ev.rotate_hoisted(&bp, &shifts)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AbtWeights {
+            layout: *lb,
+            aligned,
+        })
+    }
+
+    /// DiagABT on an aligned `B` ([`AbtWeights`]). Per row block `i` and pair `m`:
+    /// `Z = Σ_k A_{ik} ⊙ RotUp(B'_k, 2m)` (one relinearization), row sums into
+    /// column 0 by `log2 s1` rotate-and-adds, column-0 mask, replication over `c'`
+    /// columns (`log2 c'` rotations), the complex diagonal mask, and at the end one
+    /// `z + conj(z)`. Counts: `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`, `CMult = c'·⌈a/s0⌉`,
+    /// `Rot = (c'/2)·⌈a/s0⌉·(log2 s1 + log2 c')`, `⌈a/s0⌉` conjugations. Depth 3.
+    ///
+    /// # Errors
+    /// As [`Self::diag_abt`].
+    #[allow(clippy::needless_range_loop)] // m also names the masks
+    pub fn diag_abt_prepared(
+        &self,
+        a: &EncryptedMatrix<B>,
+        w: &AbtWeights<B>,
+    ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("diag_abt").entered();
-        let (la, lb) = (a.layout(), b.layout());
+        let (la, lb) = (a.layout(), &w.layout);
         check_plain(la, "A")?;
         let cp = check_vertical(lb)?;
         let shape = la.unit_shape();
@@ -132,26 +353,19 @@ impl<B: Backend> MatrixEvaluator<B> {
             )));
         }
         check_classes(shape, cp)?;
-        let level = a.level().min(b.level());
+        let level = a.level().min(w.level());
         need_levels(level, 3)?;
         let ev = self.evaluator();
         let UnitShape { s0, s1 } = shape;
         let slots = s0 * s1;
         let c = lb.rows();
         let a_cts = self.align_all(a.ciphertexts(), level)?;
-        let b_cts = self.align_all(b.ciphertexts(), level)?;
-        let (rb, cb) = (la.row_blocks(), la.col_blocks());
-
-        // RotUp(B'_k, 2m) for every column block k and pair m.
-        let shifts: Vec<i64> = (0..cp / 2).map(|m| (2 * m * s1) as i64).collect();
-        let b_rot = b_cts
+        let b_rot = w
+            .aligned
             .iter()
-            .map(|bk| {
-                let up = ev.rotate(bk, s1 as i64)?;
-                let bp = ev.add(bk, &ev.mul_by_i(&up)?)?;
-                Ok(ev.rotate_hoisted(&bp, &shifts)?)
-            })
+            .map(|v| self.align_all(v, level))
             .collect::<Result<Vec<_>>>()?;
+        let (rb, cb) = (la.row_blocks(), la.col_blocks());
 
         let col0 = self.mask(format!("col0/{s0}x{s1}"), level - 1, || {
             real_mask(slots, |x| f64::from(u8::from(x % s1 == 0)))
@@ -218,12 +432,8 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
     }
 
-    fn check_atb(
-        &self,
-        a: &EncryptedMatrix<B>,
-        b: &EncryptedMatrix<B>,
-    ) -> Result<(UnitShape, usize)> {
-        let (la, lb) = (a.layout(), b.layout());
+    fn check_atb(&self, la: &BlockLayout, b: &EncryptedMatrix<B>) -> Result<(UnitShape, usize)> {
+        let lb = b.layout();
         check_plain(la, "A")?;
         check_plain(lb, "B")?;
         let shape = la.unit_shape();
@@ -251,13 +461,8 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// vertically tiled with period `c'` — the layout [`Self::diag_abt`] takes for `W` —
     /// at level `min(level A − 3, level B − 1)`.
     ///
-    /// Per row block `i` and pair `m`, `A`'s diagonals `A[r, (r+2m) mod c'] +
-    /// i·A[r, (r+2m+1) mod c']` are selected by a complex mask, gathered into column 0
-    /// by `log2 c'` RotLeft-and-adds, masked and replicated along the row (`log2 s1`
-    /// rotations). Per column block `k`: `T = Σ_m RotDown(Σ_i Â_{im} ⊙ B_{ik}, 2m)`,
-    /// row sums within each row class (`log2(s0/c')` rotations), then
-    /// `Re T + RotDown(Im T, 1)` (one conjugation, one rotation). Counts:
-    /// `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`, `CMult = c'·⌈a/s0⌉`.
+    /// [`Self::prepare_atb_lhs`] (the `A`-side diagonals, two levels) followed by
+    /// [`Self::diag_atb_prepared`].
     ///
     /// # Errors
     /// [`LinalgError::Layout`] unless both are plain with the same unit shape and
@@ -269,24 +474,42 @@ impl<B: Backend> MatrixEvaluator<B> {
         a: &EncryptedMatrix<B>,
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
-        let _span = tracing::debug_span!("diag_atb").entered();
-        let (shape, cp) = self.check_atb(a, b)?;
+        self.check_atb(a.layout(), b)?;
         need_levels(a.level(), 3)?;
         need_levels(b.level(), 1)?;
+        let lhs = self.prepare_atb_lhs(a)?;
+        self.diag_atb_prepared(&lhs, b)
+    }
+
+    /// The `A`-side diagonals of DiagATB: per row block `i` and pair `m`, the diagonals
+    /// `A[r, (r+2m) mod c'] + i·A[r, (r+2m+1) mod c']` are selected by a complex mask,
+    /// gathered into column 0 by `log2 c'` RotLeft-and-adds, masked (with the factor
+    /// ½ of the final real/imaginary split) and replicated along the row (`log2 s1`
+    /// rotations). Two levels; `CMult = c'·⌈a/s0⌉`. A client holding `A` can encrypt
+    /// the same form directly ([`AtbLhs::encrypt`]).
+    ///
+    /// # Errors
+    /// [`LinalgError::Layout`] for a tiled `A` or `c' > s1`;
+    /// [`LinalgError::LevelTooLow`] below level 2; missing rotation keys.
+    #[allow(clippy::needless_range_loop)] // m also names the masks
+    pub fn prepare_atb_lhs(&self, a: &EncryptedMatrix<B>) -> Result<AtbLhs<B>> {
+        let _span = tracing::debug_span!("prepare_atb_lhs").entered();
+        let la = a.layout();
+        check_plain(la, "A")?;
+        let shape = la.unit_shape();
+        let cp = padded_classes(la.cols());
+        check_classes(shape, cp)?;
+        need_levels(a.level(), 2)?;
         let ev = self.evaluator();
         let UnitShape { s0, s1 } = shape;
         let slots = s0 * s1;
-        let (la, lb) = (a.layout(), b.layout());
-        let (rb, cb) = (lb.row_blocks(), lb.col_blocks());
         let level_a = a.level();
-        let level = (level_a - 2).min(b.level());
-
-        // Â_{i,m}: the replicated complex diagonal pair m of row block i.
         let col0_half = self.mask(format!("col0half/{s0}x{s1}"), level_a - 1, || {
             real_mask(slots, |x| if x % s1 == 0 { 0.5 } else { 0.0 })
         })?;
-        let mut a_hat = vec![Vec::with_capacity(cp / 2); rb];
-        for (i, ai) in a.ciphertexts().iter().enumerate() {
+        let mut diagonals = Vec::with_capacity(la.row_blocks());
+        for ai in a.ciphertexts() {
+            let mut row = Vec::with_capacity(cp / 2);
             for m in 0..cp / 2 {
                 let d = self.mask(format!("atbdiag/{s0}x{s1}/cp{cp}/m{m}"), level_a, || {
                     (0..slots)
@@ -301,10 +524,42 @@ impl<B: Backend> MatrixEvaluator<B> {
                 let v = self.mul_mask(ai, &d)?;
                 let g = ev.rotate_and_sum(&v, cp, 1)?;
                 let w = self.mul_mask(&g, &col0_half)?;
-                let rep = ev.rotate_and_sum(&w, s1, -1)?;
-                a_hat[i].push(self.align(&rep, level)?);
+                row.push(ev.rotate_and_sum(&w, s1, -1)?);
             }
+            diagonals.push(row);
         }
+        Ok(AtbLhs {
+            layout: *la,
+            diagonals,
+        })
+    }
+
+    /// DiagATB on prepared `A`-side diagonals ([`AtbLhs`]). Per column block `k`:
+    /// `T = Σ_m RotDown(Σ_i Â_{im} ⊙ B_{ik}, 2m)`, row sums within each row class
+    /// (`log2(s0/c')` rotations), then `Re T + RotDown(Im T, 1)` (one conjugation, one
+    /// rotation). Counts: `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`,
+    /// `Rot = ⌈b/s1⌉·(c'/2 − 1 + log2(s0/c') + 1)`, `⌈b/s1⌉` conjugations. Depth 1.
+    ///
+    /// # Errors
+    /// As [`Self::diag_atb`].
+    pub fn diag_atb_prepared(
+        &self,
+        lhs: &AtbLhs<B>,
+        b: &EncryptedMatrix<B>,
+    ) -> Result<EncryptedMatrix<B>> {
+        let _span = tracing::debug_span!("diag_atb").entered();
+        let (shape, cp) = self.check_atb(&lhs.layout, b)?;
+        let ev = self.evaluator();
+        let UnitShape { s0, s1 } = shape;
+        let (la, lb) = (&lhs.layout, b.layout());
+        let (rb, cb) = (lb.row_blocks(), lb.col_blocks());
+        let level = lhs.level().min(b.level());
+        need_levels(level, 1)?;
+        let a_hat = lhs
+            .diagonals
+            .iter()
+            .map(|v| self.align_all(v, level))
+            .collect::<Result<Vec<_>>>()?;
         let b_cts = self.align_all(b.ciphertexts(), level)?;
 
         let mut out = Vec::with_capacity(cb);
@@ -354,7 +609,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("diag_atb_prot_up").entered();
-        let (shape, cp) = self.check_atb(a, b)?;
+        let (shape, cp) = self.check_atb(a.layout(), b)?;
         need_levels(a.level(), 2)?;
         need_levels(b.level(), 3)?;
         let ev = self.evaluator();

@@ -13,8 +13,11 @@ use std::sync::{Arc, Mutex};
 /// encoding. Operation counts come from the evaluator ([`Self::op_counts`]).
 pub struct MatrixEvaluator<B: Backend> {
     ev: Arc<Evaluator<B>>,
-    masks: Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>,
+    masks: Mutex<MaskCache<B>>,
 }
+
+/// Encoded masks by (name, level).
+type MaskCache<B> = HashMap<(String, usize), Arc<Plaintext<B>>>;
 
 impl<B: Backend> std::fmt::Debug for MatrixEvaluator<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -48,7 +48,7 @@ pub mod matrix;
 pub mod plain;
 
 pub use baselines::{BaselineMatrix, BaselinePacking};
-pub use diag::DiagAtbVariant;
+pub use diag::{AbtWeights, AtbLhs, DiagAtbVariant};
 pub use encrypted::{EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix};
 pub use error::{LinalgError, Result};
 pub use evaluator::MatrixEvaluator;

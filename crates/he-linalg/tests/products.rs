@@ -5,9 +5,9 @@
 
 use he_linalg::keys::{self, KeyRequirements};
 use he_linalg::{
-    BaselineMatrix, BaselinePacking, BlockLayout, Context, CpuBackend, DiagAtbVariant,
-    EncryptedMatrix, Evaluator, KeyGenerator, LinalgError, Matrix, MatrixEvaluator, SecretKey,
-    UnitShape, padded_classes, presets,
+    AbtWeights, AtbLhs, BaselineMatrix, BaselinePacking, BlockLayout, Context, CpuBackend,
+    DiagAtbVariant, EncryptedMatrix, Evaluator, KeyGenerator, LinalgError, Matrix, MatrixEvaluator,
+    SecretKey, UnitShape, padded_classes, presets,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::sync::Arc;
@@ -565,4 +565,62 @@ fn hetal_unit_shape_rule() {
     let s = UnitShape::hetal(100_000, 16, 32768).unwrap();
     assert_eq!((s.s0, s.s1), (2048, 16));
     assert!(UnitShape::hetal(8, 300, 32768).is_err());
+}
+
+#[test]
+fn client_prepared_operands_match_server_prepared() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let shape = UnitShape::new(16, 32).unwrap();
+    let (a, b, c): (usize, usize, usize) = (40, 70, 5);
+    let req = keys::diag_abt_keys(shape, c).union(&keys::diag_atb_keys(shape, c));
+    let s = setup(presets::insecure_n10_depth3(), &req);
+    let top = s.ctx.params().max_level();
+    let (rb, cb, cp) = (
+        a.div_ceil(16) as u64,
+        b.div_ceil(32) as u64,
+        padded_classes(c) as u64,
+    );
+
+    let (x, w) = (random(a, b, &mut rng), random(c, b, &mut rng));
+    let ex = EncryptedMatrix::encrypt(
+        &s.ctx,
+        &s.sk,
+        &x,
+        BlockLayout::new(a, b, shape).unwrap(),
+        top,
+    )
+    .unwrap();
+    let aligned = AbtWeights::encrypt(&s.ctx, &s.sk, &w, shape, top).unwrap();
+    assert_eq!(aligned.num_ciphertexts() as u64, cb * cp / 2);
+    let (out, k) =
+        s.me.evaluator()
+            .counting(|| s.me.diag_abt_prepared(&ex, &aligned));
+    let out = out.unwrap();
+    assert_eq!(out.level(), top - 3);
+    check(
+        &out.decrypt(&s.ctx, &s.sk).unwrap(),
+        &x.matmul_bt(&w).unwrap(),
+        "DiagABT, client-aligned W",
+    );
+    assert_eq!(
+        k.rot,
+        rb * (cp / 2) * (5 + log2(cp as usize)),
+        "no B-side rotations"
+    );
+    assert_eq!(k.mult, rb * cb * cp / 2);
+
+    let p = random(a, c, &mut rng);
+    let lhs = AtbLhs::encrypt(&s.ctx, &s.sk, &p, shape, top).unwrap();
+    let (out, k) =
+        s.me.evaluator()
+            .counting(|| s.me.diag_atb_prepared(&lhs, &ex));
+    let out = out.unwrap();
+    assert_eq!(out.level(), top - 1, "prepared DiagATB has depth 1");
+    check(
+        &out.decrypt(&s.ctx, &s.sk).unwrap(),
+        &p.matmul_at(&x).unwrap(),
+        "DiagATB, client-prepared A",
+    );
+    assert_eq!(k.rot, cb * ((cp / 2 - 1) + (4 - log2(cp as usize)) + 1));
+    assert_eq!((k.cmult, k.mult), (0, rb * cb * cp / 2));
 }
