@@ -20,8 +20,9 @@
 use he_linalg::baselines::{BaselineMatrix, BaselinePacking};
 use he_linalg::keys;
 use he_linalg::{
-    BlockLayout, Context, CpuBackend, EncryptedMatrix, Evaluator, KeyGenerator, Matrix,
-    MatrixEvaluator, OpCounts, ParametersLiteral, SecretKey, UnitShape, padded_classes, presets,
+    AbtWeights, AtbLhs, BlockLayout, Context, CpuBackend, EncryptedMatrix, Evaluator, KeyGenerator,
+    Matrix, MatrixEvaluator, OpCounts, ParametersLiteral, SecretKey, UnitShape, padded_classes,
+    presets,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
@@ -239,10 +240,14 @@ fn bench_shape(
     let want = ma.matmul_bt(&mb)?;
     {
         let ea = bench.enc_block(&ma, BlockLayout::new(a, b, shape)?)?;
-        let eb = bench.enc_block(&mb, BlockLayout::vertical(c, b, shape)?)?;
-        let r = timed!(bench, reps, &want, bench.me.diag_abt(&ea, &eb));
+        let ew = AbtWeights::encrypt(&bench.ctx, &bench.sk, &mb, shape, level)?;
+        let r = timed!(bench, reps, &want, bench.me.diag_abt_prepared(&ea, &ew));
         eprintln!("  DiagABT {:.2} s", r.secs);
         algs.insert("DiagABT", run_json(&r, reps));
+        let eb = bench.enc_block(&mb, BlockLayout::vertical(c, b, shape)?)?;
+        let r = timed!(bench, reps, &want, bench.me.diag_abt(&ea, &eb));
+        eprintln!("  DiagABT_server_prep {:.2} s", r.secs);
+        algs.insert("DiagABT_server_prep", run_json(&r, reps));
     }
     let col_major = |cs: usize, bs: usize| -> Res<Run> {
         let (sa, sb) = (ma.top_left(a, bs)?, mb.top_left(cs, bs)?);
@@ -340,9 +345,13 @@ fn bench_shape(
     {
         let ea = bench.enc_block(&ma, BlockLayout::new(a, c, shape)?)?;
         let eb = bench.enc_block(&mb, BlockLayout::new(a, b, shape)?)?;
-        let r = timed!(bench, reps, &want, bench.me.diag_atb(&ea, &eb));
+        let lhs = AtbLhs::encrypt(&bench.ctx, &bench.sk, &ma, shape, level)?;
+        let r = timed!(bench, reps, &want, bench.me.diag_atb_prepared(&lhs, &eb));
         eprintln!("  DiagATB {:.2} s", r.secs);
         algs.insert("DiagATB", run_json(&r, reps));
+        let r = timed!(bench, reps, &want, bench.me.diag_atb(&ea, &eb));
+        eprintln!("  DiagATB_server_prep {:.2} s", r.secs);
+        algs.insert("DiagATB_server_prep", run_json(&r, reps));
         let pr = if args.quick { 1 } else { reps };
         let r = timed!(bench, pr, &want, bench.me.diag_atb_prot_up(&ea, &eb));
         eprintln!("  DiagATB_PRotUp {:.2} s", r.secs);
@@ -416,6 +425,10 @@ fn bench_shape(
     let t = |k: &str| algs[k]["median_s"].as_f64().unwrap_or(f64::NAN);
     let abt_wins = t("DiagABT") < t("ColMajor") && t("DiagABT") < t("JinABT");
     let atb_wins = t("DiagATB") < t("RowMajor") && t("DiagATB") < t("JinATB");
+    let abt_prep_wins =
+        t("DiagABT_server_prep") < t("ColMajor") && t("DiagABT_server_prep") < t("JinABT");
+    let atb_prep_wins =
+        t("DiagATB_server_prep") < t("RowMajor") && t("DiagATB_server_prep") < t("JinATB");
     Ok(json!({
         "a": a, "b": b, "c": c, "s0": shape.s0, "s1": shape.s1,
         "padded_classes": padded_classes(c),
@@ -423,19 +436,23 @@ fn bench_shape(
         "galois_keys": req.rotations.len() + usize::from(req.conjugation),
         "diag_abt_fastest": abt_wins,
         "diag_atb_fastest": atb_wins,
+        "diag_abt_server_prep_fastest": abt_prep_wins,
+        "diag_atb_server_prep_fastest": atb_prep_wins,
         "algorithms": algs,
     }))
 }
 
 fn markdown(report: &Value) -> String {
     let mut s = String::new();
-    s.push_str("| shape (a, b, c) | unit shape | DiagABT | ColMajor | JinABT | DiagATB | DiagATB_PRotUp | RowMajor | JinATB |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| shape (a, b, c) | unit shape | DiagABT | DiagABT (server prep) | ColMajor | JinABT | DiagATB | DiagATB (server prep) | DiagATB_PRotUp | RowMajor | JinATB |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let names = [
         "DiagABT",
+        "DiagABT_server_prep",
         "ColMajor",
         "JinABT",
         "DiagATB",
+        "DiagATB_server_prep",
         "DiagATB_PRotUp",
         "RowMajor",
         "JinATB",
