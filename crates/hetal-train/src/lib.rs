@@ -1,5 +1,25 @@
-//! Encrypted softmax-regression fine-tuning after HETAL (Lee et al., ICML 2023).
+//! Softmax-regression fine-tuning after HETAL (Lee et al., "HETAL: Efficient
+//! Privacy-preserving Transfer Learning with Homomorphic Encryption", ICML 2023).
 //!
-//! Not implemented yet (see the README "Status" section); depends on `he-linalg`.
+//! - [`data`]: `.npy` features and labels, the dataset registry with HETAL's
+//!   hyper-parameters, the client's preprocessing;
+//! - [`softmax`]: ASoftmax's parameters and its float64 evaluation (the simulated
+//!   path), exact softmax;
+//! - [`train`]: float64 training in `plain` and `simulated` modes — Nesterov's
+//!   accelerated gradient, validation-based early stopping.
+//!
+//! The encrypted mode (client/server roles over `he-linalg`) is not implemented yet;
+//! see the README's Status section.
 
-pub use he_linalg;
+pub mod data;
+pub mod error;
+pub mod softmax;
+pub mod train;
+
+pub use data::{DATASETS, Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, one_hot};
+pub use error::{Result, TrainError};
+pub use softmax::{ASoftmaxParams, softmax_row};
+pub use train::{
+    Decision, EarlyStopping, EpochRecord, Nesterov, SoftmaxKind, TrainOutcome, accuracy,
+    cross_entropy, train_float,
+};

@@ -1,0 +1,26 @@
+//! Errors of the training crate.
+
+/// Errors of `hetal-train`.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Reading a dataset file failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A dataset file has the wrong type, shape or content.
+    #[error("dataset: {0}")]
+    Data(String),
+    /// Invalid hyper-parameters or softmax parameters.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An error of the encrypted linear algebra.
+    #[error(transparent)]
+    Linalg(#[from] he_linalg::LinalgError),
+}
+
+/// `Result` with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;

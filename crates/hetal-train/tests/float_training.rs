@@ -1,0 +1,101 @@
+//! Float64 parts of the training crate: ASoftmax against exact softmax, early stopping
+//! on a crafted loss sequence, the Nesterov schedule, and (when `../shared/data` is
+//! present) loading DermaMNIST's features.
+
+use hetal_train::softmax::ASoftmaxParams;
+use hetal_train::{Decision, EarlyStopping, Nesterov, Preprocessor, dataset, softmax_row};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::path::Path;
+
+#[test]
+fn asoftmax_matches_softmax_on_its_range() {
+    let p = ASoftmaxParams::default();
+    p.validate().unwrap();
+    let exp = p.exp_polynomial().unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    for (c, range) in [(7usize, 8.0f64), (7, 64.0), (4, 128.0), (16, 32.0), (3, 1.0)] {
+        let mut worst = 0.0f64;
+        for _ in 0..2000 {
+            let z: Vec<f64> = (0..c).map(|_| rng.random_range(-range..range)).collect();
+            let got = p.eval_row(&z, &exp);
+            let want = softmax_row(&z);
+            for (a, b) in got.iter().zip(&want) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        eprintln!("c = {c}, logits in ±{range}: max |ASoftmax − softmax| = {worst:.2e}");
+        assert!(worst < 0.05, "c = {c}, range {range}: error {worst}");
+    }
+}
+
+#[test]
+fn sign_and_domain_extension_behave() {
+    let p = ASoftmaxParams::default();
+    assert!((p.sign(0.5) - 1.0).abs() < 1e-3);
+    assert!((p.sign(-0.2) + 1.0).abs() < 1e-2);
+    assert_eq!(p.sign(0.0), 0.0);
+    // Domain extension: identity near 0, everything of ±256 lands in ±r.
+    assert!((p.extend(0.1) - 0.1).abs() < 1e-4);
+    for u in [-256.0, -100.0, -17.0, 0.0, 3.0] {
+        assert!(p.extend(u).abs() <= p.ext_r + 1e-9, "{u} → {}", p.extend(u));
+    }
+    let bad = ASoftmaxParams {
+        ext_n: 3,
+        ..ASoftmaxParams::default()
+    };
+    assert!(bad.validate().is_err(), "8·2^3 = 64 does not cover ±256");
+}
+
+#[test]
+fn early_stopping_picks_the_best_epoch() {
+    // Losses: improve until epoch 4, then three worse epochs → stop at epoch 7.
+    let losses = [1.0, 0.8, 0.7, 0.65, 0.66, 0.70, 0.68, 0.5];
+    let mut es = EarlyStopping::new(3);
+    let mut stopped = None;
+    for (i, &l) in losses.iter().enumerate() {
+        let (_, d) = es.observe(i + 1, l);
+        if d == Decision::Stop {
+            stopped = Some(i + 1);
+            break;
+        }
+    }
+    assert_eq!(stopped, Some(7));
+    assert_eq!(es.best_epoch(), Some(4));
+    // NaN never improves.
+    let mut es = EarlyStopping::new(1);
+    assert_eq!(es.observe(1, f64::NAN), (false, Decision::Stop));
+}
+
+#[test]
+fn nesterov_schedule() {
+    let mut n = Nesterov::zeros(1, 1);
+    assert_eq!(n.gamma().0, 0.0, "first step has no momentum");
+    let g = he_linalg::Matrix::new(1, 1, vec![1.0]).unwrap();
+    n.step(&g, 0.5);
+    assert_eq!(n.w.get(0, 0), -0.5);
+    let (gamma, _) = n.gamma();
+    assert!(gamma > 0.0 && gamma < 1.0);
+}
+
+#[test]
+fn dermamnist_features_load_when_present() {
+    let spec = dataset("dermamnist").unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(spec.subdir);
+    if !dir.exists() {
+        eprintln!("skipping: {} not present", dir.display());
+        return;
+    }
+    let ds = hetal_train::Dataset::load(&dir, spec.classes).unwrap();
+    assert_eq!((ds.train.x.rows(), ds.val.x.rows(), ds.test.x.rows()), (7007, 1003, 2005));
+    assert_eq!(ds.train.x.cols(), spec.features);
+    let mut counts = [0usize; 7];
+    for &l in &ds.train.y {
+        counts[l] += 1;
+    }
+    assert_eq!(counts, [228, 359, 769, 80, 779, 4693, 99], "the data README's class counts");
+    let pre = Preprocessor::fit(&ds.train.x).unwrap();
+    let x = pre.apply(&ds.train.x);
+    assert_eq!(x.cols(), 1281);
+    assert!(x.as_slice().iter().all(|v| v.abs() <= 1.0));
+    assert!(dataset("mnist-nope").is_err());
+}
