@@ -542,6 +542,7 @@ impl<B: Backend> MatrixEvaluator<B> {
     ///
     /// # Errors
     /// As [`Self::diag_atb`].
+    #[allow(clippy::needless_range_loop)] // m is also the rotation amount
     pub fn diag_atb_prepared(
         &self,
         lhs: &AtbLhs<B>,

@@ -89,7 +89,11 @@ pub fn dataset(name: &str) -> Result<&'static DatasetSpec> {
     DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
         TrainError::Config(format!(
             "unknown dataset {name:?} (known: {})",
-            DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            DATASETS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
@@ -135,7 +139,10 @@ pub fn read_features(path: &Path) -> Result<Matrix> {
     let npy = open(path)?;
     let shape = npy.shape().to_vec();
     let [rows, cols] = shape[..] else {
-        return Err(TrainError::Data(format!("{}: shape {shape:?} is not 2-D", path.display())));
+        return Err(TrainError::Data(format!(
+            "{}: shape {shape:?} is not 2-D",
+            path.display()
+        )));
     };
     let (rows, cols) = (rows as usize, cols as usize);
     let io = |source| TrainError::Io {
@@ -144,15 +151,27 @@ pub fn read_features(path: &Path) -> Result<Matrix> {
     };
     let data: Vec<f64> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
-            npy.into_vec::<f32>().map_err(io)?.into_iter().map(f64::from).collect()
+            npy.into_vec::<f32>()
+                .map_err(io)?
+                .into_iter()
+                .map(f64::from)
+                .collect()
         }
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
             npy.into_vec::<f64>().map_err(io)?
         }
-        d => return Err(TrainError::Data(format!("{}: dtype {d:?} is not float32/64", path.display()))),
+        d => {
+            return Err(TrainError::Data(format!(
+                "{}: dtype {d:?} is not float32/64",
+                path.display()
+            )));
+        }
     };
     if data.iter().any(|v| !v.is_finite()) {
-        return Err(TrainError::Data(format!("{}: non-finite feature", path.display())));
+        return Err(TrainError::Data(format!(
+            "{}: non-finite feature",
+            path.display()
+        )));
     }
     Ok(Matrix::new(rows, cols, data)?)
 }
@@ -164,7 +183,10 @@ pub fn read_features(path: &Path) -> Result<Matrix> {
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
     let npy = open(path)?;
     if npy.shape().len() != 1 {
-        return Err(TrainError::Data(format!("{}: labels are not 1-D", path.display())));
+        return Err(TrainError::Data(format!(
+            "{}: labels are not 1-D",
+            path.display()
+        )));
     }
     let io = |source| TrainError::Io {
         path: path.display().to_string(),
@@ -174,17 +196,27 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 8 => {
             npy.into_vec::<i64>().map_err(io)?
         }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 4 => {
-            npy.into_vec::<i32>().map_err(io)?.into_iter().map(i64::from).collect()
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 4 => npy
+            .into_vec::<i32>()
+            .map_err(io)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        d => {
+            return Err(TrainError::Data(format!(
+                "{}: dtype {d:?} is not int32/64",
+                path.display()
+            )));
         }
-        d => return Err(TrainError::Data(format!("{}: dtype {d:?} is not int32/64", path.display()))),
     };
     raw.iter()
         .map(|&l| {
             usize::try_from(l)
                 .ok()
                 .filter(|&l| l < classes)
-                .ok_or_else(|| TrainError::Data(format!("{}: label {l} not in 0..{classes}", path.display())))
+                .ok_or_else(|| {
+                    TrainError::Data(format!("{}: label {l} not in 0..{classes}", path.display()))
+                })
         })
         .collect()
 }
@@ -211,7 +243,9 @@ impl Dataset {
         };
         let (train, val, test) = (split("train")?, split("val")?, split("test")?);
         if val.x.cols() != train.x.cols() || test.x.cols() != train.x.cols() {
-            return Err(TrainError::Data("splits have different feature dimensions".into()));
+            return Err(TrainError::Data(
+                "splits have different feature dimensions".into(),
+            ));
         }
         Ok(Self {
             train,
@@ -252,7 +286,11 @@ impl Preprocessor {
     /// Scaled features with the bias column (`n × (d+1)`).
     pub fn apply(&self, x: &Matrix) -> Matrix {
         Matrix::from_fn(x.rows(), x.cols() + 1, |i, j| {
-            if j == x.cols() { 1.0 } else { x.get(i, j) / self.scale }
+            if j == x.cols() {
+                1.0
+            } else {
+                x.get(i, j) / self.scale
+            }
         })
     }
 }

@@ -75,7 +75,16 @@ impl Default for ASoftmaxParams {
 }
 
 /// `f` of Cheon–Kim–Kim (monomial coefficients, odd powers 1..7).
-pub const SIGN_F: [f64; 8] = [0.0, 35.0 / 16.0, 0.0, -35.0 / 16.0, 0.0, 21.0 / 16.0, 0.0, -5.0 / 16.0];
+pub const SIGN_F: [f64; 8] = [
+    0.0,
+    35.0 / 16.0,
+    0.0,
+    -35.0 / 16.0,
+    0.0,
+    21.0 / 16.0,
+    0.0,
+    -5.0 / 16.0,
+];
 /// `g` of Cheon–Kim–Kim (monomial coefficients, odd powers 1..7).
 pub const SIGN_G: [f64; 8] = [
     0.0,
@@ -101,7 +110,9 @@ impl ASoftmaxParams {
     pub fn validate(&self) -> Result<()> {
         let covered = self.ext_r * self.ext_l.powi(self.ext_n as i32);
         if !(self.r_max > 0.0 && self.ext_r > 0.0 && self.ext_l > 1.0 && self.inverse_range > 0.0) {
-            return Err(TrainError::Config("ASoftmax ranges must be positive (L > 1)".into()));
+            return Err(TrainError::Config(
+                "ASoftmax ranges must be positive (L > 1)".into(),
+            ));
         }
         if covered < 2.0 * self.r_max {
             return Err(TrainError::Config(format!(
@@ -110,7 +121,9 @@ impl ASoftmaxParams {
             )));
         }
         if self.exp_degree == 0 || self.inverse_iters == 0 {
-            return Err(TrainError::Config("exp degree and inverse iterations must be ≥ 1".into()));
+            return Err(TrainError::Config(
+                "exp degree and inverse iterations must be ≥ 1".into(),
+            ));
         }
         Ok(())
     }
@@ -157,7 +170,12 @@ impl ASoftmaxParams {
     pub fn depth(&self, padded_classes: usize) -> Result<usize> {
         let rounds = padded_classes.trailing_zeros() as usize;
         let max = rounds * (3 * (self.sign_g_iters + self.sign_f_iters) + 1);
-        Ok(1 + max + 1 + 2 * self.ext_n + self.exp_polynomial()?.depth() + self.exp_squarings + 1
+        Ok(1 + max
+            + 1
+            + 2 * self.ext_n
+            + self.exp_polynomial()?.depth()
+            + self.exp_squarings
+            + 1
             + 1
             + self.inverse_iters
             + 1)

@@ -147,7 +147,9 @@ impl Nesterov {
     /// Applies one update with gradient `g` taken at `V_t`.
     pub fn step(&mut self, g: &Matrix, lr: f64) {
         let (gamma, next) = self.gamma();
-        let w_new = Matrix::from_fn(g.rows(), g.cols(), |i, j| self.v.get(i, j) - lr * g.get(i, j));
+        let w_new = Matrix::from_fn(g.rows(), g.cols(), |i, j| {
+            self.v.get(i, j) - lr * g.get(i, j)
+        });
         self.v = Matrix::from_fn(g.rows(), g.cols(), |i, j| {
             let wn = w_new.get(i, j);
             wn + gamma * (wn - self.w.get(i, j))
@@ -218,7 +220,9 @@ pub fn gradient(
 /// The batch schedule of an epoch: a permutation of `0..n` cut into batches.
 pub fn epoch_batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     idx.shuffle(&mut rng);
     idx.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
@@ -245,7 +249,9 @@ pub fn train_float(
 ) -> Result<TrainOutcome> {
     let (x, y) = train;
     if x.rows() == 0 || hyper.batch == 0 {
-        return Err(TrainError::Config("empty training split or zero batch".into()));
+        return Err(TrainError::Config(
+            "empty training split or zero batch".into(),
+        ));
     }
     params.validate()?;
     let mut opt = Nesterov::zeros(classes, x.cols());

@@ -13,7 +13,13 @@ fn asoftmax_matches_softmax_on_its_range() {
     p.validate().unwrap();
     let exp = p.exp_polynomial().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
-    for (c, range) in [(7usize, 8.0f64), (7, 64.0), (4, 128.0), (16, 32.0), (3, 1.0)] {
+    for (c, range) in [
+        (7usize, 8.0f64),
+        (7, 64.0),
+        (4, 128.0),
+        (16, 32.0),
+        (3, 1.0),
+    ] {
         let mut worst = 0.0f64;
         for _ in 0..2000 {
             let z: Vec<f64> = (0..c).map(|_| rng.random_range(-range..range)).collect();
@@ -80,19 +86,28 @@ fn nesterov_schedule() {
 #[test]
 fn dermamnist_features_load_when_present() {
     let spec = dataset("dermamnist").unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(spec.subdir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(spec.subdir);
     if !dir.exists() {
         eprintln!("skipping: {} not present", dir.display());
         return;
     }
     let ds = hetal_train::Dataset::load(&dir, spec.classes).unwrap();
-    assert_eq!((ds.train.x.rows(), ds.val.x.rows(), ds.test.x.rows()), (7007, 1003, 2005));
+    assert_eq!(
+        (ds.train.x.rows(), ds.val.x.rows(), ds.test.x.rows()),
+        (7007, 1003, 2005)
+    );
     assert_eq!(ds.train.x.cols(), spec.features);
     let mut counts = [0usize; 7];
     for &l in &ds.train.y {
         counts[l] += 1;
     }
-    assert_eq!(counts, [228, 359, 769, 80, 779, 4693, 99], "the data README's class counts");
+    assert_eq!(
+        counts,
+        [228, 359, 769, 80, 779, 4693, 99],
+        "the data README's class counts"
+    );
     let pre = Preprocessor::fit(&ds.train.x).unwrap();
     let x = pre.apply(&ds.train.x);
     assert_eq!(x.cols(), 1281);
