@@ -6,13 +6,14 @@
 //!
 //! Times are medians of `--reps` runs; operation counts come from the evaluator's
 //! counters; depth is input level − output level; errors are `log2` of the largest
-//! absolute error against the float64 product. With `--quick`, a baseline (and the
-//! PRotUp variant, run once) whose full run would take long runs on truncated
-//! problems — `c_sub ≤ 2` classes and two column counts `b1 < b2` — and its time and
-//! counts are extrapolated: linearly in `c` (every baseline's work is a sum of
-//! identical per-class parts) and by the line through the two truncated runs in `b`
-//! (their work is affine in `b`). Such entries carry `"extrapolated"` with the
-//! truncated sizes.
+//! absolute error against the float64 product. With `--quick` (the PRotUp variant runs
+//! once), the baselines run on truncated problems and their time and counts are
+//! extrapolated: ColMajor and RowMajor on `c_sub = 2` classes, scaled by `c/c_sub`
+//! (their work is a sum of identical per-class parts); Jin's `Aᵀ·B` on 2 classes × 8
+//! columns, scaled by `c·b/16` (identical per output entry); Jin's `A·Bᵀ` (one
+//! ciphertext per column of `A` and per entry of `B`, too many to hold at `b = 769`) on
+//! 2 classes and 64 and 128 columns, by the line through the two runs (its work is
+//! affine in `b`). Such entries carry `"extrapolated"` with the truncated sizes.
 //!
 //! `--json` prints one JSON object; otherwise a markdown table. Unless `--no-doc`,
 //! the table, the machine and the command are written to `docs/results/matmul.md`.
@@ -195,6 +196,22 @@ fn extrapolate(
     }))
 }
 
+/// A run on `c_sub` of `c` classes (all `b` columns), scaled by `c/c_sub`.
+fn scaled_by_classes(r: &Run, c: usize, c_sub: usize, b: usize) -> Value {
+    let f = c as f64 / c_sub as f64;
+    let mut v = counts_json(&r.counts, f);
+    let o = v.as_object_mut().expect("object");
+    o.insert("median_s".into(), json!(r.secs * f));
+    o.insert("reps".into(), json!(1));
+    o.insert("depth".into(), json!(r.depth));
+    o.insert("log2_max_err".into(), json!(r.log2_err));
+    o.insert(
+        "extrapolated".into(),
+        json!({"classes": c_sub, "cols": [b], "measured_s": [r.secs]}),
+    );
+    v
+}
+
 fn random(rows: usize, cols: usize, rng: &mut StdRng) -> Matrix {
     Matrix::from_fn(rows, cols, |_, _| rng.random::<f64>())
 }
@@ -302,42 +319,26 @@ fn bench_shape(
             bench.me.jin_abt(&ea, &eb)
         ))
     };
-    let quick = |g: usize| -> Option<(usize, usize, usize)> {
-        (args.quick && (c > 2 || b > 2 * g)).then(|| (c.min(2), g.min(b), (2 * g).min(b)))
+    // --quick: ColMajor is truncated in classes only (its cost is exactly linear in c,
+    // and nearly flat in b); Jin's A·Bᵀ (one ciphertext per column of A and per entry
+    // of B) also in columns, with a line through two column counts.
+    let c_sub = c.min(2);
+    let v = if args.quick && c > c_sub {
+        scaled_by_classes(&col_major(c_sub, b)?, c, c_sub, b)
+    } else {
+        run_json(&col_major(c, b)?, reps)
     };
-    for (name, g, f) in [
-        (
-            "ColMajor",
-            shape.s1,
-            &col_major as &dyn Fn(usize, usize) -> Res<Run>,
-        ),
-        ("JinABT", 8, &jin_abt),
-    ] {
-        let v = match quick(g) {
-            Some((cs, b1, b2)) if b2 > b1 => extrapolate(c, b, cs, b1, b2, f)?,
-            Some((cs, _, _)) => {
-                let r = f(cs, b)?;
-                let mut v = run_json(&r, 1);
-                let s = c as f64 / cs as f64;
-                let o = v.as_object_mut().expect("object");
-                o.insert("median_s".into(), json!(r.secs * s));
-                for (k, x) in counts_json(&r.counts, s).as_object().expect("object") {
-                    o.insert(k.clone(), x.clone());
-                }
-                o.insert(
-                    "extrapolated".into(),
-                    json!({"classes": cs, "cols": [b], "measured_s": [r.secs]}),
-                );
-                v
-            }
-            None => run_json(&f(c, b)?, reps),
-        };
-        eprintln!(
-            "  {name} {:.2} s",
-            v["median_s"].as_f64().unwrap_or(f64::NAN)
-        );
-        algs.insert(name, v);
-    }
+    eprintln!("  ColMajor {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    algs.insert("ColMajor", v);
+    let v = if args.quick && b > 128 {
+        extrapolate(c, b, c_sub, 64, 128, &jin_abt)?
+    } else if args.quick && c > c_sub {
+        scaled_by_classes(&jin_abt(c_sub, b)?, c, c_sub, b)
+    } else {
+        run_json(&jin_abt(c, b)?, reps)
+    };
+    eprintln!("  JinABT {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    algs.insert("JinABT", v);
 
     // ---- Aᵀ·B ----
     let (ma, mb) = (random(a, c, rng), random(a, b, rng));
@@ -404,24 +405,27 @@ fn bench_shape(
             bench.me.jin_atb(&ea, &eb)
         ))
     };
-    for (name, g, f) in [
-        (
-            "RowMajor",
-            shape.s1,
-            &row_major as &dyn Fn(usize, usize) -> Res<Run>,
-        ),
-        ("JinATB", 4, &jin_atb),
-    ] {
-        let v = match quick(g) {
-            Some((cs, b1, b2)) if b2 > b1 => extrapolate(c, b, cs, b1, b2, f)?,
-            _ => run_json(&f(c, b)?, reps),
-        };
-        eprintln!(
-            "  {name} {:.2} s",
-            v["median_s"].as_f64().unwrap_or(f64::NAN)
-        );
-        algs.insert(name, v);
-    }
+    // --quick: RowMajor truncated in classes (exactly linear); Jin's Aᵀ·B in classes
+    // and columns (every output entry costs the same: one product summed over all
+    // slots), scaled by c·b / (c_sub·b_sub).
+    let v = if args.quick && c > c_sub {
+        scaled_by_classes(&row_major(c_sub, b)?, c, c_sub, b)
+    } else {
+        run_json(&row_major(c, b)?, reps)
+    };
+    eprintln!("  RowMajor {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    algs.insert("RowMajor", v);
+    let b_sub = b.min(8);
+    let v = if args.quick && (c > c_sub || b > b_sub) {
+        let r = jin_atb(c_sub, b_sub)?;
+        let mut v = scaled_by_classes(&r, c * b, c_sub * b_sub, b_sub);
+        v["extrapolated"] = json!({"classes": c_sub, "cols": [b_sub], "measured_s": [r.secs]});
+        v
+    } else {
+        run_json(&jin_atb(c, b)?, reps)
+    };
+    eprintln!("  JinATB {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    algs.insert("JinATB", v);
     let t = |k: &str| algs[k]["median_s"].as_f64().unwrap_or(f64::NAN);
     let abt_wins = t("DiagABT") < t("ColMajor") && t("DiagABT") < t("JinABT");
     let atb_wins = t("DiagATB") < t("RowMajor") && t("DiagATB") < t("JinATB");
