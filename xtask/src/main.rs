@@ -11,11 +11,14 @@
 //! - `bench-matmul [--json] [--preset n16] [--shapes AxBxC,…] [--reps 3] [--quick] [--no-doc]`:
 //!   DiagABT/DiagATB against ColMajor/RowMajor and Jin et al. on HETAL's five shapes;
 //!   writes docs/results/matmul.md.
+//! - `reproduce --dataset dermamnist [--mode plain|simulated] [--json]`: HETAL's training
+//!   protocol on real features (the encrypted mode is not implemented yet).
 
 mod bench_bootstrap;
 mod bench_ckks;
 mod bench_matmul;
 mod bench_ntt;
+mod reproduce;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +52,8 @@ enum Command {
     BenchBootstrap(bench_bootstrap::Args),
     /// Time DiagABT/DiagATB against the baseline encrypted matrix products.
     BenchMatmul(bench_matmul::Args),
+    /// HETAL's training protocol on real features (plain and simulated modes so far).
+    Reproduce(reproduce::Args),
 }
 
 fn main() {
@@ -58,6 +63,7 @@ fn main() {
         Command::BenchCkks(args) => bench_ckks::run(&args),
         Command::BenchBootstrap(args) => bench_bootstrap::run(&args),
         Command::BenchMatmul(args) => bench_matmul::run(&args),
+        Command::Reproduce(args) => reproduce::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
