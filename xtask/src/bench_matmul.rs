@@ -328,7 +328,10 @@ fn bench_shape(
     } else {
         run_json(&col_major(c, b)?, reps)
     };
-    eprintln!("  ColMajor {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    eprintln!(
+        "  ColMajor {:.2} s",
+        v["median_s"].as_f64().unwrap_or(f64::NAN)
+    );
     algs.insert("ColMajor", v);
     let v = if args.quick && b > 128 {
         extrapolate(c, b, c_sub, 64, 128, &jin_abt)?
@@ -337,7 +340,10 @@ fn bench_shape(
     } else {
         run_json(&jin_abt(c, b)?, reps)
     };
-    eprintln!("  JinABT {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    eprintln!(
+        "  JinABT {:.2} s",
+        v["median_s"].as_f64().unwrap_or(f64::NAN)
+    );
     algs.insert("JinABT", v);
 
     // ---- Aᵀ·B ----
@@ -413,7 +419,10 @@ fn bench_shape(
     } else {
         run_json(&row_major(c, b)?, reps)
     };
-    eprintln!("  RowMajor {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    eprintln!(
+        "  RowMajor {:.2} s",
+        v["median_s"].as_f64().unwrap_or(f64::NAN)
+    );
     algs.insert("RowMajor", v);
     let b_sub = b.min(8);
     let v = if args.quick && (c > c_sub || b > b_sub) {
@@ -424,7 +433,10 @@ fn bench_shape(
     } else {
         run_json(&jin_atb(c, b)?, reps)
     };
-    eprintln!("  JinATB {:.2} s", v["median_s"].as_f64().unwrap_or(f64::NAN));
+    eprintln!(
+        "  JinATB {:.2} s",
+        v["median_s"].as_f64().unwrap_or(f64::NAN)
+    );
     algs.insert("JinATB", v);
     let t = |k: &str| algs[k]["median_s"].as_f64().unwrap_or(f64::NAN);
     let abt_wins = t("DiagABT") < t("ColMajor") && t("DiagABT") < t("JinABT");

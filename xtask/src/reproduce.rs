@@ -57,7 +57,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let kind = match args.mode.as_str() {
         "plain" => SoftmaxKind::Exact,
         "simulated" => SoftmaxKind::Approximate,
-        "encrypted" => return Err("--mode encrypted is not implemented yet (see README Status)".into()),
+        "encrypted" => {
+            return Err("--mode encrypted is not implemented yet (see README Status)".into());
+        }
         m => return Err(format!("unknown mode {m:?} (plain, simulated)").into()),
     };
     let mut hyper = spec.hyper;
@@ -70,7 +72,11 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let clock = Instant::now();
     let ds = Dataset::load(&dir, spec.classes)?;
     let pre = Preprocessor::fit(&ds.train.x)?;
-    let (xt, xv, xs) = (pre.apply(&ds.train.x), pre.apply(&ds.val.x), pre.apply(&ds.test.x));
+    let (xt, xv, xs) = (
+        pre.apply(&ds.train.x),
+        pre.apply(&ds.val.x),
+        pre.apply(&ds.test.x),
+    );
     let params = ASoftmaxParams::default();
     let train_clock = Instant::now();
     let out = train_float(

@@ -414,3 +414,38 @@ backend_suite!(reference_backend, reference);
 fn depth_10_chain_cpu() {
     depth_chain(cpu(presets::insecure_n13_depth12()));
 }
+
+#[test]
+fn operation_counters_count_what_runs() {
+    let s = setup(cpu(presets::insecure_n10_depth3()), &[1, 2, 3]);
+    let slots = s.ctx.params().max_slots();
+    let top = s.ctx.params().max_level();
+    let x = encrypt(&s, &random_complex(slots, 9), top);
+    let pt = s.ctx.encode_at_level(&vec![0.5; slots], top).unwrap();
+    let (_, k) = s.eval.counting(|| {
+        let m = s.eval.mul_relin_rescale(&x, &x).unwrap(); // Mult, KS, rescale
+        let _ = s.eval.mul_plain(&x, &pt).unwrap(); // CMult
+        let _ = s.eval.mul_const(&x, 0.25).unwrap(); // const mult
+        let _ = s.eval.rotate(&m, 1).unwrap(); // Rot, KS
+        let _ = s.eval.rotate(&m, 0).unwrap(); // trivial: nothing
+        let _ = s.eval.rotate_hoisted(&m, &[0, 2, 3]).unwrap(); // 2 Rot, 2 KS
+        let _ = s.eval.conjugate(&m).unwrap(); // conj, KS
+    });
+    assert_eq!(
+        (
+            k.mult,
+            k.cmult,
+            k.const_mult,
+            k.rot,
+            k.conj,
+            k.rescale,
+            k.key_switch,
+            k.bootstrap
+        ),
+        (1, 1, 1, 3, 1, 1, 5, 0)
+    );
+    // Snapshots are monotone and differences compose.
+    let before = s.eval.op_counts();
+    let _ = s.eval.rotate(&x, 2).unwrap();
+    assert_eq!((s.eval.op_counts() - before).rot, 1);
+}
