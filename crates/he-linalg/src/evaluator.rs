@@ -101,7 +101,7 @@ impl<B: Backend> MatrixEvaluator<B> {
             });
         }
         if ct.level() == level {
-            if ((ct.scale() / target) - 1.0).abs() > 1e-9 {
+            if ct.scale() != target {
                 return Err(ckks::CkksError::ScaleMismatch(ct.scale(), target).into());
             }
             return Ok(ct.clone());
