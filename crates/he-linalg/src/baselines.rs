@@ -290,7 +290,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         for k in 0..c {
             for bi in 0..rb {
                 let pairs: Vec<_> = (0..cb)
-                    .map(|bj| (&ac[bi * cb + bj], &bcts[k * cb + bj]))
+                    .map(|bj| (&*ac[bi * cb + bj], &*bcts[k * cb + bj]))
                     .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, shape.s1, shape.s0 as i64)?);
@@ -343,7 +343,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         for k in 0..c {
             for bj in 0..cb {
                 let pairs: Vec<_> = (0..rb)
-                    .map(|bi| (&ac[k * rb + bi], &bcts[bi * cb + bj]))
+                    .map(|bi| (&*ac[k * rb + bi], &*bcts[bi * cb + bj]))
                     .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, shape.s0, shape.s1 as i64)?);
@@ -398,7 +398,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         for k in 0..c {
             for ch in 0..chunks {
                 let pairs: Vec<_> = (0..cols)
-                    .map(|j| (&ac[j * chunks + ch], &bcts[k * cols + j]))
+                    .map(|j| (&*ac[j * chunks + ch], &*bcts[k * cols + j]))
                     .collect();
                 out.push(self.dot(&pairs)?);
             }
@@ -459,7 +459,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         for k in 0..c {
             for t in 0..cols {
                 let pairs: Vec<_> = (0..chunks)
-                    .map(|ch| (&ac[k * chunks + ch], &bcts[t * chunks + ch]))
+                    .map(|ch| (&*ac[k * chunks + ch], &*bcts[t * chunks + ch]))
                     .collect();
                 let p = self.dot(&pairs)?;
                 out.push(ev.rotate_and_sum(&p, slots, 1)?);

@@ -375,7 +375,7 @@ impl<B: Backend> MatrixEvaluator<B> {
             let mut acc = None;
             for m in 0..cp / 2 {
                 let pairs: Vec<_> = (0..cb)
-                    .map(|k| (&a_cts[i * cb + k], &b_rot[k][m]))
+                    .map(|k| (&*a_cts[i * cb + k], &*b_rot[k][m]))
                     .collect();
                 let z = self.dot(&pairs)?; // level − 1
                 let s = ev.rotate_and_sum(&z, s1, 1)?;
@@ -568,7 +568,7 @@ impl<B: Backend> MatrixEvaluator<B> {
             let mut acc = None;
             for m in 0..cp / 2 {
                 let pairs: Vec<_> = (0..rb)
-                    .map(|i| (&a_hat[i][m], &b_cts[i * cb + k]))
+                    .map(|i| (&*a_hat[i][m], &*b_cts[i * cb + k]))
                     .collect();
                 let p = self.dot(&pairs)?;
                 let p = ev.rotate(&p, -((2 * m * s1) as i64))?;
@@ -634,7 +634,9 @@ impl<B: Backend> MatrixEvaluator<B> {
                     ai.clone()
                 };
                 let rots = ev.rotate_hoisted(&tiled, &lefts)?;
-                self.align_all(&rots, level)
+                rots.into_iter()
+                    .map(|r| self.align_owned(r, level))
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         // B'_{ij,k} = B + R_k ⊙ (RotUp(B, 1) − B), R_k = [t ≥ s1 − k].
@@ -652,7 +654,7 @@ impl<B: Backend> MatrixEvaluator<B> {
                         real_mask(slots, |x| f64::from(u8::from(x % s1 >= s1 - k)))
                     })?;
                     let corr = self.mul_mask(&diff, &r)?;
-                    v.push(self.align(&ev.add(&base, &corr)?, level)?);
+                    v.push(self.align_owned(ev.add(&base, &corr)?, level)?);
                 }
                 Ok(v)
             })

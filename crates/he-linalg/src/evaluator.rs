@@ -4,6 +4,7 @@
 use crate::error::{LinalgError, Result};
 use ckks::he_math::Backend;
 use ckks::{Ciphertext, Complex64, Evaluator, OpCounts, Plaintext};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -92,6 +93,15 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// [`LinalgError::LevelTooLow`] if `ct.level() < level`; [`ckks::CkksError::ScaleMismatch`]
     /// if `ct` is at `level` with a non-canonical scale.
     pub fn align(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        Ok(self.align_cow(ct, level)?.into_owned())
+    }
+
+    /// [`Self::align`] without copying a ciphertext that is already aligned.
+    pub(crate) fn align_cow<'a>(
+        &self,
+        ct: &'a Ciphertext<B>,
+        level: usize,
+    ) -> Result<Cow<'a, Ciphertext<B>>> {
         let params = self.ev.context().params();
         let target = params.scale_at(level)?;
         if ct.level() < level {
@@ -104,18 +114,26 @@ impl<B: Backend> MatrixEvaluator<B> {
             if ct.scale() != target {
                 return Err(ckks::CkksError::ScaleMismatch(ct.scale(), target).into());
             }
-            return Ok(ct.clone());
+            return Ok(Cow::Borrowed(ct));
         }
-        Ok(self.ev.adjust(ct, level, target)?)
+        Ok(Cow::Owned(self.ev.adjust(ct, level, target)?))
     }
 
-    /// [`Self::align`] on every ciphertext.
-    pub(crate) fn align_all(
+    /// [`Self::align`] consuming `ct` (moved through when already aligned).
+    pub(crate) fn align_owned(&self, ct: Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        match self.align_cow(&ct, level)? {
+            Cow::Borrowed(_) => Ok(ct),
+            Cow::Owned(c) => Ok(c),
+        }
+    }
+
+    /// [`Self::align_cow`] on every ciphertext.
+    pub(crate) fn align_all<'a>(
         &self,
-        cts: &[Ciphertext<B>],
+        cts: &'a [Ciphertext<B>],
         level: usize,
-    ) -> Result<Vec<Ciphertext<B>>> {
-        cts.iter().map(|c| self.align(c, level)).collect()
+    ) -> Result<Vec<Cow<'a, Ciphertext<B>>>> {
+        cts.iter().map(|c| self.align_cow(c, level)).collect()
     }
 
     /// `Σ_k a_k · b_k` (tensor products summed before one relinearization), rescaled.
