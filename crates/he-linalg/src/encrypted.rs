@@ -31,10 +31,21 @@ impl<B: Backend> MatrixEncryptor<B> for PublicKey<B> {
 
 /// A matrix encrypted under a packing: one ciphertext per slot vector of the packing,
 /// all at the same level and scale.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Packed<P, B: Backend> {
     packing: P,
     cts: Vec<Ciphertext<B>>,
+}
+
+// Manual impl: a derive would require `B: Clone` although only the ciphertexts are
+// cloned.
+impl<P: Clone, B: Backend> Clone for Packed<P, B> {
+    fn clone(&self) -> Self {
+        Self {
+            packing: self.packing.clone(),
+            cts: self.cts.clone(),
+        }
+    }
 }
 
 /// A matrix in HETAL's block layout ([`BlockLayout`]), encrypted.

@@ -20,6 +20,12 @@ pub enum TrainError {
     /// An error of the encrypted linear algebra.
     #[error(transparent)]
     Linalg(#[from] he_linalg::LinalgError),
+    /// An error of the CKKS layer (levels, keys, bootstrapping, serialization).
+    #[error(transparent)]
+    Ckks(#[from] he_linalg::CkksError),
+    /// A malformed or mismatched protocol message.
+    #[error("message: {0}")]
+    Message(String),
 }
 
 /// `Result` with [`TrainError`].

@@ -8,10 +8,11 @@
 //! - [`train`]: float64 training in `plain` and `simulated` modes — Nesterov's
 //!   accelerated gradient, validation-based early stopping.
 //!
-//! The encrypted mode (client/server roles over `he-linalg`) is not implemented yet;
-//! see the README's Status section.
+//! - [`encrypted`]: encrypted ASoftmax, the compact weight refresh and the
+//!   client/server protocol of encrypted training.
 
 pub mod data;
+pub mod encrypted;
 pub mod error;
 pub mod softmax;
 pub mod train;

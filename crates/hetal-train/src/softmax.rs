@@ -53,7 +53,9 @@ pub struct ASoftmaxParams {
     /// `2B` are inverted (the sum exceeds `c` when the approximate maximum falls below
     /// the true one).
     pub inverse_range: f64,
-    /// Goldschmidt iterations for the inverse (relative error `(1 − s/B)^{2^k}`).
+    /// Goldschmidt iterations for the inverse (relative error `(1 − s/B)^{2^k}`; with
+    /// `B = 16` and `k = 8` at most `e^{-16}` for row sums `s ≥ 1`). `k + 1` levels
+    /// must follow one bootstrap, so 8 is the most a 9-level budget allows.
     pub inverse_iters: usize,
 }
 
@@ -68,8 +70,8 @@ impl Default for ASoftmaxParams {
             ext_n: 5,
             exp_degree: 8,
             exp_squarings: 3,
-            inverse_range: 32.0,
-            inverse_iters: 9,
+            inverse_range: 16.0,
+            inverse_iters: 8,
         }
     }
 }
@@ -161,7 +163,7 @@ impl ASoftmaxParams {
 
     /// Multiplicative depth of the encrypted evaluation (levels consumed), counted
     /// step by step as in the module docs: scaling 1; per max round the sign
-    /// (`3·(d_g + d_f)`) and the product 1; un-scaling 1; `2` per domain-extension
+    /// (`4·(d_g + d_f)`) and the product 1; un-scaling 1; `2` per domain-extension
     /// step; the exp polynomial and its squarings; the class mask 1; the inverse
     /// (`1 + iterations`); the final product 1.
     ///
@@ -169,7 +171,11 @@ impl ASoftmaxParams {
     /// As [`Self::exp_polynomial`].
     pub fn depth(&self, padded_classes: usize) -> Result<usize> {
         let rounds = padded_classes.trailing_zeros() as usize;
-        let max = rounds * (3 * (self.sign_g_iters + self.sign_f_iters) + 1);
+        // Degree-7 polynomials cost ⌈log2 8⌉ + 1 = 4 levels in `ckks`'s evaluator.
+        let sign_depth = Polynomial::monomial(SIGN_G.to_vec())
+            .map_err(|e| TrainError::Config(format!("sign polynomial: {e}")))?
+            .depth();
+        let max = rounds * (sign_depth * (self.sign_g_iters + self.sign_f_iters) + 1);
         Ok(1 + max
             + 1
             + 2 * self.ext_n

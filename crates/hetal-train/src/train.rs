@@ -117,6 +117,13 @@ pub struct TrainOutcome {
     pub history: Vec<EpochRecord>,
 }
 
+/// Nesterov's momentum coefficient in the FISTA form: `(γ_t, λ_{t+1})` with
+/// `λ_{t+1} = (1 + √(1 + 4λ_t²))/2` and `γ_t = (λ_t − 1)/λ_{t+1}`.
+pub fn nesterov_gamma(lambda: f64) -> (f64, f64) {
+    let next = (1.0 + (1.0 + 4.0 * lambda * lambda).sqrt()) / 2.0;
+    ((lambda - 1.0) / next, next)
+}
+
 /// Nesterov state (`W_t`, `V_t`, `λ_t`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Nesterov {
@@ -140,8 +147,7 @@ impl Nesterov {
 
     /// The momentum coefficient `γ_t` of the next update (and `λ_{t+1}`).
     pub fn gamma(&self) -> (f64, f64) {
-        let next = (1.0 + (1.0 + 4.0 * self.lambda * self.lambda).sqrt()) / 2.0;
-        ((self.lambda - 1.0) / next, next)
+        nesterov_gamma(self.lambda)
     }
 
     /// Applies one update with gradient `g` taken at `V_t`.
@@ -227,7 +233,8 @@ pub fn epoch_batches(n: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec
     idx.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
-fn rows_of(x: &Matrix, idx: &[usize]) -> Matrix {
+/// The rows `idx` of `x`, in that order.
+pub fn rows_of(x: &Matrix, idx: &[usize]) -> Matrix {
     Matrix::from_fn(idx.len(), x.cols(), |i, j| x.get(idx[i], j))
 }
 

@@ -1,0 +1,22 @@
+//! Encrypted training (HETAL, Lee et al., ICML 2023): encrypted ASoftmax, the compact
+//! weight refresh, and the client/server protocol, on `he-linalg` and `ckks`.
+//!
+//! - [`ops`]: canonical-scale arithmetic and the bootstrapping [`Refresher`];
+//! - [`softmax`]: [`EncryptedSoftmax`];
+//! - [`weights`]: [`WeightRefresh`] (pack, bootstrap, re-tile);
+//! - [`protocol`]: [`Client`], [`Server`] and their messages;
+//! - [`presets`]: parameter sets for training.
+
+pub mod ops;
+pub mod presets;
+pub mod protocol;
+pub mod softmax;
+pub mod weights;
+
+pub use ops::{BootstrapStats, Ops, Refresher};
+pub use protocol::{
+    Client, EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,
+    Server, SessionConfig, SessionSetup, StepTimings,
+};
+pub use softmax::EncryptedSoftmax;
+pub use weights::WeightRefresh;

@@ -1,0 +1,277 @@
+//! Level-aware ciphertext arithmetic for the training circuits: every result sits at
+//! the canonical scale `Δ_ℓ` of its level ([`ckks::Parameters::scale_at`]), operands
+//! at different levels are brought down with [`Evaluator::adjust`], and a
+//! [`Refresher`] bootstraps whatever runs out of levels, counting and timing every
+//! bootstrap.
+
+use crate::error::{Result, TrainError};
+use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
+use he_linalg::Backend;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Bootstrap count and time, accumulated by a [`Refresher`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BootstrapStats {
+    /// Bootstraps run.
+    pub count: usize,
+    /// Wall-clock seconds spent in them.
+    pub seconds: f64,
+}
+
+/// Canonical-scale arithmetic on one evaluator, with a cache of encoded slot masks
+/// (keyed by a caller-chosen name and the level).
+pub struct Ops<B: Backend> {
+    ev: Arc<Evaluator<B>>,
+    masks: Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>,
+}
+
+impl<B: Backend> std::fmt::Debug for Ops<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Ops<B> {
+    /// Wraps an evaluator (server side: evaluation keys only).
+    pub fn new(ev: Arc<Evaluator<B>>) -> Self {
+        Self {
+            ev,
+            masks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The evaluator.
+    pub fn evaluator(&self) -> &Arc<Evaluator<B>> {
+        &self.ev
+    }
+
+    fn canonical(&self, level: usize) -> Result<f64> {
+        Ok(self.ev.context().params().scale_at(level)?)
+    }
+
+    /// `ct` brought to `level ≤ ct.level` at that level's canonical scale.
+    ///
+    /// # Errors
+    /// [`TrainError::Ckks`] for `level > ct.level`.
+    pub fn align(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
+        let s = self.canonical(level)?;
+        if ct.level() == level && ct.scale() == s {
+            return Ok(ct.clone());
+        }
+        if ct.level() < level {
+            return Err(ckks::CkksError::LevelTooLow {
+                needed: level,
+                level: ct.level(),
+            }
+            .into());
+        }
+        if ct.level() == level {
+            // Same level, other scale: one level is spent on the correction.
+            if level == 0 {
+                return Err(ckks::CkksError::ScaleMismatch(ct.scale(), s).into());
+            }
+            return Err(TrainError::Config(format!(
+                "ciphertext at level {level} off its canonical scale"
+            )));
+        }
+        Ok(self.ev.adjust(ct, level, s)?)
+    }
+
+    fn pair(
+        &self,
+        a: &Ciphertext<B>,
+        b: &Ciphertext<B>,
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        let l = a.level().min(b.level());
+        Ok((self.align(a, l)?, self.align(b, l)?))
+    }
+
+    /// `a + b` at the lower of the two levels.
+    ///
+    /// # Errors
+    /// CKKS errors (slot counts).
+    pub fn add(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let (a, b) = self.pair(a, b)?;
+        Ok(self.ev.add(&a, &b)?)
+    }
+
+    /// `a − b` at the lower of the two levels.
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn sub(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let (a, b) = self.pair(a, b)?;
+        Ok(self.ev.sub(&a, &b)?)
+    }
+
+    /// `a · b`, relinearized and rescaled: one level below the lower operand.
+    ///
+    /// # Errors
+    /// [`ckks::CkksError::LevelTooLow`] when an operand is at level 0.
+    pub fn mul(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let (a, b) = self.pair(a, b)?;
+        Ok(self.ev.mul_relin_rescale(&a, &b)?)
+    }
+
+    /// `a · c` for a real constant, rescaled (one level).
+    ///
+    /// # Errors
+    /// As [`Self::mul`].
+    pub fn mul_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
+        let a = self.align(a, a.level())?;
+        Ok(self.ev.rescale_owned(self.ev.mul_const(&a, c)?)?)
+    }
+
+    /// `a + c` for a real constant (no level).
+    ///
+    /// # Errors
+    /// CKKS errors.
+    pub fn add_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
+        Ok(self.ev.add_const(a, c)?)
+    }
+
+    /// Rotation left by `k` slots (negative: right).
+    ///
+    /// # Errors
+    /// [`ckks::CkksError::MissingGaloisKey`].
+    pub fn rotate(&self, a: &Ciphertext<B>, k: i64) -> Result<Ciphertext<B>> {
+        Ok(self.ev.rotate(a, k)?)
+    }
+
+    fn mask(&self, name: &str, level: usize, values: &dyn Fn() -> Vec<f64>) -> Result<Arc<Plaintext<B>>> {
+        let key = (name.to_owned(), level);
+        if let Some(p) = self.masks.lock().map_err(poisoned)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.ev.context().encode_at_level(&values(), level)?);
+        self.masks.lock().map_err(poisoned)?.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// `a ⊙ v` for a slot vector `v` (cached under `name`), rescaled (one level).
+    ///
+    /// # Errors
+    /// As [`Self::mul`].
+    pub fn mul_mask(
+        &self,
+        a: &Ciphertext<B>,
+        name: &str,
+        values: &dyn Fn() -> Vec<f64>,
+    ) -> Result<Ciphertext<B>> {
+        let a = self.align(a, a.level())?;
+        let pt = self.mask(name, a.level(), values)?;
+        Ok(self.ev.rescale_owned(self.ev.mul_plain(&a, &pt)?)?)
+    }
+
+    /// `a + v` for a slot vector `v` (cached under `name`; no level).
+    ///
+    /// # Errors
+    /// CKKS errors.
+    pub fn add_mask(
+        &self,
+        a: &Ciphertext<B>,
+        name: &str,
+        values: &dyn Fn() -> Vec<f64>,
+    ) -> Result<Ciphertext<B>> {
+        let a = self.align(a, a.level())?;
+        let pt = self.mask(name, a.level(), values)?;
+        Ok(self.ev.add_plain(&a, &pt)?)
+    }
+
+    /// Evaluates a polynomial (canonical output scale).
+    ///
+    /// # Errors
+    /// [`ckks::CkksError::LevelTooLow`] below the polynomial's depth.
+    pub fn poly(&self, a: &Ciphertext<B>, p: &ckks::Polynomial) -> Result<Ciphertext<B>> {
+        Ok(self.ev.evaluate_polynomial(a, p)?)
+    }
+}
+
+fn poisoned<T>(_: T) -> TrainError {
+    TrainError::Config("a lock was poisoned by a panicking thread".into())
+}
+
+/// Bootstraps ciphertexts that have run out of levels (the server's own decision),
+/// counting and timing each bootstrap.
+pub struct Refresher<B: Backend> {
+    boot: Arc<Bootstrapper<B>>,
+    stats: Mutex<BootstrapStats>,
+}
+
+impl<B: Backend> std::fmt::Debug for Refresher<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Refresher<B> {
+    /// Wraps a bootstrapper.
+    pub fn new(boot: Arc<Bootstrapper<B>>) -> Self {
+        Self {
+            boot,
+            stats: Mutex::new(BootstrapStats::default()),
+        }
+    }
+
+    /// The level a refreshed ciphertext lands at.
+    pub fn output_level(&self) -> usize {
+        self.boot.output_level()
+    }
+
+    /// Bootstraps so far.
+    pub fn stats(&self) -> BootstrapStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Bootstraps `ct`, whose slots are bounded by `bound` in absolute value: above 1
+    /// the message is first scaled by `1/M` (`M` the next power of two, one level, so
+    /// the input needs level ≥ 1) and multiplied back by the integer `M` afterwards,
+    /// which keeps EvalMod's sine in its accurate range (its error grows with the
+    /// cube of the message) at the price of `M` times the bootstrapping error.
+    ///
+    /// # Errors
+    /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
+    pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
+        let clock = Instant::now();
+        let out = if bound > 1.0 {
+            let m = bound.log2().ceil().exp2();
+            let scaled = ops.mul_const(ct, 1.0 / m)?;
+            let b = self.boot.bootstrap(&scaled)?;
+            ops.evaluator().mul_integer(&b, m as i64)?
+        } else {
+            self.boot.bootstrap(ct)?
+        };
+        let mut s = self.stats.lock().map_err(poisoned)?;
+        s.count += 1;
+        s.seconds += clock.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// `ct` itself if it has at least `levels` levels, else [`Self::refresh`]ed.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] if even a refreshed ciphertext would have fewer levels;
+    /// as [`Self::refresh`].
+    pub fn ensure(
+        &self,
+        ops: &Ops<B>,
+        ct: &Ciphertext<B>,
+        levels: usize,
+        bound: f64,
+    ) -> Result<Ciphertext<B>> {
+        if ct.level() >= levels {
+            return Ok(ct.clone());
+        }
+        if self.output_level() < levels {
+            return Err(TrainError::Config(format!(
+                "a step needs {levels} levels; bootstrapping only provides {}",
+                self.output_level()
+            )));
+        }
+        self.refresh(ops, ct, bound)
+    }
+}

@@ -1,0 +1,242 @@
+//! ASoftmax on encrypted logits (HETAL, Lee et al., ICML 2023, §4.3): the circuit of
+//! [`crate::softmax`] step by step on a ciphertext holding a block of logit rows in
+//! HETAL's block layout (row `r`, class `j` in slot `r·s1 + j`), with bootstrapping
+//! wherever a stage runs out of levels.
+//!
+//! Rotations stay inside each row: the `c'` (padded) class columns are first copied
+//! into columns `c' … 2c'−1` (one rotation right by `c'`; needs `s1 ≥ 2c'`), so every
+//! left rotation by `k < c'` of the pairwise maximum and of the row sum reads the row
+//! cyclically, as the float64 reference does. Slots outside the class columns are
+//! zeroed before the exponential, so everything that is bootstrapped stays bounded.
+//!
+//! Keys: rotations `−c'` and `1, 2, …, c'/2`, relinearization, plus bootstrapping's.
+
+use super::ops::{Ops, Refresher};
+use crate::error::{Result, TrainError};
+use crate::softmax::{ASoftmaxParams, SIGN_F, SIGN_G};
+use he_linalg::ckks::{Ciphertext, Polynomial};
+use he_linalg::{Backend, BlockLayout, EncryptedMatrix, KeyRequirements, padded_classes};
+
+/// Encrypted ASoftmax for `c` classes in blocks of `s1` columns, with its polynomials
+/// prepared once.
+#[derive(Debug, Clone)]
+pub struct EncryptedSoftmax {
+    params: ASoftmaxParams,
+    classes: usize,
+    padded: usize,
+    s1: usize,
+    slots: usize,
+    sign_g: Polynomial,
+    sign_f: Polynomial,
+    /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
+    step_f: Polynomial,
+    exp: Polynomial,
+}
+
+impl EncryptedSoftmax {
+    /// Prepares ASoftmax for `classes` classes in blocks of `slots` slots and `s1`
+    /// columns.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for invalid parameters, `s1 < 2c'` or a block size that
+    /// `s1` does not divide.
+    pub fn new(params: &ASoftmaxParams, classes: usize, s1: usize, slots: usize) -> Result<Self> {
+        params.validate()?;
+        let padded = padded_classes(classes);
+        if s1 < 2 * padded || slots % s1 != 0 {
+            return Err(TrainError::Config(format!(
+                "encrypted ASoftmax needs s1 ≥ 2c' = {} dividing the {slots} slots (s1 = {s1})",
+                2 * padded
+            )));
+        }
+        let poly = |c: Vec<f64>| {
+            Polynomial::monomial(c).map_err(|e| TrainError::Config(format!("polynomial: {e}")))
+        };
+        let mut step = SIGN_F.map(|c| 0.5 * c).to_vec();
+        step[0] = 0.5;
+        let exp = params.exp_polynomial()?;
+        // p(u/2^k) with p Chebyshev on [−h, h] is the same series on [−r, r].
+        let exp = Polynomial::chebyshev(exp.coeffs().to_vec(), -params.ext_r, params.ext_r)
+            .map_err(|e| TrainError::Config(format!("exp polynomial: {e}")))?;
+        Ok(Self {
+            params: params.clone(),
+            classes,
+            padded,
+            s1,
+            slots,
+            sign_g: poly(SIGN_G.to_vec())?,
+            sign_f: poly(SIGN_F.to_vec())?,
+            step_f: poly(step)?,
+            exp,
+        })
+    }
+
+    /// Rotation keys the circuit needs (bootstrapping's not included).
+    pub fn keys(&self) -> KeyRequirements {
+        let mut rotations = vec![-(self.padded as i64)];
+        let mut k = 1;
+        while k < self.padded {
+            rotations.push(k as i64);
+            k *= 2;
+        }
+        KeyRequirements {
+            rotations: rotations.into_iter().collect(),
+            conjugation: false,
+        }
+    }
+
+    /// Levels consumed without bootstrapping (see [`ASoftmaxParams::depth`]); with
+    /// fewer levels per bootstrap, the circuit bootstraps in between.
+    ///
+    /// # Errors
+    /// As [`ASoftmaxParams::depth`].
+    pub fn depth(&self) -> Result<usize> {
+        self.params.depth(self.padded)
+    }
+
+    fn column_mask(&self, f: impl Fn(usize) -> f64) -> Vec<f64> {
+        (0..self.slots).map(|i| f(i % self.s1)).collect()
+    }
+
+    /// ASoftmax of every row of `logits` (`a×c`, plain block layout, one column block,
+    /// columns `≥ c` zero as DiagABT leaves them). The result has the same layout, is
+    /// zero outside the class columns, and sits at whatever level the last stage left
+    /// (the caller [`Refresher::ensure`]s what it needs next).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for another layout or class count; CKKS errors (missing
+    /// keys, bootstrapping).
+    pub fn evaluate<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        logits: &EncryptedMatrix<B>,
+    ) -> Result<EncryptedMatrix<B>> {
+        let l = logits.layout();
+        if l.cols() != self.classes
+            || l.col_blocks() != 1
+            || l.unit_shape().s1 != self.s1
+            || l.unit_shape().slots() != self.slots
+            || l.tiling() != he_linalg::Tiling::None
+        {
+            return Err(TrainError::Config(format!(
+                "ASoftmax prepared for {} classes in blocks of {} columns, got layout {l:?}",
+                self.classes, self.s1
+            )));
+        }
+        let out = logits
+            .ciphertexts()
+            .iter()
+            .map(|ct| self.evaluate_block(ops, refresher, ct))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EncryptedMatrix::from_parts(
+            BlockLayout::new(l.rows(), l.cols(), l.unit_shape())?,
+            out,
+        )?)
+    }
+
+    /// One sign chain `g^{∘d_g}` then `f^{∘d_f}` with the last `f` replaced by
+    /// `(1 + f)/2`, bootstrapping before each polynomial that would not fit; the result
+    /// keeps one spare level for the product that follows.
+    fn step_function<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        d: &Ciphertext<B>,
+    ) -> Result<Ciphertext<B>> {
+        let p = &self.params;
+        let mut chain: Vec<&Polynomial> = Vec::new();
+        chain.extend(std::iter::repeat_n(&self.sign_g, p.sign_g_iters));
+        chain.extend(std::iter::repeat_n(&self.sign_f, p.sign_f_iters.saturating_sub(1)));
+        chain.push(&self.step_f);
+        let mut x = d.clone();
+        for (i, poly) in chain.iter().enumerate() {
+            let spare = usize::from(i + 1 == chain.len());
+            x = refresher.ensure(ops, &x, poly.depth() + spare, 1.0)?;
+            x = ops.poly(&x, poly)?;
+        }
+        Ok(x)
+    }
+
+    fn evaluate_block<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        logits: &Ciphertext<B>,
+    ) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("asoftmax_block").entered();
+        let p = &self.params;
+        let (c, cp) = (self.classes, self.padded);
+        let (cpi, r_max) = (cp as i64, p.r_max);
+        // 1. z = logits/(2R) with padded classes at −1/2, copied right by c'.
+        let z = refresher.ensure(ops, logits, 1, r_max)?;
+        let z = ops.mul_const(&z, 1.0 / (2.0 * r_max))?;
+        let z = ops.add_mask(&z, &format!("pad{c}"), &|| {
+            self.column_mask(|j| if (c..cp).contains(&j) { -0.5 } else { 0.0 })
+        })?;
+        let z = ops.add(&z, &ops.rotate(&z, -cpi)?)?;
+        // 2. Row maximum: m ← b + (m − b)·(1 + sign(m − b))/2, b = m rotated by k.
+        let mut m = z.clone();
+        let mut k = 1;
+        while k < cp {
+            m = refresher.ensure(ops, &m, 1, 1.0)?;
+            let b = ops.rotate(&m, k as i64)?;
+            let d = ops.sub(&m, &b)?;
+            let h = self.step_function(ops, refresher, &d)?;
+            m = ops.add(&b, &ops.mul(&d, &h)?)?;
+            k *= 2;
+        }
+        // 3. u = (z − max)·2R on the class columns, 0 elsewhere.
+        // Four levels: the mask, then the first extension step (which bootstraps a
+        // scaled copy if it must, and scaling needs a level).
+        let diff = refresher.ensure(ops, &ops.sub(&z, &m)?, 4, 1.0)?;
+        let mut u = ops.mul_mask(&diff, &format!("unscale{c}"), &|| {
+            self.column_mask(|j| if j < c { 2.0 * r_max } else { 0.0 })
+        })?;
+        // 4. Domain extension, i = n−1 … 0 (inputs within r·L^{i+1}).
+        for i in (0..p.ext_n).rev() {
+            let bound = p.ext_r * p.ext_l.powi(i as i32 + 1);
+            u = refresher.ensure(ops, &u, 3, bound)?;
+            let d = p.ext_r * p.ext_r * p.ext_l.powi(2 * i as i32);
+            let u2 = ops.mul(&u, &u)?;
+            let t = ops.mul_const(&u, -4.0 / 27.0 / d)?;
+            u = ops.add(&u, &ops.mul(&t, &u2)?)?;
+        }
+        // 5. exp(u) = p(u/2^k)^(2^k).
+        u = refresher.ensure(ops, &u, self.exp.depth(), p.ext_r)?;
+        let mut e = ops.poly(&u, &self.exp)?;
+        for _ in 0..p.exp_squarings {
+            e = refresher.ensure(ops, &e, 1, 1.0)?;
+            e = ops.mul(&e, &e)?;
+        }
+        // 6. e' = e/B on the true classes; y = row sum of e' in every class column.
+        // Two levels: the mask, and the final product.
+        e = refresher.ensure(ops, &e, 2, 1.0)?;
+        let bound = p.inverse_range;
+        let e = ops.mul_mask(&e, &format!("classes{c}/B"), &|| {
+            self.column_mask(|j| if j < c { 1.0 / bound } else { 0.0 })
+        })?;
+        let mut y = ops.add(&e, &ops.rotate(&e, -cpi)?)?;
+        let mut k = 1;
+        while k < cp {
+            y = ops.add(&y, &ops.rotate(&y, k as i64)?)?;
+            k *= 2;
+        }
+        // 7. Goldschmidt: 1/y = Π (1 + t^(2^i)), t = 1 − y; columns ≥ c' get y ≥ 1 so
+        //    nothing there grows.
+        // The factor 1 + t^(2^i) of the last iteration sits at level(y) − (iters − 1),
+        // the running product one below it, and the final product needs one more.
+        y = refresher.ensure(ops, &y, p.inverse_iters + 1, 1.0)?;
+        let y = ops.add_mask(&y, &format!("outside{cp}"), &|| {
+            self.column_mask(|j| if j >= cp { 1.0 } else { 0.0 })
+        })?;
+        let mut t = ops.add_const(&ops.evaluator().neg(&y)?, 1.0)?;
+        let mut inv = ops.add_const(&t, 1.0)?;
+        for _ in 1..p.inverse_iters {
+            t = ops.mul(&t, &t)?;
+            inv = ops.mul(&inv, &ops.add_const(&t, 1.0)?)?;
+        }
+        // 8. softmax = e' · (1/y).
+        ops.mul(&e, &inv)
+    }
+}

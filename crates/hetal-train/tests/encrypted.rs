@@ -1,0 +1,157 @@
+//! Encrypted ASoftmax and encrypted training steps on small insecure parameters
+//! (N = 2^12, `insecure_n12_train`), against the float64 simulation of the same
+//! circuit and against exact softmax. Errors are reported in bits.
+
+use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
+use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
+use hetal_train::encrypted::{
+    Client, EncryptedBatch, EncryptedSoftmax, Ops, Refresher, Server, SessionConfig, presets,
+};
+use hetal_train::train::{SoftmaxKind, gradient};
+use hetal_train::{ASoftmaxParams, Nesterov, softmax_row};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+
+fn bits(err: f64) -> f64 {
+    -err.max(f64::MIN_POSITIVE).log2()
+}
+
+fn random_matrix(rows: usize, cols: usize, range: f64, seed: u64) -> Matrix {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    Matrix::from_fn(rows, cols, |_, _| rng.random_range(-range..range))
+}
+
+#[test]
+fn encrypted_asoftmax_matches_simulated_and_exact() {
+    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let slots = ctx.params().max_slots();
+    let classes = 5;
+    let shape = UnitShape::hetal(64, classes, slots).unwrap();
+    let params = ASoftmaxParams::default();
+    let sm = EncryptedSoftmax::new(&params, classes, shape.s1, slots).unwrap();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let mut req = boot_cfg.key_request(ctx.params(), slots).unwrap();
+    req.rotations.extend(sm.keys().rotations);
+    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
+    let ev = Arc::new(Evaluator::new(&ctx, keys));
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
+    let ops = Ops::new(ev);
+    let refresher = Refresher::new(boot);
+
+    // Logits within ±20 (one row with a large spread, one constant row).
+    let mut z = random_matrix(60, classes, 20.0, 7);
+    for j in 0..classes {
+        z.set(0, j, [-120.0, 100.0, 3.0, 99.0, -60.0][j]);
+        z.set(1, j, 4.0);
+    }
+    let layout = BlockLayout::new(z.rows(), classes, shape).unwrap();
+    let enc = EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, ctx.params().max_user_level())
+        .unwrap();
+    let out = sm.evaluate(&ops, &refresher, &enc).unwrap();
+    let got = out.decrypt(&ctx, &sk).unwrap();
+    let exp = params.exp_polynomial().unwrap();
+    let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
+    for i in 0..z.rows() {
+        let sim = params.eval_row(z.row(i), &exp);
+        let exact = softmax_row(z.row(i));
+        for j in 0..classes {
+            vs_sim = vs_sim.max((got.get(i, j) - sim[j]).abs());
+            vs_exact = vs_exact.max((got.get(i, j) - exact[j]).abs());
+            sim_vs_exact = sim_vs_exact.max((sim[j] - exact[j]).abs());
+        }
+    }
+    let stats = refresher.stats();
+    println!(
+        "ASoftmax c = {classes} (c' = {}): encrypted vs simulated 2^-{:.1}, encrypted vs exact \
+         2^-{:.1}, simulated vs exact 2^-{:.1}; {} bootstraps, depth {}",
+        padded_classes(classes),
+        bits(vs_sim),
+        bits(vs_exact),
+        bits(sim_vs_exact),
+        stats.count,
+        sm.depth().unwrap()
+    );
+    assert!(bits(vs_sim) > 9.0, "encrypted vs simulated: 2^-{:.1}", bits(vs_sim));
+    assert!(vs_exact < sim_vs_exact + 2f64.powi(-9));
+    assert!(stats.count > 0);
+}
+
+fn small_session(features: usize, classes: usize) -> SessionConfig {
+    SessionConfig {
+        classes,
+        features,
+        batch: 64,
+        learning_rate: 0.3,
+        patience: 2,
+        softmax: ASoftmaxParams::default(),
+        weight_bound: 4.0,
+    }
+}
+
+/// Features in [−1, 1] with a bias column, labels by a fixed linear rule.
+fn toy_data(rows: usize, features: usize, classes: usize, seed: u64) -> (Matrix, Vec<usize>) {
+    let mut x = random_matrix(rows, features, 1.0, seed);
+    for i in 0..rows {
+        x.set(i, features - 1, 1.0);
+    }
+    let w = random_matrix(classes, features, 1.0, seed + 1);
+    let z = x.matmul_bt(&w).unwrap();
+    let y = (0..rows)
+        .map(|i| {
+            let r = z.row(i);
+            (0..classes).fold(0, |b, j| if r[j] > r[b] { j } else { b })
+        })
+        .collect();
+    (x, y)
+}
+
+#[test]
+fn encrypted_steps_match_the_simulated_steps() {
+    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let (features, classes) = (41, 5); // two column blocks of s1 = 32
+    let config = small_session(features, classes);
+    let (client, setup) = Client::new(ctx.clone(), boot_cfg, config.clone()).unwrap();
+    // The setup crosses as bytes, as between two processes.
+    let bytes = setup.to_bytes(&ctx).unwrap();
+    let setup = hetal_train::encrypted::SessionSetup::from_bytes(&ctx, &bytes).unwrap();
+    let mut server = Server::new(ctx.clone(), setup).unwrap();
+    server.start(client.initial_model().unwrap());
+
+    let (x, y) = toy_data(120, features, classes, 11);
+    let mut sim = Nesterov::zeros(classes, features);
+    let params = ASoftmaxParams::default();
+    for (step, rows) in [(0..64), (64..120)].into_iter().enumerate() {
+        let idx: Vec<usize> = rows.collect();
+        let xb = hetal_train::train::rows_of(&x, &idx);
+        let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
+        let batch = client.encrypt_batch(&xb, &yb).unwrap();
+        let batch =
+            EncryptedBatch::from_bytes(&ctx, &batch.to_bytes(&ctx).unwrap()).unwrap();
+        let t = server.train_step(&batch).unwrap();
+        let (g, _) = gradient(&xb, &yb, &sim.v, SoftmaxKind::Approximate, &params).unwrap();
+        sim.step(&g, config.learning_rate);
+        let w = client.decrypt_model(&server.current_model().unwrap()).unwrap();
+        let err = w.max_abs_diff(&sim.w).unwrap();
+        let scale = (0..classes)
+            .flat_map(|i| (0..features).map(move |j| (i, j)))
+            .fold(0f64, |m, (i, j)| m.max(sim.w.get(i, j).abs()));
+        println!(
+            "step {step}: max |W_enc − W_sim| = 2^-{:.1} (max |W| = {scale:.3}), \
+             {} bootstraps, {:.1} s",
+            bits(err),
+            t.bootstraps,
+            t.total()
+        );
+        assert!(bits(err) > 10.0, "step {step}: 2^-{:.1}", bits(err));
+        assert!(scale > 1e-2);
+    }
+    // Encrypted inference with the trained weights.
+    let feats = client.encrypt_features(&x).unwrap();
+    let model = server.current_model().unwrap();
+    let z = client.decrypt_logits(&server.infer(&model, &feats).unwrap()).unwrap();
+    let z_sim = x.matmul_bt(&sim.w).unwrap();
+    assert!(bits(z.max_abs_diff(&z_sim).unwrap()) > 8.0);
+}
