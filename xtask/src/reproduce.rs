@@ -1,17 +1,35 @@
 //! `cargo xtask reproduce --dataset dermamnist`: HETAL's training protocol on real
-//! extracted features. Modes implemented so far: `plain` (float64, exact softmax) and
-//! `simulated` (float64, ASoftmax with the encrypted run's schedule). The encrypted
-//! mode is not implemented yet (see the README's Status).
+//! extracted features, in three modes: `plain` (float64, exact softmax), `simulated`
+//! (float64, ASoftmax with the encrypted run's exact schedule) and `encrypted`
+//! (client/server over CKKS with bootstrapping, `hetal_train::encrypted`).
 //!
-//! With `--json` the last stdout line is the report: `test_accuracy` (fraction),
-//! `mode`, `steps`, `epochs`, `best_epoch`, `total_s`, `per_step_s`, the
-//! hyper-parameters and the per-epoch history.
+//! Every run also replays `plain` and `simulated` with the same settings (seconds), so
+//! the report compares the three. An encrypted run checkpoints the server state and the
+//! client's early-stopping state after every step (`<out>/checkpoint.bin`); with
+//! `--key-cache DIR` the client's secret key is kept in `DIR` (evaluation keys are
+//! regenerated from it), which `--resume` needs.
+//!
+//! With `--json` the last stdout line is the report: `test_accuracy` (fraction, of the
+//! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, plus the other
+//! modes' accuracies, the time split, bootstrap count, and for a truncated encrypted
+//! run the projected full-run time and `max_abs_w_diff` (`|W_encrypted − W_simulated|`).
+//! The markdown report and the JSON go to `--out-dir`.
 
+use he_linalg::ckks::{Context, SecretKey};
+use he_linalg::{CpuBackend, Matrix};
+use hetal_train::encrypted::{
+    BootstrapStats, Client, EncryptedFeatures, Server, SessionConfig, StepTimings, presets,
+};
 use hetal_train::softmax::ASoftmaxParams;
-use hetal_train::train::{SoftmaxKind, accuracy, train_float};
-use hetal_train::{Dataset, Preprocessor, dataset};
+use hetal_train::train::{
+    EarlyStopping, EpochRecord, SoftmaxKind, TrainOutcome, accuracy, epoch_batches, rows_of,
+    train_float,
+};
+use hetal_train::{Dataset, DatasetSpec, HyperParams, Preprocessor, dataset};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `reproduce`.
@@ -24,44 +42,60 @@ pub struct Args {
     /// `../shared/data/<dataset>/<extractor>`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `plain` or `simulated`.
-    #[arg(long, default_value = "simulated")]
+    /// `plain`, `simulated` or `encrypted`.
+    #[arg(long, default_value = "encrypted")]
     mode: String,
+    /// Backend of the encrypted mode (`cpu`; `cuda` once it exists).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// CKKS preset of the encrypted mode: `n16` (N = 2^16, 128-bit secure) or
+    /// `insecure-n12` (tests and CI smoke runs only).
+    #[arg(long, default_value = "n16")]
+    preset: String,
     /// Override the batch size.
     #[arg(long)]
     batch: Option<usize>,
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Stop after this many steps.
+    /// Stop after this many steps (the partial epoch is validated as the last one).
     #[arg(long)]
     max_steps: Option<usize>,
     /// Seed of the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Output directory (report, JSON, checkpoint); default
+    /// `target/reproduce/<dataset>-<mode>`.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Keep the client's secret key in this directory (reused when present).
+    #[arg(long)]
+    key_cache: Option<PathBuf>,
+    /// Resume an encrypted run from `<out>/checkpoint.bin` (needs `--key-cache`).
+    #[arg(long)]
+    resume: bool,
     /// Print the report as one JSON object (last line).
     #[arg(long)]
     json: bool,
 }
 
-/// Runs the protocol.
-///
-/// # Errors
-/// Unknown dataset or mode, unreadable data, training errors.
-pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Prepared {
+    spec: &'static DatasetSpec,
+    hyper: HyperParams,
+    xt: Matrix,
+    xv: Matrix,
+    xs: Matrix,
+    ds: Dataset,
+}
+
+fn prepare(args: &Args) -> BoxResult<Prepared> {
     let spec = dataset(&args.dataset)?;
     let dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| Dataset::default_dir(&PathBuf::from("../shared/data"), spec));
-    let kind = match args.mode.as_str() {
-        "plain" => SoftmaxKind::Exact,
-        "simulated" => SoftmaxKind::Approximate,
-        "encrypted" => {
-            return Err("--mode encrypted is not implemented yet (see README Status)".into());
-        }
-        m => return Err(format!("unknown mode {m:?} (plain, simulated)").into()),
-    };
     let mut hyper = spec.hyper;
     if let Some(b) = args.batch {
         hyper.batch = b;
@@ -69,59 +103,438 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(e) = args.epochs {
         hyper.epochs = e;
     }
-    let clock = Instant::now();
     let ds = Dataset::load(&dir, spec.classes)?;
     let pre = Preprocessor::fit(&ds.train.x)?;
-    let (xt, xv, xs) = (
-        pre.apply(&ds.train.x),
-        pre.apply(&ds.val.x),
-        pre.apply(&ds.test.x),
-    );
-    let params = ASoftmaxParams::default();
-    let train_clock = Instant::now();
+    Ok(Prepared {
+        spec,
+        hyper,
+        xt: pre.apply(&ds.train.x),
+        xv: pre.apply(&ds.val.x),
+        xs: pre.apply(&ds.test.x),
+        ds,
+    })
+}
+
+fn float_run(
+    p: &Prepared,
+    kind: SoftmaxKind,
+    seed: u64,
+    max_steps: Option<usize>,
+) -> BoxResult<(TrainOutcome, f64, f64)> {
+    let clock = Instant::now();
     let out = train_float(
-        (&xt, &ds.train.y),
-        (&xv, &ds.val.y),
-        spec.classes,
-        &hyper,
+        (&p.xt, &p.ds.train.y),
+        (&p.xv, &p.ds.val.y),
+        p.spec.classes,
+        &p.hyper,
         kind,
-        &params,
-        args.seed,
-        args.max_steps,
+        &ASoftmaxParams::default(),
+        seed,
+        max_steps,
     )?;
-    let train_s = train_clock.elapsed().as_secs_f64();
-    let test_accuracy = accuracy(&xs.matmul_bt(&out.w)?, &ds.test.y);
-    let report = json!({
-        "dataset": spec.name,
-        "extractor": spec.extractor,
-        "mode": args.mode,
-        "backend": "cpu (float64)",
-        "hyper": hyper,
-        "asoftmax": params,
-        "seed": args.seed,
-        "test_accuracy": test_accuracy,
-        "steps": out.steps,
-        "epochs": out.epochs,
-        "best_epoch": out.best_epoch,
-        "stopped_early": out.stopped_early,
-        "total_s": clock.elapsed().as_secs_f64(),
-        "per_step_s": train_s / out.steps.max(1) as f64,
-        "history": out.history,
+    let secs = clock.elapsed().as_secs_f64();
+    let acc = accuracy(&p.xs.matmul_bt(&out.w)?, &p.ds.test.y);
+    Ok((out, acc, secs))
+}
+
+/// Runs the protocol.
+///
+/// # Errors
+/// Unknown dataset, mode, preset or backend; unreadable data; training errors.
+pub fn run(args: &Args) -> BoxResult<()> {
+    if !["plain", "simulated", "encrypted"].contains(&args.mode.as_str()) {
+        return Err(format!("unknown mode {:?} (plain, simulated, encrypted)", args.mode).into());
+    }
+    if args.backend != "cpu" {
+        return Err(format!(
+            "backend {:?} is not available (cpu only: the CUDA backend is not implemented)",
+            args.backend
+        )
+        .into());
+    }
+    let clock = Instant::now();
+    let p = prepare(args)?;
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("target/reproduce/{}-{}", p.spec.name, args.mode))
     });
+    std::fs::create_dir_all(&out_dir)?;
+    let (plain, plain_acc, plain_s) = float_run(&p, SoftmaxKind::Exact, args.seed, args.max_steps)?;
+    let (sim, sim_acc, sim_s) =
+        float_run(&p, SoftmaxKind::Approximate, args.seed, args.max_steps)?;
+    let mut report = json!({
+        "dataset": p.spec.name,
+        "extractor": p.spec.extractor,
+        "mode": args.mode,
+        "backend": if args.mode == "encrypted" { "cpu" } else { "cpu (float64)" },
+        "machine": machine(),
+        "hyper": p.hyper,
+        "asoftmax": ASoftmaxParams::default(),
+        "seed": args.seed,
+        "max_steps": args.max_steps,
+        "plain": { "test_accuracy": plain_acc, "steps": plain.steps, "epochs": plain.epochs,
+                   "best_epoch": plain.best_epoch, "train_s": plain_s },
+        "simulated": { "test_accuracy": sim_acc, "steps": sim.steps, "epochs": sim.epochs,
+                       "best_epoch": sim.best_epoch, "train_s": sim_s },
+    });
+    let (acc, steps, epochs, best, history, per_step) = match args.mode.as_str() {
+        "plain" => (plain_acc, plain.steps, plain.epochs, plain.best_epoch, plain.history.clone(),
+                    plain_s / plain.steps.max(1) as f64),
+        "simulated" => (sim_acc, sim.steps, sim.epochs, sim.best_epoch, sim.history.clone(),
+                        sim_s / sim.steps.max(1) as f64),
+        _ => {
+            let e = encrypted_run(args, &p, &out_dir, &sim)?;
+            // Projection of the full protocol from the measured costs.
+            let full = if args.max_steps.is_some() {
+                float_run(&p, SoftmaxKind::Approximate, args.seed, None)?.0
+            } else {
+                sim.clone()
+            };
+            let per_step = e.timings.total() / e.steps_run.max(1) as f64;
+            let projected = e.setup_s
+                + per_step * full.steps as f64
+                + e.validation_s_per_epoch * full.epochs as f64
+                + e.test_s;
+            let obj = report.as_object_mut().ok_or("report")?;
+            obj.insert("preset".into(), json!(e.preset));
+            obj.insert("encrypted".into(), json!({
+                "test_accuracy": e.test_accuracy,
+                "steps": e.steps, "epochs": e.history.len(), "best_epoch": e.best_epoch,
+                "keygen_s": e.keygen_s, "setup_s": e.setup_s,
+                "time_split_s": e.timings, "bootstrap": e.boot,
+                "validation_s_per_epoch": e.validation_s_per_epoch, "test_s": e.test_s,
+                "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
+            }));
+            obj.insert("bootstraps".into(), json!(e.boot.count));
+            obj.insert("time_split_s".into(), json!(e.timings));
+            obj.insert("max_abs_w_diff".into(), json!(e.max_abs_w_diff));
+            obj.insert("full_protocol".into(), json!({
+                "steps": full.steps, "epochs": full.epochs,
+                "projected_s": projected,
+                "projected_h": projected / 3600.0,
+            }));
+            (e.test_accuracy, e.steps, e.history.len(), e.best_epoch, e.history, per_step)
+        }
+    };
+    let obj = report.as_object_mut().ok_or("report")?;
+    obj.insert("test_accuracy".into(), json!(acc));
+    obj.insert("steps".into(), json!(steps));
+    obj.insert("epochs".into(), json!(epochs));
+    obj.insert("best_epoch".into(), json!(best));
+    obj.insert("total_s".into(), json!(clock.elapsed().as_secs_f64()));
+    obj.insert("per_step_s".into(), json!(per_step));
+    obj.insert("history".into(), json!(history));
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    obj.insert("command".into(), json!(format!("cargo xtask {command}")));
+    std::fs::write(out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out_dir.join("report.md"), markdown(&report))?;
     if args.json {
         println!("{report}");
     } else {
-        println!(
-            "{} ({}), mode {}: test accuracy {:.4} after {} steps / {} epochs (best epoch {}), {:.1} s",
-            spec.name,
-            spec.extractor,
-            args.mode,
-            test_accuracy,
-            out.steps,
-            out.epochs,
-            out.best_epoch,
-            clock.elapsed().as_secs_f64()
-        );
+        print!("{}", markdown(&report));
+        println!("(report written to {})", out_dir.display());
     }
     Ok(())
+}
+
+fn machine() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    format!("{} {}, {threads} hardware threads", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// The report as markdown.
+fn markdown(r: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.4}"));
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# {} ({}) — mode {}\n\nCommand: `{}`\n\nMachine: {}; backend {}; preset {}\n\n",
+        r["dataset"].as_str().unwrap_or("?"),
+        r["extractor"].as_str().unwrap_or("?"),
+        r["mode"].as_str().unwrap_or("?"),
+        r["command"].as_str().unwrap_or("?"),
+        r["machine"].as_str().unwrap_or("?"),
+        r["backend"].as_str().unwrap_or("?"),
+        r["preset"].as_str().unwrap_or("–"),
+    ));
+    s.push_str(&format!(
+        "Hyper-parameters: {}; max steps {}; seed {}\n\n",
+        r["hyper"], r["max_steps"], r["seed"]
+    ));
+    s.push_str("| mode | test accuracy | steps | epochs | best epoch |\n|---|---|---|---|---|\n");
+    for m in ["plain", "simulated", "encrypted"] {
+        if r[m].is_object() {
+            s.push_str(&format!(
+                "| {m} | {} | {} | {} | {} |\n",
+                f(&r[m]["test_accuracy"]),
+                r[m]["steps"],
+                r[m]["epochs"],
+                r[m]["best_epoch"]
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "\nTotal {:.1} s, {:.2} s per step.\n",
+        r["total_s"].as_f64().unwrap_or(0.0),
+        r["per_step_s"].as_f64().unwrap_or(0.0)
+    ));
+    if r["encrypted"].is_object() {
+        let e = &r["encrypted"];
+        let t = &e["time_split_s"];
+        s.push_str(&format!(
+            "\nEncrypted: key generation {:.1} s, server setup {:.1} s; training time split \
+             (s): matmul {:.1}, softmax {:.1}, bootstrapping {:.1}, other {:.1}; {} bootstraps \
+             ({:.1} s); validation {:.1} s per epoch; test inference {:.1} s.\n",
+            e["keygen_s"].as_f64().unwrap_or(0.0),
+            e["setup_s"].as_f64().unwrap_or(0.0),
+            t["matmul"].as_f64().unwrap_or(0.0),
+            t["softmax"].as_f64().unwrap_or(0.0),
+            t["bootstrap"].as_f64().unwrap_or(0.0),
+            t["other"].as_f64().unwrap_or(0.0),
+            e["bootstrap"]["count"],
+            e["bootstrap"]["seconds"].as_f64().unwrap_or(0.0),
+            e["validation_s_per_epoch"].as_f64().unwrap_or(0.0),
+            e["test_s"].as_f64().unwrap_or(0.0),
+        ));
+        s.push_str(&format!(
+            "Largest |W_encrypted − W_simulated| after step {}: {:.3e}.\n",
+            e["w_diff_at_step"],
+            e["max_abs_w_diff"].as_f64().unwrap_or(f64::NAN)
+        ));
+        let full = &r["full_protocol"];
+        s.push_str(&format!(
+            "Full protocol ({} steps, {} epochs): projected {:.1} h on this machine.\n",
+            full["steps"],
+            full["epochs"],
+            full["projected_h"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if let Some(h) = r["history"].as_array() {
+        s.push_str("\n| epoch | steps | val loss | val accuracy |\n|---|---|---|---|\n");
+        for e in h {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                e["epoch"],
+                e["steps"],
+                f(&e["val_loss"]),
+                f(&e["val_accuracy"])
+            ));
+        }
+    }
+    s
+}
+
+struct EncryptedOutcome {
+    preset: String,
+    test_accuracy: f64,
+    steps: usize,
+    steps_run: usize,
+    best_epoch: usize,
+    history: Vec<EpochRecord>,
+    timings: StepTimings,
+    boot: BootstrapStats,
+    keygen_s: f64,
+    setup_s: f64,
+    validation_s_per_epoch: f64,
+    test_s: f64,
+    max_abs_w_diff: f64,
+}
+
+/// What `--resume` restores besides the server state.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    epoch: usize,
+    batch_in_epoch: usize,
+    steps: usize,
+    history: Vec<EpochRecord>,
+    stopping: EarlyStopping,
+    timings: StepTimings,
+    server: Vec<u8>,
+}
+
+fn secret_key(
+    ctx: &Arc<Context<CpuBackend>>,
+    cache: Option<&Path>,
+) -> BoxResult<Option<SecretKey<CpuBackend>>> {
+    let Some(dir) = cache else { return Ok(None) };
+    let path = dir.join("secret_key.bin");
+    if path.exists() {
+        let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
+        return Ok(Some(SecretKey::from_bytes(ctx, &bytes)?));
+    }
+    Ok(None)
+}
+
+fn store_secret_key(sk: &SecretKey<CpuBackend>, dir: &Path) -> BoxResult<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(dir.join("secret_key.bin"))?;
+    f.write_all(&sk.to_bytes()?)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_lines)]
+fn encrypted_run(
+    args: &Args,
+    p: &Prepared,
+    out_dir: &Path,
+    sim: &TrainOutcome,
+) -> BoxResult<EncryptedOutcome> {
+    let (lit, boot_cfg) = match args.preset.as_str() {
+        "n16" => presets::n16_train(),
+        "insecure-n12" => presets::insecure_n12_train(),
+        other => return Err(format!("unknown preset {other:?} (n16, insecure-n12)").into()),
+    };
+    if args.resume && args.key_cache.is_none() {
+        return Err("--resume needs --key-cache (the checkpoint is encrypted under that key)".into());
+    }
+    let hyper = p.hyper;
+    let config = SessionConfig {
+        classes: p.spec.classes,
+        features: p.xt.cols(),
+        batch: hyper.batch,
+        learning_rate: hyper.learning_rate,
+        patience: hyper.patience,
+        softmax: ASoftmaxParams::default(),
+        weight_bound: 16.0,
+    };
+    let ctx = Context::new_cpu(lit)?;
+    let clock = Instant::now();
+    let cached = secret_key(&ctx, args.key_cache.as_deref())?;
+    let (mut client, setup) = match cached {
+        Some(sk) => Client::with_secret_key(ctx.clone(), sk, boot_cfg, config.clone())?,
+        None => Client::new(ctx.clone(), boot_cfg, config.clone())?,
+    };
+    if let Some(dir) = &args.key_cache {
+        store_secret_key(client.secret_key(), dir)?;
+    }
+    let keygen_s = clock.elapsed().as_secs_f64();
+    eprintln!("keys: {:.1} s ({} evaluation keys)", keygen_s, setup.keys.num_keys());
+    let clock = Instant::now();
+    let mut server = Server::new(ctx.clone(), setup)?;
+    let setup_s = clock.elapsed().as_secs_f64();
+    eprintln!("server setup (bootstrapping circuit): {setup_s:.1} s");
+
+    let ckpt_path = out_dir.join("checkpoint.bin");
+    let mut state = Checkpoint {
+        epoch: 1,
+        batch_in_epoch: 0,
+        steps: 0,
+        history: Vec::new(),
+        stopping: EarlyStopping::new(hyper.patience),
+        timings: StepTimings::default(),
+        server: Vec::new(),
+    };
+    if args.resume {
+        let bytes = std::fs::read(&ckpt_path)?;
+        state = postcard::from_bytes(&bytes)?;
+        server.restore(&state.server)?;
+        client.set_early_stopping(state.stopping.clone());
+        eprintln!("resumed at epoch {}, batch {}, step {}", state.epoch, state.batch_in_epoch, state.steps);
+    } else {
+        server.start(client.initial_model()?);
+    }
+    let val: EncryptedFeatures<CpuBackend> = client.encrypt_features(&p.xv)?;
+    let planned = args
+        .max_steps
+        .unwrap_or(sim.steps.max(1))
+        .max(state.steps);
+    let bar = indicatif::ProgressBar::new(planned as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} [{elapsed_precise}, ETA {eta_precise}] {msg}",
+        )?,
+    );
+    bar.set_position(state.steps as u64);
+    let mut steps_run = 0;
+    let mut validation_s = 0.0;
+    let mut validations = 0;
+    let mut stopped = false;
+    let mut epoch = state.epoch;
+    while epoch <= hyper.epochs && !stopped {
+        let batches = epoch_batches(p.xt.rows(), hyper.batch, args.seed, epoch);
+        let mut truncated = false;
+        for (bi, b) in batches.iter().enumerate().skip(state.batch_in_epoch) {
+            if args.max_steps.is_some_and(|m| state.steps >= m) {
+                truncated = true;
+                break;
+            }
+            let xb = rows_of(&p.xt, b);
+            let yb: Vec<usize> = b.iter().map(|&i| p.ds.train.y[i]).collect();
+            let batch = client.encrypt_batch(&xb, &yb)?;
+            let t = server.train_step(&batch)?;
+            state.timings.accumulate(&t);
+            state.steps += 1;
+            steps_run += 1;
+            state.batch_in_epoch = bi + 1;
+            bar.set_message(format!(
+                "epoch {epoch}, last step {:.0} s ({} bootstraps)",
+                t.total(),
+                t.bootstraps
+            ));
+            bar.inc(1);
+            state.epoch = epoch;
+            state.stopping = client.early_stopping().clone();
+            state.server = server.checkpoint()?;
+            std::fs::write(&ckpt_path, postcard::to_allocvec(&state)?)?;
+            state.server.clear();
+        }
+        // Validation: encrypted logits, decrypted and judged by the client.
+        let clock = Instant::now();
+        let z = server.logits(&val)?;
+        let (feedback, loss, acc, _) = client.validate(epoch, &z, &p.ds.val.y)?;
+        validation_s += clock.elapsed().as_secs_f64();
+        validations += 1;
+        state.history.push(EpochRecord {
+            epoch,
+            steps: state.steps,
+            train_loss: f64::NAN,
+            val_loss: loss,
+            val_accuracy: acc,
+        });
+        let go_on = server.end_epoch(epoch, feedback)?;
+        bar.println(format!("epoch {epoch}: validation loss {loss:.4}, accuracy {acc:.4}"));
+        stopped = !go_on || truncated || args.max_steps.is_some_and(|m| state.steps >= m);
+        epoch += 1;
+        state.epoch = epoch;
+        state.batch_in_epoch = 0;
+    }
+    bar.finish_and_clear();
+    let _ = std::fs::remove_file(&ckpt_path);
+
+    // The client picks the best epoch's weights among the server's candidates.
+    let best_epoch = client.best_epoch().unwrap_or(0);
+    let candidates = server.candidate_models();
+    let model = candidates
+        .into_iter()
+        .find(|m| m.epoch == best_epoch)
+        .map_or_else(|| server.current_model(), Ok)?;
+    let clock = Instant::now();
+    let test = client.encrypt_features(&p.xs)?;
+    let z = client.decrypt_logits(&server.infer(&model, &test)?)?;
+    let test_accuracy = accuracy(&z, &p.ds.test.y);
+    let test_s = clock.elapsed().as_secs_f64();
+    let w_enc = client.decrypt_model(&server.current_model()?)?;
+    let max_abs_w_diff = if sim.steps == state.steps {
+        w_enc.max_abs_diff(&sim.last_w)?
+    } else {
+        f64::NAN
+    };
+    Ok(EncryptedOutcome {
+        preset: args.preset.clone(),
+        test_accuracy,
+        steps: state.steps,
+        steps_run,
+        best_epoch,
+        history: state.history,
+        timings: state.timings,
+        boot: server.bootstrap_stats(),
+        keygen_s,
+        setup_s,
+        validation_s_per_epoch: validation_s / f64::from(validations.max(1)),
+        test_s,
+        max_abs_w_diff,
+    })
 }

@@ -105,6 +105,8 @@ pub struct EpochRecord {
 pub struct TrainOutcome {
     /// The weights of the best epoch (`c × (d+1)`).
     pub w: Matrix,
+    /// The last iterate `W` (where a truncated run stopped).
+    pub last_w: Matrix,
     /// The best epoch (1-based).
     pub best_epoch: usize,
     /// Epochs run.
@@ -239,7 +241,8 @@ pub fn rows_of(x: &Matrix, idx: &[usize]) -> Matrix {
 }
 
 /// Float64 training (`plain` or `simulated`) on preprocessed features (bias column
-/// included). `max_steps` truncates the run.
+/// included). `max_steps` truncates the run; the partial epoch is validated as the last
+/// epoch.
 ///
 /// # Errors
 /// [`TrainError::Config`] for an empty split or zero batch; shape errors.
@@ -267,11 +270,13 @@ pub fn train_float(
     let mut history = Vec::new();
     let mut steps = 0;
     let mut stopped_early = false;
-    'epochs: for epoch in 1..=hyper.epochs {
+    for epoch in 1..=hyper.epochs {
         let mut losses = Vec::new();
+        let mut truncated = false;
         for b in epoch_batches(x.rows(), hyper.batch, seed, epoch) {
             if max_steps.is_some_and(|m| steps >= m) {
-                break 'epochs;
+                truncated = true;
+                break;
             }
             let xb = rows_of(x, &b);
             let yb: Vec<usize> = b.iter().map(|&i| y[i]).collect();
@@ -298,8 +303,12 @@ pub fn train_float(
             stopped_early = true;
             break;
         }
+        if truncated || max_steps.is_some_and(|m| steps >= m) {
+            break;
+        }
     }
     Ok(TrainOutcome {
+        last_w: opt.w,
         w: best,
         best_epoch: stop.best_epoch().unwrap_or(0),
         epochs: history.len(),
