@@ -11,14 +11,18 @@
 //! - `bench-matmul [--json] [--preset n16] [--shapes AxBxC,…] [--reps 3] [--quick] [--no-doc]`:
 //!   DiagABT/DiagATB against ColMajor/RowMajor and Jin et al. on HETAL's five shapes;
 //!   writes docs/results/matmul.md.
-//! - `reproduce --dataset dermamnist [--mode plain|simulated] [--json]`: HETAL's training
-//!   protocol on real features (the encrypted mode is not implemented yet).
+//! - `reproduce --dataset dermamnist [--mode plain|simulated|encrypted] [--preset n16]
+//!   [--batch B] [--epochs E] [--max-steps S] [--seed] [--out-dir] [--key-cache DIR]
+//!   [--resume] [--json]`: HETAL's training protocol on real features.
+//! - `softmax-error --classes c --range R --samples n [--variant normal] [--encrypted]
+//!   [--json]`: ASoftmax's error against exact softmax (float64 circuit and CKKS).
 
 mod bench_bootstrap;
 mod bench_ckks;
 mod bench_matmul;
 mod bench_ntt;
 mod reproduce;
+mod softmax_error;
 
 use clap::{Parser, Subcommand};
 
@@ -52,8 +56,10 @@ enum Command {
     BenchBootstrap(bench_bootstrap::Args),
     /// Time DiagABT/DiagATB against the baseline encrypted matrix products.
     BenchMatmul(bench_matmul::Args),
-    /// HETAL's training protocol on real features (plain and simulated modes so far).
+    /// HETAL's training protocol on real features (plain, simulated, encrypted).
     Reproduce(reproduce::Args),
+    /// ASoftmax's error against exact softmax (float64 and encrypted).
+    SoftmaxError(softmax_error::Args),
 }
 
 fn main() {
@@ -64,6 +70,7 @@ fn main() {
         Command::BenchBootstrap(args) => bench_bootstrap::run(&args),
         Command::BenchMatmul(args) => bench_matmul::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
+        Command::SoftmaxError(args) => softmax_error::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -469,11 +469,15 @@ fn encrypted_run(
             state.steps += 1;
             steps_run += 1;
             state.batch_in_epoch = bi + 1;
-            bar.set_message(format!(
+            let msg = format!(
                 "epoch {epoch}, last step {:.0} s ({} bootstraps)",
                 t.total(),
                 t.bootstraps
-            ));
+            );
+            if bar.is_hidden() {
+                eprintln!("step {}: {msg}", state.steps);
+            }
+            bar.set_message(msg);
             bar.inc(1);
             state.epoch = epoch;
             state.stopping = client.early_stopping().clone();
@@ -495,7 +499,12 @@ fn encrypted_run(
             val_accuracy: acc,
         });
         let go_on = server.end_epoch(epoch, feedback)?;
-        bar.println(format!("epoch {epoch}: validation loss {loss:.4}, accuracy {acc:.4}"));
+        let msg = format!("epoch {epoch}: validation loss {loss:.4}, accuracy {acc:.4}");
+        if bar.is_hidden() {
+            eprintln!("{msg}");
+        } else {
+            bar.println(msg);
+        }
         stopped = !go_on || truncated || args.max_steps.is_some_and(|m| state.steps >= m);
         epoch += 1;
         state.epoch = epoch;

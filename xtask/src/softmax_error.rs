@@ -1,0 +1,161 @@
+//! `cargo xtask softmax-error --classes c --range R --samples n [--variant normal]
+//! [--encrypted] [--json]`: the error of ASoftmax (HETAL, §4.3) against exact softmax
+//! on rows of `c` logits drawn uniformly from `[−R, R]` — the float64 evaluation of the
+//! circuit on `n` rows, and with `--encrypted` the CKKS evaluation (with bootstrapping)
+//! on `--encrypted-rows` of them.
+//!
+//! Prints `{"classes", "range", "samples", "max_abs_err", "mean_abs_err", "depth"}`:
+//! the maximum and the mean over rows of the per-row maximum absolute error, and the
+//! circuit's multiplicative depth; `--encrypted` adds `encrypted` (the same errors of
+//! the decrypted CKKS result, against exact softmax and against the float64 circuit,
+//! bootstraps and seconds).
+
+use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
+use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
+use hetal_train::encrypted::{EncryptedSoftmax, Ops, Refresher, presets};
+use hetal_train::{ASoftmaxParams, softmax_row};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `softmax-error`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Classes `c` per row.
+    #[arg(long, default_value_t = 7)]
+    classes: usize,
+    /// Logits are uniform in `[−R, R]`.
+    #[arg(long, default_value_t = 64.0)]
+    range: f64,
+    /// Rows evaluated in float64.
+    #[arg(long, default_value_t = 10_000)]
+    samples: usize,
+    /// `normal` (HETAL's ASoftmax). The "precise" variant is not implemented.
+    #[arg(long, default_value = "normal")]
+    variant: String,
+    /// Also run rows through CKKS.
+    #[arg(long)]
+    encrypted: bool,
+    /// Rows run through CKKS with `--encrypted`.
+    #[arg(long, default_value_t = 2048)]
+    encrypted_rows: usize,
+    /// CKKS preset for `--encrypted`: `n16` or `insecure-n12`.
+    #[arg(long, default_value = "n16")]
+    preset: String,
+    /// Seed of the logits.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON (one line).
+    #[arg(long)]
+    json: bool,
+}
+
+fn row_errors(got: &Matrix, reference: impl Fn(usize) -> Vec<f64>, rows: usize) -> (f64, f64) {
+    let mut max = 0f64;
+    let mut sum = 0.0;
+    for i in 0..rows {
+        let r = reference(i);
+        let e = (0..r.len()).fold(0f64, |m, j| m.max((got.get(i, j) - r[j]).abs()));
+        max = max.max(e);
+        sum += e;
+    }
+    (max, sum / rows.max(1) as f64)
+}
+
+/// Runs the measurement.
+///
+/// # Errors
+/// Invalid arguments; CKKS errors.
+pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.variant != "normal" {
+        return Err(format!(
+            "--variant {:?}: only `normal` is implemented (the precise variant that corrects \
+             the domain-extension distortion is not)",
+            args.variant
+        )
+        .into());
+    }
+    if args.classes < 2 || !(args.range > 0.0) || args.samples == 0 {
+        return Err("need --classes ≥ 2, --range > 0, --samples ≥ 1".into());
+    }
+    let params = ASoftmaxParams::default();
+    if args.range > params.r_max {
+        return Err(format!("--range {} exceeds R_max = {}", args.range, params.r_max).into());
+    }
+    let exp = params.exp_polynomial()?;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
+    let z = Matrix::from_fn(args.samples, args.classes, |_, _| {
+        rng.random_range(-args.range..=args.range)
+    });
+    let sim = Matrix::from_rows(
+        &(0..z.rows())
+            .map(|i| params.eval_row(z.row(i), &exp))
+            .collect::<Vec<_>>(),
+    )?;
+    let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
+    let cp = padded_classes(args.classes);
+    let mut report = json!({
+        "classes": args.classes,
+        "range": args.range,
+        "samples": args.samples,
+        "variant": args.variant,
+        "max_abs_err": max,
+        "mean_abs_err": mean,
+        "depth": params.depth(cp)?,
+    });
+    if args.encrypted {
+        let (lit, boot_cfg) = match args.preset.as_str() {
+            "n16" => presets::n16_train(),
+            "insecure-n12" => presets::insecure_n12_train(),
+            p => return Err(format!("unknown preset {p:?} (n16, insecure-n12)").into()),
+        };
+        let ctx = Context::new_cpu(lit)?;
+        let slots = ctx.params().max_slots();
+        let shape = UnitShape::new(slots / (2 * cp), 2 * cp)?;
+        let sm = EncryptedSoftmax::new(&params, args.classes, shape.s1, slots)?;
+        let clock = Instant::now();
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.gen_secret_key()?;
+        let mut req = boot_cfg.key_request(ctx.params(), slots)?;
+        req.rotations.extend(sm.keys().rotations);
+        let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req)?);
+        let ev = Arc::new(Evaluator::new(&ctx, keys));
+        let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots)?);
+        let setup_s = clock.elapsed().as_secs_f64();
+        let (ops, refresher) = (Ops::new(ev), Refresher::new(boot));
+        let rows = args.encrypted_rows.min(args.samples);
+        let sub = Matrix::from_fn(rows, args.classes, |i, j| z.get(i, j));
+        let layout = BlockLayout::new(rows, args.classes, shape)?;
+        let enc =
+            EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, ctx.params().max_user_level())?;
+        let clock = Instant::now();
+        let out = sm.evaluate(&ops, &refresher, &enc)?;
+        let eval_s = clock.elapsed().as_secs_f64();
+        let got = out.decrypt(&ctx, &sk)?;
+        let (emax, emean) = row_errors(&got, |i| softmax_row(z.row(i)), rows);
+        let (smax, smean) = row_errors(&got, |i| sim.row(i).to_vec(), rows);
+        report.as_object_mut().ok_or("report")?.insert(
+            "encrypted".into(),
+            json!({
+                "preset": args.preset,
+                "rows": rows,
+                "ciphertexts": enc.ciphertexts().len(),
+                "max_abs_err": emax,
+                "mean_abs_err": emean,
+                "max_abs_err_vs_simulated": smax,
+                "mean_abs_err_vs_simulated": smean,
+                "bootstraps": refresher.stats().count,
+                "bootstrap_s": refresher.stats().seconds,
+                "eval_s": eval_s,
+                "setup_s": setup_s,
+            }),
+        );
+    }
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
