@@ -159,8 +159,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
     });
     std::fs::create_dir_all(&out_dir)?;
     let (plain, plain_acc, plain_s) = float_run(&p, SoftmaxKind::Exact, args.seed, args.max_steps)?;
-    let (sim, sim_acc, sim_s) =
-        float_run(&p, SoftmaxKind::Approximate, args.seed, args.max_steps)?;
+    let (sim, sim_acc, sim_s) = float_run(&p, SoftmaxKind::Approximate, args.seed, args.max_steps)?;
     let mut report = json!({
         "dataset": p.spec.name,
         "extractor": p.spec.extractor,
@@ -177,10 +176,22 @@ pub fn run(args: &Args) -> BoxResult<()> {
                        "best_epoch": sim.best_epoch, "train_s": sim_s },
     });
     let (acc, steps, epochs, best, history, per_step) = match args.mode.as_str() {
-        "plain" => (plain_acc, plain.steps, plain.epochs, plain.best_epoch, plain.history.clone(),
-                    plain_s / plain.steps.max(1) as f64),
-        "simulated" => (sim_acc, sim.steps, sim.epochs, sim.best_epoch, sim.history.clone(),
-                        sim_s / sim.steps.max(1) as f64),
+        "plain" => (
+            plain_acc,
+            plain.steps,
+            plain.epochs,
+            plain.best_epoch,
+            plain.history.clone(),
+            plain_s / plain.steps.max(1) as f64,
+        ),
+        "simulated" => (
+            sim_acc,
+            sim.steps,
+            sim.epochs,
+            sim.best_epoch,
+            sim.history.clone(),
+            sim_s / sim.steps.max(1) as f64,
+        ),
         _ => {
             let e = encrypted_run(args, &p, &out_dir, &sim)?;
             // Projection of the full protocol from the measured costs.
@@ -196,23 +207,36 @@ pub fn run(args: &Args) -> BoxResult<()> {
                 + e.test_s;
             let obj = report.as_object_mut().ok_or("report")?;
             obj.insert("preset".into(), json!(e.preset));
-            obj.insert("encrypted".into(), json!({
-                "test_accuracy": e.test_accuracy,
-                "steps": e.steps, "epochs": e.history.len(), "best_epoch": e.best_epoch,
-                "keygen_s": e.keygen_s, "setup_s": e.setup_s,
-                "time_split_s": e.timings, "bootstrap": e.boot,
-                "validation_s_per_epoch": e.validation_s_per_epoch, "test_s": e.test_s,
-                "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
-            }));
+            obj.insert(
+                "encrypted".into(),
+                json!({
+                    "test_accuracy": e.test_accuracy,
+                    "steps": e.steps, "epochs": e.history.len(), "best_epoch": e.best_epoch,
+                    "keygen_s": e.keygen_s, "setup_s": e.setup_s,
+                    "time_split_s": e.timings, "bootstrap": e.boot,
+                    "validation_s_per_epoch": e.validation_s_per_epoch, "test_s": e.test_s,
+                    "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
+                }),
+            );
             obj.insert("bootstraps".into(), json!(e.boot.count));
             obj.insert("time_split_s".into(), json!(e.timings));
             obj.insert("max_abs_w_diff".into(), json!(e.max_abs_w_diff));
-            obj.insert("full_protocol".into(), json!({
-                "steps": full.steps, "epochs": full.epochs,
-                "projected_s": projected,
-                "projected_h": projected / 3600.0,
-            }));
-            (e.test_accuracy, e.steps, e.history.len(), e.best_epoch, e.history, per_step)
+            obj.insert(
+                "full_protocol".into(),
+                json!({
+                    "steps": full.steps, "epochs": full.epochs,
+                    "projected_s": projected,
+                    "projected_h": projected / 3600.0,
+                }),
+            );
+            (
+                e.test_accuracy,
+                e.steps,
+                e.history.len(),
+                e.best_epoch,
+                e.history,
+                per_step,
+            )
         }
     };
     let obj = report.as_object_mut().ok_or("report")?;
@@ -225,7 +249,10 @@ pub fn run(args: &Args) -> BoxResult<()> {
     obj.insert("history".into(), json!(history));
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     obj.insert("command".into(), json!(format!("cargo xtask {command}")));
-    std::fs::write(out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     std::fs::write(out_dir.join("report.md"), markdown(&report))?;
     if args.json {
         println!("{report}");
@@ -238,7 +265,11 @@ pub fn run(args: &Args) -> BoxResult<()> {
 
 fn machine() -> String {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    format!("{} {}, {threads} hardware threads", std::env::consts::OS, std::env::consts::ARCH)
+    format!(
+        "{} {}, {threads} hardware threads",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// The report as markdown.
@@ -388,7 +419,9 @@ fn encrypted_run(
         other => return Err(format!("unknown preset {other:?} (n16, insecure-n12)").into()),
     };
     if args.resume && args.key_cache.is_none() {
-        return Err("--resume needs --key-cache (the checkpoint is encrypted under that key)".into());
+        return Err(
+            "--resume needs --key-cache (the checkpoint is encrypted under that key)".into(),
+        );
     }
     let hyper = p.hyper;
     let config = SessionConfig {
@@ -411,7 +444,11 @@ fn encrypted_run(
         store_secret_key(client.secret_key(), dir)?;
     }
     let keygen_s = clock.elapsed().as_secs_f64();
-    eprintln!("keys: {:.1} s ({} evaluation keys)", keygen_s, setup.keys.num_keys());
+    eprintln!(
+        "keys: {:.1} s ({} evaluation keys)",
+        keygen_s,
+        setup.keys.num_keys()
+    );
     let clock = Instant::now();
     let mut server = Server::new(ctx.clone(), setup)?;
     let setup_s = clock.elapsed().as_secs_f64();
@@ -432,21 +469,19 @@ fn encrypted_run(
         state = postcard::from_bytes(&bytes)?;
         server.restore(&state.server)?;
         client.set_early_stopping(state.stopping.clone());
-        eprintln!("resumed at epoch {}, batch {}, step {}", state.epoch, state.batch_in_epoch, state.steps);
+        eprintln!(
+            "resumed at epoch {}, batch {}, step {}",
+            state.epoch, state.batch_in_epoch, state.steps
+        );
     } else {
         server.start(client.initial_model()?);
     }
     let val: EncryptedFeatures<CpuBackend> = client.encrypt_features(&p.xv)?;
-    let planned = args
-        .max_steps
-        .unwrap_or(sim.steps.max(1))
-        .max(state.steps);
+    let planned = args.max_steps.unwrap_or(sim.steps.max(1)).max(state.steps);
     let bar = indicatif::ProgressBar::new(planned as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} step {pos}/{len} [{elapsed_precise}, ETA {eta_precise}] {msg}",
-        )?,
-    );
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "{spinner} step {pos}/{len} [{elapsed_precise}, ETA {eta_precise}] {msg}",
+    )?);
     bar.set_position(state.steps as u64);
     let mut steps_run = 0;
     let mut validation_s = 0.0;

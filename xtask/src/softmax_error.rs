@@ -76,7 +76,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    if args.classes < 2 || !(args.range > 0.0) || args.samples == 0 {
+    if args.classes < 2 || args.range.is_nan() || args.range <= 0.0 || args.samples == 0 {
         return Err("need --classes ≥ 2, --range > 0, --samples ≥ 1".into());
     }
     let params = ASoftmaxParams::default();
@@ -127,8 +127,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let rows = args.encrypted_rows.min(args.samples);
         let sub = Matrix::from_fn(rows, args.classes, |i, j| z.get(i, j));
         let layout = BlockLayout::new(rows, args.classes, shape)?;
-        let enc =
-            EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, ctx.params().max_user_level())?;
+        let enc = EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, ctx.params().max_user_level())?;
         let clock = Instant::now();
         let out = sm.evaluate(&ops, &refresher, &enc)?;
         let eval_s = clock.elapsed().as_secs_f64();

@@ -47,8 +47,8 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
         z.set(1, j, 4.0);
     }
     let layout = BlockLayout::new(z.rows(), classes, shape).unwrap();
-    let enc = EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, ctx.params().max_user_level())
-        .unwrap();
+    let enc =
+        EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, ctx.params().max_user_level()).unwrap();
     let out = sm.evaluate(&ops, &refresher, &enc).unwrap();
     let got = out.decrypt(&ctx, &sk).unwrap();
     let exp = params.exp_polynomial().unwrap();
@@ -73,7 +73,11 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
         stats.count,
         sm.depth().unwrap()
     );
-    assert!(bits(vs_sim) > 9.0, "encrypted vs simulated: 2^-{:.1}", bits(vs_sim));
+    assert!(
+        bits(vs_sim) > 9.0,
+        "encrypted vs simulated: 2^-{:.1}",
+        bits(vs_sim)
+    );
     assert!(vs_exact < sim_vs_exact + 2f64.powi(-9));
     assert!(stats.count > 0);
 }
@@ -128,12 +132,13 @@ fn encrypted_steps_match_the_simulated_steps() {
         let xb = hetal_train::train::rows_of(&x, &idx);
         let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
         let batch = client.encrypt_batch(&xb, &yb).unwrap();
-        let batch =
-            EncryptedBatch::from_bytes(&ctx, &batch.to_bytes(&ctx).unwrap()).unwrap();
+        let batch = EncryptedBatch::from_bytes(&ctx, &batch.to_bytes(&ctx).unwrap()).unwrap();
         let t = server.train_step(&batch).unwrap();
         let (g, _) = gradient(&xb, &yb, &sim.v, SoftmaxKind::Approximate, &params).unwrap();
         sim.step(&g, config.learning_rate);
-        let w = client.decrypt_model(&server.current_model().unwrap()).unwrap();
+        let w = client
+            .decrypt_model(&server.current_model().unwrap())
+            .unwrap();
         let err = w.max_abs_diff(&sim.w).unwrap();
         let scale = (0..classes)
             .flat_map(|i| (0..features).map(move |j| (i, j)))
@@ -151,7 +156,9 @@ fn encrypted_steps_match_the_simulated_steps() {
     // Encrypted inference with the trained weights.
     let feats = client.encrypt_features(&x).unwrap();
     let model = server.current_model().unwrap();
-    let z = client.decrypt_logits(&server.infer(&model, &feats).unwrap()).unwrap();
+    let z = client
+        .decrypt_logits(&server.infer(&model, &feats).unwrap())
+        .unwrap();
     let z_sim = x.matmul_bt(&sim.w).unwrap();
     assert!(bits(z.max_abs_diff(&z_sim).unwrap()) > 8.0);
 }

@@ -2,8 +2,8 @@
 //! weight refresh, and the client/server protocol, on `he-linalg` and `ckks`.
 //!
 //! - [`ops`]: canonical-scale arithmetic and the bootstrapping [`Refresher`];
-//! - [`softmax`]: [`EncryptedSoftmax`];
-//! - [`weights`]: [`WeightRefresh`] (pack, bootstrap, re-tile);
+//! - [`softmax`]: [`EncryptedSoftmax`], ASoftmax on ciphertexts;
+//! - [`weights`]: [`WeightRefresh`], pack, bootstrap, re-tile;
 //! - [`protocol`]: [`Client`], [`Server`] and their messages;
 //! - [`presets`]: parameter sets for training.
 

@@ -5,8 +5,8 @@
 //! bootstrap.
 
 use crate::error::{Result, TrainError};
-use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
 use he_linalg::Backend;
+use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,11 +20,14 @@ pub struct BootstrapStats {
     pub seconds: f64,
 }
 
+/// Encoded masks by (name, level).
+type MaskCache<B> = Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>;
+
 /// Canonical-scale arithmetic on one evaluator, with a cache of encoded slot masks
 /// (keyed by a caller-chosen name and the level).
 pub struct Ops<B: Backend> {
     ev: Arc<Evaluator<B>>,
-    masks: Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>,
+    masks: MaskCache<B>,
 }
 
 impl<B: Backend> std::fmt::Debug for Ops<B> {
@@ -79,11 +82,7 @@ impl<B: Backend> Ops<B> {
         Ok(self.ev.adjust(ct, level, s)?)
     }
 
-    fn pair(
-        &self,
-        a: &Ciphertext<B>,
-        b: &Ciphertext<B>,
-    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+    fn pair(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
         let l = a.level().min(b.level());
         Ok((self.align(a, l)?, self.align(b, l)?))
     }
@@ -140,7 +139,12 @@ impl<B: Backend> Ops<B> {
         Ok(self.ev.rotate(a, k)?)
     }
 
-    fn mask(&self, name: &str, level: usize, values: &dyn Fn() -> Vec<f64>) -> Result<Arc<Plaintext<B>>> {
+    fn mask(
+        &self,
+        name: &str,
+        level: usize,
+        values: &dyn Fn() -> Vec<f64>,
+    ) -> Result<Arc<Plaintext<B>>> {
         let key = (name.to_owned(), level);
         if let Some(p) = self.masks.lock().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());

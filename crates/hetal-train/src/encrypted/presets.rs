@@ -23,6 +23,8 @@ pub fn insecure_n12_train() -> (ParametersLiteral, BootstrappingConfig) {
     lit.log_q = log_q;
     lit.log_p = vec![61; 7];
     lit.dnum = 4;
-    lit.secret = SecretDistribution::SparseTernary { hamming_weight: 192 };
+    lit.secret = SecretDistribution::SparseTernary {
+        hamming_weight: 192,
+    };
     (lit, cfg)
 }

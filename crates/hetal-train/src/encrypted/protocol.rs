@@ -25,8 +25,8 @@ use crate::train::{
     Decision, EarlyStopping, SoftmaxKind, accuracy, cross_entropy, nesterov_gamma, softmax_rows,
 };
 use he_linalg::ckks::{
-    Bootstrapper, BootstrappingConfig, Ciphertext, Context, EvaluationKeyRequest,
-    EvaluationKeySet, Evaluator, KeyGenerator, ParametersLiteral, SecretKey,
+    Bootstrapper, BootstrappingConfig, Ciphertext, Context, EvaluationKeyRequest, EvaluationKeySet,
+    Evaluator, KeyGenerator, ParametersLiteral, SecretKey,
 };
 use he_linalg::{
     Backend, BlockLayout, DiagAtbVariant, EncryptedMatrix, Matrix, MatrixEvaluator, UnitShape,
@@ -75,7 +75,12 @@ impl SessionConfig {
     }
 
     fn weight_refresh(&self, shape: UnitShape) -> Result<WeightRefresh> {
-        WeightRefresh::new(padded_classes(self.classes), shape.s0, shape.s1, self.weight_bound)
+        WeightRefresh::new(
+            padded_classes(self.classes),
+            shape.s0,
+            shape.s1,
+            self.weight_bound,
+        )
     }
 
     /// The evaluation keys a training session needs: bootstrapping's, DiagABT's,
@@ -397,7 +402,9 @@ impl<B: Backend> Client<B> {
 
     fn encrypt(&self, m: &Matrix) -> Result<EncryptedMatrix<B>> {
         let layout = BlockLayout::new(m.rows(), m.cols(), self.shape)?;
-        Ok(EncryptedMatrix::encrypt(&self.ctx, &self.sk, m, layout, self.level)?)
+        Ok(EncryptedMatrix::encrypt(
+            &self.ctx, &self.sk, m, layout, self.level,
+        )?)
     }
 
     /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
@@ -406,7 +413,10 @@ impl<B: Backend> Client<B> {
     /// # Errors
     /// [`TrainError::Config`] for `n` above the batch size or wrong widths.
     pub fn encrypt_batch(&self, x: &Matrix, labels: &[usize]) -> Result<EncryptedBatch<B>> {
-        if x.rows() != labels.len() || x.rows() > self.config.batch || x.cols() != self.config.features {
+        if x.rows() != labels.len()
+            || x.rows() > self.config.batch
+            || x.cols() != self.config.features
+        {
             return Err(TrainError::Config(format!(
                 "batch of {}×{} with {} labels (batch {}, features {})",
                 x.rows(),
@@ -439,7 +449,9 @@ impl<B: Backend> Client<B> {
                 self.config.features
             )));
         }
-        Ok(EncryptedFeatures { x: self.encrypt(x)? })
+        Ok(EncryptedFeatures {
+            x: self.encrypt(x)?,
+        })
     }
 
     /// The initial model `W = 0`, encrypted.
@@ -646,7 +658,9 @@ impl<B: Backend> Server<B> {
             .iter()
             .zip(batch.y.ciphertexts())
             .map(|(pc, yc)| {
-                let pc = self.refresher.ensure(&self.ops, pc, SOFTMAX_OUT_LEVEL, 1.0)?;
+                let pc = self
+                    .refresher
+                    .ensure(&self.ops, pc, SOFTMAX_OUT_LEVEL, 1.0)?;
                 self.ops.sub(&pc, yc)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -655,13 +669,18 @@ impl<B: Backend> Server<B> {
         t.softmax += clock.elapsed().as_secs_f64() - (boot1.seconds - boot0.seconds);
 
         let clock = Instant::now();
-        let g = self.mev.diag_atb_with(&d, &batch.x, DiagAtbVariant::RotLeft)?;
+        let g = self
+            .mev
+            .diag_atb_with(&d, &batch.x, DiagAtbVariant::RotLeft)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let lr = self.config.learning_rate / batch.rows as f64;
         let (gamma, next) = nesterov_gamma(self.state()?.lambda);
-        let st = self.state.as_ref().ok_or_else(|| TrainError::Config("no state".into()))?;
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("no state".into()))?;
         let mut w_new = Vec::with_capacity(g.ciphertexts().len());
         let mut v_new = Vec::with_capacity(g.ciphertexts().len());
         for ((gc, vc), wc) in g

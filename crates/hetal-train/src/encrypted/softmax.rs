@@ -43,7 +43,7 @@ impl EncryptedSoftmax {
     pub fn new(params: &ASoftmaxParams, classes: usize, s1: usize, slots: usize) -> Result<Self> {
         params.validate()?;
         let padded = padded_classes(classes);
-        if s1 < 2 * padded || slots % s1 != 0 {
+        if s1 < 2 * padded || !slots.is_multiple_of(s1) {
             return Err(TrainError::Config(format!(
                 "encrypted ASoftmax needs s1 ≥ 2c' = {} dividing the {slots} slots (s1 = {s1})",
                 2 * padded
@@ -147,7 +147,10 @@ impl EncryptedSoftmax {
         let p = &self.params;
         let mut chain: Vec<&Polynomial> = Vec::new();
         chain.extend(std::iter::repeat_n(&self.sign_g, p.sign_g_iters));
-        chain.extend(std::iter::repeat_n(&self.sign_f, p.sign_f_iters.saturating_sub(1)));
+        chain.extend(std::iter::repeat_n(
+            &self.sign_f,
+            p.sign_f_iters.saturating_sub(1),
+        ));
         chain.push(&self.step_f);
         let mut x = d.clone();
         for (i, poly) in chain.iter().enumerate() {
