@@ -544,8 +544,14 @@ struct StateWire {
 /// and no method that decrypts; every result goes back to the client encrypted.
 ///
 /// ```compile_fail
-/// # // A server cannot decrypt: there is no `decrypt` on it.
+/// # // A server cannot decrypt: there is no `decrypt` on it, nor a secret key.
 /// fn f<B: he_linalg::Backend>(s: &hetal_train::encrypted::Server<B>) { s.decrypt(); }
+/// ```
+///
+/// (The same signature with a method the server has compiles:)
+///
+/// ```
+/// fn f<B: he_linalg::Backend>(s: &hetal_train::encrypted::Server<B>) -> usize { s.steps() }
 /// ```
 pub struct Server<B: Backend> {
     ctx: Arc<Context<B>>,
