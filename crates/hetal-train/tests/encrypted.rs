@@ -127,7 +127,9 @@ fn encrypted_steps_match_the_simulated_steps() {
     let (x, y) = toy_data(120, features, classes, 11);
     let mut sim = Nesterov::zeros(classes, features);
     let params = ASoftmaxParams::default();
-    for (step, rows) in [(0..64), (64..120)].into_iter().enumerate() {
+    // Three steps: levels differ from step to step (they depend on where ASoftmax's
+    // bootstraps fall), and the weight refresh runs in between.
+    for (step, rows) in [(0..64), (64..120), (30..94)].into_iter().enumerate() {
         let idx: Vec<usize> = rows.collect();
         let xb = hetal_train::train::rows_of(&x, &idx);
         let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
@@ -153,6 +155,17 @@ fn encrypted_steps_match_the_simulated_steps() {
         assert!(bits(err) > 10.0, "step {step}: 2^-{:.1}", bits(err));
         assert!(scale > 1e-2);
     }
+    // A checkpoint restores to the same weights; malformed bytes are an error.
+    let bytes = server.checkpoint().unwrap();
+    let before = client
+        .decrypt_model(&server.current_model().unwrap())
+        .unwrap();
+    assert!(server.restore(&bytes[..bytes.len() / 2]).is_err());
+    server.restore(&bytes).unwrap();
+    let after = client
+        .decrypt_model(&server.current_model().unwrap())
+        .unwrap();
+    assert_eq!(before.max_abs_diff(&after).unwrap(), 0.0);
     // Encrypted inference with the trained weights.
     let feats = client.encrypt_features(&x).unwrap();
     let model = server.current_model().unwrap();

@@ -14,7 +14,10 @@
 //! One step on a batch `(X, Y)` of `n` rows, `V` the Nesterov look-ahead:
 //! `Z = X·Vᵀ` (DiagABT), `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X` (DiagATB, RotLeft),
 //! `W' = V − (η/n)·G`, `V' = W' + γ_t·(W' − W)`; `V'` is refreshed compactly
-//! ([`WeightRefresh`]) when it has fewer than the 3 levels DiagABT needs.
+//! ([`WeightRefresh`]) when it has fewer than 4 levels (DiagABT's 3 and one for the
+//! softmax's input scaling). `P` comes out of ASoftmax at a level that depends on
+//! where its bootstraps fell, so levels differ from step to step; every operation
+//! aligns its operands to the lower one.
 
 use super::ops::{BootstrapStats, Ops, Refresher};
 use super::softmax::EncryptedSoftmax;
@@ -577,6 +580,10 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
 /// weight refresh's mask (1), and `W` keeps DiagABT's 3 for validation.
 const SOFTMAX_OUT_LEVEL: usize = 7;
 
+/// Levels `V` needs at the start of a step: DiagABT's 3, plus the one ASoftmax spends
+/// scaling the logits by `1/(2·R_max)` (its input must not arrive at level 0).
+const V_MIN_LEVEL: usize = 4;
+
 impl<B: Backend> Server<B> {
     /// Builds the evaluator and the bootstrapping circuit from the client's setup;
     /// `ctx` is the server's own context for `setup.parameters`.
@@ -652,8 +659,12 @@ impl<B: Backend> Server<B> {
         }
         let mut t = StepTimings::default();
         let boot0 = self.refresher.stats();
-        let v = self.state()?.v.clone();
+        let mut v = self.state()?.v.clone();
         let clock = Instant::now();
+        if v.level() < V_MIN_LEVEL {
+            // Only after a restore from another configuration: steps leave V above it.
+            v = self.weights.refresh(&self.ops, &self.refresher, &v)?;
+        }
         let z = self.mev.diag_abt(&batch.x, &v)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
@@ -703,7 +714,7 @@ impl<B: Backend> Server<B> {
         let layout = *g.layout();
         let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
-        if v_new.level() < 3 {
+        if v_new.level() < V_MIN_LEVEL {
             v_new = self.weights.refresh(&self.ops, &self.refresher, &v_new)?;
         }
         let boot2 = self.refresher.stats();
