@@ -21,6 +21,7 @@ mod bench_bootstrap;
 mod bench_ckks;
 mod bench_matmul;
 mod bench_ntt;
+mod plot;
 mod reproduce;
 mod softmax_error;
 

@@ -13,7 +13,8 @@
 //! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, plus the other
 //! modes' accuracies, the time split, bootstrap count, and for a truncated encrypted
 //! run the projected full-run time and `max_abs_w_diff` (`|W_encrypted − W_simulated|`).
-//! The markdown report and the JSON go to `--out-dir`.
+//! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
+//! epoch of every mode that ran) go to `--out-dir`.
 
 use he_linalg::ckks::{Context, SecretKey};
 use he_linalg::{CpuBackend, Matrix};
@@ -249,6 +250,24 @@ pub fn run(args: &Args) -> BoxResult<()> {
     obj.insert("history".into(), json!(history));
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     obj.insert("command".into(), json!(format!("cargo xtask {command}")));
+    let mut curves: Vec<(&str, &[EpochRecord])> = vec![
+        ("plain", plain.history.as_slice()),
+        ("simulated", sim.history.as_slice()),
+    ];
+    if args.mode == "encrypted" {
+        curves.push(("encrypted", history.as_slice()));
+    }
+    let png = out_dir.join("curves.png");
+    let title = format!("{} ({}), mode {}", p.spec.name, p.spec.extractor, args.mode);
+    let drew = crate::plot::curves(&png, &title, &curves)?;
+    report.as_object_mut().ok_or("report")?.insert(
+        "plot".into(),
+        json!(if drew {
+            png.display().to_string()
+        } else {
+            "not drawn: no TrueType font found".into()
+        }),
+    );
     std::fs::write(
         out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -338,6 +357,10 @@ fn markdown(r: &serde_json::Value) -> String {
             full["projected_h"].as_f64().unwrap_or(0.0)
         ));
     }
+    s.push_str(&format!(
+        "\nPlot (validation loss and accuracy per epoch): {}\n",
+        r["plot"]
+    ));
     if let Some(h) = r["history"].as_array() {
         s.push_str("\n| epoch | steps | val loss | val accuracy |\n|---|---|---|---|\n");
         for e in h {
