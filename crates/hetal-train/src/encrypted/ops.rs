@@ -5,8 +5,8 @@
 //! bootstrap.
 
 use crate::error::{Result, TrainError};
-use he_linalg::Backend;
 use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
+use he_linalg::{Backend, MatrixEvaluator};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,6 +27,7 @@ type MaskCache<B> = Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>;
 /// (keyed by a caller-chosen name and the level).
 pub struct Ops<B: Backend> {
     ev: Arc<Evaluator<B>>,
+    mev: MatrixEvaluator<B>,
     masks: MaskCache<B>,
 }
 
@@ -40,6 +41,7 @@ impl<B: Backend> Ops<B> {
     /// Wraps an evaluator (server side: evaluation keys only).
     pub fn new(ev: Arc<Evaluator<B>>) -> Self {
         Self {
+            mev: MatrixEvaluator::new(ev.clone()),
             ev,
             masks: Mutex::new(HashMap::new()),
         }
@@ -50,36 +52,19 @@ impl<B: Backend> Ops<B> {
         &self.ev
     }
 
-    fn canonical(&self, level: usize) -> Result<f64> {
-        Ok(self.ev.context().params().scale_at(level)?)
+    /// The matrix evaluator on the same evaluator (DiagABT, DiagATB).
+    pub fn matrix(&self) -> &MatrixEvaluator<B> {
+        &self.mev
     }
 
-    /// `ct` brought to `level ≤ ct.level` at that level's canonical scale.
+    /// `ct` brought to `level ≤ ct.level` at that level's canonical scale
+    /// ([`MatrixEvaluator::align`]).
     ///
     /// # Errors
-    /// [`TrainError::Ckks`] for `level > ct.level`.
+    /// [`TrainError::Linalg`] for `level > ct.level` or a non-canonical scale at
+    /// `level`.
     pub fn align(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
-        let s = self.canonical(level)?;
-        if ct.level() == level && ct.scale() == s {
-            return Ok(ct.clone());
-        }
-        if ct.level() < level {
-            return Err(ckks::CkksError::LevelTooLow {
-                needed: level,
-                level: ct.level(),
-            }
-            .into());
-        }
-        if ct.level() == level {
-            // Same level, other scale: one level is spent on the correction.
-            if level == 0 {
-                return Err(ckks::CkksError::ScaleMismatch(ct.scale(), s).into());
-            }
-            return Err(TrainError::Config(format!(
-                "ciphertext at level {level} off its canonical scale"
-            )));
-        }
-        Ok(self.ev.adjust(ct, level, s)?)
+        Ok(self.mev.align(ct, level)?)
     }
 
     fn pair(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<(Ciphertext<B>, Ciphertext<B>)> {

@@ -32,8 +32,7 @@ use he_linalg::ckks::{
     Evaluator, KeyGenerator, ParametersLiteral, SecretKey,
 };
 use he_linalg::{
-    Backend, BlockLayout, DiagAtbVariant, EncryptedMatrix, Matrix, MatrixEvaluator, UnitShape,
-    padded_classes,
+    Backend, BlockLayout, DiagAtbVariant, EncryptedMatrix, Matrix, UnitShape, padded_classes,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -560,7 +559,6 @@ pub struct Server<B: Backend> {
     ctx: Arc<Context<B>>,
     config: SessionConfig,
     ops: Ops<B>,
-    mev: MatrixEvaluator<B>,
     refresher: Refresher<B>,
     softmax: EncryptedSoftmax,
     weights: WeightRefresh,
@@ -611,8 +609,7 @@ impl<B: Backend> Server<B> {
         }
         Ok(Self {
             weights: config.weight_refresh(shape)?,
-            ops: Ops::new(ev.clone()),
-            mev: MatrixEvaluator::new(ev),
+            ops: Ops::new(ev),
             refresher: Refresher::new(boot),
             softmax,
             config,
@@ -665,7 +662,7 @@ impl<B: Backend> Server<B> {
             // Only after a restore from another configuration: steps leave V above it.
             v = self.weights.refresh(&self.ops, &self.refresher, &v)?;
         }
-        let z = self.mev.diag_abt(&batch.x, &v)?;
+        let z = self.ops.matrix().diag_abt(&batch.x, &v)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -687,7 +684,8 @@ impl<B: Backend> Server<B> {
 
         let clock = Instant::now();
         let g = self
-            .mev
+            .ops
+            .matrix()
             .diag_atb_with(&d, &batch.x, DiagAtbVariant::RotLeft)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
@@ -745,7 +743,7 @@ impl<B: Backend> Server<B> {
         let w = self.state()?.w.clone();
         let w = self.usable_weights(&w)?;
         Ok(EncryptedLogits {
-            z: self.mev.diag_abt(&features.x, &w)?,
+            z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })
     }
 
@@ -760,7 +758,7 @@ impl<B: Backend> Server<B> {
     ) -> Result<EncryptedLogits<B>> {
         let w = self.usable_weights(&model.w)?;
         Ok(EncryptedLogits {
-            z: self.mev.diag_abt(&features.x, &w)?,
+            z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })
     }
 
