@@ -35,6 +35,7 @@ use he_linalg::{
     Backend, BlockLayout, DiagAtbVariant, EncryptedMatrix, Matrix, UnitShape, padded_classes,
 };
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -656,12 +657,13 @@ impl<B: Backend> Server<B> {
         }
         let mut t = StepTimings::default();
         let boot0 = self.refresher.stats();
-        let mut v = self.state()?.v.clone();
         let clock = Instant::now();
-        if v.level() < V_MIN_LEVEL {
-            // Only after a restore from another configuration: steps leave V above it.
-            v = self.weights.refresh(&self.ops, &self.refresher, &v)?;
-        }
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started (no initial model)".into()))?;
+        // Steps leave V at ≥ V_MIN_LEVEL; a restored state from elsewhere may not be.
+        let v = self.usable_weights(&st.v, V_MIN_LEVEL)?;
         let z = self.ops.matrix().diag_abt(&batch.x, &v)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
@@ -727,11 +729,20 @@ impl<B: Backend> Server<B> {
         Ok(t)
     }
 
-    fn usable_weights(&self, w: &EncryptedMatrix<B>) -> Result<EncryptedMatrix<B>> {
-        if w.level() >= 3 {
-            Ok((*w).clone())
+    /// `w` itself if it has `levels` levels, else a refreshed copy.
+    fn usable_weights<'a>(
+        &self,
+        w: &'a EncryptedMatrix<B>,
+        levels: usize,
+    ) -> Result<Cow<'a, EncryptedMatrix<B>>> {
+        if w.level() >= levels {
+            Ok(Cow::Borrowed(w))
         } else {
-            self.weights.refresh(&self.ops, &self.refresher, w)
+            Ok(Cow::Owned(self.weights.refresh(
+                &self.ops,
+                &self.refresher,
+                w,
+            )?))
         }
     }
 
@@ -740,8 +751,11 @@ impl<B: Backend> Server<B> {
     /// # Errors
     /// As [`Self::train_step`].
     pub fn logits(&mut self, features: &EncryptedFeatures<B>) -> Result<EncryptedLogits<B>> {
-        let w = self.state()?.w.clone();
-        let w = self.usable_weights(&w)?;
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started".into()))?;
+        let w = self.usable_weights(&st.w, 3)?;
         Ok(EncryptedLogits {
             z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })
@@ -756,7 +770,7 @@ impl<B: Backend> Server<B> {
         model: &EncryptedModel<B>,
         features: &EncryptedFeatures<B>,
     ) -> Result<EncryptedLogits<B>> {
-        let w = self.usable_weights(&model.w)?;
+        let w = self.usable_weights(&model.w, 3)?;
         Ok(EncryptedLogits {
             z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })

@@ -123,8 +123,8 @@ impl WeightRefresh {
             shifted.push(compact);
             for k in 1..group.len() {
                 let high = 1usize << (usize::BITS - 1 - k.leading_zeros());
-                let from = shifted[k - high].clone();
-                shifted.push(ops.rotate(&from, (high * self.seg) as i64)?);
+                let r = ops.rotate(&shifted[k - high], (high * self.seg) as i64)?;
+                shifted.push(r);
             }
             for s in shifted {
                 let mut x = ops.mul_mask(&s, &format!("segment*{}", self.bound), &grow)?;
