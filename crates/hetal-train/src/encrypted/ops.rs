@@ -104,8 +104,8 @@ impl<B: Backend> Ops<B> {
     /// # Errors
     /// As [`Self::mul`].
     pub fn mul_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
-        let a = self.align(a, a.level())?;
-        Ok(self.ev.rescale_owned(self.ev.mul_const(&a, c)?)?)
+        self.check_canonical(a)?;
+        Ok(self.ev.rescale_owned(self.ev.mul_const(a, c)?)?)
     }
 
     /// `a + c` for a real constant (no level).
@@ -139,6 +139,26 @@ impl<B: Backend> Ops<B> {
         Ok(p)
     }
 
+    /// Errors unless `a` is at its level's canonical scale (no copy).
+    fn check_canonical(&self, a: &Ciphertext<B>) -> Result<()> {
+        let s = self.ev.context().params().scale_at(a.level())?;
+        if a.scale() != s {
+            return Err(ckks::CkksError::ScaleMismatch(a.scale(), s).into());
+        }
+        Ok(())
+    }
+
+    /// The mask `name` encoded for `a`'s level, after checking `a`'s scale.
+    fn mask_for(
+        &self,
+        a: &Ciphertext<B>,
+        name: &str,
+        values: &dyn Fn() -> Vec<f64>,
+    ) -> Result<Arc<Plaintext<B>>> {
+        self.check_canonical(a)?;
+        self.mask(name, a.level(), values)
+    }
+
     /// `a ⊙ v` for a slot vector `v` (cached under `name`), rescaled (one level).
     ///
     /// # Errors
@@ -149,9 +169,8 @@ impl<B: Backend> Ops<B> {
         name: &str,
         values: &dyn Fn() -> Vec<f64>,
     ) -> Result<Ciphertext<B>> {
-        let a = self.align(a, a.level())?;
-        let pt = self.mask(name, a.level(), values)?;
-        Ok(self.ev.rescale_owned(self.ev.mul_plain(&a, &pt)?)?)
+        let pt = self.mask_for(a, name, values)?;
+        Ok(self.ev.rescale_owned(self.ev.mul_plain(a, &pt)?)?)
     }
 
     /// `a + v` for a slot vector `v` (cached under `name`; no level).
@@ -164,9 +183,8 @@ impl<B: Backend> Ops<B> {
         name: &str,
         values: &dyn Fn() -> Vec<f64>,
     ) -> Result<Ciphertext<B>> {
-        let a = self.align(a, a.level())?;
-        let pt = self.mask(name, a.level(), values)?;
-        Ok(self.ev.add_plain(&a, &pt)?)
+        let pt = self.mask_for(a, name, values)?;
+        Ok(self.ev.add_plain(a, &pt)?)
     }
 
     /// Evaluates a polynomial (canonical output scale).
