@@ -23,7 +23,8 @@ pub struct Args {
     /// Print one JSON object per slot count instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (N = 2^16, 128-bit) or `insecure-n12` (tests).
+    /// Preset: `n16` (`n16_logqp1684_dense_boot`, N = 2^16, 128-bit per its secret's
+    /// table) or `insecure-n12` (tests).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
@@ -44,8 +45,8 @@ pub struct Args {
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
     Ok(match name {
         "n16" => {
-            let (l, c) = presets::n16_logqp1675_boot();
-            ("n16_logqp1675_boot", l, c)
+            let (l, c) = presets::n16_logqp1684_dense_boot();
+            ("n16_logqp1684_dense_boot", l, c)
         }
         "insecure-n12" => {
             let (l, c) = presets::insecure_n12_boot();
@@ -166,6 +167,11 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "chain_log2_max_err": chain,
             "chain_added_log2_max_err": chain_added,
             "failure_log2": config.failure_log2(&params, slots),
+            "log_qp": params.log_qp(),
+            "secret": ckks::security::secret_label(params.literal().secret),
+            "log_qp_bound": params.log_qp_bound_128(),
+            "encapsulation_log_q": config.encapsulation.map(|_| params.encapsulation_log_q()),
+            "encapsulation_hamming_weight": config.encapsulation,
             "peak_rss_bytes": peak_rss_bytes(),
             "threads": rayon::current_num_threads(),
         });
@@ -185,6 +191,14 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 stages.slots_to_coeffs
             );
             println!("  error: max 2^{max_err:.1}, mean 2^{mean_err:.1}");
+            println!(
+                "  log QP {:.1} (bound {:?} for a {} secret), encapsulation modulus {:.1} bits, failure 2^{:.1}",
+                params.log_qp(),
+                params.log_qp_bound_128(),
+                ckks::security::secret_label(params.literal().secret),
+                params.encapsulation_log_q(),
+                config.failure_log2(&params, slots)
+            );
             if !chain.is_empty() {
                 println!("  chain (vs message): {chain:.1?}");
                 println!("  chain (added per refresh): {chain_added:.1?}");

@@ -36,11 +36,14 @@ pub struct Args {
 
 fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String> {
     Ok(match name {
-        "n16" => ("n16_logqp1558_fgb_like", presets::n16_logqp1558_fgb_like()),
+        "n16" => (
+            "n16_logqp1558_fgb_chain",
+            presets::n16_logqp1558_fgb_chain(),
+        ),
         "n15" => ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
         "n16-boot" => (
-            "n16_logqp1675_boot",
-            ckks::circuits::bootstrapping::presets::n16_logqp1675_boot().0,
+            "n16_logqp1684_dense_boot",
+            ckks::circuits::bootstrapping::presets::n16_logqp1684_dense_boot().0,
         ),
         "insecure-n10" => ("insecure_n10_depth3", presets::insecure_n10_depth3()),
         "insecure-n12" => ("insecure_n12_depth6", presets::insecure_n12_depth6()),

@@ -65,7 +65,10 @@ const HETAL_SHAPES: [(usize, usize, usize); 5] = [
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral), String> {
     Ok(match name {
-        "n16" => ("n16_logqp1558_fgb_like", presets::n16_logqp1558_fgb_like()),
+        "n16" => (
+            "n16_logqp1558_fgb_chain",
+            presets::n16_logqp1558_fgb_chain(),
+        ),
         "insecure-n13" => ("insecure_n13_depth12", presets::insecure_n13_depth12()),
         other => return Err(format!("unknown preset {other:?}")),
     })

@@ -5,10 +5,15 @@ use thiserror::Error;
 /// Errors returned by the CKKS layer. Bad input always yields one of these, never a panic
 /// or a silently wrong result.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum CkksError {
     /// A parameter literal failed validation.
     #[error("invalid parameters: {0}")]
     InvalidParameters(String),
+    /// Parameters that ask for 128-bit security exceed the bound of their secret
+    /// distribution, or no published bound covers it (see [`crate::security`]).
+    #[error("insecure parameters: {0}")]
+    InsecureParameters(String),
     /// A slot count is not a power of two in `[1, N/2]`.
     #[error("slot count {slots} is not a power of two in [1, {max}]")]
     InvalidSlots {

@@ -669,20 +669,31 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// Backend errors.
     pub fn decompose(&self, c: &B::Poly, level: usize) -> Result<Decomposition<B>> {
+        self.decompose_over(c, level, &self.ctx.params().p_basis())
+    }
+
+    /// [`Self::decompose`] with the special primes `special` (moduli-table indices).
+    fn decompose_over(
+        &self,
+        c: &B::Poly,
+        level: usize,
+        special: &[usize],
+    ) -> Result<Decomposition<B>> {
         let _span = tracing::trace_span!("decompose", level).entered();
         let params = self.ctx.params();
-        let p = params.p_basis();
         let digits = (0..params.digits_at(level))
-            .map(|j| self.be().mod_up(c, &params.digit_basis(j, level), &p))
+            .map(|j| self.be().mod_up(c, &params.digit_basis(j, level), special))
             .collect::<he_math::Result<Vec<_>>>()?;
         Ok(Decomposition { digits, level })
     }
 
-    /// Inner product of decomposed digits with a switching key, then ModDown by `P`.
+    /// Inner product of decomposed digits with a switching key, then ModDown by the
+    /// special primes `special`.
     fn key_switch_decomposed(
         &self,
         digits: &[B::Poly],
         key: &SwitchingKey<B>,
+        special: &[usize],
     ) -> Result<[B::Poly; 2]> {
         if digits.len() > key.digits.len() {
             return Err(CkksError::ParameterMismatch(format!(
@@ -694,21 +705,41 @@ impl<B: Backend> Evaluator<B> {
         self.note(Op::KeySwitch, 1);
         let be = self.be();
         let [u0, u1] = be.key_switch_inner_product(digits, &key.digits[..digits.len()])?;
-        let p = self.ctx.params().p_basis();
-        Ok([be.mod_down(&u0, &p)?, be.mod_down(&u1, &p)?])
+        Ok([be.mod_down(&u0, special)?, be.mod_down(&u1, special)?])
     }
 
-    /// Key switching of `c` (NTT form at `level`) with `key`: `(d_0, d_1)` with
-    /// `d_0 + d_1·s ≈ c·s'`.
-    pub(crate) fn key_switch(
+    /// Hybrid key switching (Han–Ki, CT-RSA 2020, §3) of `c` (NTT form over
+    /// `q_0 … q_level`) with `key` (from `s'` to `s`, over `Q ∪ P`): `(d_0, d_1)` over
+    /// `q_0 … q_level` with `d_0 + d_1·s ≈ c·s'` (noise about `√N·σ·α`-digit/`P`).
+    ///
+    /// # Errors
+    /// [`CkksError::ParameterMismatch`] if the key has fewer digits than `level` needs;
+    /// backend errors (basis or representation mismatch).
+    pub fn key_switch(
         &self,
         c: &B::Poly,
         level: usize,
         key: &SwitchingKey<B>,
     ) -> Result<[B::Poly; 2]> {
+        self.key_switch_over(c, level, key, &self.ctx.params().p_basis())
+    }
+
+    /// [`Self::key_switch`] with a key whose special basis is `special` (a subset of `P`,
+    /// moduli-table indices), e.g. the encapsulation key over `q_0·p_0`
+    /// ([`crate::Parameters::encapsulation_special_basis`]).
+    ///
+    /// # Errors
+    /// As [`Self::key_switch`].
+    pub fn key_switch_over(
+        &self,
+        c: &B::Poly,
+        level: usize,
+        key: &SwitchingKey<B>,
+        special: &[usize],
+    ) -> Result<[B::Poly; 2]> {
         let _span = tracing::trace_span!("key_switch", level).entered();
-        let dec = self.decompose(c, level)?;
-        self.key_switch_decomposed(&dec.digits, key)
+        let dec = self.decompose_over(c, level, special)?;
+        self.key_switch_decomposed(&dec.digits, key, special)
     }
 
     /// Applies the Galois automorphism `element` to `a` (key switching back to `s`).
@@ -807,6 +838,7 @@ impl<B: Backend> Evaluator<B> {
         if elements.iter().all(|&e| e == 1) {
             return Ok(vec![a.clone(); rotations.len()]);
         }
+        let p_basis = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[1], a.level)?;
         let mut rotated_digits = dec.digits.clone();
         let mut out = Vec::with_capacity(rotations.len());
@@ -820,7 +852,7 @@ impl<B: Backend> Evaluator<B> {
             for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
                 be.automorphism(d, e, r)?;
             }
-            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key)?;
+            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key, &p_basis)?;
             let mut c0 = a.parts[0].clone();
             be.automorphism(&a.parts[0], e, &mut c0)?;
             be.add_assign(&mut c0, &k0)?;

@@ -254,7 +254,7 @@ impl<B: Backend> EvaluationKeySet<B> {
             .chain(self.encapsulation.iter().map(|e| &e.from_sparse))
             .map(|k| k.digits.len() * 2 * per_poly)
             .sum();
-        let level0 = (1 + params.p().len()) * params.n() * 8 * 2;
+        let level0 = (1 + params.encapsulation_special_basis().len()) * params.n() * 8 * 2;
         full + self
             .encapsulation
             .as_ref()
@@ -374,33 +374,36 @@ impl<B: Backend> KeyGenerator<B> {
     /// A switching key from `s_in` (NTT form over `QP`) to the secret `sk`.
     fn gen_switching_key(&mut self, sk: &SecretKey<B>, s_in: &B::Poly) -> Result<SwitchingKey<B>> {
         let params = self.ctx.params().clone();
-        self.gen_switching_key_at(sk, s_in, params.max_level())
+        self.gen_switching_key_over(sk, s_in, params.max_level(), &params.p_basis())
     }
 
-    /// A switching key from `s_in` to `sk` usable up to `level` only: its polynomials live
-    /// over `q_0 … q_level ∪ P` and it has the digits of that level.
-    fn gen_switching_key_at(
+    /// A switching key from `s_in` to `sk` usable up to `level` only, with the special
+    /// primes `special` (moduli-table indices, a subset of `P`): its polynomials live over
+    /// `q_0 … q_level ∪ special` and it has the digits of that level; the gadget factor is
+    /// the product of the `special` primes.
+    fn gen_switching_key_over(
         &mut self,
         sk: &SecretKey<B>,
         s_in: &B::Poly,
         level: usize,
+        special: &[usize],
     ) -> Result<SwitchingKey<B>> {
         let params = self.ctx.params().clone();
         let be = self.ctx.backend();
         let qp: Vec<usize> = params
             .q_basis(level)
             .into_iter()
-            .chain(params.p_basis())
+            .chain(special.iter().copied())
             .collect();
         let ring = params.ring();
         let seed = self.rng.seed_bytes();
         let mut a_rng = Csprng::from_seed(seed);
+        let special_primes: Vec<u64> = special.iter().map(|&i| ring.modulus(i).value()).collect();
         let p_mod: Vec<u64> = qp
             .iter()
             .map(|&i| {
                 let m = ring.modulus(i);
-                params
-                    .p()
+                special_primes
                     .iter()
                     .fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
             })
@@ -466,13 +469,18 @@ impl<B: Backend> KeyGenerator<B> {
     }
 
     /// Sparse-secret encapsulation keys for bootstrapping (Bossuat–Troncoso-Pastoriza–
-    /// Hubaux, ACNS 2022): an ephemeral secret `s'` of Hamming weight `hamming_weight`, a
-    /// key from `s` to `s'` restricted to `q_0 ∪ P` (level 0 only: the RLWE instance
-    /// under the sparse `s'` has the small modulus `q_0·P`, which keeps it secure), and
-    /// a key from `s'` back to `s` over the whole `QP`. `s'` itself is zeroized.
+    /// Hubaux, ACNS 2022; Lattigo `circuits/ckks/bootstrapping/keys.go`): an ephemeral
+    /// secret `s'` of Hamming weight `hamming_weight`, a key from `s` to `s'` over
+    /// `q_0·p_0` only (one digit, one special prime: the RLWE instance under the sparse
+    /// `s'` has the small modulus `q_0·p_0`, the one whose security is published, see
+    /// [`crate::security::encapsulation_max_log_q`]), and a key from `s'` back to `s`
+    /// over the whole `QP`. `s'` itself is zeroized.
     ///
     /// # Errors
-    /// [`CkksError::InvalidParameters`] for a weight of 0 or above N; as
+    /// [`CkksError::InvalidParameters`] for a weight of 0 or above N, or `p_0 ≤ q_0` (the
+    /// one-digit switch would add noise of the message's size);
+    /// [`CkksError::InsecureParameters`] when the parameters ask for 128-bit security and
+    /// `log2(q_0·p_0)` exceeds the published bound for this weight, or none exists; as
     /// [`Self::gen_public_key`].
     pub fn gen_encapsulation_keys(
         &mut self,
@@ -487,7 +495,22 @@ impl<B: Backend> KeyGenerator<B> {
                 "encapsulation Hamming weight {hamming_weight} is not in 1..={n}"
             )));
         }
-        let qp = self.ctx.params().qp_basis();
+        let params = self.ctx.params().clone();
+        if params.p()[0] <= params.q()[0] {
+            return Err(CkksError::InvalidParameters(format!(
+                "encapsulation needs p_0 > q_0 (p_0 has {:.1} bits, q_0 {:.1})",
+                (params.p()[0] as f64).log2(),
+                (params.q()[0] as f64).log2()
+            )));
+        }
+        if params.literal().security == crate::security::SecurityLevel::Classical128 {
+            crate::security::check_encapsulation_128(
+                params.log_n(),
+                hamming_weight,
+                params.encapsulation_log_q(),
+            )?;
+        }
+        let qp = params.qp_basis();
         let ctx = self.ctx.clone();
         let sparse = SecretKey {
             ctx: ctx.clone(),
@@ -498,7 +521,8 @@ impl<B: Backend> KeyGenerator<B> {
                 SecretDistribution::SparseTernary { hamming_weight },
             )?,
         };
-        let to_sparse = self.gen_switching_key_at(&sparse, &sk.s, 0)?;
+        let to_sparse =
+            self.gen_switching_key_over(&sparse, &sk.s, 0, &params.encapsulation_special_basis())?;
         let from_sparse = self.gen_switching_key(sk, &sparse.s)?;
         Ok(EncapsulationKeys {
             to_sparse,

@@ -6,6 +6,8 @@
 //! Layers, after Lattigo's `ckks`/`rlwe` packages:
 //! - [`params`]: the serialisable [`ParametersLiteral`], validated [`Parameters`] and
 //!   presets;
+//! - [`security`]: the `log2(QP)` bound of each secret distribution and the check
+//!   [`Parameters::new`] runs;
 //! - [`context`]: parameters bound to a backend;
 //! - [`embedding`] and [`encoding`]: the canonical embedding and the encoder;
 //! - [`keys`]: secret key (client) vs evaluation keys (server), key generation;
@@ -41,6 +43,7 @@ pub mod error;
 pub mod evaluator;
 pub mod keys;
 pub mod params;
+pub mod security;
 pub mod serialization;
 
 pub use ciphertext::{Ciphertext, Plaintext};
@@ -57,3 +60,4 @@ pub use keys::{
 };
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution, presets};
+pub use security::SecurityLevel;

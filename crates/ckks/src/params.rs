@@ -13,19 +13,22 @@
 //! (`rlwe/params.go`, `BaseRNSDecompositionVectorSize`).
 
 use crate::error::{CkksError, Result};
+pub use crate::security::{SecurityLevel, he_standard_max_log_qp_128};
 use he_math::RingContext;
 use he_math::primes::{Direction, PrimeGenerator};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Distribution of the secret key's coefficients.
+/// Distribution of the secret key's coefficients. Each has its own security bound
+/// ([`crate::security::max_log_qp_128`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretDistribution {
     /// Coefficients uniform in `{−1, 0, 1}` (the HE Standard's assumption).
     UniformTernary,
-    /// Exactly `hamming_weight` coefficients in `{−1, 1}`, the others zero (sparse secret,
-    /// as HEaaN's FGb preset with `h = 192`; needed for bootstrapping's small `‖I‖`).
+    /// Exactly `hamming_weight` coefficients in `{−1, 1}`, the others zero: a dense
+    /// fixed-weight secret for `h = N/2` (Lattigo's `H32768` sets), a sparse one for small
+    /// `h` (HEaaN's FGb with `h = 192`).
     SparseTernary {
         /// Number of non-zero coefficients.
         hamming_weight: usize,
@@ -58,22 +61,11 @@ pub struct ParametersLiteral {
     pub sigma: f64,
     /// `log2 Δ`: the default scale at the top of the user chain.
     pub log_scale: u32,
-}
-
-/// Largest `log2(QP)` for 128-bit classical security with a uniform ternary secret and
-/// σ = 3.2, per ring degree, from the HE Standard (Albrecht et al., "Homomorphic
-/// Encryption Standard", 2018, Table 1, as also used by Lattigo and OpenFHE).
-pub fn he_standard_max_log_qp_128(log_n: u32) -> Option<u32> {
-    match log_n {
-        10 => Some(27),
-        11 => Some(54),
-        12 => Some(109),
-        13 => Some(218),
-        14 => Some(438),
-        15 => Some(881),
-        16 => Some(1772),
-        _ => None,
-    }
+    /// The security asked for: [`SecurityLevel::Classical128`] (the default when absent
+    /// from serialized bytes) makes [`Parameters::new`] refuse parameters beyond their
+    /// secret's bound; [`SecurityLevel::NotSet`] is for the `insecure_*` test presets.
+    #[serde(default)]
+    pub security: SecurityLevel,
 }
 
 /// Validated CKKS parameters with their primes and ring context.
@@ -100,7 +92,11 @@ impl Parameters {
     /// chain or special basis, a prime size outside 20..=61 bits, `dnum` outside
     /// `1..=L+1`, `P` smaller than the largest digit (key-switching noise would swamp the
     /// message), `σ` not in `(0, 2^20]`, a Hamming weight outside `1..=N`, or
-    /// `log_scale` outside `10..log q_0`; [`CkksError::Math`] if not enough primes exist.
+    /// `log_scale` outside `10..log q_0`; [`CkksError::Math`] if not enough primes exist;
+    /// [`CkksError::InsecureParameters`] when the literal asks for
+    /// [`SecurityLevel::Classical128`] and `log2(QP)` exceeds the bound of its secret
+    /// distribution, or that distribution has no published bound
+    /// ([`crate::security::check_128`]).
     pub fn new(literal: ParametersLiteral) -> Result<Self> {
         let l = &literal;
         if !(10..=17).contains(&l.log_n) {
@@ -194,6 +190,11 @@ impl Parameters {
                  add special primes or raise dnum",
                 log2(&p)
             )));
+        }
+
+        if l.security == SecurityLevel::Classical128 {
+            let log_qp = log2(&q) + log2(&p);
+            crate::security::check_128(l.log_n, l.secret, log_qp)?;
         }
 
         let moduli: Vec<u64> = q.iter().chain(&p).copied().collect();
@@ -346,11 +347,29 @@ impl Parameters {
             .sum()
     }
 
-    /// Whether `log2(QP)` is within the HE Standard's 128-bit bound for this N
-    /// ([`he_standard_max_log_qp_128`]). The bound assumes a uniform ternary secret; for
-    /// a sparse secret see the preset's documentation.
-    pub fn within_he_standard_128(&self) -> bool {
-        he_standard_max_log_qp_128(self.log_n()).is_some_and(|max| self.log_qp() <= max as f64)
+    /// The 128-bit bound on `log2(QP)` that this secret distribution's table gives at this
+    /// N ([`crate::security::max_log_qp_128`]), in bits; `None` where none is published.
+    pub fn log_qp_bound_128(&self) -> Option<u32> {
+        crate::security::max_log_qp_128(self.log_n(), self.literal.secret).map(|b| b.max_log_q)
+    }
+
+    /// Whether these parameters are 128-bit secure by [`crate::security::check_128`]: a
+    /// bound exists for the secret distribution and `log2(QP)` is within it. (Always
+    /// true for parameters built with [`SecurityLevel::Classical128`].)
+    pub fn is_secure_128(&self) -> bool {
+        crate::security::check_128(self.log_n(), self.literal.secret, self.log_qp()).is_ok()
+    }
+
+    /// `log2(q_0·p_0)` in bits: the modulus of the bootstrapping encapsulation key
+    /// `s → s'` (see [`crate::security`]).
+    pub fn encapsulation_log_q(&self) -> f64 {
+        (self.q[0] as f64).log2() + (self.p[0] as f64).log2()
+    }
+
+    /// Moduli-table indices of the special basis of the encapsulation key `s → s'`: the
+    /// first special prime `p_0` alone (Lattigo `circuits/ckks/bootstrapping/keys.go`).
+    pub fn encapsulation_special_basis(&self) -> Vec<usize> {
+        vec![self.q.len()]
     }
 }
 
@@ -363,24 +382,23 @@ impl PartialEq for Parameters {
 /// Parameter presets. Each constructor returns the literal; build it with
 /// [`Parameters::new`].
 pub mod presets {
-    use super::{ParametersLiteral, SecretDistribution};
+    use super::{ParametersLiteral, SecretDistribution, SecurityLevel};
 
-    /// N = 2^16 bootstrappable preset shaped like HEaaN's FGb (the parameters HETAL ran
-    /// on; Lee et al., ICML 2023, §5): base prime 58 bits, twelve ≈42-bit scaling primes
-    /// (Δ = 2^42, user levels 0..=12), twelve 58-bit primes reserved for bootstrapping,
-    /// six 50-bit special primes, dnum 5, sparse ternary secret of Hamming weight 192,
-    /// σ = 3.2. `log2(QP) ≈ 1558`.
+    /// N = 2^16 preset with HEaaN FGb's chain (the parameters HETAL ran on; Lee et al.,
+    /// ICML 2023, §5) and a uniform ternary secret: base prime 58 bits, twelve ≈42-bit
+    /// scaling primes (Δ = 2^42, user levels 0..=12), twelve 58-bit primes above them (FGb
+    /// reserves them for bootstrapping; no bootstrapping circuit comes with this preset),
+    /// six 50-bit special primes,
+    /// dnum 5, σ = 3.2. `log2(QP) ≈ 1558`.
     ///
-    /// Differences from FGb: six 50-bit special primes instead of five 60-bit ones (same
-    /// `log P ≈ 300`, but ≤ 50-bit limbs take the faster IFMA NTT and basis-conversion
-    /// paths).
+    /// Differences from FGb: a uniform ternary secret instead of FGb's Hamming weight 192
+    /// (whose published bound, 1555 bits, this chain exceeds), and six 50-bit special
+    /// primes instead of five 60-bit ones (same `log P ≈ 300`, but ≤ 50-bit limbs take the
+    /// faster IFMA NTT and basis-conversion paths).
     ///
-    /// Security: `log2(QP) = 1558 ≤ 1772`, the HE Standard's 128-bit bound for N = 2^16
-    /// with a uniform ternary secret. The secret here is sparse (h = 192), as in HEaaN's
-    /// FGb, for which CryptoLab states 128-bit security; sparse secrets are more exposed
-    /// to hybrid attacks than the Standard's table assumes, so this rests on that claim
-    /// (as HETAL's own experiments do), not on the Standard's table alone.
-    pub fn n16_logqp1558_fgb_like() -> ParametersLiteral {
+    /// Security: 128-bit by the HE Standard's table for a uniform ternary secret
+    /// (`1558 ≤ 1772`), checked by [`super::Parameters::new`].
+    pub fn n16_logqp1558_fgb_chain() -> ParametersLiteral {
         let mut log_q = vec![58];
         log_q.extend([42; 12]);
         ParametersLiteral {
@@ -389,11 +407,10 @@ pub mod presets {
             log_q_boot: vec![58; 12],
             log_p: vec![50; 6],
             dnum: 5,
-            secret: SecretDistribution::SparseTernary {
-                hamming_weight: 192,
-            },
+            secret: SecretDistribution::UniformTernary,
             sigma: 3.2,
             log_scale: 42,
+            security: SecurityLevel::Classical128,
         }
     }
 
@@ -413,6 +430,7 @@ pub mod presets {
             secret: SecretDistribution::UniformTernary,
             sigma: 3.2,
             log_scale: 42,
+            security: SecurityLevel::Classical128,
         }
     }
 
@@ -429,6 +447,7 @@ pub mod presets {
             secret: SecretDistribution::UniformTernary,
             sigma: 3.2,
             log_scale: 42,
+            security: SecurityLevel::NotSet,
         }
     }
 
@@ -447,6 +466,7 @@ pub mod presets {
             secret: SecretDistribution::SparseTernary { hamming_weight: 64 },
             sigma: 3.2,
             log_scale: 42,
+            security: SecurityLevel::NotSet,
         }
     }
 
@@ -464,6 +484,7 @@ pub mod presets {
             secret: SecretDistribution::UniformTernary,
             sigma: 3.2,
             log_scale: 42,
+            security: SecurityLevel::NotSet,
         }
     }
 }

@@ -311,14 +311,16 @@ impl<B: Backend> Context<B> {
     }
 
     fn switching_key_from_wire(&self, w: SwitchingKeyWire) -> Result<SwitchingKey<B>> {
-        self.switching_key_from_wire_at(w, self.params().max_level())
+        self.switching_key_from_wire_over(w, self.params().max_level(), &self.params().p_basis())
     }
 
-    /// A switching key usable up to `level` (polynomials over `q_0 … q_level ∪ P`).
-    fn switching_key_from_wire_at(
+    /// A switching key usable up to `level` with the special primes `special`
+    /// (polynomials over `q_0 … q_level ∪ special`).
+    fn switching_key_from_wire_over(
         &self,
         w: SwitchingKeyWire,
         level: usize,
+        special: &[usize],
     ) -> Result<SwitchingKey<B>> {
         let params = self.params();
         let expected = params.digits_at(level);
@@ -331,7 +333,7 @@ impl<B: Backend> Context<B> {
         let qp: Vec<usize> = params
             .q_basis(level)
             .into_iter()
-            .chain(params.p_basis())
+            .chain(special.iter().copied())
             .collect();
         let mut a_rng = Csprng::from_seed(w.seed);
         let mut digits = Vec::with_capacity(expected);
@@ -409,7 +411,11 @@ impl<B: Backend> Context<B> {
                 return Err(malformed(format!("encapsulation Hamming weight {h}")));
             }
             set.encapsulation = Some(EncapsulationKeys {
-                to_sparse: self.switching_key_from_wire_at(to, 0)?,
+                to_sparse: self.switching_key_from_wire_over(
+                    to,
+                    0,
+                    &self.params().encapsulation_special_basis(),
+                )?,
                 from_sparse: self.switching_key_from_wire(from)?,
                 hamming_weight: h,
             });

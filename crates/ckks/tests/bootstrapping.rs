@@ -476,13 +476,15 @@ fn bootstrap_errors() {
 
 #[test]
 fn configuration_reports() {
-    let (lit, cfg) = presets::n16_logqp1675_boot();
+    let (lit, cfg) = presets::n16_logqp1684_dense_boot();
     let params = ckks::Parameters::new(lit).unwrap();
-    assert!(params.within_he_standard_128());
+    assert!(params.is_secure_128());
+    assert_eq!(params.log_qp_bound_128(), Some(1772));
+    assert!(params.encapsulation_log_q() <= 121.0);
     let depth = cfg.depth().unwrap();
     assert_eq!(params.max_level() - depth, params.max_user_level());
     assert_eq!(params.max_user_level(), 9);
-    assert!(cfg.failure_log2(&params, 1 << 15) < -40.0);
+    assert!(cfg.failure_log2(&params, 1 << 15) < -64.0);
     assert!(cfg.eval_mod_approximation_error().unwrap().log2() < -40.0);
     // Without encapsulation the same K would fail often: the bound says so.
     let plain = ckks::BootstrappingConfig {
@@ -494,9 +496,22 @@ fn configuration_reports() {
 
 #[test]
 fn bootstrap_without_encapsulation() {
-    let k = boot_keys();
-    let (_, cfg) = presets::insecure_n12_boot();
-    // K = 32 covers |I| for the weight-192 secret itself (failure bound ~2^-27 here).
+    // ModRaise under the main secret itself needs a sparse one: weight 192 here
+    // (K = 32 covers |I|, failure bound ~2^-27), not the preset's dense N/2.
+    let (mut lit, cfg) = presets::insecure_n12_boot();
+    lit.secret = ckks::SecretDistribution::SparseTernary {
+        hamming_weight: 192,
+    };
+    let ctx = Context::new_cpu(lit).unwrap();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = EvaluationKeyRequest {
+        encapsulation: None,
+        ..cfg.key_request(ctx.params(), 2048).unwrap()
+    };
+    let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
+    let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
+    let k = Keys { ctx, sk, eval };
     let cfg = ckks::BootstrappingConfig {
         encapsulation: None,
         k: 32,
@@ -539,10 +554,12 @@ fn slots_to_coeffs_first_order() {
     eprintln!("SlotsToCoeffs first: level {} error 2^{e:.1}", out.level());
     assert_eq!(out.level(), bt.output_level());
     assert_eq!(out.scale(), k.ctx.params().scale_at(out.level()).unwrap());
-    assert!(e < -20.0, "2^{e}");
+    // Here the slot values themselves become coefficients, so the sine's relative error
+    // (2π Δ_0/q_0)²/6 ≈ 2^-17.3 at the preset's q_0/Δ_0 = 2^10 bounds the precision.
+    assert!(e < -16.0, "2^{e}");
     // Refresh again from the output (no level-0 input needed).
     let again = bt.bootstrap(&out).unwrap();
-    assert!(log2_err(&k.dec(&again), &z) < -19.0);
+    assert!(log2_err(&k.dec(&again), &z) < -15.0);
     // Too low a level for SlotsToCoeffs, and sparse slots, are errors.
     assert!(matches!(
         bt.bootstrap(&k.enc(&z, 1)),

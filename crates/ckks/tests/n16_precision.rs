@@ -11,10 +11,10 @@ use std::sync::Arc;
 #[test]
 #[ignore = "N = 2^16: about a minute in release mode"]
 fn n16_mult_error_below_2_pow_minus_20() {
-    let ctx = Context::new_cpu(presets::n16_logqp1558_fgb_like()).unwrap();
+    let ctx = Context::new_cpu(presets::n16_logqp1558_fgb_chain()).unwrap();
     let p = ctx.params().clone();
     assert_eq!(p.n(), 1 << 16);
-    assert!(p.within_he_standard_128());
+    assert!(p.is_secure_128());
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.gen_secret_key().unwrap();
     let req = EvaluationKeyRequest {

@@ -91,6 +91,7 @@ pub fn run_all<B: Backend>(backend: &B) {
     check_basis_conversion(&pair, &mut rng);
     check_rescale(&pair, &mut rng);
     check_mod_up_down(&pair, &mut rng);
+    check_mod_raise(&pair, &mut rng);
     check_key_switch_inner_product(&pair, &mut rng);
     check_errors(&pair, &mut rng);
 }
@@ -361,6 +362,42 @@ fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             diff.abs().bits()
         );
     }
+}
+
+fn check_mod_raise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let src = TEST_Q[0];
+    let a = random_poly(&ctx, &[src], Representation::Ntt, rng);
+    let (ab, ar) = p.up(&a);
+    let target: Vec<usize> = TEST_Q.iter().chain(&TEST_P).copied().collect();
+    let ub = p.b.mod_raise(&ab, &target).unwrap();
+    let ur = p.r.mod_raise(&ar, &target).unwrap();
+    p.same("ModRaise", &ub, &ur);
+    // Ground truth: the centred residues lifted with `from_signed`.
+    let mut ac = a.clone();
+    p.r.inverse_ntt(&mut ac).unwrap();
+    let q = ctx.modulus(src).value();
+    let signed: Vec<i64> = ac
+        .limb(0)
+        .iter()
+        .map(|&x| {
+            if x > q / 2 {
+                x as i64 - q as i64
+            } else {
+                x as i64
+            }
+        })
+        .collect();
+    let mut want = RnsPoly::from_signed(&ctx, &target, &signed).unwrap();
+    p.r.forward_ntt(&mut want).unwrap();
+    assert_eq!(ur, want, "ModRaise is not the centred lift");
+    // Errors: more than one limb, a target without the source, coefficient form.
+    let two = random_poly(&ctx, &TEST_Q[..2], Representation::Ntt, rng);
+    assert!(p.b.mod_raise(&p.b.upload(&two).unwrap(), &target).is_err());
+    assert!(p.b.mod_raise(&ab, &TEST_P).is_err());
+    let mut coeff = ab.clone();
+    p.b.inverse_ntt(&mut coeff).unwrap();
+    assert!(p.b.mod_raise(&coeff, &target).is_err());
 }
 
 fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

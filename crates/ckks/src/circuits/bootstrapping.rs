@@ -32,7 +32,7 @@ use crate::error::{CkksError, Result};
 use crate::evaluator::Evaluator;
 use crate::keys::EvaluationKeyRequest;
 use crate::params::{Parameters, SecretDistribution};
-use he_math::{Backend, Representation, RnsPoly, galois};
+use he_math::{Backend, galois};
 use num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
@@ -135,21 +135,27 @@ impl BootstrappingConfig {
         Ok(worst)
     }
 
-    /// `log2` of an upper bound on the probability that one bootstrapping of a ciphertext
-    /// with `slots` slots fails (some `|I_k| ≥ K − ½`), for the secret distribution of
-    /// `params`: a Gaussian tail bound `2·exp(−(K−½)²/(2σ²))` per coefficient with
-    /// `σ² = h/12`, times the number `2·slots` of coefficients that matter (the
-    /// Gaussian bound is conservative: `I_k` is a bounded sum of uniforms).
+    /// `log2` of the probability that one bootstrapping of a ciphertext with `slots`
+    /// slots fails, for the secret distribution of `params` (Bossuat et al., ACNS 2022,
+    /// §4; Lattigo reports the same quantity, 2^-138.7 for its h = 32 sets).
+    ///
+    /// After ModRaise each coefficient decrypts to `t = c_0 + Σ_j ±c_{1,j}` with `h`
+    /// non-zero terms of the secret: `t/q_0` is a sum `S` of `h + 1` terms modelled as
+    /// independent and uniform in `(−½, ½)`; EvalMod is exact only for `|S| < K`, so a
+    /// coefficient fails with probability `P(|S| ≥ K) = 2·F(n/2 − K)`, `F` the
+    /// Irwin–Hall CDF of `n = h + 1` terms, computed exactly with big integers for
+    /// `n ≤ 1024` (for larger `n`, the sub-Gaussian bound `2·exp(−K²·6/n)`, variance
+    /// proxy `1/12` per term). The union bound over the `2·slots` coefficients that
+    /// matter gives the result. A uniform ternary secret without encapsulation counts as
+    /// `h = N` (an upper bound). `−∞` when `K > n/2` (failure impossible).
     pub fn failure_log2(&self, params: &Parameters, slots: usize) -> f64 {
         let h = match (self.encapsulation, params.literal().secret) {
-            (Some(h), _) => h as f64,
-            (None, SecretDistribution::SparseTernary { hamming_weight }) => hamming_weight as f64,
-            (None, SecretDistribution::UniformTernary) => 2.0 * params.n() as f64 / 3.0,
+            (Some(h), _) => h,
+            (None, SecretDistribution::SparseTernary { hamming_weight }) => hamming_weight,
+            (None, SecretDistribution::UniformTernary) => params.n(),
         };
-        let sigma2 = h / 12.0 + 1.0 / 12.0;
-        let t = self.k as f64 - 0.5;
-        let per_coeff = 1.0 - (t * t) / (2.0 * sigma2) * std::f64::consts::LOG2_E;
-        per_coeff + ((2 * slots) as f64).log2()
+        let union = ((2 * slots) as f64).log2();
+        1.0 + sum_of_uniforms_tail_log2(h + 1, self.k) + union
     }
 
     /// The rotations (left, in slot units of the full `N/2` group) the bootstrapping of
@@ -233,6 +239,52 @@ impl BootstrappingConfig {
         }
         Ok((cts, s2c))
     }
+}
+
+/// `log2 P(S ≥ k)` for `S` the sum of `n` independent uniforms on `(−½, ½)`: the
+/// Irwin–Hall CDF at `n/2 − k`, exact (big-integer alternating sum) for `n ≤ 1024`, the
+/// sub-Gaussian (Hoeffding-type) bound `exp(−6k²/n)` above.
+fn sum_of_uniforms_tail_log2(n: usize, k: u32) -> f64 {
+    use num_bigint::{BigInt, BigUint};
+    let k = k as usize;
+    if 2 * k >= n {
+        return f64::NEG_INFINITY;
+    }
+    if n > 1024 {
+        return -6.0 * (k * k) as f64 / n as f64 * std::f64::consts::LOG2_E;
+    }
+    // F(x) = (1/n!) Σ_{j ≤ ⌊x⌋} (−1)^j C(n, j) (x − j)^n with x = a/2, a = n − 2k:
+    // (x − j)^n = (a − 2j)^n / 2^n.
+    let a = (n - 2 * k) as i64;
+    let mut sum = BigInt::from(0);
+    let mut binom = BigInt::from(1);
+    let mut j = 0i64;
+    while 2 * j <= a {
+        let term = &binom * BigInt::from(a - 2 * j).pow(n as u32);
+        if j % 2 == 0 {
+            sum += term;
+        } else {
+            sum -= term;
+        }
+        binom = binom * BigInt::from(n as i64 - j) / BigInt::from(j + 1);
+        j += 1;
+    }
+    let factorial: BigUint = (1..=n as u64).map(BigUint::from).product();
+    let Some(sum) = sum.to_biguint() else {
+        return f64::NEG_INFINITY;
+    };
+    big_log2(&sum) - n as f64 - big_log2(&factorial)
+}
+
+/// `log2` of a positive big integer (−∞ for zero).
+fn big_log2(x: &num_bigint::BigUint) -> f64 {
+    let bits = x.bits();
+    if bits == 0 {
+        return f64::NEG_INFINITY;
+    }
+    let shift = bits.saturating_sub(60);
+    let top: u64 = (x >> shift).try_into().unwrap_or(u64::MAX);
+    (top as f64).log2() + shift as f64
 }
 
 /// Rotations of the sparse-slot trace: `n, 2n, …, N/4` (none at full slots).
@@ -445,8 +497,13 @@ impl<B: Backend> Bootstrapper<B> {
         let encapsulation = ev.keys().encapsulation_keys();
         let ct0 = match encapsulation {
             Some(e) if self.config.encapsulation.is_some() => {
-                // Switch to the sparse s' at level 0 (key over q_0 ∪ P only).
-                let [k0, k1] = ev.key_switch(&ct0.parts[1], 0, &e.to_sparse)?;
+                // Switch to the sparse s' at level 0 (key over q_0·p_0 only).
+                let [k0, k1] = ev.key_switch_over(
+                    &ct0.parts[1],
+                    0,
+                    &e.to_sparse,
+                    &params.encapsulation_special_basis(),
+                )?;
                 let mut c0 = ct0.parts[0].clone();
                 be.add_assign(&mut c0, &k0)?;
                 Ciphertext {
@@ -456,32 +513,13 @@ impl<B: Backend> Bootstrapper<B> {
             }
             _ => ct0,
         };
-        let ring = params.ring();
-        let q0 = params.q()[0];
-        let half = q0 / 2;
         let top = params.max_level();
         let basis = params.q_basis(top);
         let mut parts = Vec::with_capacity(2);
         for p in &ct0.parts {
-            let mut c = p.clone();
-            be.inverse_ntt(&mut c)?;
-            let host = be.download(&c)?;
-            let signed: Vec<i64> = host
-                .limb(0)
-                .iter()
-                .map(|&x| {
-                    if x > half {
-                        x as i64 - q0 as i64
-                    } else {
-                        x as i64
-                    }
-                })
-                .collect();
-            let lifted = RnsPoly::from_signed(ring, &basis, &signed)?;
-            debug_assert_eq!(lifted.repr(), Representation::Coeff);
-            let mut up = be.upload(&lifted)?;
-            be.forward_ntt(&mut up)?;
-            parts.push(up);
+            // ModRaise of the level-0 part in the backend (no host round trip).
+            let low = be.select_limbs(p, &[0])?;
+            parts.push(be.mod_raise(&low, &basis)?);
         }
         if let (Some(e), Some(_)) = (encapsulation, self.config.encapsulation) {
             // Back from s' to s over the whole chain.
@@ -675,12 +713,14 @@ impl<B: Backend> Bootstrapper<B> {
 pub mod presets {
     use super::{BootstrapOrder, BootstrappingConfig};
     use crate::params::{ParametersLiteral, SecretDistribution};
+    use crate::security::SecurityLevel;
 
     /// The EvalMod and DFT shape shared by the presets: CoeffsToSlots and SlotsToCoeffs in
     /// 3 levels each; sparse-secret encapsulation to an ephemeral secret of Hamming weight
-    /// 32, so `K = 16` bounds `|I|` (failure below 2^-46 per full-slot bootstrap, see
-    /// [`BootstrappingConfig::failure_log2`]); a degree-60 Chebyshev interpolant of the
-    /// scaled cosine and 2 double-angle steps (EvalMod depth 8).
+    /// 32, so `K = 16` bounds `|I|` (failure probability per full-slot bootstrap at
+    /// N = 2^16 about 2^-139, see [`BootstrappingConfig::failure_log2`]); a degree-60
+    /// Chebyshev interpolant of the scaled cosine and 2 double-angle steps (EvalMod depth
+    /// 8).
     pub fn standard_config() -> BootstrappingConfig {
         BootstrappingConfig {
             cts_levels: 3,
@@ -693,36 +733,52 @@ pub mod presets {
         }
     }
 
-    /// N = 2^16, 128-bit secure per the HE Standard (log QP = 1675 ≤ 1772 for N = 2^16)
-    /// with a sparse ternary secret of Hamming weight 192, as HEaaN's FGb parameters
-    /// (whose security claim for that weight this preset rests on).
+    /// The default bootstrappable N = 2^16 preset: a dense main secret (exactly N/2 = 32768
+    /// non-zero ±1 coefficients, as Lattigo's `N16QP1767H32768H32`) with sparse-secret
+    /// encapsulation (h = 32) for ModRaise.
     ///
-    /// Modulus chain, from level 0 up: `q_0` 54 bits (message ratio `q_0/Δ_0 = 2^12`); 9
-    /// user primes of 42 bits (Δ = 2^42: a refreshed ciphertext has 9 usable levels,
-    /// HETAL's budget); 14 bootstrapping primes, consumed from the top: CoeffsToSlots
-    /// 3 × 61 bits, EvalMod 8 × 60 bits, SlotsToCoeffs 3 × 60 bits (so the message meets
-    /// the factor `q_0/2πΔ_0` at scales of 2^50 and above); special primes 8 × 50 bits,
-    /// dnum 4 (digits of 6 primes). `L = 23`; bootstrapping from level 0 lands at level 9.
-    /// The encapsulation key `s → s'` lives over `q_0·P` (404 bits), where the HE
-    /// Standard's bound for a weight-32 secret is not tabulated; Bossuat et al. (ACNS
-    /// 2022, §5) estimate such keys above 128 bits for N = 2^16.
-    pub fn n16_logqp1675_boot() -> (ParametersLiteral, BootstrappingConfig) {
-        let mut log_q = vec![54];
+    /// Level budget (what applications plan with): a refreshed ciphertext lands at level
+    /// 9 with Δ = 2^42, so **9 usable levels** (multiplications) before the next
+    /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
+    ///
+    /// Modulus chain, from level 0 up: `q_0` 52 bits (message ratio `q_0/Δ_0 = 2^10`, see
+    /// below); 9
+    /// user primes of ≈42 bits; 14 bootstrapping primes, consumed from the top:
+    /// CoeffsToSlots 3 × 61 bits, EvalMod 8 × 60 bits, SlotsToCoeffs 3 × 60 bits. Special
+    /// primes `p_0` 61 bits then 7 × 50 bits (`log P ≈ 411`), dnum 4 (digits of 6
+    /// primes, the largest ≈ 363 bits). `L = 23`, `log2(QP) ≈ 1684`.
+    ///
+    /// The ratio `q_0/Δ_0` trades two errors: the sine's error on large coefficients
+    /// (relative `(2π Δ_0/q_0)²/6`, it hits messages with a large constant term) against
+    /// the bootstrapping noise, which EvalMod amplifies by `q_0 K/Δ_0` (it hits every
+    /// message). Measured at N = 2^16 (`docs/results/bootstrap.md`): 2^10 gives
+    /// max errors 2^-18.8 (uniform in [−1, 1]) and 2^-16.9 (constant 1); 2^12 gives
+    /// 2^-16.7 on uniform inputs.
+    ///
+    /// Security (checked when the parameters are built, [`crate::security`]): the main
+    /// secret has weight N/2, covered by the HE Standard's table, `1684 ≤ 1772`. The
+    /// encapsulation key `s → s'` lives over `q_0·p_0` (113 bits), within the 121 bits of
+    /// the published h = 32 sets (Bossuat et al., ACNS 2022).
+    pub fn n16_logqp1684_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
+        let mut log_q = vec![52];
         log_q.extend([42; 9]);
         let mut log_q_boot = vec![60; 11];
         log_q_boot.extend([61; 3]);
+        let mut log_p = vec![61];
+        log_p.extend([50; 7]);
         (
             ParametersLiteral {
                 log_n: 16,
                 log_q,
                 log_q_boot,
-                log_p: vec![50; 8],
+                log_p,
                 dnum: 4,
                 secret: SecretDistribution::SparseTernary {
-                    hamming_weight: 192,
+                    hamming_weight: 1 << 15,
                 },
                 sigma: 3.2,
                 log_scale: 42,
+                security: SecurityLevel::Classical128,
             },
             standard_config(),
         )
@@ -730,22 +786,23 @@ pub mod presets {
 
     /// INSECURE (N = 2^12 with log QP ≈ 1100; tests only): the N = 2^16 preset's circuit
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
-    /// levels each, same EvalMod and secret weight.
+    /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
     pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {
         let mut log_q_boot = vec![60; 10];
         log_q_boot.extend([61; 2]);
         (
             ParametersLiteral {
                 log_n: 12,
-                log_q: vec![54, 42, 42],
+                log_q: vec![52, 42, 42],
                 log_q_boot,
                 log_p: vec![61; 6],
                 dnum: 3,
                 secret: SecretDistribution::SparseTernary {
-                    hamming_weight: 192,
+                    hamming_weight: 1 << 11,
                 },
                 sigma: 3.2,
                 log_scale: 42,
+                security: SecurityLevel::NotSet,
             },
             BootstrappingConfig {
                 cts_levels: 2,
@@ -753,5 +810,24 @@ pub mod presets {
                 ..standard_config()
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_of_uniforms_tail_log2;
+
+    #[test]
+    fn irwin_hall_tail() {
+        // n = 2: P(U1 + U2 ≥ ½) = P(V ≤ ½) for V ~ IH(2) → (½)²/2 = 1/8.
+        assert!((sum_of_uniforms_tail_log2(2, 0) - (-1.0)).abs() < 1e-12); // P(S ≥ 0) = ½
+        assert!((sum_of_uniforms_tail_log2(3, 1) - (0.125f64 / 6.0).log2()).abs() < 1e-9);
+        // n = 33, k = 16: (½)^33 / 33!.
+        let want = -33.0 - (1..=33).map(|i| (i as f64).log2()).sum::<f64>();
+        assert!((sum_of_uniforms_tail_log2(33, 16) - want).abs() < 1e-9);
+        assert_eq!(sum_of_uniforms_tail_log2(33, 17), f64::NEG_INFINITY);
+        // Monotone in k.
+        let t: Vec<f64> = (8..17).map(|k| sum_of_uniforms_tail_log2(33, k)).collect();
+        assert!(t.windows(2).all(|w| w[1] < w[0]));
     }
 }

@@ -581,6 +581,47 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         Ok(out)
     }
 
+    fn mod_raise(&self, a: &RnsPoly, target: &[usize]) -> Result<RnsPoly> {
+        let _span = tracing::trace_span!("mod_raise", backend = K::NAME).entered();
+        check_repr(a, Representation::Ntt)?;
+        let &[src] = a.basis() else {
+            return Err(MathError::BasisMismatch(format!(
+                "ModRaise takes a one-limb polynomial, got {} limbs",
+                a.basis().len()
+            )));
+        };
+        self.ctx.check_basis(target)?;
+        if !target.contains(&src) {
+            return Err(MathError::BasisMismatch(
+                "the ModRaise target basis does not contain the source modulus".into(),
+            ));
+        }
+        let mut c = a.clone();
+        self.inverse_ntt(&mut c)?;
+        let q = self.ctx.modulus(src).value();
+        let half = q / 2;
+        let coeffs = c.limb(0);
+        let mut out = RnsPoly::zero(self.ctx.n(), target, Representation::Ntt);
+        let (basis, data) = out.parts_mut();
+        self.limbs(basis, data, |_, bi, l| {
+            let m = self.ctx.modulus(bi);
+            let mv = m.value();
+            // Centred lift: x > q/2 stands for x − q.
+            let neg_q = m.neg(m.reduce(q));
+            for (o, &x) in l.iter_mut().zip(coeffs) {
+                *o = if x > half {
+                    m.add(m.reduce(x), neg_q)
+                } else if x < mv {
+                    x
+                } else {
+                    m.reduce(x)
+                };
+            }
+            self.ctx.plan(bi).forward(l);
+        });
+        Ok(out)
+    }
+
     fn mod_down(&self, a: &RnsPoly, special: &[usize]) -> Result<RnsPoly> {
         let _span = tracing::trace_span!("mod_down", backend = K::NAME).entered();
         check_repr(a, Representation::Ntt)?;

@@ -186,6 +186,16 @@ pub trait Backend: Send + Sync {
     /// Representation or basis errors (`special` not a proper suffix-set of the basis).
     fn mod_down(&self, a: &Self::Poly, special: &[usize]) -> Result<Self::Poly>;
 
+    /// ModRaise of CKKS bootstrapping (Cheon–Han–Kim–Kim–Song, Eurocrypt 2018, §3): for
+    /// `a` over one modulus `q_i` (basis `[i]`, NTT form), the centred lift of its
+    /// coefficients (each taken in `(−q_i/2, q_i/2]`) onto `target` (a basis containing
+    /// `i`), NTT form. Stays in the backend's memory (no host round trip).
+    ///
+    /// # Errors
+    /// [`MathError::ReprMismatch`] unless `a` is in NTT form; [`MathError::BasisMismatch`]
+    /// unless `a` has exactly one limb and `target` is a valid basis containing it.
+    fn mod_raise(&self, a: &Self::Poly, target: &[usize]) -> Result<Self::Poly>;
+
     /// Key-switching inner product `(Σ_j d_j ⊙ k_{j,0}, Σ_j d_j ⊙ k_{j,1})` of ModUp
     /// digits with key components. Digits share one basis; each key polynomial's basis
     /// must contain it (keys live at the top level). All NTT form; result over the digits'
