@@ -359,7 +359,13 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// The plaintext polynomial restricted to the ciphertext's level.
-    fn plain_at(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<B::Poly> {
+    /// `pt`'s polynomial at `a`'s level: borrowed when the levels agree (no copy),
+    /// otherwise its limbs `q_0 … q_ℓ`.
+    fn plain_at<'p>(
+        &self,
+        a: &Ciphertext<B>,
+        pt: &'p Plaintext<B>,
+    ) -> Result<std::borrow::Cow<'p, B::Poly>> {
         if pt.slots != a.slots {
             return Err(CkksError::SlotsMismatch(a.slots, pt.slots));
         }
@@ -370,11 +376,12 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         if pt.level == a.level {
-            Ok(pt.poly.clone())
+            Ok(std::borrow::Cow::Borrowed(&pt.poly))
         } else {
-            Ok(self
-                .be()
-                .select_limbs(&pt.poly, &self.ctx.params().q_basis(a.level))?)
+            Ok(std::borrow::Cow::Owned(self.be().select_limbs(
+                &pt.poly,
+                &self.ctx.params().q_basis(a.level),
+            )?))
         }
     }
 
@@ -419,6 +426,34 @@ impl<B: Backend> Evaluator<B> {
         }
         out.scale = a.scale * pt.scale;
         Ok(out)
+    }
+
+    /// Multiply-plaintext-then-add: `acc += a · pt` in place, without a temporary
+    /// ciphertext (the inner loop of BSGS linear transformations and of HETAL's masked
+    /// products). `acc` must be at `a`'s level and slot count, with `a`'s degree, and at
+    /// the product's scale `a.scale · pt.scale` (relative tolerance as [`Self::add`]).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelMismatch`], [`CkksError::SlotsMismatch`],
+    /// [`CkksError::ScaleMismatch`], [`CkksError::DegreeTooHigh`] (degrees differ),
+    /// [`CkksError::LevelTooLow`] for a plaintext below `a`'s level.
+    pub fn mul_plain_add_assign(
+        &self,
+        acc: &mut Ciphertext<B>,
+        a: &Ciphertext<B>,
+        pt: &Plaintext<B>,
+    ) -> Result<()> {
+        check_pair(acc, a.level, a.slots)?;
+        check_scale(acc.scale, a.scale * pt.scale)?;
+        if acc.parts.len() != a.parts.len() {
+            return Err(CkksError::DegreeTooHigh(acc.degree().max(a.degree())));
+        }
+        let m = self.plain_at(a, pt)?;
+        self.note(Op::CMult, 1);
+        for (dst, src) in acc.parts.iter_mut().zip(&a.parts) {
+            self.be().mul_add_assign(dst, src, &m)?;
+        }
+        Ok(())
     }
 
     /// `a · c` for a complex constant, the constant encoded as the integer

@@ -19,10 +19,13 @@
 //! `L − depth` and that level's canonical scale.
 //!
 //! # Precision and failure
-//! The sine replaces `x mod 1` with a relative error `(2πx)²/6`: for a message of size 1
-//! at scale `Δ_0`, `x = Δ_0/q_0`, so the ratio `q_0/Δ_0` (2^16 in the presets) keeps it
-//! below 2^-29. The bootstrapping fails (the output is garbage in some slots) when some
-//! `|I_k| ≥ K − ½`; [`BootstrappingConfig::failure_log2`] bounds that probability.
+//! The sine replaces `x mod 1` with a relative error `(2πx)²/6`: for a coefficient of
+//! size `c·Δ_0`, `x = c·Δ_0/q_0`, so the ratio `q_0/Δ_0` (2^10 in the N = 2^16 preset)
+//! keeps it below `2^-17.3·c²`; coefficients of typical messages are far smaller than the
+//! slots (about `2^-8` of them at N = 2^16). Noise in the CoeffsToSlots output reaches
+//! the message amplified by `K·q_0/Δ_0`, which is why the ratio is not larger. The
+//! bootstrapping fails (the output is garbage in some slots) when some `|t/q_0| ≥ K`;
+//! [`BootstrappingConfig::failure_log2`] gives that probability.
 
 use super::dft;
 use super::linear_transform::{EncodedLinearTransform, LinearTransform};
@@ -784,7 +787,7 @@ pub mod presets {
         )
     }
 
-    /// INSECURE (N = 2^12 with log QP ≈ 1100; tests only): the N = 2^16 preset's circuit
+    /// INSECURE (N = 2^12 with log QP ≈ 1224; tests only): the N = 2^16 preset's circuit
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
     pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {

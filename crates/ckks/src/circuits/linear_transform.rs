@@ -347,7 +347,6 @@ impl<B: Backend> Evaluator<B> {
         if ct.slots != lt.slots {
             return Err(CkksError::SlotsMismatch(ct.slots, lt.slots));
         }
-        let be = self.context().backend();
         let babies: BTreeSet<usize> = lt
             .giants
             .values()
@@ -363,12 +362,7 @@ impl<B: Backend> Evaluator<B> {
                 let x = &baby[b];
                 match &mut inner {
                     None => inner = Some(self.mul_plain(x, pt)?),
-                    Some(acc_in) => {
-                        self.note(crate::evaluator::Op::CMult, 1);
-                        for (dst, src) in acc_in.parts.iter_mut().zip(&x.parts) {
-                            be.mul_add_assign(dst, src, &pt.poly)?;
-                        }
-                    }
+                    Some(acc_in) => self.mul_plain_add_assign(acc_in, x, pt)?,
                 }
             }
             let Some(inner) = inner else { continue };

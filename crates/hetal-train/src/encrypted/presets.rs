@@ -13,7 +13,7 @@ pub fn n16_train() -> (ParametersLiteral, BootstrappingConfig) {
     boot::n16_logqp1684_dense_boot()
 }
 
-/// INSECURE (N = 2^12 with log QP ≈ 1500; tests only): the N = 2^16 preset's
+/// INSECURE (N = 2^12 with log QP ≈ 1579; tests only): the N = 2^16 preset's
 /// structure on a small ring — `q_0` 52 bits, 9 user primes of 42 bits, the
 /// bootstrapping circuit of `ckks`'s `insecure_n12_boot` (2 + 8 + 2 levels), 7 special
 /// primes of 61 bits, dnum 4, dense secret (h = N/2) — so a refreshed ciphertext has the
