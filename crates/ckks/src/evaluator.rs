@@ -468,6 +468,19 @@ impl<B: Backend> Evaluator<B> {
         c: Complex64,
         const_scale: f64,
     ) -> Result<Ciphertext<B>> {
+        self.mul_const_complex_with_scale_owned(a.clone(), c, const_scale)
+    }
+
+    /// [`Self::mul_const_complex_with_scale`] on an owned ciphertext, in place (no copy).
+    ///
+    /// # Errors
+    /// As [`Self::mul_const_complex_with_scale`].
+    pub fn mul_const_complex_with_scale_owned(
+        &self,
+        a: Ciphertext<B>,
+        c: Complex64,
+        const_scale: f64,
+    ) -> Result<Ciphertext<B>> {
         let be = self.be();
         self.note(Op::ConstMult, 1);
         let re = self.int_residues((c.re * const_scale).round(), a.level)?;
@@ -476,11 +489,11 @@ impl<B: Backend> Evaluator<B> {
         } else {
             None
         };
-        let mut out = a.clone();
         let mono = match im {
             Some(_) => Some(self.ctx.monomial_half(a.level)?),
             None => None,
         };
+        let mut out = a;
         for p in &mut out.parts {
             if let (Some(im), Some(mono)) = (&im, &mono) {
                 let mut t = p.clone();
@@ -492,7 +505,7 @@ impl<B: Backend> Evaluator<B> {
                 be.scalar_mul_assign(p, &re)?;
             }
         }
-        out.scale = a.scale * const_scale;
+        out.scale *= const_scale;
         Ok(out)
     }
 
@@ -802,10 +815,12 @@ impl<B: Backend> Evaluator<B> {
             1,
         );
         let be = self.be();
-        let mut c1 = a.parts[1].clone();
+        let basis = be.basis(&a.parts[1]).to_vec();
+        let mut c1 = be.zero(&basis, be.repr(&a.parts[1]))?;
         be.automorphism(&a.parts[1], element, &mut c1)?;
         let [k0, k1] = self.key_switch(&c1, a.level, key)?;
-        let mut c0 = a.parts[0].clone();
+        // σ(c_1) is dead after the key switch: its buffer takes σ(c_0).
+        let mut c0 = c1;
         be.automorphism(&a.parts[0], element, &mut c0)?;
         be.add_assign(&mut c0, &k0)?;
         Ok(Ciphertext {
@@ -888,7 +903,8 @@ impl<B: Backend> Evaluator<B> {
                 be.automorphism(d, e, r)?;
             }
             let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key, &p_basis)?;
-            let mut c0 = a.parts[0].clone();
+            // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
+            let mut c0 = be.zero(be.basis(&a.parts[0]), be.repr(&a.parts[0]))?;
             be.automorphism(&a.parts[0], e, &mut c0)?;
             be.add_assign(&mut c0, &k0)?;
             out.push(Ciphertext {

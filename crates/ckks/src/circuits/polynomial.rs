@@ -404,10 +404,11 @@ impl<B: Backend> Evaluator<B> {
                         continue;
                     }
                     let t = self.drop_level(pw.get(i)?, target + 1)?;
-                    let mut term = self.mul_const_complex_with_scale(
-                        &t,
+                    let const_scale = product_scale / t.scale;
+                    let mut term = self.mul_const_complex_with_scale_owned(
+                        t,
                         Complex64::new(ci, 0.0),
-                        product_scale / t.scale,
+                        const_scale,
                     )?;
                     term.scale = product_scale;
                     match &mut acc {
