@@ -745,28 +745,28 @@ pub mod presets {
     /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
     ///
     /// Modulus chain, from level 0 up: `q_0` 52 bits (message ratio `q_0/Δ_0 = 2^10`, see
-    /// below); 9
-    /// user primes of ≈42 bits; 14 bootstrapping primes, consumed from the top:
-    /// CoeffsToSlots 3 × 61 bits, EvalMod 8 × 60 bits, SlotsToCoeffs 3 × 60 bits. Special
+    /// below); 9 user primes of ≈42 bits; 14 bootstrapping primes, consumed from the top:
+    /// CoeffsToSlots 3, EvalMod 8 and SlotsToCoeffs 3 primes, all of 61 bits (the
+    /// precision of EvalMod grows by one bit per bit of its primes, see below). Special
     /// primes `p_0` 61 bits then 7 × 50 bits (`log P ≈ 411`), dnum 4 (digits of 6
-    /// primes, the largest ≈ 363 bits). `L = 23`, `log2(QP) ≈ 1684`.
+    /// primes, the largest ≈ 366 bits). `L = 23`, `log2(QP) ≈ 1695`.
     ///
     /// The ratio `q_0/Δ_0` trades two errors: the sine's error on large coefficients
     /// (relative `(2π Δ_0/q_0)²/6`, it hits messages with a large constant term) against
-    /// the bootstrapping noise, which EvalMod amplifies by `q_0 K/Δ_0` (it hits every
-    /// message). Measured at N = 2^16 (`docs/results/bootstrap.md`): 2^10 gives
-    /// max errors 2^-18.8 (uniform in [−1, 1]) and 2^-16.9 (constant 1); 2^12 gives
-    /// 2^-16.7 on uniform inputs.
+    /// the noise of EvalMod's output, which SlotsToCoeffs carries into every slot
+    /// multiplied by about `√N·q_0/(2πΔ_0)`. Measured at N = 2^16 with 60-bit EvalMod
+    /// primes (`docs/results/bootstrap.md`): 2^10 gives max errors 2^-18.8 (uniform in
+    /// [−1, 1]) and 2^-16.9 (constant 1), 2^12 gives 2^-16.7 (uniform); the 61-bit
+    /// primes add about one bit.
     ///
     /// Security (checked when the parameters are built, [`crate::security`]): the main
-    /// secret has weight N/2, covered by the HE Standard's table, `1684 ≤ 1772`. The
+    /// secret has weight N/2, covered by the HE Standard's table, `1695 ≤ 1772`. The
     /// encapsulation key `s → s'` lives over `q_0·p_0` (113 bits), within the 121 bits of
     /// the published h = 32 sets (Bossuat et al., ACNS 2022).
-    pub fn n16_logqp1684_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
+    pub fn n16_logqp1695_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
         let mut log_q = vec![52];
         log_q.extend([42; 9]);
-        let mut log_q_boot = vec![60; 11];
-        log_q_boot.extend([61; 3]);
+        let log_q_boot = vec![61; 14];
         let mut log_p = vec![61];
         log_p.extend([50; 7]);
         (
@@ -791,8 +791,7 @@ pub mod presets {
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
     pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {
-        let mut log_q_boot = vec![60; 10];
-        log_q_boot.extend([61; 2]);
+        let log_q_boot = vec![61; 12];
         (
             ParametersLiteral {
                 log_n: 12,

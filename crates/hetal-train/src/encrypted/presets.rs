@@ -6,11 +6,11 @@ use he_linalg::ckks::circuits::bootstrapping::presets as boot;
 use he_linalg::ckks::{BootstrappingConfig, ParametersLiteral};
 
 /// N = 2^16, 128-bit secure (checked when the parameters are built): `ckks`'s
-/// `n16_logqp1684_dense_boot` — dense main secret (h = N/2, HE Standard bound 1772 ≥
-/// log QP 1684), sparse-secret encapsulation over `q_0·p_0`, 9 user levels at Δ = 2^42
+/// `n16_logqp1695_dense_boot` — dense main secret (h = N/2, HE Standard bound 1772 ≥
+/// log QP 1695), sparse-secret encapsulation over `q_0·p_0`, 9 user levels at Δ = 2^42
 /// after each bootstrap, 32768 slots.
 pub fn n16_train() -> (ParametersLiteral, BootstrappingConfig) {
-    boot::n16_logqp1684_dense_boot()
+    boot::n16_logqp1695_dense_boot()
 }
 
 /// INSECURE (N = 2^12 with log QP ≈ 1579; tests only): the N = 2^16 preset's
