@@ -358,7 +358,6 @@ impl<B: Backend> Evaluator<B> {
         Ok(out)
     }
 
-    /// The plaintext polynomial restricted to the ciphertext's level.
     /// `pt`'s polynomial at `a`'s level: borrowed when the levels agree (no copy),
     /// otherwise its limbs `q_0 … q_ℓ`.
     fn plain_at<'p>(
@@ -452,6 +451,25 @@ impl<B: Backend> Evaluator<B> {
         self.note(Op::CMult, 1);
         for (dst, src) in acc.parts.iter_mut().zip(&a.parts) {
             self.be().mul_add_assign(dst, src, &m)?;
+        }
+        Ok(())
+    }
+
+    /// `acc += a · pt` where `acc` starts empty: the first product becomes `acc`
+    /// ([`Self::mul_plain`]), later ones are added in place
+    /// ([`Self::mul_plain_add_assign`]). The accumulation of BSGS and masked products.
+    ///
+    /// # Errors
+    /// As [`Self::mul_plain_add_assign`].
+    pub fn mul_plain_accumulate(
+        &self,
+        acc: &mut Option<Ciphertext<B>>,
+        a: &Ciphertext<B>,
+        pt: &Plaintext<B>,
+    ) -> Result<()> {
+        match acc {
+            None => *acc = Some(self.mul_plain(a, pt)?),
+            Some(s) => self.mul_plain_add_assign(s, a, pt)?,
         }
         Ok(())
     }
@@ -815,8 +833,7 @@ impl<B: Backend> Evaluator<B> {
             1,
         );
         let be = self.be();
-        let basis = be.basis(&a.parts[1]).to_vec();
-        let mut c1 = be.zero(&basis, be.repr(&a.parts[1]))?;
+        let mut c1 = be.zero(be.basis(&a.parts[1]), be.repr(&a.parts[1]))?;
         be.automorphism(&a.parts[1], element, &mut c1)?;
         let [k0, k1] = self.key_switch(&c1, a.level, key)?;
         // σ(c_1) is dead after the key switch: its buffer takes σ(c_0).

@@ -136,22 +136,11 @@ pub fn secret_label(secret: SecretDistribution) -> String {
 /// [`CkksError::InsecureParameters`] when no bound is published for the combination or
 /// `log_qp` exceeds it.
 pub fn check_128(log_n: u32, secret: SecretDistribution, log_qp: f64) -> Result<SecurityBound> {
-    let Some(bound) = max_log_qp_128(log_n, secret) else {
-        return Err(CkksError::InsecureParameters(format!(
-            "no published 128-bit bound for N = 2^{log_n} with a {} secret \
-             (set security: NotSet for test parameters)",
-            secret_label(secret)
-        )));
-    };
-    if log_qp > bound.max_log_q as f64 {
-        return Err(CkksError::InsecureParameters(format!(
-            "log2(QP) = {log_qp:.1} exceeds the 128-bit bound {} for N = 2^{log_n} with a {} secret ({:?})",
-            bound.max_log_q,
-            secret_label(secret),
-            bound.source
-        )));
-    }
-    Ok(bound)
+    let what = format!(
+        "log2(QP) for N = 2^{log_n} with a {} secret",
+        secret_label(secret)
+    );
+    within(max_log_qp_128(log_n, secret), log_qp, &what)
 }
 
 /// Checks the encapsulation modulus `log2(q_0·p_0) = log_q` for an ephemeral secret of
@@ -164,17 +153,24 @@ pub fn check_encapsulation_128(
     hamming_weight: usize,
     log_q: f64,
 ) -> Result<SecurityBound> {
-    let Some(bound) = encapsulation_max_log_q(log_n, hamming_weight) else {
+    let what = format!(
+        "log2(q_0·p_0) of an encapsulation secret of Hamming weight {hamming_weight} at \
+         N = 2^{log_n}"
+    );
+    within(encapsulation_max_log_q(log_n, hamming_weight), log_q, &what)
+}
+
+/// `log_q` against `bound`; `what` names the modulus in the error.
+fn within(bound: Option<SecurityBound>, log_q: f64, what: &str) -> Result<SecurityBound> {
+    let Some(bound) = bound else {
         return Err(CkksError::InsecureParameters(format!(
-            "no published 128-bit bound for an encapsulation secret of Hamming weight \
-             {hamming_weight} at N = 2^{log_n}"
+            "no published 128-bit bound on {what} (set security: NotSet for test parameters)"
         )));
     };
     if log_q > bound.max_log_q as f64 {
         return Err(CkksError::InsecureParameters(format!(
-            "log2(q_0·p_0) = {log_q:.1} exceeds the 128-bit bound {} of an encapsulation \
-             secret of Hamming weight {hamming_weight} at N = 2^{log_n}",
-            bound.max_log_q
+            "{what} = {log_q:.1} exceeds the 128-bit bound {} ({:?})",
+            bound.max_log_q, bound.source
         )));
     }
     Ok(bound)

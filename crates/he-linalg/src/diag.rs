@@ -396,7 +396,7 @@ impl<B: Backend> MatrixEvaluator<B> {
                         })
                         .collect()
                 })?;
-                self.accumulate_product(&mut acc, &w, &diag)?;
+                ev.mul_plain_accumulate(&mut acc, &w, &diag)?;
             }
             let t =
                 ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
@@ -693,7 +693,7 @@ impl<B: Backend> MatrixEvaluator<B> {
                             .collect()
                     },
                 )?;
-                self.accumulate_product(&mut acc, &s, &mask)?;
+                ev.mul_plain_accumulate(&mut acc, &s, &mask)?;
             }
             let t =
                 ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;

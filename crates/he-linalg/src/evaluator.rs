@@ -151,21 +151,6 @@ impl<B: Backend> MatrixEvaluator<B> {
         Ok(ev.rescale_owned(ev.relinearize_owned(acc)?)?)
     }
 
-    /// `acc += a · pt` with `acc` initially empty (no temporary ciphertext once `acc`
-    /// exists: [`crate::ckks::Evaluator::mul_plain_add_assign`]).
-    pub(crate) fn accumulate_product(
-        &self,
-        acc: &mut Option<Ciphertext<B>>,
-        a: &Ciphertext<B>,
-        pt: &crate::ckks::Plaintext<B>,
-    ) -> Result<()> {
-        match acc {
-            None => *acc = Some(self.ev.mul_plain(a, pt)?),
-            Some(s) => self.ev.mul_plain_add_assign(s, a, pt)?,
-        }
-        Ok(())
-    }
-
     /// `acc += x` with `acc` initially empty.
     pub(crate) fn accumulate(
         &self,

@@ -22,8 +22,9 @@
 //! The sine replaces `x mod 1` with a relative error `(2πx)²/6`: for a coefficient of
 //! size `c·Δ_0`, `x = c·Δ_0/q_0`, so the ratio `q_0/Δ_0` (2^10 in the N = 2^16 preset)
 //! keeps it below `2^-17.3·c²`; coefficients of typical messages are far smaller than the
-//! slots (about `2^-8` of them at N = 2^16). Noise in the CoeffsToSlots output reaches
-//! the message amplified by `K·q_0/Δ_0`, which is why the ratio is not larger. The
+//! slots (about `2^-8` of them at N = 2^16). EvalMod's own noise reaches the slots
+//! multiplied by about `√N·q_0/(2πΔ_0)` (SlotsToCoeffs sums independent coefficient
+//! errors), which is why the ratio is not larger. The
 //! bootstrapping fails (the output is garbage in some slots) when some `|t/q_0| ≥ K`;
 //! [`BootstrappingConfig::failure_log2`] gives that probability.
 

@@ -360,10 +360,7 @@ impl<B: Backend> Evaluator<B> {
             let mut inner: Option<Ciphertext<B>> = None;
             for (b, pt) in terms {
                 let x = &baby[b];
-                match &mut inner {
-                    None => inner = Some(self.mul_plain(x, pt)?),
-                    Some(acc_in) => self.mul_plain_add_assign(acc_in, x, pt)?,
-                }
+                self.mul_plain_accumulate(&mut inner, x, pt)?;
             }
             let Some(inner) = inner else { continue };
             let r = self.rotate(&inner, g as i64)?;
