@@ -1,27 +1,40 @@
 //! Polynomial evaluation on ciphertexts: Chebyshev-basis (on an interval `[a, b]`) and
 //! power-basis polynomials with real coefficients, evaluated by baby-step giant-step
-//! (Paterson–Stockmeyer style) with exact scale management.
+//! (Paterson–Stockmeyer style) in the optimal depth, with exact scale management.
 //!
 //! # Algorithm
 //! Following Bossuat–Mouchet–Troncoso-Pastoriza–Hubaux (Eurocrypt 2021, §5) and Lattigo
-//! (`he/hefloat/polynomial_evaluator.go`): the baby steps `T_1 … T_{n1}` (`n1 = 2^l`) and
-//! the giant steps `T_{n1}, T_{2 n1}, T_{4 n1}, …` are computed by products
-//! (`T_{2i} = 2T_i² − 1`, `T_{2i+1} = 2T_{i+1}T_i − T_1`; for the power basis
-//! `x^{i+j} = x^i x^j`), so `T_i` costs `⌈log2 i⌉` levels. The polynomial is split
-//! recursively as `p = q·T_g + r` on the largest giant step `g ≤ deg p` (Chebyshev
-//! division: `q_0 = c_g`, `q_k = 2c_{g+k}`, `r_i = c_i − c_{2g−i}`), and each leaf
-//! `Σ_{i<n1} c_i T_i` is a sum of constant multiplications followed by one rescale.
-//! Zero coefficients are skipped, so odd or even polynomials use odd or even baby steps
-//! only.
+//! (`he/hefloat/polynomial_evaluator.go`): the powers `T_i` (Chebyshev, or `x^i`) are
+//! computed by products (`T_{2i} = 2T_i² − 1`, `T_{2i+1} = 2T_{i+1}T_i − T_1`; for the
+//! power basis `x^{i+j} = x^i x^j`), so `T_i` costs `⌈log2 i⌉` levels. The polynomial is
+//! split recursively as `p = q·T_g + r` on a power of two `g ≤ deg p` (Chebyshev
+//! division: `q_0 = c_g`, `q_k = 2c_{g+k}`, `r_i = c_i − c_{2g−i}`), and a leaf
+//! `Σ_{i<n1} c_i T_i` (`n1 = 2^⌈m/2⌉` baby steps for a degree below `2^m`) is a sum of
+//! constant multiplications followed by one rescale.
+//!
+//! Every sub-polynomial is produced at a *target level* fixed from the top: a node of
+//! degree `d` gets `⌈log2(d+1)⌉` levels. A leaf is only used where each of its powers
+//! sits at least one level above the target (the constant multiplication needs that
+//! level); otherwise the node is split again, down to degree-1 leaves `c_0 + c_1·T_1`
+//! where needed. Only the chain of leading quotients is that tight, so the extra
+//! products stay few (about `log2 n1`), and the whole polynomial costs the optimum
+//! `⌈log2(d+1)⌉` levels (degree 7 in 3, degree 60 in 6). Zero coefficients are skipped,
+//! so odd or even polynomials use odd or even powers only.
 //!
 //! # Scales
 //! Every intermediate ciphertext sits at the canonical scale `Δ_ℓ` of its level
 //! ([`crate::Parameters::scale_at`]): products of two canonical operands rescale onto the
 //! next canonical scale, leaf constants are encoded at the scale that makes every term
 //! land exactly on it, and operands at different levels are aligned with
-//! [`Evaluator::adjust`]. The result is at the canonical scale of its level. The depth is
-//! `⌈log2(d+1)⌉ + 1` for degree `d` (one level above the optimum, spent in the leaves),
-//! plus one for a Chebyshev interval other than `[−1, 1]`; [`Polynomial::depth`] gives it.
+//! [`Evaluator::adjust`]. The result is at the canonical scale of its level.
+//!
+//! # Depth
+//! [`Polynomial::depth`]: `⌈log2(d+1)⌉` for degree `d` on a canonical-scale input, plus
+//! one for a Chebyshev interval other than `[−1, 1]` (the affine map `y = αx + β` needs a
+//! constant multiplication). An input off its level's canonical scale costs one level
+//! to bring it there, and the affine map is folded into that same level, so such an input
+//! costs `⌈log2(d+1)⌉ + 1` with or without an interval. Callers that control the
+//! preceding operation can fold the map there instead and use `[−1, 1]`.
 
 use crate::ciphertext::Ciphertext;
 use crate::error::{CkksError, Result};
@@ -51,6 +64,10 @@ pub struct Polynomial {
     basis: PolynomialBasis,
     coeffs: Vec<f64>,
 }
+
+/// The smallest scale a constant is encoded at when an input is brought to its canonical
+/// scale (`2^20`, as [`Evaluator::adjust`]).
+const MIN_CONST_SCALE: f64 = (1u64 << 20) as f64;
 
 /// Coefficients with `|c| ≤ 2^-60 · max|c|` are treated as zero (skipped).
 fn negligible(c: f64, max: f64) -> bool {
@@ -168,15 +185,16 @@ impl Polynomial {
         matches!(self.basis, PolynomialBasis::Chebyshev { a, b } if a != -1.0 || b != 1.0)
     }
 
-    /// Levels consumed by [`Evaluator::evaluate_polynomial`]: `0` for a constant, else
-    /// the depth of the split computed by the evaluator (see the module docs).
+    /// Levels consumed by [`Evaluator::evaluate_polynomial`] on an input at its level's
+    /// canonical scale: `⌈log2(d+1)⌉` for the degree `d` of the last non-negligible
+    /// coefficient (`0` for a constant), plus one for a Chebyshev interval other than
+    /// `[−1, 1]` (see the module docs).
     pub fn depth(&self) -> usize {
-        if self.degree() == 0 {
+        let deg = last_nonzero(&self.coeffs, self.max_abs());
+        if deg == 0 {
             return 0;
         }
-        let plan = Plan::new(self.degree());
-        let max = self.max_abs();
-        plan.depth_of(&self.coeffs, self.is_chebyshev(), max) + usize::from(self.needs_affine_map())
+        optimal_depth(deg) + usize::from(self.needs_affine_map())
     }
 
     fn max_abs(&self) -> f64 {
@@ -205,37 +223,24 @@ impl Plan {
         Self { n1: 1 << l }
     }
 
-    /// Largest giant step `n1·2^k ≤ degree`, if `degree ≥ n1`.
-    fn giant(&self, degree: usize) -> Option<usize> {
-        if degree < self.n1 {
-            return None;
-        }
-        let mut g = self.n1;
-        while 2 * g <= degree {
-            g *= 2;
-        }
-        Some(g)
+    /// Whether `Σ c_i T_i` (degree `deg`) can be a leaf produced `budget` levels below
+    /// the input: fewer than `n1` terms, each power at least one level above the target.
+    fn is_leaf(&self, c: &[f64], deg: usize, budget: usize, max: f64) -> bool {
+        deg < self.n1
+            && (1..=deg)
+                .filter(|&i| !negligible(c[i], max))
+                .all(|i| power_depth(i) < budget)
     }
+}
 
-    /// Levels below the input level at which `p` can be produced.
-    fn depth_of(&self, c: &[f64], chebyshev: bool, max: f64) -> usize {
-        let deg = last_nonzero(c, max);
-        match self.giant(deg) {
-            None => {
-                let d = (1..=deg)
-                    .filter(|&i| !negligible(c[i], max))
-                    .map(power_depth)
-                    .max();
-                d.map_or(0, |d| d + 1)
-            }
-            Some(g) => {
-                let (q, r) = split(&c[..=deg], g, chebyshev);
-                let dq = self.depth_of(&q, chebyshev, max);
-                let dr = self.depth_of(&r, chebyshev, max);
-                (dq + 1).max(power_depth(g) + 1).max(dr)
-            }
-        }
-    }
+/// `⌈log2(d+1)⌉`: the fewest levels in which a polynomial of degree `d` can be evaluated.
+fn optimal_depth(deg: usize) -> usize {
+    (usize::BITS - deg.leading_zeros()) as usize
+}
+
+/// The largest power of two `≤ deg` (`deg ≥ 1`).
+fn giant_step(deg: usize) -> usize {
+    1 << (usize::BITS - 1 - deg.leading_zeros())
 }
 
 fn last_nonzero(c: &[f64], max: f64) -> usize {
@@ -325,11 +330,12 @@ impl<B: Backend> Powers<'_, B> {
 }
 
 impl<B: Backend> Evaluator<B> {
-    /// Evaluates `p` on every slot of `ct` (any level and scale; the input is first
-    /// brought to its level's canonical scale if needed, which costs one level). The
-    /// result is at level `ct.level − depth` (`depth` from [`Polynomial::depth`]) and at
-    /// that level's canonical scale. The caller keeps the inputs inside the interval of a
-    /// Chebyshev polynomial; outside it the approximation is meaningless.
+    /// Evaluates `p` on every slot of `ct` (any level and scale). The result is at level
+    /// `ct.level − depth` and at that level's canonical scale, where `depth` is
+    /// [`Polynomial::depth`] for an input at its level's canonical scale; an input off
+    /// that scale costs one more level, shared with the affine map of an interval (see
+    /// the module docs). The caller keeps the inputs inside the interval of a Chebyshev
+    /// polynomial; outside it the approximation is meaningless.
     ///
     /// # Errors
     /// [`CkksError::LevelTooLow`] if `ct` has fewer levels than needed; errors of the
@@ -337,37 +343,63 @@ impl<B: Backend> Evaluator<B> {
     pub fn evaluate_polynomial(&self, ct: &Ciphertext<B>, p: &Polynomial) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("evaluate_polynomial", degree = p.degree()).entered();
         let params = self.context().params().clone();
-        let mut x = ct.clone();
-        if x.scale != params.scale_at(x.level)? {
-            if x.level == 0 {
-                return Err(CkksError::LevelTooLow {
-                    needed: 1,
-                    level: 0,
-                });
+        let (alpha, beta) = match p.basis {
+            PolynomialBasis::Chebyshev { a, b } if p.needs_affine_map() => {
+                (2.0 / (b - a), -(a + b) / (b - a))
             }
-            x = self.adjust(&x, x.level - 1, params.scale_at(x.level - 1)?)?;
-        }
-        if let PolynomialBasis::Chebyshev { a, b } = p.basis
-            && p.needs_affine_map()
-        {
-            if x.level == 0 {
-                return Err(CkksError::LevelTooLow {
-                    needed: 1,
-                    level: 0,
-                });
+            _ => (1.0, 0.0),
+        };
+        let canonical = ct.scale == params.scale_at(ct.level)?;
+        let x = if canonical && alpha == 1.0 && beta == 0.0 {
+            ct.clone()
+        } else {
+            // One level: y = αx + β at the canonical scale of the level below. An input
+            // still at a product scale (about Δ²) is rescaled first, which costs one
+            // more level: the constant would otherwise be encoded too coarsely.
+            let mut x = ct.clone();
+            let const_scale = |x: &Ciphertext<B>| -> Result<f64> {
+                if x.level == 0 {
+                    return Err(CkksError::LevelTooLow {
+                        needed: 1,
+                        level: 0,
+                    });
+                }
+                Ok(params.scale_at(x.level - 1)? * params.q()[x.level] as f64 / x.scale)
+            };
+            if const_scale(&x)? < MIN_CONST_SCALE {
+                x = self.rescale_owned(x)?;
             }
-            let y = self.rescale_owned(self.mul_const(&x, 2.0 / (b - a))?)?;
-            x = self.add_const(&y, -(a + b) / (b - a))?;
-            x.scale = params.scale_at(x.level)?;
-        }
-        if p.degree() == 0 {
+            let target = x.level.checked_sub(1).ok_or(CkksError::LevelTooLow {
+                needed: 1,
+                level: 0,
+            })?;
+            let cs = const_scale(&x)?;
+            if cs < MIN_CONST_SCALE {
+                return Err(CkksError::InvalidValue(format!(
+                    "input scale 2^{:.1} too large for level {}",
+                    x.scale.log2(),
+                    x.level
+                )));
+            }
+            let product_scale = params.scale_at(target)? * params.q()[x.level] as f64;
+            let mut y =
+                self.mul_const_complex_with_scale_owned(x, Complex64::new(alpha, 0.0), cs)?;
+            y.scale = product_scale;
+            let mut y = self.rescale_owned(y)?;
+            y.scale = params.scale_at(target)?;
+            if beta != 0.0 {
+                y = self.add_const(&y, beta)?;
+            }
+            y
+        };
+        let max = p.max_abs();
+        let deg = last_nonzero(&p.coeffs, max);
+        if deg == 0 {
             // A constant: 0·x + c keeps the level and scale.
             let z = self.mul_integer(&x, 0)?;
             return self.add_const(&z, p.coeffs[0]);
         }
-        let plan = Plan::new(p.degree());
-        let max = p.max_abs();
-        let depth = plan.depth_of(&p.coeffs, p.is_chebyshev(), max);
+        let depth = optimal_depth(deg);
         if depth > x.level {
             return Err(CkksError::LevelTooLow {
                 needed: depth,
@@ -375,15 +407,18 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         let top = x.level;
+        let plan = Plan::new(deg);
         let mut powers = Powers {
             ev: self,
             chebyshev: p.is_chebyshev(),
             top,
             cache: BTreeMap::from([(1, x)]),
         };
-        self.eval_rec(&mut powers, &plan, &p.coeffs, top - depth, max)
+        self.eval_rec(&mut powers, &plan, &p.coeffs[..=deg], top - depth, max)
     }
 
+    /// `Σ c_i T_i` at level `target` (canonical scale); every power it needs sits at or
+    /// above `target + ⌈log2(deg+1)⌉` (the caller's budget).
     fn eval_rec(
         &self,
         pw: &mut Powers<'_, B>,
@@ -394,11 +429,11 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<Ciphertext<B>> {
         let params = self.context().params().clone();
         let deg = last_nonzero(c, max);
-        match plan.giant(deg) {
-            None => {
-                // Leaf: Σ c_i T_i with every term at product scale Δ_t·q_{t+1}.
+        if deg == 0 || plan.is_leaf(c, deg, pw.top - target, max) {
+            // Leaf: Σ c_i T_i with every term at product scale Δ_t·q_{t+1}.
+            let mut acc: Option<Ciphertext<B>> = None;
+            if deg > 0 {
                 let product_scale = params.scale_at(target)? * params.q()[target + 1] as f64;
-                let mut acc: Option<Ciphertext<B>> = None;
                 for (i, &ci) in c.iter().enumerate().take(deg + 1).skip(1) {
                     if negligible(ci, max) {
                         continue;
@@ -416,35 +451,34 @@ impl<B: Backend> Evaluator<B> {
                         Some(a) => self.add_assign(a, &term)?,
                     }
                 }
-                let mut out = match acc {
-                    Some(a) => {
-                        let mut o = self.rescale_owned(a)?;
-                        o.scale = params.scale_at(target)?;
-                        o
-                    }
-                    None => {
-                        let t = self.drop_level(pw.get(1)?, target)?;
-                        let mut z = self.mul_integer(&t, 0)?;
-                        z.scale = params.scale_at(target)?;
-                        z
-                    }
-                };
-                if !negligible(c[0], max) {
-                    out = self.add_const(&out, c[0])?;
+            }
+            let mut out = match acc {
+                Some(a) => {
+                    let mut o = self.rescale_owned(a)?;
+                    o.scale = params.scale_at(target)?;
+                    o
                 }
-                Ok(out)
+                None => {
+                    let t = self.drop_level(pw.get(1)?, target)?;
+                    let mut z = self.mul_integer(&t, 0)?;
+                    z.scale = params.scale_at(target)?;
+                    z
+                }
+            };
+            if !negligible(c[0], max) {
+                out = self.add_const(&out, c[0])?;
             }
-            Some(g) => {
-                let (q, r) = split(&c[..=deg], g, pw.chebyshev);
-                let qc = self.eval_rec(pw, plan, &q, target + 1, max)?;
-                pw.get(g)?;
-                let tg = pw.canonical_at(&pw.cache[&g], target + 1)?;
-                let mut out = self.mul_relin_rescale(&qc, &tg)?;
-                out.scale = params.scale_at(target)?;
-                let rc = self.eval_rec(pw, plan, &r, target, max)?;
-                self.add_assign(&mut out, &rc)?;
-                Ok(out)
-            }
+            return Ok(out);
         }
+        let g = giant_step(deg);
+        let (q, r) = split(&c[..=deg], g, pw.chebyshev);
+        let qc = self.eval_rec(pw, plan, &q, target + 1, max)?;
+        pw.get(g)?;
+        let tg = pw.canonical_at(&pw.cache[&g], target + 1)?;
+        let mut out = self.mul_relin_rescale(&qc, &tg)?;
+        out.scale = params.scale_at(target)?;
+        let rc = self.eval_rec(pw, plan, &r, target, max)?;
+        self.add_assign(&mut out, &rc)?;
+        Ok(out)
     }
 }
