@@ -1,19 +1,25 @@
-//! `cargo xtask softmax-error --classes c --range R --samples n [--variant normal]
-//! [--encrypted] [--json]`: the error of ASoftmax (HETAL, §4.3) against exact softmax
-//! on rows of `c` logits drawn uniformly from `[−R, R]` — the float64 evaluation of the
-//! circuit on `n` rows, and with `--encrypted` the CKKS evaluation (with bootstrapping)
-//! on `--encrypted-rows` of them.
+//! `cargo xtask softmax-error --classes c --range R --samples n
+//! [--variants precise,normal,hetal-precise,hetal-normal] [--encrypted] [--json]`: the
+//! error of ASoftmax (HETAL, §4.3) against exact softmax on rows of `c` logits drawn
+//! uniformly from `[−R, R]` — the float64 evaluation of the circuit on `n` rows for each
+//! variant, and with `--encrypted` the CKKS evaluation (with bootstrapping) of the first
+//! variant on `--encrypted-rows` of them.
 //!
-//! Prints `{"classes", "range", "samples", "max_abs_err", "mean_abs_err", "depth"}`:
-//! the maximum and the mean over rows of the per-row maximum absolute error, and the
-//! circuit's multiplicative depth; `--encrypted` adds `encrypted` (the same errors of
-//! the decrypted CKKS result, against exact softmax and against the float64 circuit,
-//! bootstraps and seconds).
+//! Variants: `precise` and `normal` are the defaults of `hetal_train::ASoftmaxParams`
+//! with HETAL's precise or normal exponential; `hetal-precise` and `hetal-normal` are
+//! HETAL's own parameters (`ASoftmaxParams::hetal`).
+//!
+//! Prints `{"classes", "range", "samples", "variant", "max_abs_err", "mean_abs_err",
+//! "depth", "variants": [{"variant", "max_abs_err", "mean_abs_err", "depth"}, …]}`: the
+//! maximum and the mean over rows of the per-row maximum absolute error, and the
+//! circuit's multiplicative depth, top level for the first variant; `--encrypted` adds
+//! `encrypted` (the same errors of the decrypted CKKS result, against exact softmax and
+//! against the float64 circuit, bootstraps and seconds).
 
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
 use hetal_train::encrypted::{EncryptedSoftmax, Ops, Refresher, presets};
-use hetal_train::{ASoftmaxParams, softmax_row};
+use hetal_train::{ASoftmaxParams, ASoftmaxVariant, softmax_row};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::sync::Arc;
@@ -31,9 +37,15 @@ pub struct Args {
     /// Rows evaluated in float64.
     #[arg(long, default_value_t = 10_000)]
     samples: usize,
-    /// `normal` (HETAL's ASoftmax). The "precise" variant is not implemented.
-    #[arg(long, default_value = "normal")]
-    variant: String,
+    /// Variants to measure (comma-separated); the first one also runs with
+    /// `--encrypted` and fills the top-level fields.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "precise,normal,hetal-precise,hetal-normal"
+    )]
+    variants: Vec<Variant>,
     /// Also run rows through CKKS.
     #[arg(long)]
     encrypted: bool,
@@ -49,6 +61,42 @@ pub struct Args {
     /// Print JSON (one line).
     #[arg(long)]
     json: bool,
+}
+
+/// An ASoftmax parameter set to measure.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The defaults, precise exponential.
+    Precise,
+    /// The defaults, normal exponential.
+    Normal,
+    /// HETAL's parameters, precise exponential.
+    HetalPrecise,
+    /// HETAL's parameters, normal exponential.
+    HetalNormal,
+}
+
+impl Variant {
+    fn params(self) -> ASoftmaxParams {
+        match self {
+            Self::Precise => ASoftmaxParams::default(),
+            Self::Normal => ASoftmaxParams {
+                variant: ASoftmaxVariant::Normal,
+                ..ASoftmaxParams::default()
+            },
+            Self::HetalPrecise => ASoftmaxParams::hetal(ASoftmaxVariant::Precise),
+            Self::HetalNormal => ASoftmaxParams::hetal(ASoftmaxVariant::Normal),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Precise => "precise",
+            Self::Normal => "normal",
+            Self::HetalPrecise => "hetal-precise",
+            Self::HetalNormal => "hetal-normal",
+        }
+    }
 }
 
 fn row_errors(got: &Matrix, reference: impl Fn(usize) -> Vec<f64>, rows: usize) -> (f64, f64) {
@@ -68,41 +116,50 @@ fn row_errors(got: &Matrix, reference: impl Fn(usize) -> Vec<f64>, rows: usize) 
 /// # Errors
 /// Invalid arguments; CKKS errors.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    if args.variant != "normal" {
-        return Err(format!(
-            "--variant {:?}: only `normal` is implemented (the precise variant that corrects \
-             the domain-extension distortion is not)",
-            args.variant
-        )
-        .into());
-    }
     if args.classes < 2 || args.range.is_nan() || args.range <= 0.0 || args.samples == 0 {
         return Err("need --classes ≥ 2, --range > 0, --samples ≥ 1".into());
     }
-    let params = ASoftmaxParams::default();
+    let first = *args.variants.first().ok_or("--variants is empty")?;
+    let params = first.params();
     if args.range > params.r_max {
         return Err(format!("--range {} exceeds R_max = {}", args.range, params.r_max).into());
     }
-    let exp = params.exp_polynomial()?;
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
     let z = Matrix::from_fn(args.samples, args.classes, |_, _| {
         rng.random_range(-args.range..=args.range)
     });
-    let sim = Matrix::from_rows(
-        &(0..z.rows())
-            .map(|i| params.eval_row(z.row(i), &exp))
-            .collect::<Vec<_>>(),
-    )?;
-    let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
     let cp = padded_classes(args.classes);
+    let simulate = |p: &ASoftmaxParams| -> Result<Matrix, Box<dyn std::error::Error>> {
+        p.validate()?;
+        let exp = p.exp_polynomial()?;
+        Ok(Matrix::from_rows(
+            &(0..z.rows())
+                .map(|i| p.eval_row(z.row(i), &exp))
+                .collect::<Vec<_>>(),
+        )?)
+    };
+    let mut variants = Vec::new();
+    for v in &args.variants {
+        let p = v.params();
+        let sim = simulate(&p)?;
+        let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
+        variants.push(json!({
+            "variant": v.name(),
+            "max_abs_err": max,
+            "mean_abs_err": mean,
+            "depth": p.depth(cp)?,
+        }));
+    }
+    let sim = simulate(&params)?;
     let mut report = json!({
         "classes": args.classes,
         "range": args.range,
         "samples": args.samples,
-        "variant": args.variant,
-        "max_abs_err": max,
-        "mean_abs_err": mean,
-        "depth": params.depth(cp)?,
+        "variant": first.name(),
+        "max_abs_err": variants[0]["max_abs_err"],
+        "mean_abs_err": variants[0]["mean_abs_err"],
+        "depth": variants[0]["depth"],
+        "variants": variants,
     });
     if args.encrypted {
         let (lit, boot_cfg) = match args.preset.as_str() {
@@ -138,6 +195,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "encrypted".into(),
             json!({
                 "preset": args.preset,
+                "variant": first.name(),
                 "rows": rows,
                 "ciphertexts": enc.ciphertexts().len(),
                 "max_abs_err": emax,

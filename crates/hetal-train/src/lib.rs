@@ -19,7 +19,7 @@ pub mod train;
 
 pub use data::{DATASETS, Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, one_hot};
 pub use error::{Result, TrainError};
-pub use softmax::{ASoftmaxParams, softmax_row};
+pub use softmax::{ASoftmaxParams, ASoftmaxVariant, softmax_row};
 pub use train::{
     Decision, EarlyStopping, EpochRecord, Nesterov, SoftmaxKind, TrainOutcome, accuracy,
     cross_entropy, train_float,

@@ -1,5 +1,6 @@
-//! ASoftmax, HETAL's row-wise softmax approximation (Lee et al., ICML 2023, §4.3), as
-//! a parameter set shared by the float64 "simulated" evaluation here and the encrypted
+//! ASoftmax, HETAL's row-wise softmax approximation (Lee et al., ICML 2023, §4.3, and
+//! its public benchmark code `src/benchmark/softmax.py` in CryptoLabInc/HETAL), as a
+//! parameter set shared by the float64 "simulated" evaluation here and the encrypted
 //! evaluation, so a training run can be replayed exactly as the encrypted one computes
 //! it, minus CKKS noise.
 //!
@@ -7,71 +8,143 @@
 //! 1. scale by `1/(2·R_max)` so pairwise differences lie in `[−1, 1]`; padded classes
 //!    are set to `−1/2` (logit `−R_max`) so they never win the maximum;
 //! 2. approximate the row maximum by `log2 c'` rounds of pairwise
-//!    `max(a, b) = (a+b)/2 + (a−b)/2·sign(a−b)` against the row rotated by `2^j`
+//!    `max(a, b) = b + (a−b)·(1 + sign(a−b))/2` against the row rotated by `2^j`
 //!    (cyclically within the `c'` columns), `sign ≈ f^{∘d_f} ∘ g^{∘d_g}` with the
 //!    comparison polynomials of Cheon–Kim–Kim (Asiacrypt 2020):
 //!    `f(x) = (35x − 35x³ + 21x⁵ − 5x⁷)/16`,
 //!    `g(x) = (4589x − 16577x³ + 25614x⁵ − 12860x⁷)/1024`;
-//! 3. subtract the maximum and undo the scaling: `u = x − max ∈ [−2R_max, 0]`;
+//!    as in HETAL's code (`approx_max_row` returns `ma[:, :1]`), the maximum computed
+//!    in the row's **first** slot is shared by the whole row. Every class is then shifted
+//!    by the same amount, which softmax ignores; per-slot maxima computed with a coarse
+//!    sign disagree with each other and distort the result;
+//! 3. subtract the maximum and undo the scaling: `u = x − max`, within `[−2R_max, δ]`
+//!    (`δ` a few logits where the approximate maximum falls short of the true one);
 //! 4. domain extension (Cheon–Kim–Kim–Song, "Efficient homomorphic evaluation on large
 //!    intervals", 2022): `u ← u − (4/27)·u³/(r²·L^{2i})` for `i = n−1 … 0` maps
-//!    `[−r·L^n, r·L^n]` into `[−r, r]` and is close to the identity near 0
-//!    (defaults `r = 8, L = 2, n = 5`, covering `2·R_max = 256`);
-//! 5. `exp(u) = p(u/2^k)^{2^k}`: a Chebyshev interpolant `p ≈ exp` on `[−r/2^k, r/2^k]`
-//!    followed by `k` squarings;
+//!    `[−r·L^n, r·L^n]` into `[−r, r]` and is close to the identity near 0;
+//! 5. `exp(u) = p(u/r)^{2^k}` with `p` the Chebyshev interpolant on `[−1, 1]` of
+//!    `y ↦ exp(ρ(r·y)/2^k)`, followed by `k` squarings. `ρ` is the identity for
+//!    [`ASoftmaxVariant::Normal`] and HETAL's correction of the extension's distortion
+//!    near 0 for [`ASoftmaxVariant::Precise`]
+//!    (`ρ(v) = v + (c/r²)·v³ − (c/r⁴)·v⁵`, `c = (4/27)·(L^{2n} − 1)/(L^{2n−2}(L² − 1))`,
+//!    HETAL's `domain_extension(…, precise=True)`); here it is folded into the
+//!    interpolated function, so it costs no level;
 //! 6. zero the padded classes, sum the row (`log2 c'` rotations; every slot of the row
-//!    gets the sum `s ∈ [1, c']`);
-//! 7. `1/s` by Goldschmidt's iteration on `y = s/B ∈ (0, 2)` (`B` = `inverse_range`):
-//!    `1/y = Π_i (1 + (1−y)^{2^i})`;
+//!    gets the sum `s`);
+//! 7. `1/s` by Goldschmidt's iteration on `y = s/B` (`B` = `inverse_range`):
+//!    `1/y ≈ Π_{i<k} (1 + (1−y)^{2^i})` (HETAL's `approx_inv`);
 //! 8. multiply.
 //!
-//! The "precise" variant is not implemented (see the crate's README entry).
+//! # Defaults, and where they come from
+//! | parameter | value | source |
+//! |---|---|---|
+//! | `r_max` | 128 | HETAL (paper §4.3, code `Rmax = (r/2)·L^n`) |
+//! | `sign_g_iters`, `sign_f_iters` | 2, 1 | HETAL's code defaults (`--gi 2 --fi 1`) |
+//! | `ext_l` | 2 | HETAL (`der = 2`) |
+//! | `ext_r`, `ext_n` | 32, 3 | ours (HETAL: 8, 5); both cover `r·L^n = 256 = 2R_max` |
+//! | `exp_degree`, `exp_squarings` | 7, 5 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
+//! | `inverse_range`, `inverse_iters` | 32, 9 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
+//! | `variant` | precise | HETAL's "precise" |
+//!
+//! Why ours: with `r = 8` the extension bends every `|u| ≳ 2` by several percent
+//! (`exp(−4)·6 %` of error), and it folds the logits far below the maximum onto
+//! `≈ −6.5`, whose `exp` is `1.5·10^-3` instead of 0: the error stays above `5·10^-3`
+//! for 7 classes on `[−128, 128]` even with an exact maximum. `r = 32` moves both
+//! effects out of reach (the floor becomes `e^{-26}`) and costs two levels less in the
+//! extension and two more squarings; `r/2^k = 1` keeps `p` on `[−1, 1]`, where a degree-7
+//! interpolant reaches `2^-22` in 3 levels. The row sum stays below 28 with the shared
+//! maximum of `g² f` (measured over shifted and uniform rows), so `B = 32` keeps
+//! `y < 1`, and 9 iterations give `(1 − 1/32)^{512} ≈ 10^-7`. Measured with
+//! `cargo xtask softmax-error` (docs/results/softmax.md): max error `≈ 2.5·10^-4` for 7
+//! classes on `[−128, 128]` (precise), depth 57.
+//!
+//! Levels of the encrypted evaluation: see [`ASoftmaxParams::depth`].
 
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::Polynomial;
 
-/// Parameters of ASoftmax; defaults are HETAL's values where the paper gives them.
+/// Which exponential ASoftmax uses after the domain extension (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum ASoftmaxVariant {
+    /// HETAL's "normal" ASoftmax: `exp` of the extended value.
+    Normal,
+    /// HETAL's "precise" ASoftmax: `exp` of the extended value after the correction of
+    /// the extension's distortion near 0 (folded into the polynomial, no extra level).
+    #[default]
+    Precise,
+}
+
+impl ASoftmaxVariant {
+    /// `"normal"` or `"precise"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Precise => "precise",
+        }
+    }
+}
+
+impl std::str::FromStr for ASoftmaxVariant {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "normal" => Ok(Self::Normal),
+            "precise" => Ok(Self::Precise),
+            other => Err(TrainError::Config(format!(
+                "unknown ASoftmax variant {other:?} (normal, precise)"
+            ))),
+        }
+    }
+}
+
+/// Parameters of ASoftmax; the defaults and their sources are in the module docs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ASoftmaxParams {
     /// Logits are assumed to lie in `[−R_max, R_max]` (HETAL: 128).
     pub r_max: f64,
-    /// Iterations of `g` in the sign approximation.
+    /// Iterations of `g` in the sign approximation (HETAL's code: 2).
     pub sign_g_iters: usize,
-    /// Iterations of `f` in the sign approximation.
+    /// Iterations of `f` in the sign approximation, at least 1 (HETAL's code: 1).
     pub sign_f_iters: usize,
-    /// Domain-extension target radius `r` (HETAL: 8).
+    /// Domain-extension target radius `r` (HETAL: 8; here 32).
     pub ext_r: f64,
     /// Domain-extension ratio `L` (HETAL: 2).
     pub ext_l: f64,
-    /// Domain-extension steps `n` (HETAL: 5; `r·L^n ≥ 2·R_max`).
+    /// Domain-extension steps `n` (`r·L^n ≥ 2·R_max`; HETAL: 5, here 3).
     pub ext_n: usize,
-    /// Degree of the exp polynomial on `[−r/2^k, r/2^k]`.
+    /// Degree of the exp polynomial `p` on `[−1, 1]`.
     pub exp_degree: usize,
-    /// Squarings `k` after the exp polynomial.
+    /// Squarings `k` after the exp polynomial (`p(u/r)^{2^k} ≈ exp(u)`).
     pub exp_squarings: usize,
-    /// The inverse works on `y = s/B ∈ (0, 2)` with `B` this range: row sums up to
-    /// `2B` are inverted (the sum exceeds `c` when the approximate maximum falls below
-    /// the true one).
+    /// The inverse works on `y = s/B` with `B` this range: row sums `s` up to `2B` are
+    /// inverted (the sum exceeds `c` when the approximate maximum falls below the true
+    /// one).
     pub inverse_range: f64,
     /// Goldschmidt iterations for the inverse (relative error `(1 − s/B)^{2^k}`; with
-    /// `B = 16` and `k = 8` at most `e^{-16}` for row sums `s ≥ 1`). `k + 1` levels
-    /// must follow one bootstrap, so 8 is the most a 9-level budget allows.
+    /// `B = 32` and `k = 9` at most `e^{-16}` for row sums `s ≥ 1`). `k + 1` levels must
+    /// follow one bootstrap.
     pub inverse_iters: usize,
+    /// Normal or precise (default) exponential.
+    #[serde(default)]
+    pub variant: ASoftmaxVariant,
 }
 
 impl Default for ASoftmaxParams {
     fn default() -> Self {
         Self {
             r_max: 128.0,
-            sign_g_iters: 3,
-            sign_f_iters: 2,
-            ext_r: 8.0,
+            sign_g_iters: 2,
+            sign_f_iters: 1,
+            ext_r: 32.0,
             ext_l: 2.0,
-            ext_n: 5,
-            exp_degree: 8,
-            exp_squarings: 3,
-            inverse_range: 16.0,
-            inverse_iters: 8,
+            ext_n: 3,
+            exp_degree: 7,
+            exp_squarings: 5,
+            inverse_range: 32.0,
+            inverse_iters: 9,
+            variant: ASoftmaxVariant::Precise,
         }
     }
 }
@@ -104,16 +177,35 @@ fn horner(c: &[f64], x: f64) -> f64 {
 }
 
 impl ASoftmaxParams {
+    /// HETAL's own parameters (paper §4.3 and `src/benchmark/softmax.py`): `r = 8`,
+    /// `n = 5`, 3 squarings after a degree-8 polynomial, `B = 100` with 16 iterations,
+    /// with the given variant. Deeper and less precise than the defaults here (see the
+    /// module docs); kept to compare.
+    pub fn hetal(variant: ASoftmaxVariant) -> Self {
+        Self {
+            ext_r: 8.0,
+            ext_n: 5,
+            exp_degree: 8,
+            exp_squarings: 3,
+            inverse_range: 100.0,
+            inverse_iters: 16,
+            variant,
+            ..Self::default()
+        }
+    }
+
     /// Checks the parameters.
     ///
     /// # Errors
     /// [`TrainError::Config`] for non-positive ranges, a domain extension that does not
-    /// cover `2·R_max`, or a zero degree.
+    /// cover `2·R_max`, no `f` iteration, or a zero degree.
     pub fn validate(&self) -> Result<()> {
         let covered = self.ext_r * self.ext_l.powi(self.ext_n as i32);
-        if !(self.r_max > 0.0 && self.ext_r > 0.0 && self.ext_l > 1.0 && self.inverse_range > 0.0) {
+        if !(self.r_max > 0.0 && self.ext_r > 0.0 && self.ext_l > 1.0 && self.inverse_range > 0.0)
+            || !(covered.is_finite() && self.inverse_range.is_finite())
+        {
             return Err(TrainError::Config(
-                "ASoftmax ranges must be positive (L > 1)".into(),
+                "ASoftmax ranges must be positive and finite (L > 1)".into(),
             ));
         }
         if covered < 2.0 * self.r_max {
@@ -122,22 +214,50 @@ impl ASoftmaxParams {
                 2.0 * self.r_max
             )));
         }
-        if self.exp_degree == 0 || self.inverse_iters == 0 {
+        if self.exp_degree == 0 || self.exp_degree > 255 || self.inverse_iters == 0 {
             return Err(TrainError::Config(
-                "exp degree and inverse iterations must be ≥ 1".into(),
+                "exp degree must be in 1..=255 and inverse iterations ≥ 1".into(),
+            ));
+        }
+        if self.sign_f_iters == 0 || self.sign_g_iters + self.sign_f_iters > 16 {
+            return Err(TrainError::Config(
+                "the sign needs 1 to 16 polynomials, at least one f".into(),
+            ));
+        }
+        if self.exp_squarings > 16 || self.inverse_iters > 32 || self.ext_n > 16 {
+            return Err(TrainError::Config(
+                "at most 16 squarings, 16 extension steps and 32 inverse iterations".into(),
             ));
         }
         Ok(())
     }
 
-    /// The exp polynomial `p ≈ exp` on `[−r/2^k, r/2^k]` (Chebyshev interpolant).
+    /// The correction `ρ` of the variant (identity for [`ASoftmaxVariant::Normal`]).
+    pub fn correct(&self, v: f64) -> f64 {
+        match self.variant {
+            ASoftmaxVariant::Normal => v,
+            ASoftmaxVariant::Precise => {
+                let (l, n, r) = (self.ext_l, self.ext_n as i32, self.ext_r);
+                let c = (l.powi(2 * n) - 1.0) / (l.powi(2 * n - 2) * (l * l - 1.0)) * 4.0 / 27.0;
+                v + c / (r * r) * v.powi(3) - c / r.powi(4) * v.powi(5)
+            }
+        }
+    }
+
+    /// The exp polynomial `p` on `[−1, 1]`: the Chebyshev interpolant of
+    /// `y ↦ exp(ρ(r·y)/2^k)` (module docs, step 5).
     ///
     /// # Errors
     /// [`TrainError::Config`] if the interpolation fails.
     pub fn exp_polynomial(&self) -> Result<Polynomial> {
-        let h = self.ext_r / f64::from(1u32 << self.exp_squarings);
-        Polynomial::chebyshev_interpolant(f64::exp, -h, h, self.exp_degree)
-            .map_err(|e| TrainError::Config(format!("exp polynomial: {e}")))
+        let k = f64::from(1u32 << self.exp_squarings);
+        Polynomial::chebyshev_interpolant(
+            |y| (self.correct(self.ext_r * y) / k).exp(),
+            -1.0,
+            1.0,
+            self.exp_degree,
+        )
+        .map_err(|e| TrainError::Config(format!("exp polynomial: {e}")))
     }
 
     /// The approximate sign on `[−1, 1]`.
@@ -161,37 +281,39 @@ impl ASoftmaxParams {
         u
     }
 
-    /// Multiplicative depth of the encrypted evaluation (levels consumed), counted
-    /// step by step as in the module docs: scaling 1; per max round the sign
-    /// (`4·(d_g + d_f)`) and the product 1; un-scaling 1; `2` per domain-extension
-    /// step; the exp polynomial and its squarings; the class mask 1; the inverse
-    /// (`1 + iterations`); the final product 1.
+    /// Multiplicative depth of the encrypted evaluation (levels consumed without
+    /// bootstrapping), stage by stage as the encrypted circuit spends them: scaling 1;
+    /// per max round the sign chain (each degree-7 polynomial 3 levels) and the product
+    /// 1; the first-slot mask of the last round 1; 2 per domain-extension step (the
+    /// un-scaling by `2R_max` and the `1/r` of `p`'s input are folded into its
+    /// constants); the exp polynomial and its squarings; the class mask 1; the inverse
+    /// (`iterations`); the final product 1. Defaults: `1 + 3·10 + 1 + 6 + 3 + 5 + 1 + 9 +
+    /// 1 = 57` for `c' = 8`.
     ///
     /// # Errors
     /// As [`Self::exp_polynomial`].
     pub fn depth(&self, padded_classes: usize) -> Result<usize> {
         let rounds = padded_classes.trailing_zeros() as usize;
-        // Degree-7 polynomials cost ⌈log2 8⌉ + 1 = 4 levels in `ckks`'s evaluator.
-        let sign_depth = Polynomial::monomial(SIGN_G.to_vec())
-            .map_err(|e| TrainError::Config(format!("sign polynomial: {e}")))?
-            .depth();
-        let max = rounds * (sign_depth * (self.sign_g_iters + self.sign_f_iters) + 1);
-        Ok(1 + max
-            + 1
+        let poly_depth = |c: &[f64]| -> Result<usize> {
+            Ok(Polynomial::monomial(c.to_vec())
+                .map_err(|e| TrainError::Config(format!("sign polynomial: {e}")))?
+                .depth())
+        };
+        let sign =
+            poly_depth(&SIGN_G)? * self.sign_g_iters + poly_depth(&SIGN_F)? * self.sign_f_iters;
+        Ok(1 + rounds * (sign + 1)
+            + usize::from(rounds > 0)
             + 2 * self.ext_n
             + self.exp_polynomial()?.depth()
             + self.exp_squarings
-            + 1
             + 1
             + self.inverse_iters
             + 1)
     }
 
-    /// ASoftmax of one row of `c` logits in float64 (the simulated path). The row is
-    /// padded with zero logits to `c' = `[`he_linalg::padded_classes`]`(c)`.
-    ///
-    /// # Errors
-    /// As [`Self::exp_polynomial`].
+    /// ASoftmax of one row of `c` logits in float64 (the simulated path), step by step
+    /// as the encrypted circuit computes it. The row is padded to
+    /// `c' = `[`he_linalg::padded_classes`]`(c)`.
     pub fn eval_row(&self, logits: &[f64], exp: &Polynomial) -> Vec<f64> {
         let c = logits.len();
         let cp = he_linalg::padded_classes(c);
@@ -201,7 +323,8 @@ impl ASoftmaxParams {
         let z: Vec<f64> = (0..cp)
             .map(|j| logits.get(j).map_or(-0.5, |&v| v * scale))
             .collect();
-        // Row maximum by log2(c') pairwise rounds against cyclic rotations.
+        // Row maximum by log2(c') pairwise rounds against cyclic rotations; the first
+        // slot's value is shared by the row.
         let mut m = z.clone();
         let mut step = 1;
         while step < cp {
@@ -209,18 +332,15 @@ impl ASoftmaxParams {
             m = m
                 .iter()
                 .zip(&rot)
-                .map(|(&a, &b)| 0.5 * (a + b) + 0.5 * (a - b) * self.sign(a - b))
+                .map(|(&a, &b)| b + (a - b) * (1.0 + self.sign(a - b)) / 2.0)
                 .collect();
             step *= 2;
         }
-        let k = f64::from(1u32 << self.exp_squarings);
-        let e: Vec<f64> = (0..cp)
+        let m0 = m[0];
+        let e: Vec<f64> = (0..c)
             .map(|j| {
-                if j >= c {
-                    return 0.0;
-                }
-                let u = self.extend((z[j] - m[j]) * 2.0 * self.r_max);
-                let mut v = exp.eval(u / k);
+                let u = self.extend((z[j] - m0) * 2.0 * self.r_max);
+                let mut v = exp.eval(u / self.ext_r);
                 for _ in 0..self.exp_squarings {
                     v *= v;
                 }
@@ -236,7 +356,7 @@ impl ASoftmaxParams {
             inv *= 1.0 + t;
             t *= t;
         }
-        e[..c].iter().map(|v| v * inv / bound).collect()
+        e.iter().map(|v| v * inv / bound).collect()
     }
 }
 

@@ -6,10 +6,13 @@
 //! Rotations stay inside each row: the `c'` (padded) class columns are first copied
 //! into columns `c' … 2c'−1` (one rotation right by `c'`; needs `s1 ≥ 2c'`), so every
 //! left rotation by `k < c'` of the pairwise maximum and of the row sum reads the row
-//! cyclically, as the float64 reference does. Slots outside the class columns are
-//! zeroed before the exponential, so everything that is bootstrapped stays bounded.
+//! cyclically, as the float64 reference does. The last round of the maximum keeps the
+//! row's first slot only (a mask on its operands, which have levels to spare), and
+//! `log2(2c')` right rotations broadcast it over the `2c'` columns, so every slot that
+//! enters the exponential is at most a few logits above the maximum and everything that
+//! is bootstrapped stays bounded; the class mask after the exponential zeroes the rest.
 //!
-//! Keys: rotations `−c'` and `1, 2, …, c'/2`, relinearization, plus bootstrapping's.
+//! Keys: rotations `±1, ±2, …, ±c'/2` and `−c'`, relinearization, plus bootstrapping's.
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
@@ -55,9 +58,6 @@ impl EncryptedSoftmax {
         let mut step = SIGN_F.map(|c| 0.5 * c).to_vec();
         step[0] = 0.5;
         let exp = params.exp_polynomial()?;
-        // p(u/2^k) with p Chebyshev on [−h, h] is the same series on [−r, r].
-        let exp = Polynomial::chebyshev(exp.coeffs().to_vec(), -params.ext_r, params.ext_r)
-            .map_err(|e| TrainError::Config(format!("exp polynomial: {e}")))?;
         Ok(Self {
             params: params.clone(),
             classes,
@@ -77,6 +77,7 @@ impl EncryptedSoftmax {
         let mut k = 1;
         while k < self.padded {
             rotations.push(k as i64);
+            rotations.push(-(k as i64));
             k *= 2;
         }
         KeyRequirements {
@@ -171,6 +172,7 @@ impl EncryptedSoftmax {
         let p = &self.params;
         let (c, cp) = (self.classes, self.padded);
         let (cpi, r_max) = (cp as i64, p.r_max);
+        let out_level = refresher.output_level();
         // 1. z = logits/(2R) with padded classes at −1/2, copied right by c'.
         let z = refresher.ensure(ops, logits, 1, r_max)?;
         let z = ops.mul_const(&z, 1.0 / (2.0 * r_max))?;
@@ -178,46 +180,65 @@ impl EncryptedSoftmax {
             self.column_mask(|j| if (c..cp).contains(&j) { -0.5 } else { 0.0 })
         })?;
         let z = ops.add(&z, &ops.rotate(&z, -cpi)?)?;
-        // 2. Row maximum: m ← b + (m − b)·(1 + sign(m − b))/2, b = m rotated by k.
+        // 2. Row maximum: m ← b + (m − b)·(1 + sign(m − b))/2, b = m rotated by k; the
+        //    last round keeps the first slot of each row only.
         let mut m = z.clone();
         let mut k = 1;
         while k < cp {
-            m = refresher.ensure(ops, &m, 1, 1.0)?;
-            let b = ops.rotate(&m, k as i64)?;
-            let d = ops.sub(&m, &b)?;
+            let last = 2 * k == cp;
+            m = refresher.ensure(ops, &m, 1 + usize::from(last), 1.0)?;
+            let mut b = ops.rotate(&m, k as i64)?;
+            let mut d = ops.sub(&m, &b)?;
+            if last {
+                let first = |j: usize| if j == 0 { 1.0 } else { 0.0 };
+                b = ops.mul_mask(&b, "first", &|| self.column_mask(first))?;
+                d = ops.mul_mask(&d, "first", &|| self.column_mask(first))?;
+            }
             let h = self.step_function(ops, refresher, &d)?;
             m = ops.add(&b, &ops.mul(&d, &h)?)?;
             k *= 2;
         }
-        // 3. u = (z − max)·2R on the class columns, 0 elsewhere.
-        // Four levels: the mask, then the first extension step (which bootstraps a
-        // scaled copy if it must, and scaling needs a level).
-        let diff = refresher.ensure(ops, &ops.sub(&z, &m)?, 4, 1.0)?;
-        let mut u = ops.mul_mask(&diff, &format!("unscale{c}"), &|| {
-            self.column_mask(|j| if j < c { 2.0 * r_max } else { 0.0 })
-        })?;
-        // 4. Domain extension, i = n−1 … 0 (inputs within r·L^{i+1}).
-        for i in (0..p.ext_n).rev() {
-            let bound = p.ext_r * p.ext_l.powi(i as i32 + 1);
-            u = refresher.ensure(ops, &u, 3, bound)?;
-            let d = p.ext_r * p.ext_r * p.ext_l.powi(2 * i as i32);
-            let u2 = ops.mul(&u, &u)?;
-            let t = ops.mul_const(&u, -4.0 / 27.0 / d)?;
-            u = ops.add(&u, &ops.mul(&t, &u2)?)?;
+        // Broadcast the first slot over the 2c' columns (right rotations stay in the row).
+        let mut k = 1;
+        while k < 2 * cp {
+            m = ops.add(&m, &ops.rotate(&m, -(k as i64))?)?;
+            k *= 2;
         }
-        // 5. exp(u) = p(u/2^k)^(2^k).
-        u = refresher.ensure(ops, &u, self.exp.depth(), p.ext_r)?;
+        // 3.–4. w = z − max ∈ [−1, 1]; domain extension on u = 2R·w, i = n−1 … 0, with
+        //    the factor 2R folded into the first step and 1/r (the input scaling of p)
+        //    into the last: each step is α·u + β·u³ (two levels).
+        let w = ops.sub(&z, &m)?;
+        let block = (2 * p.ext_n + self.exp.depth()).min(out_level);
+        let mut u = refresher.ensure(ops, &w, block, 1.0)?;
+        let (mut s_in, mut bound) = (2.0 * r_max, 1.0);
+        for i in (0..p.ext_n).rev() {
+            let s_out = if i == 0 { 1.0 / p.ext_r } else { 1.0 };
+            let a = 4.0 / 27.0 / (p.ext_r * p.ext_r * p.ext_l.powi(2 * i as i32));
+            u = refresher.ensure(ops, &u, 2, bound)?;
+            let lin = ops.mul_const(&u, s_out * s_in)?;
+            let cub = ops.mul_const(&u, -s_out * a * s_in.powi(3))?;
+            let sq = ops.mul(&u, &u)?;
+            u = ops.add(&lin, &ops.mul(&cub, &sq)?)?;
+            bound = if i == 0 { 1.0 } else { p.ext_r * p.ext_l.powi(i as i32) };
+            s_in = 1.0;
+        }
+        // 5. exp(u) = p(u/r)^(2^k): p bounded by exp(r/2^k) on [−1, 1] (ρ maps [−r, r]
+        //    onto itself), squared k times; the squarings and the class mask together.
+        u = refresher.ensure(ops, &u, self.exp.depth(), 1.0)?;
         let mut e = ops.poly(&u, &self.exp)?;
+        let mut bound = (p.ext_r / f64::from(1u32 << p.exp_squarings)).exp();
+        e = refresher.ensure(ops, &e, (p.exp_squarings + 2).min(out_level), bound)?;
         for _ in 0..p.exp_squarings {
-            e = refresher.ensure(ops, &e, 1, 1.0)?;
+            e = refresher.ensure(ops, &e, 1, bound)?;
             e = ops.mul(&e, &e)?;
+            bound *= bound;
         }
         // 6. e' = e/B on the true classes; y = row sum of e' in every class column.
         // Two levels: the mask, and the final product.
-        e = refresher.ensure(ops, &e, 2, 1.0)?;
-        let bound = p.inverse_range;
+        e = refresher.ensure(ops, &e, 2, bound)?;
+        let inv_b = p.inverse_range;
         let e = ops.mul_mask(&e, &format!("classes{c}/B"), &|| {
-            self.column_mask(|j| if j < c { 1.0 / bound } else { 0.0 })
+            self.column_mask(|j| if j < c { 1.0 / inv_b } else { 0.0 })
         })?;
         let mut y = ops.add(&e, &ops.rotate(&e, -cpi)?)?;
         let mut k = 1;
@@ -226,10 +247,11 @@ impl EncryptedSoftmax {
             k *= 2;
         }
         // 7. Goldschmidt: 1/y = Π (1 + t^(2^i)), t = 1 − y; columns ≥ c' get y ≥ 1 so
-        //    nothing there grows.
+        //    nothing there grows. y = s/B < 1 for the row sums ASoftmax produces; the
+        //    refresh allows 2.
         // The factor 1 + t^(2^i) of the last iteration sits at level(y) − (iters − 1),
         // the running product one below it, and the final product needs one more.
-        y = refresher.ensure(ops, &y, p.inverse_iters + 1, 1.0)?;
+        y = refresher.ensure(ops, &y, p.inverse_iters + 1, 2.0)?;
         let y = ops.add_mask(&y, &format!("outside{cp}"), &|| {
             self.column_mask(|j| if j >= cp { 1.0 } else { 0.0 })
         })?;
