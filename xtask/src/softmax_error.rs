@@ -1,12 +1,12 @@
 //! `cargo xtask softmax-error --classes c --range R --samples n
-//! [--variants precise,normal,hetal-precise,hetal-normal] [--encrypted] [--json]`: the
+//! [--variants normal,precise,hetal-normal,hetal-precise] [--encrypted] [--json]`: the
 //! error of ASoftmax (HETAL, §4.3) against exact softmax on rows of `c` logits drawn
 //! uniformly from `[−R, R]` — the float64 evaluation of the circuit on `n` rows for each
 //! variant, and with `--encrypted` the CKKS evaluation (with bootstrapping) of the first
 //! variant on `--encrypted-rows` of them.
 //!
-//! Variants: `precise` and `normal` are the defaults of `hetal_train::ASoftmaxParams`
-//! with HETAL's precise or normal exponential; `hetal-precise` and `hetal-normal` are
+//! Variants: `normal` is `hetal_train::ASoftmaxParams::default()`, `precise` the same
+//! with HETAL's precise exponential; `hetal-precise` and `hetal-normal` are
 //! HETAL's own parameters (`ASoftmaxParams::hetal`).
 //!
 //! Prints `{"classes", "range", "samples", "variant", "max_abs_err", "mean_abs_err",
@@ -43,7 +43,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "precise,normal,hetal-precise,hetal-normal"
+        default_value = "normal,precise,hetal-normal,hetal-precise"
     )]
     variants: Vec<Variant>,
     /// Also run rows through CKKS.
@@ -66,10 +66,10 @@ pub struct Args {
 /// An ASoftmax parameter set to measure.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// The defaults, precise exponential.
-    Precise,
-    /// The defaults, normal exponential.
+    /// The defaults (normal exponential).
     Normal,
+    /// The defaults with HETAL's precise exponential.
+    Precise,
     /// HETAL's parameters, precise exponential.
     HetalPrecise,
     /// HETAL's parameters, normal exponential.
@@ -79,9 +79,9 @@ pub enum Variant {
 impl Variant {
     fn params(self) -> ASoftmaxParams {
         match self {
-            Self::Precise => ASoftmaxParams::default(),
-            Self::Normal => ASoftmaxParams {
-                variant: ASoftmaxVariant::Normal,
+            Self::Normal => ASoftmaxParams::default(),
+            Self::Precise => ASoftmaxParams {
+                variant: ASoftmaxVariant::Precise,
                 ..ASoftmaxParams::default()
             },
             Self::HetalPrecise => ASoftmaxParams::hetal(ASoftmaxVariant::Precise),

@@ -476,7 +476,7 @@ fn bootstrap_errors() {
 
 #[test]
 fn configuration_reports() {
-    let (lit, cfg) = presets::n16_logqp1676_dense_boot();
+    let (lit, cfg) = presets::n16_logqp1695_dense_boot();
     let params = ckks::Parameters::new(lit).unwrap();
     assert!(params.is_secure_128());
     assert_eq!(params.log_qp_bound_128(), Some(1772));

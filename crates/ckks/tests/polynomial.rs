@@ -125,13 +125,13 @@ fn every_degree_up_to_255_in_optimal_depth() {
             assert_eq!(p.depth(), optimal(d));
             worst = worst.max(s.check(&ct, &xs, &p, optimal(d)));
             let parity = d % 2;
-            let p = Polynomial::chebyshev(coeffs(d, &mut rng, |i| i % 2 == parity), -1.0, 1.0)
-                .unwrap();
+            let p =
+                Polynomial::chebyshev(coeffs(d, &mut rng, |i| i % 2 == parity), -1.0, 1.0).unwrap();
             worst = worst.max(s.check(&ct, &xs, &p, optimal(d)));
             let mapped: Vec<f64> = xs.iter().map(|x| 3.0 * x + 1.0).collect();
             let ct_mapped = s.enc(&mapped);
-            let p = Polynomial::chebyshev(coeffs(d.min(127), &mut rng, |_| true), -2.0, 4.0)
-                .unwrap();
+            let p =
+                Polynomial::chebyshev(coeffs(d.min(127), &mut rng, |_| true), -2.0, 4.0).unwrap();
             assert_eq!(p.depth(), optimal(d.min(127)) + 1);
             worst = worst.max(s.check(&ct_mapped, &mapped, &p, optimal(d.min(127)) + 1));
         }
@@ -149,10 +149,9 @@ fn off_scale_input_folds_the_affine_map() {
     // Off the canonical scale (2^40 where the level's is about 2^45).
     let level = s.ctx.params().max_level();
     let z: Vec<Complex64> = xs.iter().map(|&v| Complex64::new(v, 0.0)).collect();
-    let ct = s
-        .sk
-        .encrypt(&s.ctx.encode_complex(&z, level, 2f64.powi(40)).unwrap())
-        .unwrap();
+    let ct =
+        s.sk.encrypt(&s.ctx.encode_complex(&z, level, 2f64.powi(40)).unwrap())
+            .unwrap();
     assert_ne!(ct.scale(), s.ctx.params().scale_at(ct.level()).unwrap());
     let p = Polynomial::chebyshev_interpolant(|t| (t / 3.0).tanh(), -4.0, 4.0, 31).unwrap();
     assert_eq!(p.depth(), 6);

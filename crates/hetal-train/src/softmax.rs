@@ -41,22 +41,24 @@
 //! | `r_max` | 128 | HETAL (paper §4.3, code `Rmax = (r/2)·L^n`) |
 //! | `sign_g_iters`, `sign_f_iters` | 2, 1 | HETAL's code defaults (`--gi 2 --fi 1`) |
 //! | `ext_l` | 2 | HETAL (`der = 2`) |
-//! | `ext_r`, `ext_n` | 32, 3 | ours (HETAL: 8, 5); both cover `r·L^n = 256 = 2R_max` |
-//! | `exp_degree`, `exp_squarings` | 7, 5 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
-//! | `inverse_range`, `inverse_iters` | 32, 9 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
-//! | `variant` | precise | HETAL's "precise" |
+//! | `ext_r`, `ext_n` | 64, 2 | ours (HETAL: 8, 5); both cover `r·L^n = 256 = 2R_max` |
+//! | `exp_degree`, `exp_squarings` | 7, 6 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
+//! | `inverse_range`, `inverse_iters` | 24, 8 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
+//! | `variant` | normal | HETAL's "normal" (its "precise" correction over-corrects the small distortion of `r = 64`: `1.6·10^-4` vs `0.8·10^-4`) |
 //!
 //! Why ours: with `r = 8` the extension bends every `|u| ≳ 2` by several percent
 //! (`exp(−4)·6 %` of error), and it folds the logits far below the maximum onto
 //! `≈ −6.5`, whose `exp` is `1.5·10^-3` instead of 0: the error stays above `5·10^-3`
-//! for 7 classes on `[−128, 128]` even with an exact maximum. `r = 32` moves both
-//! effects out of reach (the floor becomes `e^{-26}`) and costs two levels less in the
-//! extension and two more squarings; `r/2^k = 1` keeps `p` on `[−1, 1]`, where a degree-7
-//! interpolant reaches `2^-22` in 3 levels. The row sum stays below 28 with the shared
-//! maximum of `g² f` (measured over shifted and uniform rows), so `B = 32` keeps
-//! `y < 1`, and 9 iterations give `(1 − 1/32)^{512} ≈ 10^-7`. Measured with
-//! `cargo xtask softmax-error` (docs/results/softmax.md): max error `≈ 2.5·10^-4` for 7
-//! classes on `[−128, 128]` (precise), depth 57.
+//! for 7 classes on `[−128, 128]` even with an exact maximum. `r = 64` moves both
+//! effects out of reach and costs 6 levels less in the extension and 3 more squarings;
+//! `r/2^k = 1` keeps `p` on `[−1, 1]`, where a degree-7 interpolant reaches `2^-22` in 3
+//! levels. The row sum stays below 28 with the shared maximum of `g² f` (measured over
+//! shifted and uniform rows), so `B = 24` keeps `y = s/B < 2`, and 8 iterations give
+//! `(1 − 1/24)^{256} ≈ 2·10^-5`. The level plan on the default preset (9 levels per
+//! refresh): extension and `p` (7 levels, one spare for the scaled refresh of `p`'s
+//! output), the squarings and the class mask (7), the inverse and the final product
+//! (9). Measured with `cargo xtask softmax-error` (docs/results/softmax.md): max error
+//! `0.8·10^-4` for 7 classes on `[−128, 128]`, depth 55.
 //!
 //! Levels of the encrypted evaluation: see [`ASoftmaxParams::depth`].
 
@@ -68,10 +70,10 @@ use he_linalg::ckks::Polynomial;
 #[non_exhaustive]
 pub enum ASoftmaxVariant {
     /// HETAL's "normal" ASoftmax: `exp` of the extended value.
+    #[default]
     Normal,
     /// HETAL's "precise" ASoftmax: `exp` of the extended value after the correction of
     /// the extension's distortion near 0 (folded into the polynomial, no extra level).
-    #[default]
     Precise,
 }
 
@@ -108,11 +110,11 @@ pub struct ASoftmaxParams {
     pub sign_g_iters: usize,
     /// Iterations of `f` in the sign approximation, at least 1 (HETAL's code: 1).
     pub sign_f_iters: usize,
-    /// Domain-extension target radius `r` (HETAL: 8; here 32).
+    /// Domain-extension target radius `r` (HETAL: 8; here 64).
     pub ext_r: f64,
     /// Domain-extension ratio `L` (HETAL: 2).
     pub ext_l: f64,
-    /// Domain-extension steps `n` (`r·L^n ≥ 2·R_max`; HETAL: 5, here 3).
+    /// Domain-extension steps `n` (`r·L^n ≥ 2·R_max`; HETAL: 5, here 2).
     pub ext_n: usize,
     /// Degree of the exp polynomial `p` on `[−1, 1]`.
     pub exp_degree: usize,
@@ -123,10 +125,10 @@ pub struct ASoftmaxParams {
     /// one).
     pub inverse_range: f64,
     /// Goldschmidt iterations for the inverse (relative error `(1 − s/B)^{2^k}`; with
-    /// `B = 32` and `k = 9` at most `e^{-16}` for row sums `s ≥ 1`). `k + 1` levels must
-    /// follow one bootstrap.
+    /// `B = 24` and `k = 8` at most `2·10^-5` for row sums `s ≥ 1`). `k + 1` levels must
+    /// follow one bootstrap (9 on the default preset).
     pub inverse_iters: usize,
-    /// Normal or precise (default) exponential.
+    /// Normal (default) or precise exponential.
     #[serde(default)]
     pub variant: ASoftmaxVariant,
 }
@@ -137,14 +139,14 @@ impl Default for ASoftmaxParams {
             r_max: 128.0,
             sign_g_iters: 2,
             sign_f_iters: 1,
-            ext_r: 32.0,
+            ext_r: 64.0,
             ext_l: 2.0,
-            ext_n: 3,
+            ext_n: 2,
             exp_degree: 7,
-            exp_squarings: 5,
-            inverse_range: 32.0,
-            inverse_iters: 9,
-            variant: ASoftmaxVariant::Precise,
+            exp_squarings: 6,
+            inverse_range: 24.0,
+            inverse_iters: 8,
+            variant: ASoftmaxVariant::Normal,
         }
     }
 }
@@ -287,8 +289,8 @@ impl ASoftmaxParams {
     /// 1; the first-slot mask of the last round 1; 2 per domain-extension step (the
     /// un-scaling by `2R_max` and the `1/r` of `p`'s input are folded into its
     /// constants); the exp polynomial and its squarings; the class mask 1; the inverse
-    /// (`iterations`); the final product 1. Defaults: `1 + 3·10 + 1 + 6 + 3 + 5 + 1 + 9 +
-    /// 1 = 57` for `c' = 8`.
+    /// (`iterations`); the final product 1. Defaults: `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 +
+    /// 1 = 55` for `c' = 8`.
     ///
     /// # Errors
     /// As [`Self::exp_polynomial`].

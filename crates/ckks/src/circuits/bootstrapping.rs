@@ -723,8 +723,8 @@ pub mod presets {
     /// 3 levels each; sparse-secret encapsulation to an ephemeral secret of Hamming weight
     /// 32, so `K = 16` bounds `|I|` (failure probability per full-slot bootstrap at
     /// N = 2^16 about 2^-139, see [`BootstrappingConfig::failure_log2`]); a degree-60
-    /// Chebyshev interpolant of the scaled cosine (6 levels, the optimum for its degree) and
-    /// 2 double-angle steps (EvalMod depth 7).
+    /// Chebyshev interpolant of the scaled cosine and 2 double-angle steps (EvalMod depth
+    /// 8).
     pub fn standard_config() -> BootstrappingConfig {
         BootstrappingConfig {
             cts_levels: 3,
@@ -742,15 +742,15 @@ pub mod presets {
     /// encapsulation (h = 32) for ModRaise.
     ///
     /// Level budget (what applications plan with): a refreshed ciphertext lands at level
-    /// 10 with Δ = 2^42, so **10 usable levels** (multiplications) before the next
+    /// 9 with Δ = 2^42, so **9 usable levels** (multiplications) before the next
     /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
     ///
     /// Modulus chain, from level 0 up: `q_0` 52 bits (message ratio `q_0/Δ_0 = 2^10`, see
-    /// below); 10 user primes of ≈42 bits; 13 bootstrapping primes, consumed from the top:
-    /// CoeffsToSlots 3, EvalMod 7 and SlotsToCoeffs 3 primes, all of 61 bits (the
+    /// below); 9 user primes of ≈42 bits; 14 bootstrapping primes, consumed from the top:
+    /// CoeffsToSlots 3, EvalMod 8 and SlotsToCoeffs 3 primes, all of 61 bits (the
     /// precision of EvalMod grows by one bit per bit of its primes, see below). Special
     /// primes `p_0` 61 bits then 7 × 50 bits (`log P ≈ 411`), dnum 4 (digits of 6
-    /// primes, the largest ≈ 366 bits). `L = 23`, `log2(QP) ≈ 1676`.
+    /// primes, the largest ≈ 366 bits). `L = 23`, `log2(QP) ≈ 1695`.
     ///
     /// The ratio `q_0/Δ_0` trades two errors: the sine's error on large coefficients
     /// (relative `(2π Δ_0/q_0)²/6`, it hits messages with a large constant term) against
@@ -761,13 +761,13 @@ pub mod presets {
     /// primes add about one bit.
     ///
     /// Security (checked when the parameters are built, [`crate::security`]): the main
-    /// secret has weight N/2, covered by the HE Standard's table, `1676 ≤ 1772`. The
+    /// secret has weight N/2, covered by the HE Standard's table, `1695 ≤ 1772`. The
     /// encapsulation key `s → s'` lives over `q_0·p_0` (113 bits), within the 121 bits of
     /// the published h = 32 sets (Bossuat et al., ACNS 2022).
-    pub fn n16_logqp1676_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
+    pub fn n16_logqp1695_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
         let mut log_q = vec![52];
-        log_q.extend([42; 10]);
-        let log_q_boot = vec![61; 13];
+        log_q.extend([42; 9]);
+        let log_q_boot = vec![61; 14];
         let mut log_p = vec![61];
         log_p.extend([50; 7]);
         (
@@ -788,11 +788,11 @@ pub mod presets {
         )
     }
 
-    /// INSECURE (N = 2^12 with log QP ≈ 1163; tests only): the N = 2^16 preset's circuit
+    /// INSECURE (N = 2^12 with log QP ≈ 1224; tests only): the N = 2^16 preset's circuit
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
     pub fn insecure_n12_boot() -> (ParametersLiteral, BootstrappingConfig) {
-        let log_q_boot = vec![61; 11];
+        let log_q_boot = vec![61; 12];
         (
             ParametersLiteral {
                 log_n: 12,

@@ -1,28 +1,27 @@
 //! Parameter sets for encrypted training: CKKS parameters with a bootstrapping circuit
-//! whose output keeps 10 levels (HETAL's budget assumes 9; ASoftmax's inverse needs 9
-//! consecutive levels, `inverse_iters` of them plus the product that follows). The level
-//! budget is the one documented by `ckks`'s preset and read from the bootstrapper.
+//! whose output keeps the 9 levels HETAL's budget assumes (ASoftmax's inverse needs 9
+//! consecutive levels). The level budget is the one documented by `ckks`'s preset.
 
 use he_linalg::ckks::circuits::bootstrapping::presets as boot;
 use he_linalg::ckks::{BootstrappingConfig, ParametersLiteral};
 
 /// N = 2^16, 128-bit secure (checked when the parameters are built): `ckks`'s
-/// `n16_logqp1676_dense_boot` — dense main secret (h = N/2, HE Standard bound 1772 ≥
-/// log QP 1676), sparse-secret encapsulation over `q_0·p_0`, 10 user levels at Δ = 2^42
+/// `n16_logqp1695_dense_boot` — dense main secret (h = N/2, HE Standard bound 1772 ≥
+/// log QP 1695), sparse-secret encapsulation over `q_0·p_0`, 9 user levels at Δ = 2^42
 /// after each bootstrap, 32768 slots.
 pub fn n16_train() -> (ParametersLiteral, BootstrappingConfig) {
-    boot::n16_logqp1676_dense_boot()
+    boot::n16_logqp1695_dense_boot()
 }
 
-/// INSECURE (N = 2^12 with log QP ≈ 1560; tests only): the N = 2^16 preset's
-/// structure on a small ring — `q_0` 52 bits, 10 user primes of 42 bits, the
-/// bootstrapping circuit of `ckks`'s `insecure_n12_boot` (2 + 7 + 2 levels), 7 special
+/// INSECURE (N = 2^12 with log QP ≈ 1579; tests only): the N = 2^16 preset's
+/// structure on a small ring — `q_0` 52 bits, 9 user primes of 42 bits, the
+/// bootstrapping circuit of `ckks`'s `insecure_n12_boot` (2 + 8 + 2 levels), 7 special
 /// primes of 61 bits, dnum 4, dense secret (h = N/2) — so a refreshed ciphertext has the
-/// same 10 levels.
+/// same 9 levels.
 pub fn insecure_n12_train() -> (ParametersLiteral, BootstrappingConfig) {
     let (mut lit, cfg) = boot::insecure_n12_boot();
     let mut log_q = vec![52];
-    log_q.extend([42; 10]);
+    log_q.extend([42; 9]);
     lit.log_q = log_q;
     lit.log_p = vec![61; 7];
     lit.dnum = 4;

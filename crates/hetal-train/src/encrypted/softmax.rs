@@ -208,7 +208,9 @@ impl EncryptedSoftmax {
         //    the factor 2R folded into the first step and 1/r (the input scaling of p)
         //    into the last: each step is α·u + β·u³ (two levels).
         let w = ops.sub(&z, &m)?;
-        let block = (2 * p.ext_n + self.exp.depth()).min(out_level);
+        // One level to spare after p: its output is refreshed with a bound above 1,
+        // and the refresh scales by 1/M first.
+        let block = (2 * p.ext_n + self.exp.depth() + 1).min(out_level);
         let mut u = refresher.ensure(ops, &w, block, 1.0)?;
         let (mut s_in, mut bound) = (2.0 * r_max, 1.0);
         for i in (0..p.ext_n).rev() {
@@ -219,7 +221,11 @@ impl EncryptedSoftmax {
             let cub = ops.mul_const(&u, -s_out * a * s_in.powi(3))?;
             let sq = ops.mul(&u, &u)?;
             u = ops.add(&lin, &ops.mul(&cub, &sq)?)?;
-            bound = if i == 0 { 1.0 } else { p.ext_r * p.ext_l.powi(i as i32) };
+            bound = if i == 0 {
+                1.0
+            } else {
+                p.ext_r * p.ext_l.powi(i as i32)
+            };
             s_in = 1.0;
         }
         // 5. exp(u) = p(u/r)^(2^k): p bounded by exp(r/2^k) on [−1, 1] (ρ maps [−r, r]
@@ -248,7 +254,7 @@ impl EncryptedSoftmax {
         }
         // 7. Goldschmidt: 1/y = Π (1 + t^(2^i)), t = 1 − y; columns ≥ c' get y ≥ 1 so
         //    nothing there grows. y = s/B < 1 for the row sums ASoftmax produces; the
-        //    refresh allows 2.
+        //    refresh is told 2 for margin (one bit of its error).
         // The factor 1 + t^(2^i) of the last iteration sits at level(y) − (iters − 1),
         // the running product one below it, and the final product needs one more.
         y = refresher.ensure(ops, &y, p.inverse_iters + 1, 2.0)?;
