@@ -56,14 +56,6 @@ fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingC
     })
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
-fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
     let e: Vec<f64> = got.iter().zip(want).map(|(a, b)| (a - b).norm()).collect();
     let max = e.iter().copied().fold(0.0f64, f64::max);
@@ -172,7 +164,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "log_qp_bound": params.log_qp_bound_128(),
             "encapsulation_log_q": config.encapsulation.map(|_| params.encapsulation_log_q()),
             "encapsulation_hamming_weight": config.encapsulation,
-            "peak_rss_bytes": peak_rss_bytes(),
+            "peak_rss_bytes": crate::peak_rss_bytes(),
             "threads": rayon::current_num_threads(),
         });
         if args.json {

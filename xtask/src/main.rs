@@ -63,6 +63,15 @@ enum Command {
     SoftmaxError(softmax_error::Args),
 }
 
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes; `None` where
+/// `/proc/self/status` does not exist.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -10,9 +10,11 @@
 //! regenerated from it), which `--resume` needs.
 //!
 //! With `--json` the last stdout line is the report: `test_accuracy` (fraction, of the
-//! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, plus the other
-//! modes' accuracies, the time split, bootstrap count, and for a truncated encrypted
-//! run the projected full-run time and `max_abs_w_diff` (`|W_encrypted − W_simulated|`).
+//! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, `peak_rss_bytes`
+//! (the process's peak resident memory, `null` off Linux), plus the other modes'
+//! accuracies, the time split, the bootstrap count and `bootstraps_per_step` (training
+//! steps only), and for a truncated encrypted run the projected full-run time and
+//! `max_abs_w_diff` (`|W_encrypted − W_simulated|`).
 //! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
 //! epoch of every mode that ran) go to `--out-dir`.
 
@@ -59,6 +61,9 @@ pub struct Args {
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Override the learning rate (the registry holds HETAL's per-dataset values).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Stop after this many steps (the partial epoch is validated as the last one).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -103,6 +108,12 @@ fn prepare(args: &Args) -> BoxResult<Prepared> {
     }
     if let Some(e) = args.epochs {
         hyper.epochs = e;
+    }
+    if let Some(lr) = args.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("--lr {lr}: needs a positive finite learning rate").into());
+        }
+        hyper.learning_rate = lr;
     }
     let ds = Dataset::load(&dir, spec.classes)?;
     let pre = Preprocessor::fit(&ds.train.x)?;
@@ -220,6 +231,10 @@ pub fn run(args: &Args) -> BoxResult<()> {
                 }),
             );
             obj.insert("bootstraps".into(), json!(e.boot.count));
+            obj.insert(
+                "bootstraps_per_step".into(),
+                json!(e.timings.bootstraps as f64 / e.steps_run.max(1) as f64),
+            );
             obj.insert("time_split_s".into(), json!(e.timings));
             obj.insert("max_abs_w_diff".into(), json!(e.max_abs_w_diff));
             obj.insert(
@@ -247,6 +262,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
     obj.insert("best_epoch".into(), json!(best));
     obj.insert("total_s".into(), json!(clock.elapsed().as_secs_f64()));
     obj.insert("per_step_s".into(), json!(per_step));
+    obj.insert("peak_rss_bytes".into(), json!(crate::peak_rss_bytes()));
     obj.insert("history".into(), json!(history));
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     obj.insert("command".into(), json!(format!("cargo xtask {command}")));
