@@ -34,6 +34,14 @@
 //! can encrypt it already prepared ([`AbtWeights::encrypt`], [`AtbLhs::encrypt`]), as
 //! the baselines' clients encrypt their replicated packings.
 
+/// Levels [`MatrixEvaluator::diag_abt`] consumes (from either operand; see the table in
+/// the module docs).
+pub const DIAG_ABT_DEPTH: usize = 3;
+/// Levels [`MatrixEvaluator::diag_atb`] (RotLeft) consumes from its left operand `A`.
+pub const DIAG_ATB_DEPTH_LHS: usize = 3;
+/// Levels [`MatrixEvaluator::diag_atb`] (RotLeft) consumes from its right operand `B`.
+pub const DIAG_ATB_DEPTH_RHS: usize = 1;
+
 use crate::encrypted::{EncryptedMatrix, MatrixEncryptor};
 use crate::error::{LinalgError, Result};
 use crate::evaluator::{MatrixEvaluator, real_mask};
@@ -280,7 +288,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
         let level = a.level().min(b.level());
-        need_levels(level, 3)?;
+        need_levels(level, DIAG_ABT_DEPTH)?;
         let w = self.prepare_abt_weights(b)?;
         self.diag_abt_prepared(a, &w)
     }
@@ -354,7 +362,7 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         check_classes(shape, cp)?;
         let level = a.level().min(w.level());
-        need_levels(level, 3)?;
+        need_levels(level, DIAG_ABT_DEPTH)?;
         let ev = self.evaluator();
         let UnitShape { s0, s1 } = shape;
         let slots = s0 * s1;
@@ -475,8 +483,8 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
         self.check_atb(a.layout(), b)?;
-        need_levels(a.level(), 3)?;
-        need_levels(b.level(), 1)?;
+        need_levels(a.level(), DIAG_ATB_DEPTH_LHS)?;
+        need_levels(b.level(), DIAG_ATB_DEPTH_RHS)?;
         let lhs = self.prepare_atb_lhs(a)?;
         self.diag_atb_prepared(&lhs, b)
     }

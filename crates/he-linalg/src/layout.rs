@@ -19,8 +19,19 @@ use crate::error::{LinalgError, Result};
 use crate::matrix::Matrix;
 use serde::{Deserialize, Serialize};
 
-/// A unit shape `(s0, s1)`: `s0` rows × `s1` columns per ciphertext, both powers of two.
+/// The most slots a unit shape may cover (`2^20`, more than the `2^16` of N = 2^17):
+/// bounds what a deserialized layout can make a reader allocate.
+pub const MAX_UNIT_SLOTS: usize = 1 << 20;
+
+/// The most blocks a [`BlockLayout`] may have (`2^24`): bounds what a deserialized
+/// layout can make a reader allocate or loop over.
+pub const MAX_BLOCKS: usize = 1 << 24;
+
+/// A unit shape `(s0, s1)`: `s0` rows × `s1` columns per ciphertext, both powers of two
+/// with `s0·s1 ≤ `[`MAX_UNIT_SLOTS`]. Deserialization runs the same checks as
+/// [`UnitShape::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "UnitShapeWire")]
 pub struct UnitShape {
     /// Rows per block.
     pub s0: usize,
@@ -32,11 +43,15 @@ impl UnitShape {
     /// A unit shape.
     ///
     /// # Errors
-    /// [`LinalgError::Layout`] unless both are powers of two.
+    /// [`LinalgError::Layout`] unless both are powers of two with `s0·s1 ≤`
+    /// [`MAX_UNIT_SLOTS`].
     pub fn new(s0: usize, s1: usize) -> Result<Self> {
-        if !s0.is_power_of_two() || !s1.is_power_of_two() {
+        if !s0.is_power_of_two()
+            || !s1.is_power_of_two()
+            || s0.checked_mul(s1).is_none_or(|n| n > MAX_UNIT_SLOTS)
+        {
             return Err(LinalgError::Layout(format!(
-                "unit shape ({s0}, {s1}) must be powers of two"
+                "unit shape ({s0}, {s1}) must be powers of two with at most {MAX_UNIT_SLOTS} slots"
             )));
         }
         Ok(Self { s0, s1 })
@@ -62,6 +77,21 @@ impl UnitShape {
     /// `s0·s1`.
     pub fn slots(&self) -> usize {
         self.s0 * self.s1
+    }
+}
+
+/// The serialized form of a [`UnitShape`], checked on the way in.
+#[derive(Deserialize)]
+struct UnitShapeWire {
+    s0: usize,
+    s1: usize,
+}
+
+impl TryFrom<UnitShapeWire> for UnitShape {
+    type Error = LinalgError;
+
+    fn try_from(w: UnitShapeWire) -> Result<Self> {
+        Self::new(w.s0, w.s1)
     }
 }
 
@@ -135,13 +165,32 @@ pub(crate) fn check_vectors(p: &impl Packing, v: &[Vec<f64>]) -> Result<()> {
     Ok(())
 }
 
-/// HETAL's block layout of a `rows × cols` matrix (see the module docs).
+/// HETAL's block layout of a `rows × cols` matrix (see the module docs). Deserialization
+/// runs the checks of [`BlockLayout::with_tiling`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "BlockLayoutWire")]
 pub struct BlockLayout {
     rows: usize,
     cols: usize,
     shape: UnitShape,
     tiling: Tiling,
+}
+
+/// The serialized form of a [`BlockLayout`], checked on the way in.
+#[derive(Deserialize)]
+struct BlockLayoutWire {
+    rows: usize,
+    cols: usize,
+    shape: UnitShape,
+    tiling: Tiling,
+}
+
+impl TryFrom<BlockLayoutWire> for BlockLayout {
+    type Error = LinalgError;
+
+    fn try_from(w: BlockLayoutWire) -> Result<Self> {
+        Self::with_tiling(w.rows, w.cols, w.shape, w.tiling)
+    }
 }
 
 impl BlockLayout {
@@ -173,10 +222,22 @@ impl BlockLayout {
     ///
     /// # Errors
     /// [`LinalgError::Layout`] for an empty matrix, a period that is not a power of two
-    /// dividing `s0` (vertical) or `s1` (horizontal), or a matrix larger than the period.
+    /// dividing `s0` (vertical) or `s1` (horizontal), a matrix larger than the period,
+    /// or more than [`MAX_BLOCKS`] blocks.
     pub fn with_tiling(rows: usize, cols: usize, shape: UnitShape, tiling: Tiling) -> Result<Self> {
         if rows == 0 || cols == 0 {
             return Err(LinalgError::Layout("empty matrix".into()));
+        }
+        let (rb, cb) = match tiling {
+            Tiling::None => (rows.div_ceil(shape.s0), cols.div_ceil(shape.s1)),
+            Tiling::Vertical { .. } => (1, cols.div_ceil(shape.s1)),
+            Tiling::Horizontal { .. } => (rows.div_ceil(shape.s0), 1),
+        };
+        if rb.checked_mul(cb).is_none_or(|n| n > MAX_BLOCKS) {
+            return Err(LinalgError::Layout(format!(
+                "a {rows}×{cols} matrix in ({}, {}) blocks needs more than {MAX_BLOCKS} blocks",
+                shape.s0, shape.s1
+            )));
         }
         match tiling {
             Tiling::None => {}

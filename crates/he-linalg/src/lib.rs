@@ -48,12 +48,16 @@ pub mod matrix;
 pub mod plain;
 
 pub use baselines::{BaselineMatrix, BaselinePacking};
-pub use diag::{AbtWeights, AtbLhs, DiagAtbVariant};
+pub use diag::{
+    AbtWeights, AtbLhs, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS, DiagAtbVariant,
+};
 pub use encrypted::{EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix};
 pub use error::{LinalgError, Result};
 pub use evaluator::MatrixEvaluator;
 pub use keys::KeyRequirements;
-pub use layout::{BlockLayout, Packing, Tiling, UnitShape, padded_classes};
+pub use layout::{
+    BlockLayout, MAX_BLOCKS, MAX_UNIT_SLOTS, Packing, Tiling, UnitShape, padded_classes,
+};
 pub use matrix::Matrix;
 
 pub use ckks;

@@ -76,3 +76,53 @@ fn wrong_sizes_are_errors() {
     assert!(BlockLayout::new(0, 3, shape).is_err());
     assert!(Matrix::new(2, 2, vec![1.0; 3]).is_err());
 }
+
+/// The wire form of `BlockLayout` (same fields, same order), written without checks.
+#[derive(serde::Serialize)]
+struct RawShape {
+    s0: usize,
+    s1: usize,
+}
+
+#[derive(serde::Serialize)]
+struct RawLayout {
+    rows: usize,
+    cols: usize,
+    shape: RawShape,
+    tiling: he_linalg::Tiling,
+}
+
+fn raw(rows: usize, cols: usize, s0: usize, s1: usize, tiling: he_linalg::Tiling) -> Vec<u8> {
+    postcard::to_allocvec(&RawLayout {
+        rows,
+        cols,
+        shape: RawShape { s0, s1 },
+        tiling,
+    })
+    .unwrap()
+}
+
+#[test]
+fn deserialized_layouts_are_checked() {
+    use he_linalg::{BlockLayout, Tiling, UnitShape};
+    let good = BlockLayout::new(100, 7, UnitShape::new(128, 256).unwrap()).unwrap();
+    let bytes = postcard::to_allocvec(&good).unwrap();
+    assert_eq!(bytes, raw(100, 7, 128, 256, Tiling::None), "same wire form");
+    assert_eq!(postcard::from_bytes::<BlockLayout>(&bytes).unwrap(), good);
+    let bad = [
+        raw(100, 7, 0, 256, Tiling::None), // s0 = 0 divides by zero
+        raw(100, 7, 3, 256, Tiling::None), // not a power of two
+        raw(100, 7, 1 << 40, 1 << 40, Tiling::None), // s0·s1 overflows
+        raw(0, 7, 128, 256, Tiling::None), // empty
+        raw(usize::MAX, usize::MAX, 1, 1, Tiling::None), // block count overflows
+        raw(1 << 30, 1 << 10, 1, 1, Tiling::None), // 2^40 blocks
+        raw(9, 7, 128, 256, Tiling::Vertical { period: 8 }), // rows > period
+        raw(4, 7, 128, 256, Tiling::Vertical { period: 256 }), // period > s0
+        raw(4, 7, 128, 256, Tiling::Horizontal { period: 3 }), // not a power of two
+    ];
+    for b in bad {
+        assert!(postcard::from_bytes::<BlockLayout>(&b).is_err(), "{b:?}");
+    }
+    let shape = postcard::to_allocvec(&RawShape { s0: 0, s1: 4 }).unwrap();
+    assert!(postcard::from_bytes::<UnitShape>(&shape).is_err());
+}

@@ -1,7 +1,7 @@
 //! The conformance suite run against every backend compiled into this crate.
 
 use he_math::conformance::{run_all, test_ring};
-use he_math::{CpuBackend, NttEngine, ReferenceBackend, RingContext};
+use he_math::{Backend, CpuBackend, NttEngine, ReferenceBackend, RingContext};
 
 #[test]
 fn reference_backend_conforms() {
@@ -22,8 +22,10 @@ fn cpu_simd_backend_conforms_with_every_engine() {
     let ring = test_ring(256);
     for engine in NttEngine::available() {
         let ctx: std::sync::Arc<RingContext> = ring.with_other_engine(engine).unwrap();
-        // The CPU backend re-plans with its default engine; run the reference check on
-        // the other engines' contexts directly through a CPU backend built from them.
-        run_all(&CpuBackend::new(&ctx).unwrap());
+        // `new` would re-plan onto the default engine; keep this one.
+        let backend = CpuBackend::keeping_engine(&ctx);
+        assert_eq!(backend.context().engine(), engine);
+        eprintln!("conformance of cpu-simd with the {engine:?} NTT engine");
+        run_all(&backend);
     }
 }

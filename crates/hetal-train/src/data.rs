@@ -120,23 +120,49 @@ pub struct Dataset {
     pub classes: usize,
 }
 
+/// Opens a `.npy` file and checks that the element count its header claims fits in the
+/// file (`elements × item size ≤ file length`), so a forged header cannot make the
+/// reader allocate beyond what the file holds.
 fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>> {
-    let f = std::fs::File::open(path).map_err(|source| TrainError::Io {
+    let io = |source| TrainError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    npyz::NpyFile::new(std::io::BufReader::new(f)).map_err(|source| TrainError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(f)).map_err(io)?;
+    let item = match npy.dtype() {
+        npyz::DType::Plain(t) => t.size_field() as u64,
+        d => {
+            return Err(TrainError::Data(format!(
+                "{}: dtype {d:?} is not a plain numeric type",
+                path.display()
+            )));
+        }
+    };
+    if npy
+        .len()
+        .checked_mul(item)
+        .is_none_or(|bytes| bytes > file_len)
+    {
+        return Err(TrainError::Data(format!(
+            "{}: the header claims {} elements of {item} bytes, the file has {file_len} bytes",
+            path.display(),
+            npy.len()
+        )));
+    }
+    Ok(npy)
 }
 
-/// Reads a 2-D float32 or float64 `.npy` file.
+/// Reads a 2-D float32 or float64 `.npy` file, in C (row-major) or Fortran
+/// (column-major, `fortran_order: True`) order; the result is row-major either way.
 ///
 /// # Errors
-/// I/O errors; [`TrainError::Data`] for another dtype or rank, or non-finite values.
+/// I/O errors; [`TrainError::Data`] for another dtype or rank, a header that claims
+/// more data than the file holds, or non-finite values.
 pub fn read_features(path: &Path) -> Result<Matrix> {
     let npy = open(path)?;
+    let fortran = npy.order() == npyz::Order::Fortran;
     let shape = npy.shape().to_vec();
     let [rows, cols] = shape[..] else {
         return Err(TrainError::Data(format!(
@@ -172,6 +198,13 @@ pub fn read_features(path: &Path) -> Result<Matrix> {
             "{}: non-finite feature",
             path.display()
         )));
+    }
+    if fortran && data.len() == rows * cols {
+        // Column-major: element (i, j) is stored at j·rows + i.
+        let t = (0..rows * cols)
+            .map(|k| data[(k % cols) * rows + k / cols])
+            .collect();
+        return Ok(Matrix::new(rows, cols, t)?);
     }
     Ok(Matrix::new(rows, cols, data)?)
 }

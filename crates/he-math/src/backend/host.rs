@@ -241,6 +241,18 @@ impl<K: LimbKernels> HostBackend<K> {
         })
     }
 
+    /// A backend over `ctx` exactly as given, whatever NTT engine its plans use (no
+    /// re-planning): runs these kernels over every compiled-in engine, which is what the
+    /// conformance suite checks. Data is interchangeable between engines (same ψ).
+    pub fn keeping_engine(ctx: &Arc<RingContext>) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            converters: Mutex::new(HashMap::new()),
+            permutations: Mutex::new(HashMap::new()),
+            _kernels: PhantomData,
+        }
+    }
+
     /// The cached basis converter from `from` to `to`.
     ///
     /// # Errors

@@ -14,12 +14,14 @@
 //! One step on a batch `(X, Y)` of `n` rows, `V` the Nesterov look-ahead:
 //! `Z = X·Vᵀ` (DiagABT), `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X` (DiagATB, RotLeft),
 //! `W' = V − (η/n)·G`, `V' = W' + γ_t·(W' − W)`; `V'` is refreshed compactly
-//! ([`WeightRefresh`]) when it has fewer than 4 levels (DiagABT's 3 and one for the
-//! softmax's input scaling). `P` comes out of ASoftmax at a level that depends on
-//! where its bootstraps fell, so levels differ from step to step; every operation
-//! aligns its operands to the lower one.
+//! ([`WeightRefresh`]) when it has fewer than [`StepPlan::v_min`] levels (DiagABT's 3
+//! and one for the softmax's input scaling); the thresholds come from the
+//! [`StepPlan`]. `P` comes out of ASoftmax at a level that depends on where its
+//! bootstraps fell, so levels differ from step to step; every operation aligns its
+//! operands to the lower one.
 
 use super::ops::{BootstrapStats, Ops, Refresher};
+use super::plan::StepPlan;
 use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
@@ -62,6 +64,60 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// Most classes a session accepts (a softmax over more rows than this is not what
+    /// the block packing is for, and it bounds the server's work per message).
+    pub const MAX_CLASSES: usize = 1024;
+    /// Most features (bias included) and most rows per batch a session accepts.
+    pub const MAX_DIM: usize = 1 << 20;
+    /// Longest early-stopping patience a session accepts (the server keeps `patience + 1`
+    /// encrypted models).
+    pub const MAX_PATIENCE: usize = 64;
+
+    /// Checks every field against the bounds above: `2 ≤ classes ≤ MAX_CLASSES`,
+    /// `1 ≤ features, batch ≤ MAX_DIM`, a positive finite learning rate, `patience ≤
+    /// MAX_PATIENCE`, valid ASoftmax parameters, a weight bound in `(0, 2^20]`. The
+    /// server runs it on what the client sends before it builds anything.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] naming the first field out of bounds.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(TrainError::Config(what));
+        if !(2..=Self::MAX_CLASSES).contains(&self.classes) {
+            return bad(format!(
+                "classes = {} (2..={})",
+                self.classes,
+                Self::MAX_CLASSES
+            ));
+        }
+        if !(1..=Self::MAX_DIM).contains(&self.features)
+            || !(1..=Self::MAX_DIM).contains(&self.batch)
+        {
+            return bad(format!(
+                "features = {}, batch = {} (1..={} each)",
+                self.features,
+                self.batch,
+                Self::MAX_DIM
+            ));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(format!("learning rate {}", self.learning_rate));
+        }
+        if self.patience > Self::MAX_PATIENCE {
+            return bad(format!(
+                "patience {} (at most {})",
+                self.patience,
+                Self::MAX_PATIENCE
+            ));
+        }
+        if !(self.weight_bound.is_finite()
+            && self.weight_bound > 0.0
+            && self.weight_bound <= f64::from(1u32 << 20))
+        {
+            return bad(format!("weight bound {}", self.weight_bound));
+        }
+        self.softmax.validate()
+    }
+
     /// HETAL's unit shape for this batch size and class count on `slots` slots.
     ///
     /// # Errors
@@ -366,7 +422,7 @@ impl<B: Backend> Client<B> {
         bootstrapping: BootstrappingConfig,
         config: SessionConfig,
     ) -> Result<(Self, SessionSetup<B>)> {
-        config.softmax.validate()?;
+        config.validate()?;
         let params = ctx.params().clone();
         let shape = config.unit_shape(params.max_slots())?;
         let request = config.key_request(&params, &bootstrapping)?;
@@ -546,8 +602,8 @@ struct StateWire {
 /// The party that trains: evaluation keys only. There is no secret key in this type
 /// and no method that decrypts; every result goes back to the client encrypted.
 ///
-/// ```compile_fail
-/// # // A server cannot decrypt: there is no `decrypt` on it, nor a secret key.
+/// ```compile_fail,E0599
+/// # // A server cannot decrypt: there is no `decrypt` on it (E0599: no such method).
 /// fn f<B: he_linalg::Backend>(s: &hetal_train::encrypted::Server<B>) { s.decrypt(); }
 /// ```
 ///
@@ -563,6 +619,7 @@ pub struct Server<B: Backend> {
     refresher: Refresher<B>,
     softmax: EncryptedSoftmax,
     weights: WeightRefresh,
+    plan: StepPlan,
     state: Option<ServerState<B>>,
 }
 
@@ -573,15 +630,6 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
             .finish_non_exhaustive()
     }
 }
-
-/// Levels the softmax output keeps so that `G` comes out of DiagATB (RotLeft, 3
-/// levels from `P − Y`) with room for the update (1), the momentum (1) and the
-/// weight refresh's mask (1), and `W` keeps DiagABT's 3 for validation.
-const SOFTMAX_OUT_LEVEL: usize = 7;
-
-/// Levels `V` needs at the start of a step: DiagABT's 3, plus the one ASoftmax spends
-/// scaling the logits by `1/(2·R_max)` (its input must not arrive at level 0).
-const V_MIN_LEVEL: usize = 4;
 
 impl<B: Backend> Server<B> {
     /// Builds the evaluator and the bootstrapping circuit from the client's setup;
@@ -597,18 +645,15 @@ impl<B: Backend> Server<B> {
             ));
         }
         let config = setup.config;
+        config.validate()?;
         let slots = ctx.params().max_slots();
         let shape = config.unit_shape(slots)?;
         let ev = Arc::new(Evaluator::new(&ctx, Arc::new(setup.keys)));
         let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
         let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
-        if boot.output_level() < SOFTMAX_OUT_LEVEL {
-            return Err(TrainError::Config(format!(
-                "bootstrapping lands at level {}; training needs {SOFTMAX_OUT_LEVEL}",
-                boot.output_level()
-            )));
-        }
+        let plan = StepPlan::new(boot.output_level())?;
         Ok(Self {
+            plan,
             weights: config.weight_refresh(shape)?,
             ops: Ops::new(ev),
             refresher: Refresher::new(boot),
@@ -662,8 +707,8 @@ impl<B: Backend> Server<B> {
             .state
             .as_ref()
             .ok_or_else(|| TrainError::Config("server not started (no initial model)".into()))?;
-        // Steps leave V at ≥ V_MIN_LEVEL; a restored state from elsewhere may not be.
-        let v = self.usable_weights(&st.v, V_MIN_LEVEL)?;
+        // Steps leave V at ≥ v_min; a restored state from elsewhere may not be.
+        let v = self.usable_weights(&st.v, self.plan.v_min)?;
         let z = self.ops.matrix().diag_abt(&batch.x, &v)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
@@ -676,7 +721,7 @@ impl<B: Backend> Server<B> {
             .map(|(pc, yc)| {
                 let pc = self
                     .refresher
-                    .ensure(&self.ops, pc, SOFTMAX_OUT_LEVEL, 1.0)?;
+                    .ensure(&self.ops, pc, self.plan.softmax_out, 1.0)?;
                 self.ops.sub(&pc, yc)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -714,7 +759,7 @@ impl<B: Backend> Server<B> {
         let layout = *g.layout();
         let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
-        if v_new.level() < V_MIN_LEVEL {
+        if v_new.level() < self.plan.v_min {
             v_new = self.weights.refresh(&self.ops, &self.refresher, &v_new)?;
         }
         let boot2 = self.refresher.stats();
@@ -755,7 +800,7 @@ impl<B: Backend> Server<B> {
             .state
             .as_ref()
             .ok_or_else(|| TrainError::Config("server not started".into()))?;
-        let w = self.usable_weights(&st.w, 3)?;
+        let w = self.usable_weights(&st.w, self.plan.w_min)?;
         Ok(EncryptedLogits {
             z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })
@@ -770,7 +815,7 @@ impl<B: Backend> Server<B> {
         model: &EncryptedModel<B>,
         features: &EncryptedFeatures<B>,
     ) -> Result<EncryptedLogits<B>> {
-        let w = self.usable_weights(&model.w, 3)?;
+        let w = self.usable_weights(&model.w, self.plan.w_min)?;
         Ok(EncryptedLogits {
             z: self.ops.matrix().diag_abt(&features.x, &w)?,
         })

@@ -1,0 +1,72 @@
+//! The level plan of one encrypted training step: the one place that says at which
+//! level each intermediate of HETAL's step (Lee et al., ICML 2023, Algorithm 1) must
+//! arrive, derived from the depths of the matrix products (`he-linalg`'s
+//! [`DIAG_ABT_DEPTH`], [`DIAG_ATB_DEPTH_LHS`]) and the level a bootstrap leaves
+//! (read from the bootstrapper, not assumed).
+//!
+//! A step, with `Z = X·Vᵀ`, `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X`:
+//! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
+//! plan, see [`crate::encrypted::EncryptedSoftmax`]) → `P` refreshed to
+//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`) → `G` → `W' = V − (η/n)·G` (1)
+//! at ≥ [`StepPlan::w_min`] (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1)
+//! → compact refresh of `V'` (its mask needs 1 level) when `V'` falls below `v_min`.
+
+use crate::error::{Result, TrainError};
+use he_linalg::{DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS};
+
+/// Levels of one training step (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPlan {
+    /// Level a bootstrap leaves (the preset's budget).
+    pub refresh_level: usize,
+    /// Level the weights `V` need at the start of a step: DiagABT's depth plus the one
+    /// level ASoftmax spends scaling the logits by `1/(2·R_max)` (4).
+    pub v_min: usize,
+    /// Level the softmax output `P` is brought to before `P − Y`: DiagATB's depth from
+    /// its left operand, the update's constant multiplication, and `w_min` for the
+    /// updated `W'` (7).
+    pub softmax_out: usize,
+    /// Level the kept weights `W` need for validation and inference: DiagABT's depth (3).
+    pub w_min: usize,
+}
+
+impl StepPlan {
+    /// Levels of the Nesterov update after `G`: `(η/n)·G` (1).
+    pub const UPDATE_DEPTH: usize = 1;
+
+    /// The plan for a bootstrapper whose output is at `refresh_level`.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] if a refreshed ciphertext cannot reach the levels the step
+    /// needs.
+    pub fn new(refresh_level: usize) -> Result<Self> {
+        let w_min = DIAG_ABT_DEPTH;
+        let plan = Self {
+            refresh_level,
+            v_min: DIAG_ABT_DEPTH + 1,
+            softmax_out: DIAG_ATB_DEPTH_LHS + Self::UPDATE_DEPTH + w_min,
+            w_min,
+        };
+        let need = plan.softmax_out.max(plan.v_min);
+        if refresh_level < need {
+            return Err(TrainError::Config(format!(
+                "bootstrapping lands at level {refresh_level}; a training step needs {need}"
+            )));
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepPlan;
+
+    #[test]
+    fn levels_of_a_step() {
+        let p = StepPlan::new(9).unwrap();
+        assert_eq!((p.v_min, p.softmax_out, p.w_min), (4, 7, 3));
+        // V' = W' + γ(W' − W) and the refresh mask fit below W' at w_min.
+        assert!(p.w_min >= 2);
+        assert!(StepPlan::new(6).is_err());
+    }
+}

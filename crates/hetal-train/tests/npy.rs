@@ -1,0 +1,97 @@
+//! `.npy` loading: C and Fortran order give the same matrix; headers that claim more
+//! data than the file holds, wrong ranks and wrong dtypes are errors, not allocations.
+
+use hetal_train::data::{read_features, read_labels};
+use std::path::Path;
+
+/// A version-1.0 `.npy` file: magic, header dict padded to a multiple of 64 bytes, data.
+fn write_npy(path: &Path, descr: &str, fortran: bool, shape: &[u64], data: &[u8]) {
+    let shape = match shape {
+        [n] => format!("({n},)"),
+        s => format!(
+            "({})",
+            s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let order = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn c_and_fortran_order_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    // The 2×3 matrix [[1, 2, 3], [4, 5, 6]].
+    let c = dir.path().join("c.npy");
+    write_npy(
+        &c,
+        "<f8",
+        false,
+        &[2, 3],
+        &f64_bytes(&[1., 2., 3., 4., 5., 6.]),
+    );
+    let f = dir.path().join("f.npy");
+    write_npy(
+        &f,
+        "<f8",
+        true,
+        &[2, 3],
+        &f64_bytes(&[1., 4., 2., 5., 3., 6.]),
+    );
+    let (mc, mf) = (read_features(&c).unwrap(), read_features(&f).unwrap());
+    assert_eq!(mc.as_slice(), &[1., 2., 3., 4., 5., 6.]);
+    assert_eq!(mc, mf);
+    assert_eq!((mf.rows(), mf.cols()), (2, 3));
+    assert_eq!(mf.get(0, 1), 2.0);
+    assert_eq!(mf.get(1, 0), 4.0);
+}
+
+#[test]
+fn forged_and_wrong_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.npy");
+    // A header claiming 2^40 × 2^20 doubles over 48 bytes of data.
+    write_npy(&p, "<f8", false, &[1 << 40, 1 << 20], &f64_bytes(&[0.0; 6]));
+    let e = read_features(&p).unwrap_err().to_string();
+    assert!(e.contains("claims"), "{e}");
+    // Fewer bytes than the shape needs.
+    write_npy(&p, "<f8", false, &[2, 3], &f64_bytes(&[0.0; 5]));
+    assert!(read_features(&p).is_err());
+    // Wrong rank and dtype.
+    write_npy(&p, "<f8", false, &[6], &f64_bytes(&[0.0; 6]));
+    assert!(read_features(&p).is_err());
+    write_npy(&p, "<i8", false, &[2, 3], &[0u8; 48]);
+    assert!(read_features(&p).is_err());
+    // Non-finite features.
+    write_npy(&p, "<f8", false, &[1, 2], &f64_bytes(&[1.0, f64::NAN]));
+    assert!(read_features(&p).is_err());
+    // Labels: a forged length, an out-of-range label, a valid file.
+    write_npy(&p, "<i8", false, &[1 << 50], &[0u8; 16]);
+    assert!(read_labels(&p, 7).is_err());
+    write_npy(
+        &p,
+        "<i8",
+        false,
+        &[2],
+        &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+    );
+    assert!(read_labels(&p, 7).is_err());
+    assert_eq!(read_labels(&p, 10).unwrap(), vec![1, 9]);
+    // Not a .npy file at all, and a missing one.
+    std::fs::write(&p, b"hello").unwrap();
+    assert!(read_features(&p).is_err());
+    assert!(read_features(&dir.path().join("missing.npy")).is_err());
+}
