@@ -132,7 +132,7 @@ fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>>
     let file_len = f.metadata().map_err(io)?.len();
     let npy = npyz::NpyFile::new(std::io::BufReader::new(f)).map_err(io)?;
     let item = match npy.dtype() {
-        npyz::DType::Plain(t) => t.size_field() as u64,
+        npyz::DType::Plain(t) => t.size_field(),
         d => {
             return Err(TrainError::Data(format!(
                 "{}: dtype {d:?} is not a plain numeric type",

@@ -203,9 +203,13 @@ impl ASoftmaxParams {
     /// cover `2·R_max`, no `f` iteration, or a zero degree.
     pub fn validate(&self) -> Result<()> {
         let covered = self.ext_r * self.ext_l.powi(self.ext_n as i32);
-        if !(self.r_max > 0.0 && self.ext_r > 0.0 && self.ext_l > 1.0 && self.inverse_range > 0.0)
-            || !(covered.is_finite() && self.inverse_range.is_finite())
-        {
+        let positive = self.r_max > 0.0
+            && self.ext_r > 0.0
+            && self.ext_l > 1.0
+            && self.inverse_range > 0.0
+            && self.inverse_range.is_finite()
+            && covered.is_finite();
+        if !positive {
             return Err(TrainError::Config(
                 "ASoftmax ranges must be positive and finite (L > 1)".into(),
             ));
