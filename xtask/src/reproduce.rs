@@ -5,9 +5,12 @@
 //!
 //! Every run also replays `plain` and `simulated` with the same settings (seconds), so
 //! the report compares the three. An encrypted run checkpoints the server state and the
-//! client's early-stopping state after every step (`<out>/checkpoint.bin`); with
-//! `--key-cache DIR` the client's secret key is kept in `DIR` (evaluation keys are
-//! regenerated from it), which `--resume` needs.
+//! client's early-stopping state after every step (`<out>/checkpoint.bin`, replaced
+//! atomically, sealed with a SHA-256 and bound to the secret key, parameters,
+//! configuration, dataset and seed: `hetal_train::store`); with `--key-cache DIR` the
+//! client's secret key is kept in `DIR/secret_key.bin` (written once, owner-only,
+//! sealed for the parameters; a symlink or a group/other-readable file is refused;
+//! evaluation keys are regenerated from it), which `--resume` needs.
 //!
 //! With `--json` the last stdout line is the report: `test_accuracy` (fraction, of the
 //! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, `peak_rss_bytes`
@@ -28,7 +31,7 @@ use hetal_train::train::{
     EarlyStopping, EpochRecord, SoftmaxKind, TrainOutcome, accuracy, epoch_batches, rows_of,
     train_float,
 };
-use hetal_train::{Dataset, DatasetSpec, HyperParams, Preprocessor, dataset};
+use hetal_train::{Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -284,11 +287,11 @@ pub fn run(args: &Args) -> BoxResult<()> {
             "not drawn: no TrueType font found".into()
         }),
     );
-    std::fs::write(
-        out_dir.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
+    store::write_atomic(
+        &out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    std::fs::write(out_dir.join("report.md"), markdown(&report))?;
+    store::write_atomic(&out_dir.join("report.md"), markdown(&report).as_bytes())?;
     if args.json {
         println!("{report}");
     } else {
@@ -420,29 +423,73 @@ struct Checkpoint {
     server: Vec<u8>,
 }
 
+/// Kind tags of the files this command writes ([`hetal_train::store`]).
+const SECRET_KEY_KIND: &[u8; 8] = b"HETALSK1";
+const CHECKPOINT_KIND: &[u8; 8] = b"HETALCK1";
+/// Largest secret-key file read back (a secret key at N = 2^16 is a few MB).
+const MAX_SECRET_KEY_BYTES: u64 = 256 << 20;
+
+/// What a cached secret key is bound to: the CKKS parameters it was made for.
+fn secret_key_binding(ctx: &Context<CpuBackend>) -> BoxResult<[u8; 32]> {
+    let lit = postcard::to_allocvec(ctx.params().literal())?;
+    Ok(store::binding(&[b"secret-key", &lit]))
+}
+
+/// The cached secret key in `cache/secret_key.bin`, if there is one: an owner-only
+/// regular file, sealed for these parameters.
 fn secret_key(
     ctx: &Arc<Context<CpuBackend>>,
     cache: Option<&Path>,
 ) -> BoxResult<Option<SecretKey<CpuBackend>>> {
     let Some(dir) = cache else { return Ok(None) };
     let path = dir.join("secret_key.bin");
-    if path.exists() {
-        let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
-        return Ok(Some(SecretKey::from_bytes(ctx, &bytes)?));
+    if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
     }
-    Ok(None)
+    let sealed = store::read_private(&path, MAX_SECRET_KEY_BYTES)?;
+    let bytes = store::unseal(&path, SECRET_KEY_KIND, &secret_key_binding(ctx)?, &sealed)?;
+    Ok(Some(SecretKey::from_bytes(ctx, bytes)?))
 }
 
-fn store_secret_key(sk: &SecretKey<CpuBackend>, dir: &Path) -> BoxResult<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(dir.join("secret_key.bin"))?;
-    f.write_all(&sk.to_bytes()?)?;
+/// Writes the secret key to `dir/secret_key.bin` atomically, owner-only, sealed for
+/// these parameters; the plaintext and sealed copies are wiped after.
+fn store_secret_key(
+    ctx: &Context<CpuBackend>,
+    sk: &SecretKey<CpuBackend>,
+    dir: &Path,
+) -> BoxResult<()> {
+    let bytes = zeroize::Zeroizing::new(sk.to_bytes()?);
+    let sealed = zeroize::Zeroizing::new(store::seal(
+        SECRET_KEY_KIND,
+        &secret_key_binding(ctx)?,
+        &bytes,
+    ));
+    store::write_atomic(&dir.join("secret_key.bin"), &sealed)?;
     Ok(())
+}
+
+/// What a checkpoint is bound to: the secret key (its SHA-256), the parameters, the
+/// session configuration, the dataset and the batch-order seed. Resuming with anything
+/// else is refused instead of training on garbage.
+fn checkpoint_binding(
+    ctx: &Context<CpuBackend>,
+    sk: &SecretKey<CpuBackend>,
+    config: &SessionConfig,
+    dataset: &str,
+    seed: u64,
+) -> BoxResult<[u8; 32]> {
+    let key = zeroize::Zeroizing::new(sk.to_bytes()?);
+    let key_hash = store::binding(&[&key]);
+    let lit = postcard::to_allocvec(ctx.params().literal())?;
+    let cfg = postcard::to_allocvec(config)?;
+    Ok(store::binding(&[
+        b"checkpoint",
+        &key_hash,
+        &lit,
+        &cfg,
+        dataset.as_bytes(),
+        &seed.to_le_bytes(),
+    ]))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -479,9 +526,13 @@ fn encrypted_run(
         Some(sk) => Client::with_secret_key(ctx.clone(), sk, boot_cfg, config.clone())?,
         None => Client::new(ctx.clone(), boot_cfg, config.clone())?,
     };
-    if let Some(dir) = &args.key_cache {
-        store_secret_key(client.secret_key(), dir)?;
+    if let Some(dir) = &args.key_cache
+        && !dir.join("secret_key.bin").exists()
+    {
+        store_secret_key(&ctx, client.secret_key(), dir)?;
     }
+    let ckpt_binding =
+        checkpoint_binding(&ctx, client.secret_key(), &config, p.spec.name, args.seed)?;
     let keygen_s = clock.elapsed().as_secs_f64();
     eprintln!(
         "keys: {:.1} s ({} evaluation keys)",
@@ -505,7 +556,8 @@ fn encrypted_run(
     };
     if args.resume {
         let bytes = std::fs::read(&ckpt_path)?;
-        state = postcard::from_bytes(&bytes)?;
+        let payload = store::unseal(&ckpt_path, CHECKPOINT_KIND, &ckpt_binding, &bytes)?;
+        state = postcard::from_bytes(payload)?;
         server.restore(&state.server)?;
         client.set_early_stopping(state.stopping.clone());
         eprintln!(
@@ -556,7 +608,11 @@ fn encrypted_run(
             state.epoch = epoch;
             state.stopping = client.early_stopping().clone();
             state.server = server.checkpoint()?;
-            std::fs::write(&ckpt_path, postcard::to_allocvec(&state)?)?;
+            let payload = postcard::to_allocvec(&state)?;
+            store::write_atomic(
+                &ckpt_path,
+                &store::seal(CHECKPOINT_KIND, &ckpt_binding, &payload),
+            )?;
             state.server.clear();
         }
         // Validation: encrypted logits, decrypted and judged by the client.

@@ -2,6 +2,7 @@
 
 /// Errors of `hetal-train`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// Reading a dataset file failed.
     #[error("reading {path}: {source}")]
@@ -26,6 +27,15 @@ pub enum TrainError {
     /// A malformed or mismatched protocol message.
     #[error("message: {0}")]
     Message(String),
+    /// A stored file (checkpoint, key cache) is corrupted, of another kind or session,
+    /// or not safe to read ([`crate::store`]).
+    #[error("{path}: {reason}")]
+    Store {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with [`TrainError`].

@@ -9,12 +9,14 @@
 //!   accelerated gradient, validation-based early stopping.
 //!
 //! - [`encrypted`]: encrypted ASoftmax, the compact weight refresh and the
-//!   client/server protocol of encrypted training.
+//!   client/server protocol of encrypted training;
+//! - [`store`]: crash-safe, checked files (checkpoints, the secret-key cache).
 
 pub mod data;
 pub mod encrypted;
 pub mod error;
 pub mod softmax;
+pub mod store;
 pub mod train;
 
 pub use data::{DATASETS, Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, one_hot};

@@ -1,0 +1,245 @@
+//! State on disk that survives crashes and is checked when read: checkpoints and the
+//! client's secret-key cache.
+//!
+//! - [`write_atomic`]: the bytes go to a temporary file in the target's directory
+//!   (owner-only permissions on Unix, as `tempfile` creates it), are flushed to disk,
+//!   and replace the target by one `rename`; the directory is synced after. A kill or a
+//!   full disk at any moment leaves either the old file or the new one, never a torn
+//!   one, and a symlink at the target is replaced, not followed.
+//! - [`seal`] / [`unseal`]: an envelope `magic (8) ‖ version (4) ‖ binding (32) ‖ length
+//!   (8) ‖ SHA-256 (32) ‖ payload`. The digest covers the kind, the binding and the
+//!   payload, so a flipped bit, a truncated or extended file, a file of another kind, or
+//!   one bound to another session (another key, seed or configuration: the caller's
+//!   `binding`, a SHA-256 of what must match) is refused with an error.
+//! - [`read_private`]: refuses a symlink, a non-regular file, a file readable by group or
+//!   others (Unix), and files larger than a caller-given bound.
+
+use crate::error::{Result, TrainError};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// Envelope format version.
+const VERSION: u32 = 1;
+/// Bytes before the payload.
+const HEADER: usize = 8 + 4 + 32 + 8 + 32;
+
+fn err(path: &Path, reason: impl Into<String>) -> TrainError {
+    TrainError::Store {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// SHA-256 of the concatenation of `parts`, each prefixed by its length (so that
+/// different splits of the same bytes differ): the binding of a sealed file.
+pub fn binding(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn digest(kind: &[u8; 8], binding: &[u8; 32], payload: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(kind);
+    h.update(binding);
+    h.update(payload);
+    h.finalize().into()
+}
+
+/// The envelope of `payload` (see the module docs); `kind` names what it holds.
+pub fn seal(kind: &[u8; 8], binding: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(binding);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&digest(kind, binding, payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of an envelope written by [`seal`] with the same `kind` and `binding`.
+///
+/// # Errors
+/// [`TrainError::Store`] (naming `path`, used in messages only) for another kind or
+/// version, a length that does not match the bytes (truncated or trailing data), a
+/// digest mismatch (corruption), or another binding.
+pub fn unseal<'a>(
+    path: &Path,
+    kind: &[u8; 8],
+    binding: &[u8; 32],
+    bytes: &'a [u8],
+) -> Result<&'a [u8]> {
+    if bytes.len() < HEADER || &bytes[..8] != kind {
+        return Err(err(
+            path,
+            format!("not a {} file", String::from_utf8_lossy(kind)),
+        ));
+    }
+    let word = |r: std::ops::Range<usize>| bytes[r].to_vec();
+    let version = u32::from_le_bytes(word(8..12).try_into().map_err(|_| err(path, "header"))?);
+    if version != VERSION {
+        return Err(err(
+            path,
+            format!("format version {version}, expected {VERSION}"),
+        ));
+    }
+    let len = u64::from_le_bytes(word(44..52).try_into().map_err(|_| err(path, "header"))?);
+    if len != (bytes.len() - HEADER) as u64 {
+        return Err(err(
+            path,
+            format!(
+                "header says {len} payload bytes, the file has {}",
+                bytes.len() - HEADER
+            ),
+        ));
+    }
+    let payload = &bytes[HEADER..];
+    let stored_binding: [u8; 32] = bytes[12..44].try_into().map_err(|_| err(path, "header"))?;
+    if digest(kind, &stored_binding, payload)[..] != bytes[52..84] {
+        return Err(err(path, "checksum mismatch: the file is corrupted"));
+    }
+    if &stored_binding != binding {
+        return Err(err(
+            path,
+            "written for another session (key, seed, dataset or configuration differ)",
+        ));
+    }
+    Ok(payload)
+}
+
+/// Replaces `path` with `bytes` atomically (see the module docs); creates the parent
+/// directory if needed.
+///
+/// # Errors
+/// [`TrainError::Io`] for any file-system failure; the target is then unchanged.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        // Make the rename itself durable; failure here leaves a valid file either way.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a file that holds a secret: a regular file (not a symlink) of at most
+/// `max_len` bytes, not readable by group or others on Unix.
+///
+/// # Errors
+/// [`TrainError::Io`] if it cannot be read; [`TrainError::Store`] for a symlink, a
+/// non-regular file, permissions wider than `0o600`, or more than `max_len` bytes.
+pub fn read_private(path: &Path, max_len: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    if !meta.file_type().is_file() {
+        return Err(err(path, "not a regular file (symlinks are refused)"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(err(
+                path,
+                format!("permissions {mode:o} let others read a secret; expected 600"),
+            ));
+        }
+    }
+    if meta.len() > max_len {
+        return Err(err(
+            path,
+            format!("{} bytes, more than the {max_len} expected", meta.len()),
+        ));
+    }
+    Ok(zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(io(path))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trip_and_every_corruption() {
+        let b = binding(&[b"session", b"42"]);
+        let sealed = seal(b"HETALCK1", &b, b"payload bytes");
+        let p = Path::new("x");
+        assert_eq!(
+            unseal(p, b"HETALCK1", &b, &sealed).unwrap(),
+            b"payload bytes"
+        );
+        // Every single-bit flip is refused.
+        for i in 0..sealed.len() {
+            let mut c = sealed.clone();
+            c[i] ^= 1;
+            assert!(unseal(p, b"HETALCK1", &b, &c).is_err(), "bit flip at {i}");
+        }
+        // Truncation, trailing bytes, another kind, another binding.
+        assert!(unseal(p, b"HETALCK1", &b, &sealed[..sealed.len() - 1]).is_err());
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert!(unseal(p, b"HETALCK1", &b, &longer).is_err());
+        assert!(unseal(p, b"HETALSK1", &b, &sealed).is_err());
+        assert!(unseal(p, b"HETALCK1", &binding(&[b"session", b"43"]), &sealed).is_err());
+        assert!(unseal(p, b"HETALCK1", &b, &[]).is_err());
+        // Length-prefixed parts: different splits give different bindings.
+        assert_ne!(binding(&[b"ab", b"c"]), binding(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_private_read_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/state.bin");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        // Only the target is left in the directory (no temporary files).
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(&*read_private(&p, 10).unwrap(), b"two");
+            assert!(read_private(&p, 2).is_err(), "size bound");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(read_private(&p, 10).is_err(), "group/other-readable");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&p, &link).unwrap();
+            assert!(read_private(&link, 10).is_err(), "symlink");
+            // Writing through the link's name replaces the link, not its target.
+            write_atomic(&link, b"three").unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), b"two");
+            assert!(
+                std::fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_file()
+            );
+        }
+        assert!(read_private(&dir.path().join("missing"), 10).is_err());
+    }
+}
