@@ -143,6 +143,13 @@ struct SecretKeyWire {
     s: Vec<u64>,
 }
 
+/// [`SecretKeyWire`] borrowing the key's residues (the same bytes when serialized).
+#[derive(Serialize)]
+struct SecretKeyWireRef<'a> {
+    header: Header,
+    s: &'a [u64],
+}
+
 impl Parameters {
     /// The parameter literal as postcard bytes.
     ///
@@ -478,14 +485,23 @@ impl<B: Backend> SecretKey<B> {
     /// Backend errors.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
         let mut host = self.ctx.backend().download(&self.s)?;
-        let mut s = host.data().to_vec();
+        // Serialized straight from the downloaded buffer into one buffer sized up front
+        // (a postcard varint takes at most 10 bytes per u64), so no copy and no
+        // reallocation leaves key material behind; the downloaded buffer is wiped, the
+        // output is wiped on drop.
+        let bound = 32 + 10 * host.data().len();
+        let mut out = Zeroizing::new(vec![0u8; bound]);
+        let used = postcard::to_slice(
+            &SecretKeyWireRef {
+                header: Header::new(self.ctx.params()),
+                s: host.data(),
+            },
+            &mut out[..],
+        )
+        .map(|b| b.len());
         host.data_mut().zeroize();
-        let out = to_bytes(&SecretKeyWire {
-            header: Header::new(self.ctx.params()),
-            s: std::mem::take(&mut s),
-        });
-        s.zeroize();
-        Ok(Zeroizing::new(out?))
+        out.truncate(used.map_err(malformed)?);
+        Ok(out)
     }
 
     /// A secret key from [`Self::to_bytes`] output, validated (length, residues).
