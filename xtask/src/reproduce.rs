@@ -443,7 +443,8 @@ fn secret_key(
 ) -> BoxResult<Option<SecretKey<CpuBackend>>> {
     let Some(dir) = cache else { return Ok(None) };
     let path = dir.join("secret_key.bin");
-    if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+    // A dangling symlink is not "absent": `read_private` refuses it.
+    if std::fs::symlink_metadata(&path).is_err() {
         return Ok(None);
     }
     let sealed = store::read_private(&path, MAX_SECRET_KEY_BYTES)?;

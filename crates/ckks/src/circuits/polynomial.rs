@@ -218,8 +218,7 @@ struct Plan {
 
 impl Plan {
     fn new(degree: usize) -> Self {
-        let m = (usize::BITS - degree.leading_zeros()) as usize; // degree < 2^m
-        let l = m.div_ceil(2).max(1);
+        let l = optimal_depth(degree).div_ceil(2).max(1); // degree < 2^m, l = ⌈m/2⌉
         Self { n1: 1 << l }
     }
 
@@ -369,11 +368,9 @@ impl<B: Backend> Evaluator<B> {
             if const_scale(&x)? < MIN_CONST_SCALE {
                 x = self.rescale_owned(x)?;
             }
-            let target = x.level.checked_sub(1).ok_or(CkksError::LevelTooLow {
-                needed: 1,
-                level: 0,
-            })?;
+            // `const_scale` errors at level 0, so `x.level ≥ 1` below.
             let cs = const_scale(&x)?;
+            let target = x.level - 1;
             if cs < MIN_CONST_SCALE {
                 return Err(CkksError::InvalidValue(format!(
                     "input scale 2^{:.1} too large for level {}",
