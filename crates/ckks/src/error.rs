@@ -34,6 +34,9 @@ pub enum CkksError {
     /// and scale.
     #[error("value cannot be encoded: {0}")]
     InvalidValue(String),
+    /// Reading or writing a stream failed (the message of the `std::io::Error`).
+    #[error("I/O error: {0}")]
+    Io(String),
     /// A level is above the parameters' maximum level.
     #[error("level {level} is above the maximum level {max}")]
     LevelOutOfRange {

@@ -22,6 +22,7 @@ use crate::keys::{
 use crate::params::{Parameters, ParametersLiteral};
 use he_math::{Backend, Csprng, Representation, RnsPoly};
 use serde::{Deserialize, Serialize};
+use std::io::Read as _;
 use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -36,8 +37,13 @@ fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(v).map_err(malformed)
 }
 
+/// Decodes `bytes` as one `T`; trailing bytes are refused (a flipped length or a
+/// concatenated second message must not pass as the first).
 fn from_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    let v: T = postcard::from_bytes(bytes).map_err(malformed)?;
+    let (v, rest): (T, _) = postcard::take_from_bytes(bytes).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", rest.len())));
+    }
     Ok(v)
 }
 
@@ -399,36 +405,195 @@ impl<B: Backend> Context<B> {
         w.header.check(self.params())?;
         let mut set = EvaluationKeySet::default();
         if let Some(r) = w.relin {
-            set.relin = Some(RelinearizationKey(self.switching_key_from_wire(r)?));
+            self.insert_key(&mut set, KeyFrame::Relin(r))?;
         }
         for (element, k) in w.galois {
-            let element = usize::try_from(element).map_err(malformed)?;
-            he_math::galois::check_galois_element(element, self.params().n()).map_err(malformed)?;
-            if element == 1 || set.galois.contains_key(&element) {
-                return Err(malformed(format!(
-                    "Galois element {element} repeated or trivial"
-                )));
-            }
-            let key = self.switching_key_from_wire(k)?;
-            set.galois.insert(element, GaloisKey { element, key });
+            self.insert_key(&mut set, KeyFrame::Galois(element, k))?;
         }
         if let Some((h, to, from)) = w.encapsulation {
-            let h = usize::try_from(h).map_err(malformed)?;
-            if h == 0 || h > self.params().n() {
-                return Err(malformed(format!("encapsulation Hamming weight {h}")));
-            }
-            set.encapsulation = Some(EncapsulationKeys {
-                to_sparse: self.switching_key_from_wire_over(
-                    to,
-                    0,
-                    &self.params().encapsulation_special_basis(),
-                )?,
-                from_sparse: self.switching_key_from_wire(from)?,
-                hamming_weight: h,
-            });
+            self.insert_key(&mut set, KeyFrame::Encapsulation(h, to, from))?;
         }
         Ok(set)
     }
+
+    /// Validates one key and adds it to `set` (a second relinearization or
+    /// encapsulation key, a repeated or trivial Galois element are refused).
+    fn insert_key(&self, set: &mut EvaluationKeySet<B>, frame: KeyFrame) -> Result<()> {
+        match frame {
+            KeyFrame::Relin(r) => {
+                if set.relin.is_some() {
+                    return Err(malformed("two relinearization keys"));
+                }
+                set.relin = Some(RelinearizationKey(self.switching_key_from_wire(r)?));
+            }
+            KeyFrame::Galois(element, k) => {
+                let element = usize::try_from(element).map_err(malformed)?;
+                he_math::galois::check_galois_element(element, self.params().n())
+                    .map_err(malformed)?;
+                if element == 1 || set.galois.contains_key(&element) {
+                    return Err(malformed(format!(
+                        "Galois element {element} repeated or trivial"
+                    )));
+                }
+                let key = self.switching_key_from_wire(k)?;
+                set.galois.insert(element, GaloisKey { element, key });
+            }
+            KeyFrame::Encapsulation(h, to, from) => {
+                let h = usize::try_from(h).map_err(malformed)?;
+                if h == 0 || h > self.params().n() {
+                    return Err(malformed(format!("encapsulation Hamming weight {h}")));
+                }
+                if set.encapsulation.is_some() {
+                    return Err(malformed("two encapsulation key pairs"));
+                }
+                set.encapsulation = Some(EncapsulationKeys {
+                    to_sparse: self.switching_key_from_wire_over(
+                        to,
+                        0,
+                        &self.params().encapsulation_special_basis(),
+                    )?,
+                    from_sparse: self.switching_key_from_wire(from)?,
+                    hamming_weight: h,
+                });
+            }
+            KeyFrame::End => return Err(malformed("end marker inside the key set")),
+        }
+        Ok(())
+    }
+
+    /// Largest frame of the streamed key format under these parameters: two switching
+    /// keys at the top level (the encapsulation pair) at 10 bytes per residue (postcard's
+    /// longest varint), plus framing.
+    fn max_key_frame_bytes(&self) -> u64 {
+        let p = self.params();
+        let limbs = (p.max_level() + 1 + p.p_basis().len()) as u64;
+        let digits = p.digits_at(p.max_level()) as u64;
+        2 * (digits * (limbs * p.n() as u64 * 10 + 16) + 64) + 64
+    }
+
+    /// Writes an evaluation-key set to `w` one key at a time (the streamed form of
+    /// [`Self::serialize_evaluation_keys`]: no buffer holds more than one key, so keys
+    /// of several GB at N = 2^16 go to a file or a socket without a copy of the set).
+    /// Format: the 8-byte magic `CKKSEVKS`, then frames of a little-endian `u64`
+    /// length and a postcard body: the header (version, parameter fingerprint), one
+    /// frame per key (seeded as in the byte form), an end frame. Returns the bytes
+    /// written.
+    ///
+    /// # Errors
+    /// [`CkksError::Io`] when `w` fails; backend errors.
+    pub fn write_evaluation_keys<W: std::io::Write>(
+        &self,
+        keys: &EvaluationKeySet<B>,
+        w: &mut W,
+    ) -> Result<u64> {
+        let io = |e: std::io::Error| CkksError::Io(e.to_string());
+        let mut written = KEY_STREAM_MAGIC.len() as u64;
+        w.write_all(KEY_STREAM_MAGIC).map_err(io)?;
+        let mut frame = |bytes: Vec<u8>, w: &mut W| -> Result<()> {
+            w.write_all(&(bytes.len() as u64).to_le_bytes()).map_err(io)?;
+            w.write_all(&bytes).map_err(io)?;
+            written += 8 + bytes.len() as u64;
+            Ok(())
+        };
+        frame(to_bytes(&Header::new(self.params()))?, w)?;
+        if let Some(r) = &keys.relin {
+            frame(to_bytes(&KeyFrame::Relin(self.switching_key_wire(&r.0)?))?, w)?;
+        }
+        for g in keys.galois.values() {
+            let f = KeyFrame::Galois(g.element as u64, self.switching_key_wire(&g.key)?);
+            frame(to_bytes(&f)?, w)?;
+        }
+        if let Some(e) = &keys.encapsulation {
+            let f = KeyFrame::Encapsulation(
+                e.hamming_weight as u64,
+                self.switching_key_wire(&e.to_sparse)?,
+                self.switching_key_wire(&e.from_sparse)?,
+            );
+            frame(to_bytes(&f)?, w)?;
+        }
+        frame(to_bytes(&KeyFrame::End)?, w)?;
+        w.flush().map_err(io)?;
+        Ok(written)
+    }
+
+    /// Reads a key set written by [`Self::write_evaluation_keys`], validating each key as
+    /// [`Self::deserialize_evaluation_keys`] does. A frame longer than two top-level
+    /// switching keys is refused before anything is allocated, and a frame's buffer grows
+    /// only as its bytes arrive, so a forged length cannot make it allocate more than
+    /// the stream holds. The stream must end right after the end frame.
+    ///
+    /// # Errors
+    /// [`CkksError::Malformed`] (bad magic, oversized or truncated frame, invalid key,
+    /// bytes after the end frame), [`CkksError::ParameterMismatch`], [`CkksError::Io`].
+    pub fn read_evaluation_keys<R: std::io::Read>(&self, r: &mut R) -> Result<EvaluationKeySet<B>> {
+        let mut magic = [0u8; 8];
+        read_exact_or_malformed(r, &mut magic, "magic")?;
+        if &magic != KEY_STREAM_MAGIC {
+            return Err(malformed("not a streamed evaluation-key set (bad magic)"));
+        }
+        let max = self.max_key_frame_bytes();
+        let header: Header = from_bytes(&read_frame(r, 64)?)?;
+        header.check(self.params())?;
+        let mut set = EvaluationKeySet::default();
+        loop {
+            let body = read_frame(r, max)?;
+            match from_bytes::<KeyFrame>(&body)? {
+                KeyFrame::End => break,
+                frame => self.insert_key(&mut set, frame)?,
+            }
+        }
+        let mut probe = [0u8; 1];
+        match r.read(&mut probe) {
+            Ok(0) => Ok(set),
+            Ok(_) => Err(malformed("bytes after the end of the key set")),
+            Err(e) => Err(CkksError::Io(e.to_string())),
+        }
+    }
+}
+
+/// Magic of the streamed evaluation-key format ([`Context::write_evaluation_keys`]).
+const KEY_STREAM_MAGIC: &[u8; 8] = b"CKKSEVKS";
+
+/// One frame of the streamed evaluation-key format.
+#[derive(Serialize, Deserialize)]
+enum KeyFrame {
+    Relin(SwitchingKeyWire),
+    Galois(u64, SwitchingKeyWire),
+    /// Hamming weight, `s → s'` key (level 0), `s' → s` key.
+    Encapsulation(u64, SwitchingKeyWire, SwitchingKeyWire),
+    End,
+}
+
+fn read_exact_or_malformed<R: std::io::Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            malformed(format!("stream ends inside the {what}"))
+        } else {
+            CkksError::Io(e.to_string())
+        }
+    })
+}
+
+/// Reads one `u64`-length-prefixed frame of at most `max` bytes; the buffer grows with
+/// the bytes actually read.
+fn read_frame<R: std::io::Read>(r: &mut R, max: u64) -> Result<Vec<u8>> {
+    let mut len = [0u8; 8];
+    read_exact_or_malformed(r, &mut len, "frame length")?;
+    let len = u64::from_le_bytes(len);
+    if len > max {
+        return Err(malformed(format!(
+            "frame of {len} bytes (at most {max} under these parameters)"
+        )));
+    }
+    let mut body = Vec::with_capacity(len.min(1 << 20) as usize);
+    let got = std::io::Read::by_ref(r)
+        .take(len)
+        .read_to_end(&mut body)
+        .map_err(|e| CkksError::Io(e.to_string()))?;
+    if got as u64 != len {
+        return Err(malformed(format!("frame truncated: {got} of {len} bytes")));
+    }
+    Ok(body)
 }
 
 impl<B: Backend> PublicKey<B> {

@@ -231,3 +231,50 @@ fn encapsulation_keys_round_trip() {
             .is_err()
     );
 }
+
+#[test]
+fn streamed_keys_round_trip_and_refuse_damage() {
+    let ctx = ckks::Context::new_cpu(ckks::presets::insecure_n10_depth3()).unwrap();
+    let mut kg = ckks::KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = ckks::EvaluationKeyRequest {
+        relinearization: true,
+        rotations: vec![1, -2],
+        conjugation: true,
+        encapsulation: Some(16),
+    };
+    let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
+    let mut stream = Vec::new();
+    let n = ctx.write_evaluation_keys(&keys, &mut stream).unwrap();
+    assert_eq!(n as usize, stream.len());
+    let back = ctx.read_evaluation_keys(&mut stream.as_slice()).unwrap();
+    // Same keys: the byte form of both sets is identical.
+    assert_eq!(
+        ctx.serialize_evaluation_keys(&back).unwrap(),
+        ctx.serialize_evaluation_keys(&keys).unwrap()
+    );
+    // Every truncation is an error, never a panic.
+    for cut in (0..stream.len()).step_by(997) {
+        assert!(ctx.read_evaluation_keys(&mut &stream[..cut]).is_err());
+    }
+    // A trailing byte is refused.
+    let mut longer = stream.clone();
+    longer.push(0);
+    assert!(matches!(
+        ctx.read_evaluation_keys(&mut longer.as_slice()),
+        Err(CkksError::Malformed(_))
+    ));
+    // A forged frame length far above the parameters' bound is refused before reading.
+    let mut forged = stream.clone();
+    let header_len = u64::from_le_bytes(forged[8..16].try_into().unwrap()) as usize;
+    let first_key = 16 + header_len;
+    forged[first_key..first_key + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    let err = ctx.read_evaluation_keys(&mut forged.as_slice()).unwrap_err();
+    assert!(format!("{err}").contains("frame of"), "{err}");
+    // Keys streamed under other parameters are refused.
+    let other = ckks::Context::new_cpu(ckks::presets::insecure_n12_depth6()).unwrap();
+    assert!(matches!(
+        other.read_evaluation_keys(&mut stream.as_slice()),
+        Err(CkksError::ParameterMismatch(_))
+    ));
+}
