@@ -21,21 +21,16 @@
 //! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
 //! epoch of every mode that ran) go to `--out-dir`.
 
-use he_linalg::ckks::{Context, SecretKey};
-use he_linalg::{CpuBackend, Matrix};
-use hetal_train::encrypted::{
-    BootstrapStats, Client, EncryptedFeatures, Server, SessionConfig, StepTimings, presets,
-};
+use he_linalg::Matrix;
+use he_linalg::ckks::Context;
+use hetal_train::encrypted::presets::TrainPreset;
+use hetal_train::encrypted::{BootstrapStats, Client, SessionConfig, StepTimings};
+use hetal_train::session::{self, Event, InProcess, LoopOptions, TrainData, Transport as _};
 use hetal_train::softmax::ASoftmaxParams;
-use hetal_train::train::{
-    EarlyStopping, EpochRecord, SoftmaxKind, TrainOutcome, accuracy, epoch_batches, rows_of,
-    train_float,
-};
+use hetal_train::train::{EpochRecord, SoftmaxKind, TrainOutcome, accuracy, train_float};
 use hetal_train::{Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, store};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `reproduce`.
@@ -411,100 +406,16 @@ struct EncryptedOutcome {
     max_abs_w_diff: f64,
 }
 
-/// What `--resume` restores besides the server state.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    epoch: usize,
-    batch_in_epoch: usize,
-    steps: usize,
-    history: Vec<EpochRecord>,
-    stopping: EarlyStopping,
-    timings: StepTimings,
-    server: Vec<u8>,
-}
-
-/// Kind tags of the files this command writes ([`hetal_train::store`]).
-const SECRET_KEY_KIND: &[u8; 8] = b"HETALSK1";
-const CHECKPOINT_KIND: &[u8; 8] = b"HETALCK1";
-/// Largest secret-key file read back (a secret key at N = 2^16 is a few MB).
-const MAX_SECRET_KEY_BYTES: u64 = 256 << 20;
-
-/// What a cached secret key is bound to: the CKKS parameters it was made for.
-fn secret_key_binding(ctx: &Context<CpuBackend>) -> BoxResult<[u8; 32]> {
-    let lit = postcard::to_allocvec(ctx.params().literal())?;
-    Ok(store::binding(&[b"secret-key", &lit]))
-}
-
-/// The cached secret key in `cache/secret_key.bin`, if there is one: an owner-only
-/// regular file, sealed for these parameters.
-fn secret_key(
-    ctx: &Arc<Context<CpuBackend>>,
-    cache: Option<&Path>,
-) -> BoxResult<Option<SecretKey<CpuBackend>>> {
-    let Some(dir) = cache else { return Ok(None) };
-    let path = dir.join("secret_key.bin");
-    // A dangling symlink is not "absent": `read_private` refuses it.
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(None);
-    }
-    let sealed = store::read_private(&path, MAX_SECRET_KEY_BYTES)?;
-    let bytes = store::unseal(&path, SECRET_KEY_KIND, &secret_key_binding(ctx)?, &sealed)?;
-    Ok(Some(SecretKey::from_bytes(ctx, bytes)?))
-}
-
-/// Writes the secret key to `dir/secret_key.bin` atomically, owner-only, sealed for
-/// these parameters; the plaintext and sealed copies are wiped after.
-fn store_secret_key(
-    ctx: &Context<CpuBackend>,
-    sk: &SecretKey<CpuBackend>,
-    dir: &Path,
-) -> BoxResult<()> {
-    let bytes = zeroize::Zeroizing::new(sk.to_bytes()?);
-    let sealed = zeroize::Zeroizing::new(store::seal(
-        SECRET_KEY_KIND,
-        &secret_key_binding(ctx)?,
-        &bytes,
-    ));
-    store::write_atomic(&dir.join("secret_key.bin"), &sealed)?;
-    Ok(())
-}
-
-/// What a checkpoint is bound to: the secret key (its SHA-256), the parameters, the
-/// session configuration, the dataset and the batch-order seed. Resuming with anything
-/// else is refused instead of training on garbage.
-fn checkpoint_binding(
-    ctx: &Context<CpuBackend>,
-    sk: &SecretKey<CpuBackend>,
-    config: &SessionConfig,
-    dataset: &str,
-    seed: u64,
-) -> BoxResult<[u8; 32]> {
-    let key = zeroize::Zeroizing::new(sk.to_bytes()?);
-    let key_hash = store::binding(&[&key]);
-    let lit = postcard::to_allocvec(ctx.params().literal())?;
-    let cfg = postcard::to_allocvec(config)?;
-    Ok(store::binding(&[
-        b"checkpoint",
-        &key_hash,
-        &lit,
-        &cfg,
-        dataset.as_bytes(),
-        &seed.to_le_bytes(),
-    ]))
-}
-
-#[allow(clippy::too_many_lines)]
+/// The encrypted run: `hetal_train::session::run` over the in-process transport, the
+/// server's state in `<out>/server/`, the client's checkpoint in `<out>/checkpoint.bin`.
 fn encrypted_run(
     args: &Args,
     p: &Prepared,
     out_dir: &Path,
     sim: &TrainOutcome,
 ) -> BoxResult<EncryptedOutcome> {
-    let (lit, boot_cfg) = match args.preset.as_str() {
-        "n16" => presets::n16_train(),
-        "insecure-n12" => presets::insecure_n12_train(),
-        other => return Err(format!("unknown preset {other:?} (n16, insecure-n12)").into()),
-    };
+    let preset = TrainPreset::from_name(&args.preset)?;
+    let (lit, boot_cfg) = preset.parameters();
     if args.resume && args.key_cache.is_none() {
         return Err(
             "--resume needs --key-cache (the checkpoint is encrypted under that key)".into(),
@@ -522,158 +433,112 @@ fn encrypted_run(
     };
     let ctx = Context::new_cpu(lit)?;
     let clock = Instant::now();
-    let cached = secret_key(&ctx, args.key_cache.as_deref())?;
-    let (mut client, setup) = match cached {
-        Some(sk) => Client::with_secret_key(ctx.clone(), sk, boot_cfg, config.clone())?,
-        None => Client::new(ctx.clone(), boot_cfg, config.clone())?,
+    let cached = match &args.key_cache {
+        Some(dir) => session::load_secret_key(&ctx, dir)?,
+        None => None,
+    };
+    let fresh = cached.is_none();
+    let mut client = match cached {
+        Some(sk) => Client::with_secret_key(ctx.clone(), sk, boot_cfg, config)?,
+        None => Client::new(ctx.clone(), boot_cfg, config)?,
     };
     if let Some(dir) = &args.key_cache
-        && !dir.join("secret_key.bin").exists()
+        && fresh
     {
-        store_secret_key(&ctx, client.secret_key(), dir)?;
+        session::store_secret_key(&ctx, client.secret_key(), dir)?;
     }
-    let ckpt_binding =
-        checkpoint_binding(&ctx, client.secret_key(), &config, p.spec.name, args.seed)?;
+    let binding = session::checkpoint_binding(&client, p.spec.name, args.seed)?;
     let keygen_s = clock.elapsed().as_secs_f64();
-    eprintln!(
-        "keys: {:.1} s ({} evaluation keys)",
-        keygen_s,
-        setup.keys.num_keys()
-    );
-    let clock = Instant::now();
-    let mut server = Server::new(ctx.clone(), setup)?;
-    let setup_s = clock.elapsed().as_secs_f64();
-    eprintln!("server setup (bootstrapping circuit): {setup_s:.1} s");
 
-    let ckpt_path = out_dir.join("checkpoint.bin");
-    let mut state = Checkpoint {
-        epoch: 1,
-        batch_in_epoch: 0,
-        steps: 0,
-        history: Vec::new(),
-        stopping: EarlyStopping::new(hyper.patience),
-        timings: StepTimings::default(),
-        server: Vec::new(),
+    let server_dir = out_dir.join("server");
+    std::fs::create_dir_all(&server_dir)?;
+    let mut transport = InProcess::new(ctx.clone(), Some(server_dir.clone()));
+    let opts = LoopOptions {
+        epochs: hyper.epochs,
+        max_steps: args.max_steps,
+        seed: args.seed,
+        checkpoint: Some((out_dir.join("checkpoint.bin"), binding)),
+        resume: args.resume,
     };
-    if args.resume {
-        let bytes = std::fs::read(&ckpt_path)?;
-        let payload = store::unseal(&ckpt_path, CHECKPOINT_KIND, &ckpt_binding, &bytes)?;
-        state = postcard::from_bytes(payload)?;
-        server.restore(&state.server)?;
-        client.set_early_stopping(state.stopping.clone());
-        eprintln!(
-            "resumed at epoch {}, batch {}, step {}",
-            state.epoch, state.batch_in_epoch, state.steps
-        );
-    } else {
-        server.start(client.initial_model()?);
-    }
-    let val: EncryptedFeatures<CpuBackend> = client.encrypt_features(&p.xv)?;
-    let planned = args.max_steps.unwrap_or(sim.steps.max(1)).max(state.steps);
+    let planned = args.max_steps.unwrap_or(sim.steps.max(1));
     let bar = indicatif::ProgressBar::new(planned as u64);
     bar.set_style(indicatif::ProgressStyle::with_template(
         "{spinner} step {pos}/{len} [{elapsed_precise}, ETA {eta_precise}] {msg}",
     )?);
-    bar.set_position(state.steps as u64);
-    let mut steps_run = 0;
-    let mut validation_s = 0.0;
-    let mut validations = 0;
-    let mut stopped = false;
-    let mut epoch = state.epoch;
-    while epoch <= hyper.epochs && !stopped {
-        let batches = epoch_batches(p.xt.rows(), hyper.batch, args.seed, epoch);
-        let mut truncated = false;
-        for (bi, b) in batches.iter().enumerate().skip(state.batch_in_epoch) {
-            if args.max_steps.is_some_and(|m| state.steps >= m) {
-                truncated = true;
-                break;
+    let mut setup_s = 0.0;
+    let mut progress = |e: &Event| {
+        let line = match e {
+            Event::Opened { seconds, .. } => {
+                setup_s = *seconds;
+                format!("keys generated and server set up: {seconds:.1} s")
             }
-            let xb = rows_of(&p.xt, b);
-            let yb: Vec<usize> = b.iter().map(|&i| p.ds.train.y[i]).collect();
-            let batch = client.encrypt_batch(&xb, &yb)?;
-            let t = server.train_step(&batch)?;
-            state.timings.accumulate(&t);
-            state.steps += 1;
-            steps_run += 1;
-            state.batch_in_epoch = bi + 1;
-            let msg = format!(
-                "epoch {epoch}, last step {:.0} s ({} bootstraps)",
-                t.total(),
-                t.bootstraps
-            );
-            if bar.is_hidden() {
-                eprintln!("step {}: {msg}", state.steps);
+            Event::Resumed(s) => {
+                bar.set_position(s.steps as u64);
+                format!("resumed at step {}", s.steps)
             }
-            bar.set_message(msg);
-            bar.inc(1);
-            state.epoch = epoch;
-            state.stopping = client.early_stopping().clone();
-            state.server = server.checkpoint()?;
-            let payload = postcard::to_allocvec(&state)?;
-            store::write_atomic(
-                &ckpt_path,
-                &store::seal(CHECKPOINT_KIND, &ckpt_binding, &payload),
-            )?;
-            state.server.clear();
-        }
-        // Validation: encrypted logits, decrypted and judged by the client.
-        let clock = Instant::now();
-        let z = server.logits(&val)?;
-        let (feedback, loss, acc, _) = client.validate(epoch, &z, &p.ds.val.y)?;
-        validation_s += clock.elapsed().as_secs_f64();
-        validations += 1;
-        state.history.push(EpochRecord {
-            epoch,
-            steps: state.steps,
-            train_loss: f64::NAN,
-            val_loss: loss,
-            val_accuracy: acc,
-        });
-        let go_on = server.end_epoch(epoch, feedback)?;
-        let msg = format!("epoch {epoch}: validation loss {loss:.4}, accuracy {acc:.4}");
+            Event::Step {
+                steps,
+                epoch,
+                timings,
+            } => {
+                bar.set_position(*steps as u64);
+                let msg = format!(
+                    "epoch {epoch}, last step {:.0} s ({} bootstraps)",
+                    timings.total(),
+                    timings.bootstraps
+                );
+                bar.set_message(msg.clone());
+                if !bar.is_hidden() {
+                    return;
+                }
+                format!("step {steps}: {msg}")
+            }
+            Event::Epoch(r) => format!(
+                "epoch {}: validation loss {:.4}, accuracy {:.4}",
+                r.epoch, r.val_loss, r.val_accuracy
+            ),
+            _ => return,
+        };
         if bar.is_hidden() {
-            eprintln!("{msg}");
+            eprintln!("{line}");
         } else {
-            bar.println(msg);
+            bar.println(line);
         }
-        stopped = !go_on || truncated || args.max_steps.is_some_and(|m| state.steps >= m);
-        epoch += 1;
-        state.epoch = epoch;
-        state.batch_in_epoch = 0;
-    }
+    };
+    let data = TrainData {
+        train: (&p.xt, &p.ds.train.y),
+        val: (&p.xv, &p.ds.val.y),
+    };
+    let out = session::run(&mut client, &mut transport, data, &opts, &mut progress)?;
     bar.finish_and_clear();
-    let _ = std::fs::remove_file(&ckpt_path);
+    let _ = std::fs::remove_file(out_dir.join("checkpoint.bin"));
+    let _ = std::fs::remove_dir_all(&server_dir);
 
-    // The client picks the best epoch's weights among the server's candidates.
-    let best_epoch = client.best_epoch().unwrap_or(0);
-    let candidates = server.candidate_models();
-    let model = candidates
-        .into_iter()
-        .find(|m| m.epoch == best_epoch)
-        .map_or_else(|| server.current_model(), Ok)?;
+    // Encrypted test inference with the chosen model, encrypted afresh (the server
+    // cannot tell which of its candidates it is).
     let clock = Instant::now();
+    let model = client.encrypt_model(&out.model, out.best_epoch)?;
     let test = client.encrypt_features(&p.xs)?;
-    let z = client.decrypt_logits(&server.infer(&model, &test)?)?;
+    let z = client.decrypt_logits(&transport.infer(&model, &test)?)?;
     let test_accuracy = accuracy(&z, &p.ds.test.y);
     let test_s = clock.elapsed().as_secs_f64();
-    let w_enc = client.decrypt_model(&server.current_model()?)?;
-    let max_abs_w_diff = if sim.steps == state.steps {
-        w_enc.max_abs_diff(&sim.last_w)?
+    let max_abs_w_diff = if sim.steps == out.steps {
+        out.last_w.max_abs_diff(&sim.last_w)?
     } else {
         f64::NAN
     };
     Ok(EncryptedOutcome {
-        preset: args.preset.clone(),
+        preset: preset.name().into(),
         test_accuracy,
-        steps: state.steps,
-        steps_run,
-        best_epoch,
-        history: state.history,
-        timings: state.timings,
-        boot: server.bootstrap_stats(),
+        steps: out.steps,
+        steps_run: out.steps_run,
+        best_epoch: out.best_epoch,
+        history: out.history,
+        timings: out.timings,
+        boot: out.status.bootstrap,
         keygen_s,
         setup_s,
-        validation_s_per_epoch: validation_s / f64::from(validations.max(1)),
+        validation_s_per_epoch: out.validation_s_per_epoch,
         test_s,
         max_abs_w_diff,
     })

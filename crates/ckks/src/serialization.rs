@@ -490,14 +490,18 @@ impl<B: Backend> Context<B> {
         let mut written = KEY_STREAM_MAGIC.len() as u64;
         w.write_all(KEY_STREAM_MAGIC).map_err(io)?;
         let mut frame = |bytes: Vec<u8>, w: &mut W| -> Result<()> {
-            w.write_all(&(bytes.len() as u64).to_le_bytes()).map_err(io)?;
+            w.write_all(&(bytes.len() as u64).to_le_bytes())
+                .map_err(io)?;
             w.write_all(&bytes).map_err(io)?;
             written += 8 + bytes.len() as u64;
             Ok(())
         };
         frame(to_bytes(&Header::new(self.params()))?, w)?;
         if let Some(r) = &keys.relin {
-            frame(to_bytes(&KeyFrame::Relin(self.switching_key_wire(&r.0)?))?, w)?;
+            frame(
+                to_bytes(&KeyFrame::Relin(self.switching_key_wire(&r.0)?))?,
+                w,
+            )?;
         }
         for g in keys.galois.values() {
             let f = KeyFrame::Galois(g.element as u64, self.switching_key_wire(&g.key)?);

@@ -269,7 +269,9 @@ fn streamed_keys_round_trip_and_refuse_damage() {
     let header_len = u64::from_le_bytes(forged[8..16].try_into().unwrap()) as usize;
     let first_key = 16 + header_len;
     forged[first_key..first_key + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
-    let err = ctx.read_evaluation_keys(&mut forged.as_slice()).unwrap_err();
+    let err = ctx
+        .read_evaluation_keys(&mut forged.as_slice())
+        .unwrap_err();
     assert!(format!("{err}").contains("frame of"), "{err}");
     // Keys streamed under other parameters are refused.
     let other = ckks::Context::new_cpu(ckks::presets::insecure_n12_depth6()).unwrap();

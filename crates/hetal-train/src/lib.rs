@@ -10,11 +10,16 @@
 //!
 //! - [`encrypted`]: encrypted ASoftmax, the compact weight refresh and the
 //!   client/server protocol of encrypted training;
+//! - [`session`]: the training session over a transport: the server's idempotent
+//!   session with its state on disk, the client's training loop;
+//! - [`model`]: the trained model on disk (`.npy` + JSON, readable without this crate);
 //! - [`store`]: crash-safe, checked files (checkpoints, the secret-key cache).
 
 pub mod data;
 pub mod encrypted;
 pub mod error;
+pub mod model;
+pub mod session;
 pub mod softmax;
 pub mod store;
 pub mod train;

@@ -117,10 +117,18 @@ fn encrypted_steps_match_the_simulated_steps() {
     let ctx = Context::new_cpu(lit).unwrap();
     let (features, classes) = (41, 5); // two column blocks of s1 = 32
     let config = small_session(features, classes);
-    let (client, setup) = Client::new(ctx.clone(), boot_cfg, config.clone()).unwrap();
-    // The setup crosses as bytes, as between two processes.
+    let client = Client::new(ctx.clone(), boot_cfg, config.clone()).unwrap();
+    let setup = client.session_setup().unwrap();
+    // The setup crosses as a stream, as between two processes; the byte form agrees.
     let bytes = setup.to_bytes(&ctx).unwrap();
-    let setup = hetal_train::encrypted::SessionSetup::from_bytes(&ctx, &bytes).unwrap();
+    let mut stream = Vec::new();
+    let n = setup.write_to(&ctx, &mut stream).unwrap();
+    assert_eq!(n as usize, stream.len());
+    drop(setup);
+    let mut r = stream.as_slice();
+    let header = hetal_train::encrypted::SetupHeader::read_from(&mut r).unwrap();
+    let setup = hetal_train::encrypted::SessionSetup::read_keys(&ctx, header, &mut r).unwrap();
+    assert_eq!(setup.to_bytes(&ctx).unwrap().len(), bytes.len());
     let mut server = Server::new(ctx.clone(), setup).unwrap();
     server.start(client.initial_model().unwrap());
 

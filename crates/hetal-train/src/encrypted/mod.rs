@@ -5,21 +5,30 @@
 //! - [`plan`]: [`StepPlan`], the level plan of a training step;
 //! - [`softmax`]: [`EncryptedSoftmax`], ASoftmax on ciphertexts;
 //! - [`weights`]: [`WeightRefresh`], pack, bootstrap, re-tile;
-//! - [`protocol`]: [`Client`], [`Server`] and their messages;
+//! - [`config`]: [`SessionConfig`], what both parties agree on;
+//! - [`messages`]: what they exchange, with byte and streamed forms;
+//! - [`client`]: [`Client`], the data owner (secret key);
+//! - [`server`]: [`Server`], the training party (evaluation keys only);
 //! - [`presets`]: parameter sets for training.
 
+pub mod client;
+pub mod config;
+pub mod messages;
 pub mod ops;
 pub mod plan;
 pub mod presets;
-pub mod protocol;
+pub mod server;
 pub mod softmax;
 pub mod weights;
 
+pub use client::Client;
+pub use config::SessionConfig;
+pub use messages::{
+    EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,
+    SessionSetup, SetupHeader, StepTimings,
+};
 pub use ops::{BootstrapStats, Ops, Refresher};
 pub use plan::StepPlan;
-pub use protocol::{
-    Client, EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,
-    Server, SessionConfig, SessionSetup, StepTimings,
-};
+pub use server::Server;
 pub use softmax::EncryptedSoftmax;
 pub use weights::WeightRefresh;

@@ -27,3 +27,55 @@ pub fn insecure_n12_train() -> (ParametersLiteral, BootstrappingConfig) {
     lit.dnum = 4;
     (lit, cfg)
 }
+
+/// The training presets by name: the one place that maps the names used on command
+/// lines (`n16`, `insecure-n12`) to parameter sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TrainPreset {
+    /// [`n16_train`].
+    N16,
+    /// [`insecure_n12_train`] (tests and smoke runs only).
+    InsecureN12,
+}
+
+impl TrainPreset {
+    /// Every preset.
+    pub const ALL: [Self; 2] = [Self::N16, Self::InsecureN12];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::N16 => "n16",
+            Self::InsecureN12 => "insecure-n12",
+        }
+    }
+
+    /// The preset of a command-line name.
+    ///
+    /// # Errors
+    /// [`crate::TrainError::Config`] naming the known presets.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                crate::TrainError::Config(format!(
+                    "unknown preset {name:?} ({})",
+                    Self::ALL.map(Self::name).join(", ")
+                ))
+            })
+    }
+
+    /// CKKS parameters and bootstrapping circuit.
+    pub fn parameters(self) -> (ParametersLiteral, BootstrappingConfig) {
+        match self {
+            Self::N16 => n16_train(),
+            Self::InsecureN12 => insecure_n12_train(),
+        }
+    }
+
+    /// Whether the preset is insecure (a server refuses it unless told otherwise).
+    pub fn is_insecure(self) -> bool {
+        matches!(self, Self::InsecureN12)
+    }
+}

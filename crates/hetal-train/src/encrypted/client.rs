@@ -1,0 +1,254 @@
+//! The data owner of encrypted training: secret key, encryption, decryption,
+//! early-stopping decisions.
+
+use super::config::SessionConfig;
+use super::messages::{
+    EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, SessionSetup,
+};
+use crate::error::{Result, TrainError};
+use crate::train::{EarlyStopping, SoftmaxKind, accuracy, cross_entropy, softmax_rows};
+use he_linalg::ckks::{BootstrappingConfig, Context, KeyGenerator, SecretKey};
+use he_linalg::{Backend, BlockLayout, EncryptedMatrix, Matrix, UnitShape};
+use std::sync::Arc;
+
+/// The data owner: secret key, encryption, decryption, early-stopping decisions.
+pub struct Client<B: Backend> {
+    ctx: Arc<Context<B>>,
+    sk: SecretKey<B>,
+    bootstrapping: BootstrappingConfig,
+    config: SessionConfig,
+    shape: UnitShape,
+    level: usize,
+    stopping: EarlyStopping,
+}
+
+impl<B: Backend> std::fmt::Debug for Client<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("sk", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Client<B> {
+    /// Generates a secret key (CSPRNG); the evaluation keys come from
+    /// [`Self::session_setup`].
+    ///
+    /// # Errors
+    /// Configuration errors ([`SessionConfig::validate`], no unit shape fits);
+    /// key generation errors.
+    pub fn new(
+        ctx: Arc<Context<B>>,
+        bootstrapping: BootstrappingConfig,
+        config: SessionConfig,
+    ) -> Result<Self> {
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.gen_secret_key()?;
+        Self::with_secret_key(ctx, sk, bootstrapping, config)
+    }
+
+    /// As [`Self::new`] with an existing secret key (e.g. from the client's key cache).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_secret_key(
+        ctx: Arc<Context<B>>,
+        sk: SecretKey<B>,
+        bootstrapping: BootstrappingConfig,
+        config: SessionConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let params = ctx.params().clone();
+        let shape = config.unit_shape(params.max_slots())?;
+        // Fail early if the parameters cannot carry the circuit.
+        config.key_request(&params, &bootstrapping)?;
+        let level = params.max_user_level();
+        let stopping = EarlyStopping::new(config.patience);
+        Ok(Self {
+            ctx,
+            sk,
+            bootstrapping,
+            config,
+            shape,
+            level,
+            stopping,
+        })
+    }
+
+    /// Generates the session's evaluation keys (bootstrapping, DiagABT, DiagATB,
+    /// ASoftmax and weight-refresh rotations; never the secret key) and the message that
+    /// carries them to the server. At N = 2^16 this takes tens of seconds and the keys
+    /// take gigabytes: call it once, send it, drop it.
+    ///
+    /// # Errors
+    /// Key generation errors.
+    pub fn session_setup(&self) -> Result<SessionSetup<B>> {
+        let params = self.ctx.params().clone();
+        let request = self.config.key_request(&params, &self.bootstrapping)?;
+        let mut kg = KeyGenerator::new(&self.ctx);
+        let keys = kg.gen_evaluation_keys(&self.sk, &request)?;
+        Ok(SessionSetup {
+            parameters: params.literal().clone(),
+            bootstrapping: self.bootstrapping.clone(),
+            config: self.config.clone(),
+            keys,
+        })
+    }
+
+    /// The session configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The client's CKKS context.
+    pub fn context(&self) -> &Arc<Context<B>> {
+        &self.ctx
+    }
+
+    /// The secret key (to cache it; never send it).
+    pub fn secret_key(&self) -> &SecretKey<B> {
+        &self.sk
+    }
+
+    /// The unit shape of every matrix of the session.
+    pub fn unit_shape(&self) -> UnitShape {
+        self.shape
+    }
+
+    fn encrypt(&self, m: &Matrix) -> Result<EncryptedMatrix<B>> {
+        let layout = BlockLayout::new(m.rows(), m.cols(), self.shape)?;
+        Ok(EncryptedMatrix::encrypt(
+            &self.ctx, &self.sk, m, layout, self.level,
+        )?)
+    }
+
+    /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
+    /// indices) at the top user level.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for `n` above the batch size or wrong widths.
+    pub fn encrypt_batch(&self, x: &Matrix, labels: &[usize]) -> Result<EncryptedBatch<B>> {
+        if x.rows() != labels.len()
+            || x.rows() > self.config.batch
+            || x.cols() != self.config.features
+        {
+            return Err(TrainError::Config(format!(
+                "batch of {}×{} with {} labels (batch {}, features {})",
+                x.rows(),
+                x.cols(),
+                labels.len(),
+                self.config.batch,
+                self.config.features
+            )));
+        }
+        if labels.iter().any(|&l| l >= self.config.classes) {
+            return Err(TrainError::Config("label out of range".into()));
+        }
+        let y = crate::data::one_hot(labels, self.config.classes);
+        Ok(EncryptedBatch {
+            x: self.encrypt(x)?,
+            y: self.encrypt(&y)?,
+            rows: x.rows(),
+        })
+    }
+
+    /// Encrypts features for validation or inference.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for the wrong width.
+    pub fn encrypt_features(&self, x: &Matrix) -> Result<EncryptedFeatures<B>> {
+        if x.cols() != self.config.features {
+            return Err(TrainError::Config(format!(
+                "{} features, session has {}",
+                x.cols(),
+                self.config.features
+            )));
+        }
+        Ok(EncryptedFeatures {
+            x: self.encrypt(x)?,
+        })
+    }
+
+    /// The initial model `W = 0`, encrypted.
+    ///
+    /// # Errors
+    /// Encryption errors.
+    pub fn initial_model(&self) -> Result<EncryptedModel<B>> {
+        self.encrypt_model(&Matrix::zeros(self.config.classes, self.config.features), 0)
+    }
+
+    /// Encrypts a (decrypted, chosen) weight matrix `c×(d+1)` afresh, e.g. to send it
+    /// back for encrypted inference without telling the server which of its candidates
+    /// it is.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for the wrong shape; encryption errors.
+    pub fn encrypt_model(&self, w: &Matrix, epoch: usize) -> Result<EncryptedModel<B>> {
+        if w.rows() != self.config.classes || w.cols() != self.config.features {
+            return Err(TrainError::Config(format!(
+                "model of {}×{} (session: {}×{})",
+                w.rows(),
+                w.cols(),
+                self.config.classes,
+                self.config.features
+            )));
+        }
+        let layout = BlockLayout::vertical(w.rows(), w.cols(), self.shape)?;
+        Ok(EncryptedModel {
+            w: EncryptedMatrix::encrypt(&self.ctx, &self.sk, w, layout, self.level)?,
+            epoch,
+        })
+    }
+
+    /// Decrypts logits.
+    ///
+    /// # Errors
+    /// Decryption errors.
+    pub fn decrypt_logits(&self, z: &EncryptedLogits<B>) -> Result<Matrix> {
+        Ok(z.z.decrypt(&self.ctx, &self.sk)?)
+    }
+
+    /// Decrypts a model.
+    ///
+    /// # Errors
+    /// Decryption errors.
+    pub fn decrypt_model(&self, m: &EncryptedModel<B>) -> Result<Matrix> {
+        Ok(m.w.decrypt(&self.ctx, &self.sk)?)
+    }
+
+    /// Decrypts an epoch's validation logits, computes the validation loss (exact
+    /// softmax cross-entropy) and accuracy, and decides: the returned feedback is all
+    /// the server learns. Returns `(feedback, loss, accuracy, improved)`.
+    ///
+    /// # Errors
+    /// Decryption errors.
+    pub fn validate(
+        &mut self,
+        epoch: usize,
+        z: &EncryptedLogits<B>,
+        labels: &[usize],
+    ) -> Result<(EpochFeedback, f64, f64, bool)> {
+        let z = self.decrypt_logits(z)?;
+        let p = softmax_rows(&z, SoftmaxKind::Exact, &self.config.softmax)?;
+        let loss = cross_entropy(&p, labels);
+        let acc = accuracy(&z, labels);
+        let (improved, decision) = self.stopping.observe(epoch, loss);
+        Ok((EpochFeedback { decision }, loss, acc, improved))
+    }
+
+    /// The best epoch so far (by validation loss).
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.stopping.best_epoch()
+    }
+
+    /// The early-stopping state (to checkpoint it).
+    pub fn early_stopping(&self) -> &EarlyStopping {
+        &self.stopping
+    }
+
+    /// Restores the early-stopping state (from a checkpoint).
+    pub fn set_early_stopping(&mut self, s: EarlyStopping) {
+        self.stopping = s;
+    }
+}

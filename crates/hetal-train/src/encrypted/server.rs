@@ -1,0 +1,368 @@
+//! The party that trains in encrypted fine-tuning (HETAL, Lee et al., ICML 2023, §3,
+//! Fig. 1): [`Server`], built from a [`SessionSetup`] (evaluation keys only — the type
+//! has no secret key and no decryption method), trains `W` on ciphertexts with DiagABT,
+//! encrypted ASoftmax, DiagATB and Nesterov's update, bootstrapping by itself. The
+//! other role is [`super::Client`]; what they exchange is in [`super::messages`].
+//!
+//! One step on a batch `(X, Y)` of `n` rows, `V` the Nesterov look-ahead:
+//! `Z = X·Vᵀ` (DiagABT), `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X` (DiagATB, RotLeft),
+//! `W' = V − (η/n)·G`, `V' = W' + γ_t·(W' − W)`; `V'` is refreshed compactly
+//! ([`WeightRefresh`]) when it has fewer than [`StepPlan::v_min`] levels (DiagABT's 3
+//! and one for the softmax's input scaling); the thresholds come from the
+//! [`StepPlan`]. `P` comes out of ASoftmax at a level that depends on where its
+//! bootstraps fell, so levels differ from step to step; every operation aligns its
+//! operands to the lower one.
+
+use super::config::SessionConfig;
+use super::messages::{
+    EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, MatrixWire,
+    SessionSetup, StepTimings, from_bytes, matrix_from_wire, matrix_wire, to_bytes,
+};
+use super::ops::{BootstrapStats, Ops, Refresher};
+use super::plan::StepPlan;
+use super::softmax::EncryptedSoftmax;
+use super::weights::WeightRefresh;
+use crate::error::{Result, TrainError};
+use crate::train::{Decision, nesterov_gamma};
+use he_linalg::ckks::{Bootstrapper, Context, Evaluator};
+use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The server's training state: iterate `W`, look-ahead `V`, Nesterov's `λ`, and the
+/// last `patience + 1` epochs' weights.
+struct ServerState<B: Backend> {
+    w: EncryptedMatrix<B>,
+    v: EncryptedMatrix<B>,
+    lambda: f64,
+    steps: usize,
+    kept: VecDeque<(usize, EncryptedMatrix<B>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateWire {
+    w: MatrixWire,
+    v: MatrixWire,
+    lambda: f64,
+    steps: usize,
+    kept: Vec<(usize, MatrixWire)>,
+    boot: BootstrapStats,
+}
+
+/// The party that trains: evaluation keys only. There is no secret key in this type
+/// and no method that decrypts; every result goes back to the client encrypted.
+///
+/// ```compile_fail,E0599
+/// # // A server cannot decrypt: there is no `decrypt` on it (E0599: no such method).
+/// fn f<B: he_linalg::Backend>(s: &hetal_train::encrypted::Server<B>) { s.decrypt(); }
+/// ```
+///
+/// (The same signature with a method the server has compiles:)
+///
+/// ```
+/// fn f<B: he_linalg::Backend>(s: &hetal_train::encrypted::Server<B>) -> usize { s.steps() }
+/// ```
+pub struct Server<B: Backend> {
+    ctx: Arc<Context<B>>,
+    config: SessionConfig,
+    ops: Ops<B>,
+    refresher: Refresher<B>,
+    softmax: EncryptedSoftmax,
+    weights: WeightRefresh,
+    plan: StepPlan,
+    state: Option<ServerState<B>>,
+}
+
+impl<B: Backend> std::fmt::Debug for Server<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Server<B> {
+    /// Builds the evaluator and the bootstrapping circuit from the client's setup;
+    /// `ctx` is the server's own context for `setup.parameters`.
+    ///
+    /// # Errors
+    /// [`TrainError::Message`] for a context of other parameters; bootstrapping setup
+    /// errors (too few levels).
+    pub fn new(ctx: Arc<Context<B>>, setup: SessionSetup<B>) -> Result<Self> {
+        if &setup.parameters != ctx.params().literal() {
+            return Err(TrainError::Message(
+                "setup for other CKKS parameters than the server's context".into(),
+            ));
+        }
+        let config = setup.config;
+        config.validate()?;
+        let slots = ctx.params().max_slots();
+        let shape = config.unit_shape(slots)?;
+        let ev = Arc::new(Evaluator::new(&ctx, Arc::new(setup.keys)));
+        let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
+        let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
+        let plan = StepPlan::new(boot.output_level())?;
+        Ok(Self {
+            plan,
+            weights: config.weight_refresh(shape)?,
+            ops: Ops::new(ev),
+            refresher: Refresher::new(boot),
+            softmax,
+            config,
+            ctx,
+            state: None,
+        })
+    }
+
+    /// The session configuration the server was built with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Bootstraps so far.
+    pub fn bootstrap_stats(&self) -> BootstrapStats {
+        self.refresher.stats()
+    }
+
+    /// Starts from the client's initial model (`W = V`).
+    pub fn start(&mut self, model: EncryptedModel<B>) {
+        self.state = Some(ServerState {
+            v: model.w.clone(),
+            w: model.w,
+            lambda: 1.0,
+            steps: 0,
+            kept: VecDeque::new(),
+        });
+    }
+
+    fn state(&mut self) -> Result<&mut ServerState<B>> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| TrainError::Config("server not started (no initial model)".into()))
+    }
+
+    /// Steps trained so far.
+    pub fn steps(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.steps)
+    }
+
+    /// One Nesterov step on an encrypted batch (see the module docs).
+    ///
+    /// # Errors
+    /// Layout mismatches, missing keys, CKKS errors.
+    pub fn train_step(&mut self, batch: &EncryptedBatch<B>) -> Result<StepTimings> {
+        let _span = tracing::info_span!("train_step", rows = batch.rows).entered();
+        if batch.rows == 0 {
+            return Err(TrainError::Config("empty batch".into()));
+        }
+        let mut t = StepTimings::default();
+        let boot0 = self.refresher.stats();
+        let clock = Instant::now();
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started (no initial model)".into()))?;
+        // Steps leave V at ≥ v_min; a restored state from elsewhere may not be.
+        let v = self.usable_weights(&st.v, self.plan.v_min)?;
+        let z = self.ops.matrix().diag_abt(&batch.x, &v)?;
+        t.matmul += clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        let p = self.softmax.evaluate(&self.ops, &self.refresher, &z)?;
+        let p_blocks = p
+            .ciphertexts()
+            .iter()
+            .zip(batch.y.ciphertexts())
+            .map(|(pc, yc)| {
+                let pc = self
+                    .refresher
+                    .ensure(&self.ops, pc, self.plan.softmax_out, 1.0)?;
+                self.ops.sub(&pc, yc)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d = EncryptedMatrix::from_parts(*p.layout(), p_blocks)?;
+        let boot1 = self.refresher.stats();
+        t.softmax += clock.elapsed().as_secs_f64() - (boot1.seconds - boot0.seconds);
+
+        let clock = Instant::now();
+        let g = self
+            .ops
+            .matrix()
+            .diag_atb_with(&d, &batch.x, DiagAtbVariant::RotLeft)?;
+        t.matmul += clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        let lr = self.config.learning_rate / batch.rows as f64;
+        let (gamma, next) = nesterov_gamma(self.state()?.lambda);
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("no state".into()))?;
+        let mut w_new = Vec::with_capacity(g.ciphertexts().len());
+        let mut v_new = Vec::with_capacity(g.ciphertexts().len());
+        for ((gc, vc), wc) in g
+            .ciphertexts()
+            .iter()
+            .zip(st.v.ciphertexts())
+            .zip(st.w.ciphertexts())
+        {
+            let wn = self.ops.sub(vc, &self.ops.mul_const(gc, lr)?)?;
+            let mom = self.ops.mul_const(&self.ops.sub(&wn, wc)?, gamma)?;
+            v_new.push(self.ops.add(&wn, &mom)?);
+            w_new.push(wn);
+        }
+        let layout = *g.layout();
+        let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
+        let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
+        if v_new.level() < self.plan.v_min {
+            v_new = self.weights.refresh(&self.ops, &self.refresher, &v_new)?;
+        }
+        let boot2 = self.refresher.stats();
+        t.other += clock.elapsed().as_secs_f64() - (boot2.seconds - boot1.seconds);
+        t.bootstrap = boot2.seconds - boot0.seconds;
+        t.bootstraps = boot2.count - boot0.count;
+        let st = self.state()?;
+        st.w = w_new;
+        st.v = v_new;
+        st.lambda = next;
+        st.steps += 1;
+        Ok(t)
+    }
+
+    /// `w` itself if it has `levels` levels, else a refreshed copy.
+    fn usable_weights<'a>(
+        &self,
+        w: &'a EncryptedMatrix<B>,
+        levels: usize,
+    ) -> Result<Cow<'a, EncryptedMatrix<B>>> {
+        if w.level() >= levels {
+            Ok(Cow::Borrowed(w))
+        } else {
+            Ok(Cow::Owned(self.weights.refresh(
+                &self.ops,
+                &self.refresher,
+                w,
+            )?))
+        }
+    }
+
+    /// Encrypted logits `X·Wᵀ` of the current iterate `W` (validation).
+    ///
+    /// # Errors
+    /// As [`Self::train_step`].
+    pub fn logits(&mut self, features: &EncryptedFeatures<B>) -> Result<EncryptedLogits<B>> {
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started".into()))?;
+        let w = self.usable_weights(&st.w, self.plan.w_min)?;
+        Ok(EncryptedLogits {
+            z: self.ops.matrix().diag_abt(&features.x, &w)?,
+        })
+    }
+
+    /// Encrypted logits of a model (inference with the trained weights).
+    ///
+    /// # Errors
+    /// As [`Self::train_step`].
+    pub fn infer(
+        &self,
+        model: &EncryptedModel<B>,
+        features: &EncryptedFeatures<B>,
+    ) -> Result<EncryptedLogits<B>> {
+        let w = self.usable_weights(&model.w, self.plan.w_min)?;
+        Ok(EncryptedLogits {
+            z: self.ops.matrix().diag_abt(&features.x, &w)?,
+        })
+    }
+
+    /// Records the end of `epoch` (keeps its `W` among the last `patience + 1`) and
+    /// returns whether training goes on.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] before [`Self::start`].
+    pub fn end_epoch(&mut self, epoch: usize, feedback: EpochFeedback) -> Result<bool> {
+        let keep = self.config.patience + 1;
+        let st = self.state()?;
+        st.kept.push_back((epoch, st.w.clone()));
+        while st.kept.len() > keep {
+            st.kept.pop_front();
+        }
+        Ok(feedback.decision == Decision::Continue)
+    }
+
+    /// The current iterate `W` (e.g. for a truncated run).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] before [`Self::start`].
+    pub fn current_model(&self) -> Result<EncryptedModel<B>> {
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started".into()))?;
+        Ok(EncryptedModel {
+            w: st.w.clone(),
+            epoch: st.kept.back().map_or(0, |k| k.0),
+        })
+    }
+
+    /// The weights of the last `patience + 1` epochs, oldest first: the best epoch's
+    /// is among them, and the client picks it without telling the server which.
+    pub fn candidate_models(&self) -> Vec<EncryptedModel<B>> {
+        self.state.as_ref().map_or_else(Vec::new, |s| {
+            s.kept
+                .iter()
+                .map(|(e, w)| EncryptedModel {
+                    w: (*w).clone(),
+                    epoch: *e,
+                })
+                .collect()
+        })
+    }
+
+    /// Serializes the training state (checkpoint).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] before [`Self::start`]; serialization errors.
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let st = self
+            .state
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("server not started".into()))?;
+        to_bytes(&StateWire {
+            w: matrix_wire(&self.ctx, &st.w)?,
+            v: matrix_wire(&self.ctx, &st.v)?,
+            lambda: st.lambda,
+            steps: st.steps,
+            kept: st
+                .kept
+                .iter()
+                .map(|(e, w)| Ok((*e, matrix_wire(&self.ctx, w)?)))
+                .collect::<Result<_>>()?,
+            boot: self.refresher.stats(),
+        })
+    }
+
+    /// Restores a [`Self::checkpoint`].
+    ///
+    /// # Errors
+    /// [`TrainError::Message`] for malformed bytes; ciphertext validation errors.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let s: StateWire = from_bytes(bytes)?;
+        self.state = Some(ServerState {
+            w: matrix_from_wire(&self.ctx, s.w)?,
+            v: matrix_from_wire(&self.ctx, s.v)?,
+            lambda: s.lambda,
+            steps: s.steps,
+            kept: s
+                .kept
+                .into_iter()
+                .map(|(e, w)| Ok((e, matrix_from_wire(&self.ctx, w)?)))
+                .collect::<Result<_>>()?,
+        });
+        Ok(())
+    }
+}
