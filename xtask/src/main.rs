@@ -63,13 +63,9 @@ enum Command {
     SoftmaxError(softmax_error::Args),
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), in bytes; `None` where
-/// `/proc/self/status` does not exist.
+/// Peak resident set size of this process ([`hetal_train::session::peak_rss_bytes`]).
 pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    hetal_train::session::peak_rss_bytes()
 }
 
 fn main() {

@@ -288,6 +288,92 @@ impl Dataset {
         })
     }
 
+    /// Loads a user's dataset from `dir`: `features_train.npy` and `labels_train.npy`
+    /// are required; `features_test.npy`/`labels_test.npy` are optional (an empty test
+    /// split without them); without `features_val.npy`/`labels_val.npy`, a validation
+    /// split of `val_fraction` of the training rows (at least one) is carved out with a
+    /// seeded shuffle. The class count is `1 + ` the largest training label (at least 2).
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] naming the expected files when the training files are
+    /// missing; as [`Self::load`].
+    pub fn load_dir(dir: &Path, val_fraction: f64, seed: u64) -> Result<Self> {
+        let has = |name: &str| {
+            dir.join(format!("features_{name}.npy")).exists()
+                && dir.join(format!("labels_{name}.npy")).exists()
+        };
+        if !has("train") {
+            return Err(TrainError::Data(format!(
+                "{}: expected features_train.npy and labels_train.npy (float32/64 n×d,                  integer n), optionally features_val.npy/labels_val.npy and                  features_test.npy/labels_test.npy",
+                dir.display()
+            )));
+        }
+        let train_y = read_labels(&dir.join("labels_train.npy"), usize::MAX)?;
+        let classes = train_y
+            .iter()
+            .max()
+            .map_or(2, |&m| m.saturating_add(1).max(2));
+        let most = crate::encrypted::SessionConfig::MAX_CLASSES;
+        if classes > most {
+            return Err(TrainError::Data(format!(
+                "labels_train.npy: {classes} classes (at most {most})"
+            )));
+        }
+        let split = |name: &str| -> Result<Split> {
+            let x = read_features(&dir.join(format!("features_{name}.npy")))?;
+            let y = read_labels(&dir.join(format!("labels_{name}.npy")), classes)?;
+            if x.rows() != y.len() {
+                return Err(TrainError::Data(format!(
+                    "{name}: {} feature rows but {} labels",
+                    x.rows(),
+                    y.len()
+                )));
+            }
+            Ok(Split { x, y })
+        };
+        let mut train = split("train")?;
+        let val = if has("val") {
+            split("val")?
+        } else {
+            if !(0.0..1.0).contains(&val_fraction) || train.y.len() < 2 {
+                return Err(TrainError::Data(format!(
+                    "cannot carve a validation split of {val_fraction} from {} rows",
+                    train.y.len()
+                )));
+            }
+            let n = train.y.len();
+            let n_val = ((n as f64 * val_fraction).round() as usize).clamp(1, n - 1);
+            let order = crate::train::epoch_batches(n, n, seed, 0).concat();
+            let (val_idx, train_idx) = order.split_at(n_val);
+            let pick = |idx: &[usize]| Split {
+                x: crate::train::rows_of(&train.x, idx),
+                y: idx.iter().map(|&i| train.y[i]).collect(),
+            };
+            let (v, t) = (pick(val_idx), pick(train_idx));
+            train = t;
+            v
+        };
+        let test = if has("test") {
+            split("test")?
+        } else {
+            Split {
+                x: Matrix::zeros(0, train.x.cols()),
+                y: Vec::new(),
+            }
+        };
+        if val.x.cols() != train.x.cols() || test.x.cols() != train.x.cols() {
+            return Err(TrainError::Data(
+                "splits have different feature dimensions".into(),
+            ));
+        }
+        Ok(Self {
+            train,
+            val,
+            test,
+            classes,
+        })
+    }
+
     /// The default data directory of a registered dataset: `root/subdir`.
     pub fn default_dir(root: &Path, spec: &DatasetSpec) -> PathBuf {
         root.join(spec.subdir)

@@ -27,6 +27,10 @@ pub enum TrainError {
     /// A malformed or mismatched protocol message.
     #[error("message: {0}")]
     Message(String),
+    /// The transport between client and server failed, or the other side refused a
+    /// request (its message).
+    #[error("transport: {0}")]
+    Transport(String),
     /// A stored file (checkpoint, key cache) is corrupted, of another kind or session,
     /// or not safe to read ([`crate::store`]).
     #[error("{path}: {reason}")]

@@ -147,6 +147,11 @@ impl<B: Backend> ServerSession<B> {
         store::write_atomic(&dir.join("state.bin"), &sealed)
     }
 
+    /// The session's CKKS context (to decode the client's messages).
+    pub fn context(&self) -> &Arc<Context<B>> {
+        &self.ctx
+    }
+
     /// The session's id.
     pub fn id(&self) -> &str {
         &self.id
