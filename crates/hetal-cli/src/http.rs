@@ -1,9 +1,10 @@
 //! The client's network transport: [`HttpTransport`], `hetal_train`'s [`Transport`]
-//! over the routes of [`crate::serve`], HTTP/2 with prior knowledge (reqwest, blocking).
+//! over the routes of [`crate::serve`], HTTP/2 (reqwest, blocking): cleartext with
+//! prior knowledge, or TLS (rustls with the ring provider) negotiated by ALPN.
 //!
 //! The evaluation keys are streamed: a thread writes the setup's streamed form into a
 //! pipe and the request body reads from it, so no buffer holds the keys' gigabytes.
-//! Every other request is retried on connection errors for up to `retry` (the server
+//! Every other request is retried on transport errors (no answer) for up to `retry` (the server
 //! may be restarting; requests are idempotent on the server), and the bytes each way
 //! are counted.
 
@@ -34,26 +35,47 @@ fn transport(e: impl std::fmt::Display) -> TrainError {
 }
 
 impl HttpTransport {
-    /// A transport to the server at `base` (`http://host:port`); `retry` bounds how long
-    /// a request is retried while the server cannot be reached.
+    /// A transport to the server at `base`: `http://host:port` (HTTP/2 by prior
+    /// knowledge) or `https://host:port` (rustls, HTTP/2 by ALPN; the server's
+    /// certificate must chain to `ca`, a PEM file, when given, else to the platform's
+    /// roots). `retry` bounds how long a request is retried while the server cannot be
+    /// reached.
     ///
     /// # Errors
-    /// [`TrainError::Transport`] if the HTTP client cannot be built or `base` is not
-    /// an `http://` URL.
-    pub fn new(base: &str, ctx: Arc<Context<CpuBackend>>, retry: Duration) -> Result<Self> {
+    /// [`TrainError::Transport`] for another scheme, an unreadable `ca`, or an HTTP
+    /// client that cannot be built.
+    pub fn new(
+        base: &str,
+        ca: Option<&std::path::Path>,
+        ctx: Arc<Context<CpuBackend>>,
+        retry: Duration,
+    ) -> Result<Self> {
         let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(TrainError::Transport(format!(
-                "{base}: only http:// servers are supported (TLS is not implemented yet)"
-            )));
-        }
-        let http = reqwest::blocking::Client::builder()
-            .http2_prior_knowledge()
+        let mut b = reqwest::blocking::Client::builder()
             .http2_initial_stream_window_size(16 << 20)
             .http2_initial_connection_window_size(32 << 20)
-            .timeout(None)
-            .build()
-            .map_err(transport)?;
+            .timeout(None);
+        if base.starts_with("https://") {
+            if let Some(ca) = ca {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| transport(format!("reading {}: {e}", ca.display())))?;
+                let cert = reqwest::Certificate::from_pem(&pem).map_err(transport)?;
+                b = b.tls_certs_only([cert]);
+            }
+            b = b.https_only(true);
+        } else if base.starts_with("http://") {
+            if ca.is_some() {
+                return Err(TrainError::Transport(format!(
+                    "--ca given for the cleartext URL {base}"
+                )));
+            }
+            b = b.http2_prior_knowledge();
+        } else {
+            return Err(TrainError::Transport(format!(
+                "{base}: the server URL must start with http:// or https://"
+            )));
+        }
+        let http = b.build().map_err(transport)?;
         Ok(Self {
             base,
             http,
@@ -103,7 +125,7 @@ impl HttpTransport {
                     }
                     return Ok(bytes.to_vec());
                 }
-                Err(e) if (e.is_connect() || e.is_request()) && clock.elapsed() < self.retry => {
+                Err(e) if !e.is_builder() && clock.elapsed() < self.retry => {
                     tracing::warn!(error = %e, "server unreachable, retrying in {wait:?}");
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(5));

@@ -11,8 +11,9 @@
 //! - `hetal predict --model DIR --features F.npy [--labels L.npy]`: plaintext inference
 //!   with a saved model.
 //!
-//! The wire protocol is HTTP/2 (cleartext, prior knowledge) with binary bodies: see
-//! [`serve`] for the routes.
+//! The wire protocol is HTTP/2 with binary bodies, in cleartext (prior knowledge) or
+//! over TLS (`--tls-cert/--tls-key` on the server, `https://` and `--ca` on the
+//! client); see [`serve`] for the routes.
 
 mod http;
 mod predict;
@@ -52,6 +53,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // rustls' process-wide crypto provider (ring) for the server and the client; an
+    // error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(&a),

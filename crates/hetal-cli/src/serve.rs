@@ -62,6 +62,12 @@ pub struct Args {
     /// Largest other request body, bytes.
     #[arg(long, default_value_t = 4 << 30)]
     max_message_bytes: usize,
+    /// Serve TLS (rustls, HTTP/2 by ALPN) with this PEM certificate chain.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 type Slot = Arc<Mutex<Option<ServerSession<CpuBackend>>>>;
@@ -384,18 +390,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
+        let listener = std::net::TcpListener::bind(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, state_dir = %args.state_dir.display(), "listening");
+        let tls = args.tls_cert.is_some();
+        tracing::info!(%addr, tls, state_dir = %args.state_dir.display(), "listening");
         // The bound address on stdout, for scripts that asked for port 0.
         println!("listening on {addr}");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving")
+        let handle = axum_server::Handle::new();
+        let stop = handle.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        let service = router.into_make_service();
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("reading {} and {}", cert.display(), key.display()))?;
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(service)
+                .await
+                .context("serving")
+        } else {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+                .context("serving")
+        }
     })
 }

@@ -36,12 +36,29 @@ impl From<PresetArg> for TrainPreset {
     }
 }
 
+/// `--out/client/session.json`: the server-side session of a trained model.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SessionLink {
+    /// The session id on the server.
+    pub session: String,
+    /// The preset name.
+    pub preset: String,
+    /// The session configuration (unit shape, sizes).
+    pub config: SessionConfig,
+}
+
+/// The file name of [`SessionLink`] in `--out/client/`.
+pub const SESSION_LINK_FILE: &str = "session.json";
+
 /// Arguments of `hetal train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The server, `http://HOST:PORT`.
+    /// The server, `http://HOST:PORT` or `https://HOST:PORT`.
     #[arg(long)]
     server: String,
+    /// PEM certificate (authority) the `https://` server's certificate must chain to.
+    #[arg(long)]
+    ca: Option<PathBuf>,
     /// A registered dataset (`dermamnist`, `facemask`, `snips`): its hyper-parameters,
     /// and its files under `--data-root` unless `--data-dir` is given.
     #[arg(long, required_unless_present = "data_dir")]
@@ -172,6 +189,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let binding = session::checkpoint_binding(&client, &name, args.seed)?;
     let mut transport = HttpTransport::new(
         &args.server,
+        args.ca.as_deref(),
         ctx.clone(),
         Duration::from_secs(args.retry_secs),
     )?;
@@ -230,6 +248,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(a)
     };
     model.save(&args.out)?;
+    // What `hetal predict --server` needs to reach this session again.
+    let link = SessionLink {
+        session: out.session.clone(),
+        preset: preset.name().into(),
+        config: client.config().clone(),
+    };
+    hetal_train::store::write_atomic(
+        &key_dir.join(SESSION_LINK_FILE),
+        &serde_json::to_vec_pretty(&link)?,
+    )?;
     let (sent, received) = transport.traffic();
     let majority = {
         let mut counts = vec![0usize; ds.classes];

@@ -220,12 +220,6 @@ impl SavedModel {
     /// # Errors
     /// As [`Self::logits`].
     pub fn predict(&self, raw: &Matrix) -> Result<Vec<usize>> {
-        let z = self.logits(raw)?;
-        Ok((0..z.rows())
-            .map(|i| {
-                let r = z.row(i);
-                (0..r.len()).fold(0, |b, j| if r[j] > r[b] { j } else { b })
-            })
-            .collect())
+        Ok(crate::train::predicted_classes(&self.logits(raw)?))
     }
 }

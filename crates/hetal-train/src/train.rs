@@ -192,16 +192,23 @@ pub fn cross_entropy(p: &Matrix, y: &[usize]) -> f64 {
 
 /// Fraction of rows whose argmax is the label.
 pub fn accuracy(z: &Matrix, y: &[usize]) -> f64 {
-    let hits = y
+    let hits = predicted_classes(z)
         .iter()
-        .enumerate()
-        .filter(|&(i, &l)| {
-            let row = z.row(i);
-            let arg = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-            arg == l
-        })
+        .zip(y)
+        .filter(|(p, l)| p == l)
         .count();
     hits as f64 / y.len().max(1) as f64
+}
+
+/// The class of each row of logits `z` (`n × c`): the first index of the row's
+/// maximum.
+pub fn predicted_classes(z: &Matrix) -> Vec<usize> {
+    (0..z.rows())
+        .map(|i| {
+            let row = z.row(i);
+            (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b })
+        })
+        .collect()
 }
 
 /// The gradient `(P − Y)ᵀ·X / n` of the mean cross-entropy at `w` on a batch.
