@@ -4,13 +4,16 @@
 //! (client/server over CKKS with bootstrapping, `hetal_train::encrypted`).
 //!
 //! Every run also replays `plain` and `simulated` with the same settings (seconds), so
-//! the report compares the three. An encrypted run checkpoints the server state and the
-//! client's early-stopping state after every step (`<out>/checkpoint.bin`, replaced
-//! atomically, sealed with a SHA-256 and bound to the secret key, parameters,
-//! configuration, dataset and seed: `hetal_train::store`); with `--key-cache DIR` the
-//! client's secret key is kept in `DIR/secret_key.bin` (written once, owner-only,
-//! sealed for the parameters; a symlink or a group/other-readable file is refused;
-//! evaluation keys are regenerated from it), which `--resume` needs.
+//! the report compares the three. The encrypted mode is `hetal_train::session::run`
+//! over the in-process transport (the same loop as `hetal train` over HTTP): the
+//! client's checkpoint after every step in `<out>/checkpoint.bin` and the server's
+//! session state in `<out>/server/` (both replaced atomically, sealed with a SHA-256;
+//! the client's is bound to the secret key, parameters, configuration, dataset and
+//! seed: `hetal_train::store`). With `--key-cache DIR` the client's secret key is kept
+//! in `DIR/secret_key.bin` (written once, owner-only, sealed for the parameters; a
+//! symlink or a group/other-readable file is refused; evaluation keys are regenerated
+//! from it), which `--resume` needs. `keygen_s` in the report is the secret key's time,
+//! `setup_s` the evaluation keys' and the server's setup.
 //!
 //! With `--json` the last stdout line is the report: `test_accuracy` (fraction, of the
 //! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, `peak_rss_bytes`

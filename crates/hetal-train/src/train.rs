@@ -126,6 +126,62 @@ pub fn nesterov_gamma(lambda: f64) -> (f64, f64) {
     ((lambda - 1.0) / next, next)
 }
 
+/// The arithmetic of Nesterov's update, over plaintext numbers or ciphertexts: the one
+/// update rule ([`nesterov_update`]) serves the float64 and the encrypted paths.
+pub trait UpdateArith<T> {
+    /// `a − b`.
+    ///
+    /// # Errors
+    /// Whatever the arithmetic reports (levels, scales for ciphertexts).
+    fn sub(&self, a: &T, b: &T) -> crate::Result<T>;
+    /// `a + b`.
+    ///
+    /// # Errors
+    /// As [`Self::sub`].
+    fn add(&self, a: &T, b: &T) -> crate::Result<T>;
+    /// `c·a`.
+    ///
+    /// # Errors
+    /// As [`Self::sub`].
+    fn scale(&self, a: &T, c: f64) -> crate::Result<T>;
+}
+
+/// Plain `f64` arithmetic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FloatArith;
+
+impl UpdateArith<f64> for FloatArith {
+    fn sub(&self, a: &f64, b: &f64) -> crate::Result<f64> {
+        Ok(a - b)
+    }
+    fn add(&self, a: &f64, b: &f64) -> crate::Result<f64> {
+        Ok(a + b)
+    }
+    fn scale(&self, a: &f64, c: f64) -> crate::Result<f64> {
+        Ok(c * a)
+    }
+}
+
+/// One Nesterov update (FISTA form, HETAL Algorithm 1) of one entry or block, the
+/// gradient `g` taken at the look-ahead `v`: `w' = v − η·g`, `v' = w' + γ·(w' − w)`.
+/// Returns `(w', v')`.
+///
+/// # Errors
+/// As the arithmetic's.
+pub fn nesterov_update<T, A: UpdateArith<T>>(
+    arith: &A,
+    w: &T,
+    v: &T,
+    g: &T,
+    lr: f64,
+    gamma: f64,
+) -> crate::Result<(T, T)> {
+    let wn = arith.sub(v, &arith.scale(g, lr)?)?;
+    let momentum = arith.scale(&arith.sub(&wn, w)?, gamma)?;
+    let vn = arith.add(&wn, &momentum)?;
+    Ok((wn, vn))
+}
+
 /// Nesterov state (`W_t`, `V_t`, `λ_t`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Nesterov {
@@ -155,14 +211,25 @@ impl Nesterov {
     /// Applies one update with gradient `g` taken at `V_t`.
     pub fn step(&mut self, g: &Matrix, lr: f64) {
         let (gamma, next) = self.gamma();
-        let w_new = Matrix::from_fn(g.rows(), g.cols(), |i, j| {
-            self.v.get(i, j) - lr * g.get(i, j)
-        });
-        self.v = Matrix::from_fn(g.rows(), g.cols(), |i, j| {
-            let wn = w_new.get(i, j);
-            wn + gamma * (wn - self.w.get(i, j))
-        });
+        let mut w_new = Matrix::zeros(g.rows(), g.cols());
+        let mut v_new = Matrix::zeros(g.rows(), g.cols());
+        for i in 0..g.rows() {
+            for j in 0..g.cols() {
+                let (wn, vn) = nesterov_update(
+                    &FloatArith,
+                    &self.w.get(i, j),
+                    &self.v.get(i, j),
+                    &g.get(i, j),
+                    lr,
+                    gamma,
+                )
+                .unwrap_or_default(); // `FloatArith` cannot fail
+                w_new.set(i, j, wn);
+                v_new.set(i, j, vn);
+            }
+        }
         self.w = w_new;
+        self.v = v_new;
         self.lambda = next;
     }
 }

@@ -282,3 +282,15 @@ impl<B: Backend> Refresher<B> {
         self.refresh(ops, ct, bound)
     }
 }
+
+impl<B: Backend> crate::train::UpdateArith<Ciphertext<B>> for Ops<B> {
+    fn sub(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        Ops::sub(self, a, b)
+    }
+    fn add(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        Ops::add(self, a, b)
+    }
+    fn scale(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
+        self.mul_const(a, c)
+    }
+}

@@ -23,7 +23,7 @@ use super::plan::StepPlan;
 use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
-use crate::train::{Decision, nesterov_gamma};
+use crate::train::{Decision, nesterov_gamma, nesterov_update};
 use he_linalg::ckks::{Bootstrapper, Context, Evaluator};
 use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
 use serde::{Deserialize, Serialize};
@@ -209,9 +209,8 @@ impl<B: Backend> Server<B> {
             .zip(st.v.ciphertexts())
             .zip(st.w.ciphertexts())
         {
-            let wn = self.ops.sub(vc, &self.ops.mul_const(gc, lr)?)?;
-            let mom = self.ops.mul_const(&self.ops.sub(&wn, wc)?, gamma)?;
-            v_new.push(self.ops.add(&wn, &mom)?);
+            let (wn, vn) = nesterov_update(&self.ops, wc, vc, gc, lr, gamma)?;
+            v_new.push(vn);
             w_new.push(wn);
         }
         let layout = *g.layout();
