@@ -214,7 +214,10 @@ async fn open(State(app): State<Arc<App>>, body: Body) -> ApiResult<impl IntoRes
     tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
     let part = dir.join("setup.bin.part");
     let received = async {
-        let mut f = tokio::fs::File::create(&part).await.map_err(internal)?;
+        // Batched writes: the body arrives in HTTP/2 frames of a few KiB, and every
+        // `tokio::fs` write is a round trip to the blocking pool.
+        let file = tokio::fs::File::create(&part).await.map_err(internal)?;
+        let mut f = tokio::io::BufWriter::with_capacity(8 << 20, file);
         let mut stream = body.into_data_stream();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -228,7 +231,8 @@ async fn open(State(app): State<Arc<App>>, body: Body) -> ApiResult<impl IntoRes
             }
             f.write_all(&chunk).await.map_err(internal)?;
         }
-        f.sync_all().await.map_err(internal)?;
+        f.flush().await.map_err(internal)?;
+        f.get_ref().sync_all().await.map_err(internal)?;
         tokio::fs::rename(&part, dir.join("setup.bin"))
             .await
             .map_err(internal)?;
@@ -354,6 +358,15 @@ async fn infer(
     .await
 }
 
+/// HTTP/2 windows of 16 MiB per stream and 32 MiB per connection (hyper's defaults
+/// throttle an upload of gigabytes of keys to tens of MB/s).
+fn tune(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    b.http2()
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20);
+}
+
 /// Runs the server until Ctrl-C.
 ///
 /// # Errors
@@ -409,13 +422,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| format!("reading {} and {}", cert.display(), key.display()))?;
-            axum_server::from_tcp_rustls(listener, config)?
+            let mut server = axum_server::from_tcp_rustls(listener, config)?;
+            tune(server.http_builder());
+            server
                 .handle(handle)
                 .serve(service)
                 .await
                 .context("serving")
         } else {
-            axum_server::from_tcp(listener)?
+            let mut server = axum_server::from_tcp(listener)?;
+            tune(server.http_builder());
+            server
                 .handle(handle)
                 .serve(service)
                 .await
