@@ -12,7 +12,7 @@
 
 use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::error::{CkksError, Result};
-use crate::keys::{PublicKey, SecretKey, sample_gaussian, sample_ternary, sample_uniform};
+use crate::keys::{PublicKey, SecretKey, Wiped, sample_gaussian, sample_ternary, sample_uniform};
 use crate::params::SecretDistribution;
 use he_math::{Backend, Csprng};
 use std::sync::Arc;
@@ -51,8 +51,8 @@ impl<B: Backend> SecretKey<B> {
         check_basis(be, &pt.poly, &basis, "plaintext")?;
         let a = sample_uniform(ctx, &mut Csprng::from_seed(seed), &basis)?;
         let mut c0 = sample_gaussian(ctx, rng, &basis)?;
-        let mut t = a.clone();
-        be.mul_assign(&mut t, &self.restricted(&basis)?)?;
+        let mut t = Wiped::new(be, a.clone());
+        be.mul_assign(&mut t, &Wiped::new(be, self.restricted(&basis)?))?;
         be.sub_assign(&mut c0, &t)?;
         be.add_assign(&mut c0, &pt.poly)?;
         Ok(Ciphertext {
@@ -75,15 +75,13 @@ impl<B: Backend> SecretKey<B> {
         for p in &ct.parts {
             check_basis(be, p, &basis, "ciphertext")?;
         }
-        let s = self.restricted(&basis)?;
+        let s = Wiped::new(be, self.restricted(&basis)?);
         // Horner: ((c_d·s + c_{d−1})·s + …)·s + c_0.
         let mut acc = ct.parts[ct.parts.len() - 1].clone();
         for part in ct.parts[..ct.parts.len() - 1].iter().rev() {
             be.mul_assign(&mut acc, &s)?;
             be.add_assign(&mut acc, part)?;
         }
-        let mut s = s;
-        be.zeroize(&mut s);
         Ok(Plaintext {
             poly: acc,
             level: ct.level,
@@ -105,7 +103,10 @@ impl<B: Backend> PublicKey<B> {
         let basis = ctx.params().q_basis(pt.level);
         check_basis(be, &pt.poly, &basis, "plaintext")?;
         let mut rng = Csprng::from_entropy();
-        let u = sample_ternary(ctx, &mut rng, &basis, SecretDistribution::UniformTernary)?;
+        let u = Wiped::new(
+            be,
+            sample_ternary(ctx, &mut rng, &basis, SecretDistribution::UniformTernary)?,
+        );
         let mut c0 = sample_gaussian(ctx, &mut rng, &basis)?;
         let mut c1 = sample_gaussian(ctx, &mut rng, &basis)?;
         be.mul_add_assign(&mut c0, &u, &be.select_limbs(&self.b, &basis)?)?;

@@ -39,18 +39,55 @@ pub(crate) fn sample_uniform<B: Backend>(
     Ok(ctx.backend().upload(&p)?)
 }
 
-/// Samples the discrete Gaussian error over `basis`, NTT form.
+/// Samples the discrete Gaussian error over `basis`, NTT form. The host copies are
+/// zeroized.
 pub(crate) fn sample_gaussian<B: Backend>(
     ctx: &Context<B>,
     rng: &mut Csprng,
     basis: &[usize],
 ) -> Result<B::Poly> {
     let ring = ctx.params().ring();
-    let e = rng.gaussian(ring.n(), ctx.params().literal().sigma)?;
-    let host = RnsPoly::from_signed(ring, basis, &e)?;
-    let mut p = ctx.backend().upload(&host)?;
+    let mut e = rng.gaussian(ring.n(), ctx.params().literal().sigma)?;
+    let host = RnsPoly::from_signed(ring, basis, &e);
+    e.zeroize();
+    let mut host = host?;
+    let up = ctx.backend().upload(&host);
+    host.data_mut().zeroize();
+    let mut p = up?;
     ctx.backend().forward_ntt(&mut p)?;
     Ok(p)
+}
+
+/// A secret-dependent polynomial (a copy of `s`, `a·s`, `s²`, `σ(s)`, an ephemeral
+/// secret) wiped when dropped, also when an error returns early.
+pub(crate) struct Wiped<'a, B: Backend> {
+    be: &'a B,
+    poly: B::Poly,
+}
+
+impl<'a, B: Backend> Wiped<'a, B> {
+    pub(crate) fn new(be: &'a B, poly: B::Poly) -> Self {
+        Self { be, poly }
+    }
+}
+
+impl<B: Backend> std::ops::Deref for Wiped<'_, B> {
+    type Target = B::Poly;
+    fn deref(&self) -> &B::Poly {
+        &self.poly
+    }
+}
+
+impl<B: Backend> std::ops::DerefMut for Wiped<'_, B> {
+    fn deref_mut(&mut self) -> &mut B::Poly {
+        &mut self.poly
+    }
+}
+
+impl<B: Backend> Drop for Wiped<'_, B> {
+    fn drop(&mut self) {
+        self.be.zeroize(&mut self.poly);
+    }
 }
 
 /// Samples a uniform ternary polynomial over `basis`, NTT form (the ephemeral `u` of
@@ -352,8 +389,8 @@ impl<B: Backend> KeyGenerator<B> {
         let basis = self.ctx.params().q_basis(self.ctx.params().max_level());
         let a = sample_uniform(&self.ctx, &mut self.rng, &basis)?;
         let mut b = sample_gaussian(&self.ctx, &mut self.rng, &basis)?;
-        let mut t = a.clone();
-        be.mul_assign(&mut t, &sk.restricted(&basis)?)?;
+        let mut t = Wiped::new(be, a.clone());
+        be.mul_assign(&mut t, &Wiped::new(be, sk.restricted(&basis)?))?;
         be.sub_assign(&mut b, &t)?;
         Ok(PublicKey {
             ctx: self.ctx.clone(),
@@ -409,12 +446,12 @@ impl<B: Backend> KeyGenerator<B> {
             })
             .collect();
         let num_digits = params.digits_at(level);
-        let s_out = be.select_limbs(&sk.s, &qp)?;
+        let s_out = Wiped::new(be, be.select_limbs(&sk.s, &qp)?);
         let mut digits = Vec::with_capacity(num_digits);
         for j in 0..num_digits {
             let a = sample_uniform(&self.ctx, &mut a_rng, &qp)?;
             let mut b = sample_gaussian(&self.ctx, &mut self.rng, &qp)?;
-            let mut t = a.clone();
+            let mut t = Wiped::new(be, a.clone());
             be.mul_assign(&mut t, &s_out)?;
             be.sub_assign(&mut b, &t)?;
             let digit = params.digit_basis(j, level);
@@ -423,14 +460,11 @@ impl<B: Backend> KeyGenerator<B> {
                 .enumerate()
                 .map(|(pos, i)| if digit.contains(i) { p_mod[pos] } else { 0 })
                 .collect();
-            let mut g = be.select_limbs(s_in, &qp)?;
+            let mut g = Wiped::new(be, be.select_limbs(s_in, &qp)?);
             be.scalar_mul_assign(&mut g, &gadget)?;
             be.add_assign(&mut b, &g)?;
-            be.zeroize(&mut g);
             digits.push([b, a]);
         }
-        let mut s_out = s_out;
-        be.zeroize(&mut s_out);
         Ok(SwitchingKey { digits, seed })
     }
 
@@ -443,11 +477,9 @@ impl<B: Backend> KeyGenerator<B> {
         self.check(sk)?;
         let ctx = self.ctx.clone();
         let be = ctx.backend();
-        let mut s2 = sk.s.clone();
+        let mut s2 = Wiped::new(be, sk.s.clone());
         be.mul_assign(&mut s2, &sk.s)?;
-        let key = self.gen_switching_key(sk, &s2);
-        be.zeroize(&mut s2);
-        Ok(RelinearizationKey(key?))
+        Ok(RelinearizationKey(self.gen_switching_key(sk, &s2)?))
     }
 
     /// The Galois key of `sk` for the element `k` (switches `σ_k(s)` to `s`).
@@ -461,11 +493,10 @@ impl<B: Backend> KeyGenerator<B> {
         galois::check_galois_element(element, self.ctx.params().n())?;
         let ctx = self.ctx.clone();
         let be = ctx.backend();
-        let mut sk_rot = sk.s.clone();
+        let mut sk_rot = Wiped::new(be, sk.s.clone());
         be.automorphism(&sk.s, element, &mut sk_rot)?;
-        let key = self.gen_switching_key(sk, &sk_rot);
-        be.zeroize(&mut sk_rot);
-        Ok(GaloisKey { element, key: key? })
+        let key = self.gen_switching_key(sk, &sk_rot)?;
+        Ok(GaloisKey { element, key })
     }
 
     /// Sparse-secret encapsulation keys for bootstrapping (Bossuat–Troncoso-Pastoriza–

@@ -143,13 +143,8 @@ struct PublicKeyWire {
     a: Vec<u64>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct SecretKeyWire {
-    header: Header,
-    s: Vec<u64>,
-}
-
-/// [`SecretKeyWire`] borrowing the key's residues (the same bytes when serialized).
+/// The secret key's encoding: header, then the residues as a postcard sequence
+/// (decoded by hand in [`SecretKey::from_bytes`]).
 #[derive(Serialize)]
 struct SecretKeyWireRef<'a> {
     header: Header,
@@ -678,21 +673,38 @@ impl<B: Backend> SecretKey<B> {
     /// # Errors
     /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
     pub fn from_bytes(ctx: &Arc<Context<B>>, bytes: &[u8]) -> Result<Self> {
-        let mut w: SecretKeyWire = from_bytes(bytes)?;
-        let check = w.header.check(ctx.params());
-        let data = std::mem::take(&mut w.s);
-        let n = ctx.params().n();
-        let s = check.and_then(|_| {
-            let mut host =
-                RnsPoly::from_data(n, &ctx.params().qp_basis(), Representation::Ntt, data)
-                    .map_err(|_| malformed("secret key length"))?;
-            let up = ctx.backend().upload(&host).map_err(malformed);
-            host.data_mut().zeroize();
-            up
-        });
+        // Decoded by hand (the postcard layout of `SecretKeyWireRef`: header, length,
+        // varints) into one buffer of the expected size, so a growing vector leaves no
+        // copies of key material behind and a forged length allocates nothing.
+        let (header, rest): (Header, _) = postcard::take_from_bytes(bytes).map_err(malformed)?;
+        header.check(ctx.params())?;
+        let basis = ctx.params().qp_basis();
+        let expected = ctx.params().n() * basis.len();
+        let (len, mut rest): (usize, _) = postcard::take_from_bytes(rest).map_err(malformed)?;
+        if len != expected {
+            return Err(malformed("secret key length"));
+        }
+        let mut data = Zeroizing::new(Vec::with_capacity(expected));
+        for _ in 0..expected {
+            let (v, r): (u64, _) = postcard::take_from_bytes(rest).map_err(malformed)?;
+            data.push(v);
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(malformed(format!("{} trailing bytes", rest.len())));
+        }
+        let mut host = RnsPoly::from_data(
+            ctx.params().n(),
+            &basis,
+            Representation::Ntt,
+            std::mem::take(&mut *data),
+        )
+        .map_err(|_| malformed("secret key length"))?;
+        let up = ctx.backend().upload(&host).map_err(malformed);
+        host.data_mut().zeroize();
         Ok(Self {
             ctx: ctx.clone(),
-            s: s?,
+            s: up?,
         })
     }
 }
