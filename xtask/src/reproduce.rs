@@ -500,6 +500,14 @@ fn encrypted_run(
                 "epoch {}: validation loss {:.4}, accuracy {:.4}",
                 r.epoch, r.val_loss, r.val_accuracy
             ),
+            Event::OutOfRange {
+                epoch,
+                count,
+                max_abs_logit,
+            } => format!(
+                "warning: epoch {epoch}: {count} validation logits outside ASoftmax's range \
+                 (largest |z| = {max_abs_logit:.1}); lower --lr"
+            ),
             _ => return,
         };
         if bar.is_hidden() {

@@ -218,6 +218,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "epoch {}: validation loss {:.4}, accuracy {:.4}",
             r.epoch, r.val_loss, r.val_accuracy
         ),
+        Event::OutOfRange {
+            epoch,
+            count,
+            max_abs_logit,
+        } => eprintln!(
+            "warning: epoch {epoch}: {count} validation logits outside ASoftmax's range \
+             (largest |z| = {max_abs_logit:.1}); lower --lr"
+        ),
         _ => {}
     };
     let train_clock = Instant::now();

@@ -341,18 +341,46 @@ impl<B: Backend> std::fmt::Debug for Bootstrapper<B> {
     }
 }
 
+/// The largest failure probability per bootstrap (log2,
+/// [`BootstrappingConfig::failure_log2`]) that [`Bootstrapper::new`] accepts.
+pub const DEFAULT_MAX_FAILURE_LOG2: f64 = -40.0;
+
 impl<B: Backend> Bootstrapper<B> {
     /// Encodes the bootstrapping circuit for `slots`-slot ciphertexts. The evaluator's
     /// key set must contain [`BootstrappingConfig::key_request`]'s keys (checked when a
-    /// key is used).
+    /// key is used). Refuses a circuit whose failure probability per bootstrap exceeds
+    /// 2^-40 ([`DEFAULT_MAX_FAILURE_LOG2`]; another bound:
+    /// [`Self::with_failure_bound`]).
     ///
     /// # Errors
     /// [`CkksError::InvalidParameters`] if the chain has fewer than `depth + 1` levels
-    /// above level 0 or `q_0/Δ_0 < 2^8`; as [`BootstrappingConfig::rotations`].
+    /// above level 0, `q_0/Δ_0 < 2^8`, or the failure probability is above the bound;
+    /// as [`BootstrappingConfig::rotations`].
     pub fn new(eval: Arc<Evaluator<B>>, config: BootstrappingConfig, slots: usize) -> Result<Self> {
+        Self::with_failure_bound(eval, config, slots, DEFAULT_MAX_FAILURE_LOG2)
+    }
+
+    /// As [`Self::new`] with the largest accepted failure probability per bootstrap
+    /// given as `max_failure_log2` (log2; `f64::INFINITY` accepts any).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_failure_bound(
+        eval: Arc<Evaluator<B>>,
+        config: BootstrappingConfig,
+        slots: usize,
+        max_failure_log2: f64,
+    ) -> Result<Self> {
         let _span = tracing::info_span!("bootstrapper_new", slots).entered();
         let ctx = eval.context().clone();
         let params = ctx.params().clone();
+        let failure = config.failure_log2(&params, slots);
+        if failure > max_failure_log2 {
+            return Err(CkksError::InvalidParameters(format!(
+                "failure probability per bootstrap 2^{failure:.1} is above the bound \
+                 2^{max_failure_log2:.1} (raise K or use sparse-secret encapsulation)"
+            )));
+        }
         let depth = config.depth()?;
         let top = params.max_level();
         if top < depth + 1 {

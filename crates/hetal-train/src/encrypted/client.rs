@@ -11,6 +11,24 @@ use he_linalg::ckks::{BootstrappingConfig, Context, KeyGenerator, SecretKey};
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix, Matrix, UnitShape};
 use std::sync::Arc;
 
+/// The client's reading of one epoch's validation logits ([`Client::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// The decision sent to the server (all it learns).
+    pub feedback: EpochFeedback,
+    /// Validation cross-entropy (exact softmax of the decrypted logits).
+    pub loss: f64,
+    /// Validation accuracy (fraction).
+    pub accuracy: f64,
+    /// Whether the loss improved on the best so far.
+    pub improved: bool,
+    /// Logits outside ASoftmax's range `[−R_max, R_max]`: training batches with such
+    /// logits get a meaningless softmax (the server cannot see this; the client can).
+    pub out_of_range: usize,
+    /// The largest `|z|` among the validation logits.
+    pub max_abs_logit: f64,
+}
+
 /// The data owner: secret key, encryption, decryption, early-stopping decisions.
 pub struct Client<B: Backend> {
     ctx: Arc<Context<B>>,
@@ -218,8 +236,8 @@ impl<B: Backend> Client<B> {
     }
 
     /// Decrypts an epoch's validation logits, computes the validation loss (exact
-    /// softmax cross-entropy) and accuracy, and decides: the returned feedback is all
-    /// the server learns. Returns `(feedback, loss, accuracy, improved)`.
+    /// softmax cross-entropy) and accuracy, checks the logits against ASoftmax's range
+    /// `[−R_max, R_max]`, and decides: the returned feedback is all the server learns.
     ///
     /// # Errors
     /// Decryption errors.
@@ -228,13 +246,24 @@ impl<B: Backend> Client<B> {
         epoch: usize,
         z: &EncryptedLogits<B>,
         labels: &[usize],
-    ) -> Result<(EpochFeedback, f64, f64, bool)> {
+    ) -> Result<Validation> {
         let z = self.decrypt_logits(z)?;
         let p = softmax_rows(&z, SoftmaxKind::Exact, &self.config.softmax)?;
         let loss = cross_entropy(&p, labels);
-        let acc = accuracy(&z, labels);
+        let accuracy = accuracy(&z, labels);
+        let r_max = self.config.softmax.r_max;
+        let used = &z.as_slice()[..labels.len().min(z.rows()) * z.cols()];
+        let out_of_range = used.iter().filter(|v| v.abs() > r_max).count();
+        let max_abs_logit = used.iter().fold(0f64, |m, v| m.max(v.abs()));
         let (improved, decision) = self.stopping.observe(epoch, loss);
-        Ok((EpochFeedback { decision }, loss, acc, improved))
+        Ok(Validation {
+            feedback: EpochFeedback { decision },
+            loss,
+            accuracy,
+            improved,
+            out_of_range,
+            max_abs_logit,
+        })
     }
 
     /// The best epoch so far (by validation loss).

@@ -21,7 +21,7 @@ pub mod server;
 pub mod softmax;
 pub mod weights;
 
-pub use client::Client;
+pub use client::{Client, Validation};
 pub use config::SessionConfig;
 pub use messages::{
     EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,

@@ -66,6 +66,17 @@ pub enum Event {
     },
     /// An epoch was validated.
     Epoch(EpochRecord),
+    /// Validation logits fell outside ASoftmax's range `[−R_max, R_max]` (the
+    /// softmax of training batches with such logits is meaningless; lower the learning
+    /// rate or the weight bound).
+    OutOfRange {
+        /// The epoch.
+        epoch: usize,
+        /// How many logits.
+        count: usize,
+        /// The largest `|z|`.
+        max_abs_logit: f64,
+    },
 }
 
 /// The client's checkpoint: where the loop stands.
@@ -226,14 +237,28 @@ pub fn run<B: Backend>(
         // Validation: encrypted logits, decrypted and judged by the client.
         let clock = Instant::now();
         let z = transport.validation_logits()?;
-        let (feedback, loss, acc, _) = client.validate(epoch, &z, yv)?;
+        let v = client.validate(epoch, &z, yv)?;
         st.validation_s += clock.elapsed().as_secs_f64();
+        if v.out_of_range > 0 {
+            tracing::warn!(
+                epoch,
+                count = v.out_of_range,
+                max_abs_logit = v.max_abs_logit,
+                "validation logits outside ASoftmax's range"
+            );
+            progress(&Event::OutOfRange {
+                epoch,
+                count: v.out_of_range,
+                max_abs_logit: v.max_abs_logit,
+            });
+        }
+        let feedback = v.feedback;
         let record = EpochRecord {
             epoch,
             steps: st.steps,
             train_loss: f64::NAN,
-            val_loss: loss,
-            val_accuracy: acc,
+            val_loss: v.loss,
+            val_accuracy: v.accuracy,
         };
         st.history.push(record.clone());
         let go_on = transport.end_epoch(epoch, feedback)?;
