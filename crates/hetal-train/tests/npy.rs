@@ -95,3 +95,78 @@ fn forged_and_wrong_files_are_refused() {
     assert!(read_features(&p).is_err());
     assert!(read_features(&dir.path().join("missing.npy")).is_err());
 }
+
+fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A user's data directory: train only (validation carved, no test), then with a test
+/// split; the class count comes from the labels; a directory without the training
+/// files is an error that names them.
+#[test]
+fn user_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = hetal_train::Dataset::load_dir(dir.path(), 0.1, 0).unwrap_err();
+    assert!(format!("{err}").contains("features_train.npy"), "{err}");
+    let (n, d) = (50usize, 3usize);
+    let x: Vec<f64> = (0..n * d).map(|i| (i as f64 * 0.7).sin()).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| i % 4).collect();
+    write_npy(
+        &dir.path().join("features_train.npy"),
+        "<f8",
+        false,
+        &[n as u64, d as u64],
+        &f64_bytes(&x),
+    );
+    write_npy(
+        &dir.path().join("labels_train.npy"),
+        "<i8",
+        false,
+        &[n as u64],
+        &i64_bytes(&y),
+    );
+    let ds = hetal_train::Dataset::load_dir(dir.path(), 0.1, 7).unwrap();
+    assert_eq!(ds.classes, 4);
+    assert_eq!(
+        (ds.train.y.len(), ds.val.y.len(), ds.test.y.len()),
+        (45, 5, 0)
+    );
+    assert_eq!(ds.val.x.cols(), d);
+    // The carved split depends on the seed only, and its rows are the originals.
+    let again = hetal_train::Dataset::load_dir(dir.path(), 0.1, 7).unwrap();
+    assert_eq!(again.val.y, ds.val.y);
+    for i in 0..ds.val.y.len() {
+        let row = ds.val.x.row(i);
+        assert!((0..n).any(|r| x[r * d..(r + 1) * d] == *row && y[r] as usize == ds.val.y[i]));
+    }
+    write_npy(
+        &dir.path().join("features_test.npy"),
+        "<f8",
+        false,
+        &[2, d as u64],
+        &f64_bytes(&x[..2 * d]),
+    );
+    write_npy(
+        &dir.path().join("labels_test.npy"),
+        "<i8",
+        false,
+        &[2],
+        &i64_bytes(&[3, 9]),
+    );
+    // Label 9 is beyond the training labels' classes.
+    assert!(hetal_train::Dataset::load_dir(dir.path(), 0.1, 7).is_err());
+    write_npy(
+        &dir.path().join("labels_test.npy"),
+        "<i8",
+        false,
+        &[2],
+        &i64_bytes(&[3, 0]),
+    );
+    assert_eq!(
+        hetal_train::Dataset::load_dir(dir.path(), 0.1, 7)
+            .unwrap()
+            .test
+            .y,
+        vec![3, 0]
+    );
+}
