@@ -18,7 +18,9 @@
 //!
 //! Each session lives in `STATE_DIR/<id>/`: `setup.bin` (the evaluation keys as
 //! received), `state.bin` and `validation.bin` (`hetal_train::session::ServerSession`).
-//! A session not in memory (after a restart) is loaded from there on its next request.
+//! A session not in memory (after a restart) is loaded from there on its next request;
+//! loading one unloads the others that no request is using (one N = 2^16 session takes
+//! about 15 GB).
 //! Bounds: the setup upload is cut at `--max-setup-bytes`, every other body at
 //! `--max-message-bytes`; only the parameter sets of the training presets are accepted
 //! (the insecure one with `--allow-insecure`); ids are 32 hex digits from the OS CSPRNG.
@@ -127,6 +129,22 @@ impl App {
         Ok(map.entry(id.to_string()).or_default().clone())
     }
 
+    /// Unloads every other session that no request is using (their state is on disk;
+    /// the next request reloads it): at N = 2^16 a loaded session takes about 15 GB, so
+    /// the server keeps one in memory.
+    fn evict_others(&self, id: &str) -> ApiResult<()> {
+        let map = self.sessions.lock().map_err(internal)?;
+        for (other, slot) in map.iter() {
+            if other != id
+                && let Ok(mut g) = slot.try_lock()
+                && g.take().is_some()
+            {
+                tracing::info!(session = %other, "session unloaded");
+            }
+        }
+        Ok(())
+    }
+
     /// The preset whose parameters and circuit the header carries, if it is accepted.
     fn accepted(&self, h: &SetupHeader) -> ApiResult<TrainPreset> {
         let preset = TrainPreset::ALL
@@ -191,7 +209,15 @@ impl App {
             let slot = app.slot(&id)?;
             let mut guard = slot.lock().map_err(internal)?;
             if guard.is_none() {
-                *guard = Some(app.load(&id)?);
+                app.evict_others(&id)?;
+                match app.load(&id) {
+                    Ok(loaded) => *guard = Some(loaded),
+                    Err(e) => {
+                        drop(guard);
+                        app.sessions.lock().map_err(internal)?.remove(&id);
+                        return Err(e);
+                    }
+                }
             }
             let s = guard.as_mut().ok_or_else(|| internal("session vanished"))?;
             f(s)
@@ -243,10 +269,13 @@ async fn open(State(app): State<Arc<App>>, body: Body) -> ApiResult<impl IntoRes
         Ok(total) => {
             tracing::info!(session = %id, bytes = total, "setup received");
             let (app2, id2) = (app.clone(), id.clone());
-            tokio::task::spawn_blocking(move || app2.load(&id2))
-                .await
-                .map_err(internal)
-                .and_then(|r| r.map(|s| (s, total)))
+            tokio::task::spawn_blocking(move || {
+                app2.evict_others(&id2)?;
+                app2.load(&id2)
+            })
+            .await
+            .map_err(internal)
+            .and_then(|r| r.map(|s| (s, total)))
         }
         Err(e) => Err(e),
     };
