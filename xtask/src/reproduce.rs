@@ -470,50 +470,22 @@ fn encrypted_run(
     )?);
     let mut setup_s = 0.0;
     let mut progress = |e: &Event| {
-        let line = match e {
-            Event::Opened { seconds, .. } => {
-                setup_s = *seconds;
-                format!("keys generated and server set up: {seconds:.1} s")
-            }
-            Event::Resumed(s) => {
-                bar.set_position(s.steps as u64);
-                format!("resumed at step {}", s.steps)
-            }
-            Event::Step {
-                steps,
-                epoch,
-                timings,
-            } => {
+        match e {
+            Event::Opened { seconds, .. } => setup_s = *seconds,
+            Event::Resumed(s) => bar.set_position(s.steps as u64),
+            Event::Step { steps, .. } => {
                 bar.set_position(*steps as u64);
-                let msg = format!(
-                    "epoch {epoch}, last step {:.0} s ({} bootstraps)",
-                    timings.total(),
-                    timings.bootstraps
-                );
-                bar.set_message(msg.clone());
+                bar.set_message(e.message());
                 if !bar.is_hidden() {
                     return;
                 }
-                format!("step {steps}: {msg}")
             }
-            Event::Epoch(r) => format!(
-                "epoch {}: validation loss {:.4}, accuracy {:.4}",
-                r.epoch, r.val_loss, r.val_accuracy
-            ),
-            Event::OutOfRange {
-                epoch,
-                count,
-                max_abs_logit,
-            } => format!(
-                "warning: epoch {epoch}: {count} validation logits outside ASoftmax's range \
-                 (largest |z| = {max_abs_logit:.1}); lower --lr"
-            ),
-            _ => return,
-        };
+            _ => {}
+        }
         if bar.is_hidden() {
-            eprintln!("{line}");
+            eprintln!("{}", e.message());
         } else {
-            bar.println(line);
+            bar.println(e.message());
         }
     };
     let data = TrainData {

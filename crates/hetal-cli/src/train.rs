@@ -200,34 +200,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         checkpoint: Some((key_dir.join("checkpoint.bin"), binding)),
         resume: args.resume,
     };
-    let mut progress = |e: &Event| match e {
-        Event::Opened { id, seconds } => {
-            eprintln!("session {id}: keys generated and uploaded in {seconds:.1} s");
-        }
-        Event::Resumed(s) => eprintln!("resumed session {} at step {}", s.id, s.steps),
-        Event::Step {
-            steps,
-            epoch,
-            timings,
-        } => eprintln!(
-            "step {steps} (epoch {epoch}): {:.1} s, {} bootstraps",
-            timings.total(),
-            timings.bootstraps
-        ),
-        Event::Epoch(r) => eprintln!(
-            "epoch {}: validation loss {:.4}, accuracy {:.4}",
-            r.epoch, r.val_loss, r.val_accuracy
-        ),
-        Event::OutOfRange {
-            epoch,
-            count,
-            max_abs_logit,
-        } => eprintln!(
-            "warning: epoch {epoch}: {count} validation logits outside ASoftmax's range \
-             (largest |z| = {max_abs_logit:.1}); lower --lr"
-        ),
-        _ => {}
-    };
+    let mut progress = |e: &Event| eprintln!("{}", e.message());
     let train_clock = Instant::now();
     let data = TrainData {
         train: (&xt, &ds.train.y),

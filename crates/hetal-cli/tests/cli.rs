@@ -143,7 +143,7 @@ fn serve_train_predict_and_survive_a_server_restart() {
         .unwrap();
     let mut lines = BufReader::new(client.stderr.take().unwrap()).lines();
     for line in lines.by_ref() {
-        if line.unwrap().contains("keys generated and uploaded") {
+        if line.unwrap().contains("keys generated and sent") {
             break;
         }
     }

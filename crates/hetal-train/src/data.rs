@@ -254,6 +254,26 @@ pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<usize>> {
         .collect()
 }
 
+impl Split {
+    /// Loads `dir/features_{name}.npy` and `dir/labels_{name}.npy`.
+    ///
+    /// # Errors
+    /// As [`read_features`] / [`read_labels`]; [`TrainError::Data`] if the feature and
+    /// label counts differ.
+    pub fn load(dir: &Path, name: &str, classes: usize) -> Result<Self> {
+        let x = read_features(&dir.join(format!("features_{name}.npy")))?;
+        let y = read_labels(&dir.join(format!("labels_{name}.npy")), classes)?;
+        if x.rows() != y.len() {
+            return Err(TrainError::Data(format!(
+                "{name}: {} feature rows but {} labels",
+                x.rows(),
+                y.len()
+            )));
+        }
+        Ok(Self { x, y })
+    }
+}
+
 impl Dataset {
     /// Loads `features_{train,val,test}.npy` and `labels_{train,val,test}.npy` from
     /// `dir`.
@@ -262,18 +282,7 @@ impl Dataset {
     /// As [`read_features`] / [`read_labels`]; [`TrainError::Data`] if a split's
     /// feature and label counts differ or the splits' feature dimensions differ.
     pub fn load(dir: &Path, classes: usize) -> Result<Self> {
-        let split = |name: &str| -> Result<Split> {
-            let x = read_features(&dir.join(format!("features_{name}.npy")))?;
-            let y = read_labels(&dir.join(format!("labels_{name}.npy")), classes)?;
-            if x.rows() != y.len() {
-                return Err(TrainError::Data(format!(
-                    "{name}: {} feature rows but {} labels",
-                    x.rows(),
-                    y.len()
-                )));
-            }
-            Ok(Split { x, y })
-        };
+        let split = |name: &str| Split::load(dir, name, classes);
         let (train, val, test) = (split("train")?, split("val")?, split("test")?);
         if val.x.cols() != train.x.cols() || test.x.cols() != train.x.cols() {
             return Err(TrainError::Data(
@@ -319,18 +328,7 @@ impl Dataset {
                 "labels_train.npy: {classes} classes (at most {most})"
             )));
         }
-        let split = |name: &str| -> Result<Split> {
-            let x = read_features(&dir.join(format!("features_{name}.npy")))?;
-            let y = read_labels(&dir.join(format!("labels_{name}.npy")), classes)?;
-            if x.rows() != y.len() {
-                return Err(TrainError::Data(format!(
-                    "{name}: {} feature rows but {} labels",
-                    x.rows(),
-                    y.len()
-                )));
-            }
-            Ok(Split { x, y })
-        };
+        let split = |name: &str| Split::load(dir, name, classes);
         let mut train = split("train")?;
         let val = if has("val") {
             split("val")?

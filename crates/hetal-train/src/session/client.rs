@@ -79,6 +79,39 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A one-line description for a progress log (the front ends print it).
+    pub fn message(&self) -> String {
+        match self {
+            Self::Opened { id, seconds } => {
+                format!("session {id}: keys generated and sent, server set up: {seconds:.1} s")
+            }
+            Self::Resumed(s) => format!("resumed session {} at step {}", s.id, s.steps),
+            Self::Step {
+                steps,
+                epoch,
+                timings,
+            } => format!(
+                "step {steps} (epoch {epoch}): {:.1} s, {} bootstraps",
+                timings.total(),
+                timings.bootstraps
+            ),
+            Self::Epoch(r) => format!(
+                "epoch {}: validation loss {:.4}, accuracy {:.4}",
+                r.epoch, r.val_loss, r.val_accuracy
+            ),
+            Self::OutOfRange {
+                epoch,
+                count,
+                max_abs_logit,
+            } => format!(
+                "warning: epoch {epoch}: {count} validation logits outside ASoftmax's range \
+                 (largest |z| = {max_abs_logit:.1}); lower the learning rate"
+            ),
+        }
+    }
+}
+
 /// The client's checkpoint: where the loop stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClientState {
