@@ -425,15 +425,7 @@ fn encrypted_run(
         );
     }
     let hyper = p.hyper;
-    let config = SessionConfig {
-        classes: p.spec.classes,
-        features: p.xt.cols(),
-        batch: hyper.batch,
-        learning_rate: hyper.learning_rate,
-        patience: hyper.patience,
-        softmax: ASoftmaxParams::default(),
-        weight_bound: 16.0,
-    };
+    let config = SessionConfig::from_hyper(p.spec.classes, p.xt.cols(), &hyper);
     let ctx = Context::new_cpu(lit)?;
     let clock = Instant::now();
     let cached = match &args.key_cache {

@@ -11,7 +11,6 @@ use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{Client, SessionConfig};
 use hetal_train::model::SavedModel;
 use hetal_train::session::{self, Event, LoopOptions, TrainData, Transport as _};
-use hetal_train::softmax::ASoftmaxParams;
 use hetal_train::train::accuracy;
 use hetal_train::{Dataset, HyperParams, Preprocessor, dataset};
 use serde_json::json;
@@ -159,15 +158,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     let preset = TrainPreset::from(args.preset);
     let (lit, boot) = preset.parameters();
-    let config = SessionConfig {
-        classes: ds.classes,
-        features: xt.cols(),
-        batch: hyper.batch,
-        learning_rate: hyper.learning_rate,
-        patience: hyper.patience,
-        softmax: ASoftmaxParams::default(),
-        weight_bound: 16.0,
-    };
+    let config = SessionConfig::from_hyper(ds.classes, xt.cols(), &hyper);
     let ctx = Context::new_cpu(lit)?;
     let key_dir = args.out.join("client");
     let cached = session::load_secret_key(&ctx, &key_dir)?;

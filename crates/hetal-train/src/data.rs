@@ -284,17 +284,7 @@ impl Dataset {
     pub fn load(dir: &Path, classes: usize) -> Result<Self> {
         let split = |name: &str| Split::load(dir, name, classes);
         let (train, val, test) = (split("train")?, split("val")?, split("test")?);
-        if val.x.cols() != train.x.cols() || test.x.cols() != train.x.cols() {
-            return Err(TrainError::Data(
-                "splits have different feature dimensions".into(),
-            ));
-        }
-        Ok(Self {
-            train,
-            val,
-            test,
-            classes,
-        })
+        Self::from_splits(train, val, test, classes)
     }
 
     /// Loads a user's dataset from `dir`: `features_train.npy` and `labels_train.npy`
@@ -359,6 +349,11 @@ impl Dataset {
                 y: Vec::new(),
             }
         };
+        Self::from_splits(train, val, test, classes)
+    }
+
+    /// The three splits as a dataset, once their feature dimensions agree.
+    fn from_splits(train: Split, val: Split, test: Split, classes: usize) -> Result<Self> {
         if val.x.cols() != train.x.cols() || test.x.cols() != train.x.cols() {
             return Err(TrainError::Data(
                 "splits have different feature dimensions".into(),

@@ -40,6 +40,24 @@ impl SessionConfig {
     /// encrypted models).
     pub const MAX_PATIENCE: usize = 64;
 
+    /// Bound on the weights' entries both front ends train with ([`Self::weight_bound`]).
+    pub const DEFAULT_WEIGHT_BOUND: f64 = 16.0;
+
+    /// The configuration of a run: `classes`, `features` (bias included) and the
+    /// hyper-parameters, with the default ASoftmax parameters and
+    /// [`Self::DEFAULT_WEIGHT_BOUND`].
+    pub fn from_hyper(classes: usize, features: usize, hyper: &crate::HyperParams) -> Self {
+        Self {
+            classes,
+            features,
+            batch: hyper.batch,
+            learning_rate: hyper.learning_rate,
+            patience: hyper.patience,
+            softmax: ASoftmaxParams::default(),
+            weight_bound: Self::DEFAULT_WEIGHT_BOUND,
+        }
+    }
+
     /// Checks every field against the bounds above: `2 ≤ classes ≤ MAX_CLASSES`,
     /// `1 ≤ features, batch ≤ MAX_DIM`, a positive finite learning rate, `patience ≤
     /// MAX_PATIENCE`, valid ASoftmax parameters, a weight bound in `(0, 2^20]`. The
