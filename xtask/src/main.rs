@@ -27,12 +27,10 @@ mod softmax_error;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc keeps freed polynomial buffers (0.5 MiB per limb at N = 2^16) mapped and
-/// reuses them; glibc's allocator returns such large blocks to the kernel, and the page
-/// faults of re-mapping them cost more than the NTTs of a key switch
-/// (docs/results/ckks.md).
+/// mimalloc, configured by [`he_math::allocator::configure`] to keep freed polynomial
+/// buffers mapped for reuse (see that module for why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: he_math::allocator::MiMalloc = he_math::allocator::MiMalloc;
 
 /// Project automation for the hetal-rs workspace.
 #[derive(Parser)]
@@ -69,6 +67,7 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn main() {
+    he_math::allocator::configure();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BenchNtt(args) => bench_ntt::run(&args),

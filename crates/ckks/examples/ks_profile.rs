@@ -9,7 +9,7 @@ use ckks::he_math::Backend;
 use ckks::{Context, presets};
 use std::time::Instant;
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: he_math::allocator::MiMalloc = he_math::allocator::MiMalloc;
 fn t<T>(name: &str, reps: usize, mut f: impl FnMut() -> T) -> T {
     let mut v = vec![];
     let mut o = None;
@@ -23,6 +23,7 @@ fn t<T>(name: &str, reps: usize, mut f: impl FnMut() -> T) -> T {
     o.unwrap()
 }
 fn main() {
+    he_math::allocator::configure();
     let literal = match std::env::var("KS_PRESET").as_deref() {
         Ok("boot") => ckks::circuits::bootstrapping::presets::n16_logqp1695_dense_boot().0,
         _ => presets::n16_logqp1558_fgb_chain(),

@@ -639,7 +639,55 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// As [`Self::mul_relin`] and [`Self::rescale`].
     pub fn mul_relin_rescale(&self, a: &Ciphertext<B>, b: &Ciphertext<B>) -> Result<Ciphertext<B>> {
-        self.rescale_owned(self.mul_relin(a, b)?)
+        self.relinearize_rescale_owned(self.mul(a, b)?)
+    }
+
+    /// Relinearization and rescale of a degree-2 ciphertext in one division: the key
+    /// switch's `(u_0, u_1)` over `Q_ℓ ∪ P` are added to `P·(c_0, c_1)` and divided by
+    /// `P·q_ℓ` together ([`Backend::mod_down_rescale`]), which saves the second NTT per
+    /// limb that a ModDown followed by a rescale costs. Level `ℓ − 1`, scale
+    /// `scale/q_ℓ`; a degree-1 input is only rescaled.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelTooLow`] at level 0; [`CkksError::MissingRelinearizationKey`];
+    /// [`CkksError::DegreeTooHigh`] above degree 2.
+    pub fn relinearize_rescale_owned(&self, mut a: Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let _span = tracing::trace_span!("relinearize_rescale", level = a.level).entered();
+        match a.parts.len() {
+            2 => return self.rescale_owned(a),
+            3 => {}
+            d => return Err(CkksError::DegreeTooHigh(d - 1)),
+        }
+        if a.level == 0 {
+            return Err(CkksError::LevelTooLow {
+                needed: 1,
+                level: 0,
+            });
+        }
+        let key = &self.keys.relinearization_key()?.0;
+        let special = self.ctx.params().p_basis();
+        let dec = self.decompose(&a.parts[2], a.level)?;
+        if dec.digits.len() > key.digits.len() {
+            return Err(CkksError::ParameterMismatch(format!(
+                "switching key has {} digits, {} needed",
+                key.digits.len(),
+                dec.digits.len()
+            )));
+        }
+        self.note(Op::KeySwitch, 1);
+        self.note(Op::Rescale, 1);
+        let be = self.be();
+        let [u0, u1] = be.key_switch_inner_product(&dec.digits, &key.digits[..dec.digits.len()])?;
+        drop(dec);
+        let c1 = a.parts.swap_remove(1);
+        let c0 = a.parts.swap_remove(0);
+        a.parts = vec![
+            be.mod_down_rescale(&u0, c0, &special)?,
+            be.mod_down_rescale(&u1, c1, &special)?,
+        ];
+        a.scale /= self.ctx.params().q()[a.level] as f64;
+        a.level -= 1;
+        Ok(a)
     }
 
     /// Rescale: divides every part by `q_ℓ` with rounding; level `ℓ − 1`, scale

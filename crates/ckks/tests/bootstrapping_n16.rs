@@ -10,11 +10,12 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::sync::Arc;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: he_math::allocator::MiMalloc = he_math::allocator::MiMalloc;
 
 #[test]
 #[ignore = "N = 2^16: about 6 GB of keys and a minute of CPU"]
 fn n16_full_slot_bootstrap_precision() {
+    he_math::allocator::configure();
     let (lit, cfg) = presets::n16_logqp1695_dense_boot();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();

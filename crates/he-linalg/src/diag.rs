@@ -680,7 +680,7 @@ impl<B: Backend> MatrixEvaluator<B> {
                     self.accumulate(&mut x, ev.add(&re, &im)?)?;
                 }
                 let x = x.ok_or_else(|| LinalgError::Shape("no rows".into()))?;
-                let x = ev.rescale_owned(ev.relinearize_owned(x)?)?;
+                let x = ev.relinearize_rescale_owned(x)?;
                 let s = ev.rotate_and_sum(&x, s0, s1 as i64)?;
                 let mask = self.mask(
                     format!("protupmask/{s0}x{s1}/cp{cp}/m{m}"),

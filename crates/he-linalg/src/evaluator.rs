@@ -148,7 +148,7 @@ impl<B: Backend> MatrixEvaluator<B> {
             }
         }
         let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
-        Ok(ev.rescale_owned(ev.relinearize_owned(acc)?)?)
+        Ok(ev.relinearize_rescale_owned(acc)?)
     }
 
     /// `acc += x` with `acc` initially empty.

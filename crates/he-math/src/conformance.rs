@@ -91,6 +91,7 @@ pub fn run_all<B: Backend>(backend: &B) {
     check_basis_conversion(&pair, &mut rng);
     check_rescale(&pair, &mut rng);
     check_mod_up_down(&pair, &mut rng);
+    check_mod_down_rescale(&pair, &mut rng);
     check_mod_raise(&pair, &mut rng);
     check_key_switch_inner_product(&pair, &mut rng);
     check_errors(&pair, &mut rng);
@@ -362,6 +363,48 @@ fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             diff.abs().bits()
         );
     }
+}
+
+fn check_mod_down_rescale<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let q = &TEST_Q[..4];
+    let qp: Vec<usize> = q.iter().chain(&TEST_P).copied().collect();
+    let a = random_poly(&ctx, &qp, Representation::Ntt, rng);
+    let b = random_poly(&ctx, q, Representation::Ntt, rng);
+    let (ab, ar) = p.up(&a);
+    let (bb, br) = p.up(&b);
+    let ob = p.b.mod_down_rescale(&ab, bb, &TEST_P).unwrap();
+    let or = p.r.mod_down_rescale(&ar, br, &TEST_P).unwrap();
+    p.same("ModDown+rescale", &ob, &or);
+    assert_eq!(or.basis(), &q[..3]);
+    // R = round((A + P·B)/(P·q_3)): |R·P·q_3 − (A + P·B)| ≤ P·q_3/2 (+1 for float
+    // ties), modulo Q_2·P·q_3 = Q·P.
+    let coeff = |x: &RnsPoly| {
+        let mut c = x.clone();
+        p.r.inverse_ntt(&mut c).unwrap();
+        crt(&ctx, &c)
+    };
+    let (xa, xb, xr) = (coeff(&a), coeff(&b), coeff(&or));
+    let pp = product(&ctx, &TEST_P);
+    let d = &pp * product(&ctx, &q[3..]);
+    let all = product(&ctx, &qp);
+    let bound = (&d >> 1usize) + BigInt::from(1);
+    for k in 0..xa.len() {
+        let x = &xa[k] + &pp * &xb[k];
+        let mut diff = (&xr[k] * &d - x).mod_floor(&all);
+        if diff > (&all >> 1usize) {
+            diff -= &all;
+        }
+        assert!(
+            diff.abs() <= bound,
+            "ModDown+rescale error {} bits",
+            diff.abs().bits()
+        );
+    }
+    // Bases that do not fit are refused.
+    let (ab, _) = p.up(&a);
+    let (bb, _) = p.up(&random_poly(&ctx, &q[..3], Representation::Ntt, rng));
+    assert!(p.b.mod_down_rescale(&ab, bb, &TEST_P).is_err());
 }
 
 fn check_mod_raise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

@@ -10,10 +10,13 @@
 //! - [`ring`] and [`poly`]: the ring context and host RNS polynomials;
 //! - [`sampling`]: CSPRNG sampling of uniform, ternary and Gaussian polynomials;
 //! - [`backend`]: the [`Backend`] trait and its CPU implementations;
-//! - [`conformance`]: the test suite every backend must pass.
+//! - [`conformance`]: the test suite every backend must pass;
+//! - `allocator` (feature `mimalloc`): the binaries' global allocator and its settings.
 //!
 //! See `docs/architecture.md` at the repository root for the whole picture.
 
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod backend;
 pub mod basis_conv;
 pub mod conformance;

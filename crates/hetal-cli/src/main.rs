@@ -22,10 +22,10 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc keeps freed polynomial buffers mapped and reuses them (as in `xtask`;
-/// docs/results/ckks.md).
+/// mimalloc, configured by [`he_math::allocator::configure`] to keep freed polynomial
+/// buffers mapped for reuse (see that module for why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: he_math::allocator::MiMalloc = he_math::allocator::MiMalloc;
 
 /// Encrypted transfer learning after HETAL: server, client, inference.
 #[derive(Parser)]
@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() {
+    he_math::allocator::configure();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

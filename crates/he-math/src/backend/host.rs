@@ -167,6 +167,18 @@ fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
     })
 }
 
+/// The limbs of `a` over the moduli `special`, in that order.
+fn special_limbs<'a>(a: &'a RnsPoly, special: &[usize]) -> Result<Vec<&'a [u64]>> {
+    special
+        .iter()
+        .map(|&p| {
+            a.position(p)
+                .map(|i| a.limb(i))
+                .ok_or_else(|| MathError::BasisMismatch(format!("modulus {p} is not in the basis")))
+        })
+        .collect()
+}
+
 /// Cache of basis converters keyed by (source basis, target basis).
 type ConverterCache = Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisConverter>>>;
 
@@ -328,9 +340,11 @@ impl<K: LimbKernels> HostBackend<K> {
 
     /// First step of a fast basis conversion: `y_i = [x_i · (B/b_i)^{-1}]_{b_i}` for the
     /// coefficient-form limbs `input` over `conv.from()`.
-    fn premultiply(&self, conv: &BasisConverter, input: &[u64]) -> Vec<u64> {
+    /// `y` holds the coefficient-form limbs over `conv.from()` (and possibly more limbs
+    /// after them, left alone); they are premultiplied in place.
+    fn premultiply(&self, conv: &BasisConverter, y: &mut [u64]) {
         let n = self.ctx.n();
-        let mut y = input.to_vec();
+        let y = &mut y[..n * conv.from().len()];
         let pre = |i: usize, l: &mut [u64]| {
             K::scalar_mul(&conv.from_moduli()[i], l, conv.punctured_inv()[i].0)
         };
@@ -339,7 +353,75 @@ impl<K: LimbKernels> HostBackend<K> {
         } else {
             y.chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
         }
-        y
+    }
+
+    /// `out ← (out − [x]_S)·S^{-1}` limb by limb, `S` the product of the moduli `special`
+    /// (ascending, disjoint from `out`'s basis) and `x` given on them by `special_limbs`
+    /// (NTT form): the division by `S` with rounding of a polynomial whose other limbs
+    /// are `out` (ModDown; with `q_l` among `special`, a fused ModDown and rescale).
+    /// `[x]_S` is the exact centred residue in `(−S/2, S/2]` (Halevi–Polyakov–Shoup,
+    /// CT-RSA 2019, §2.3): the fast conversion gives `[x]_S + u·S` with
+    /// `u = ⌊Σ_i y_i/s_i⌋`; subtracting `v = round(Σ_i y_i/s_i)` instead makes the
+    /// rounding unbiased (no drift of the key-switching error). `v` (at most `|S|`) is
+    /// appended to the premultiplied residues and converted with the weight `−S mod q_j`,
+    /// so the correction costs no pass of its own.
+    fn mod_down_core(
+        &self,
+        mut out: RnsPoly,
+        special: &[usize],
+        special_limbs: &[&[u64]],
+    ) -> Result<RnsPoly> {
+        let n = self.ctx.n();
+        let k = special.len();
+        let q_basis = out.basis().to_vec();
+        let conv = self.converter(special, &q_basis)?;
+        let mut y = vec![0u64; (k + 1) * n];
+        for (i, l) in special_limbs.iter().enumerate() {
+            y[i * n..(i + 1) * n].copy_from_slice(l);
+        }
+        self.limbs(special, &mut y[..k * n], |_, bi, l| {
+            self.ctx.plan(bi).inverse(l)
+        });
+        self.premultiply(&conv, &mut y);
+        let (ys, v) = y.split_at_mut(k * n);
+        let mut frac = vec![0.0f64; n];
+        for (yi, m) in ys.chunks_exact(n).zip(conv.from_moduli()) {
+            let ip = 1.0 / m.value() as f64;
+            frac.iter_mut()
+                .zip(yi)
+                .for_each(|(acc, &x)| *acc += x as f64 * ip);
+        }
+        v.iter_mut()
+            .zip(&frac)
+            .for_each(|(o, x)| *o = x.round() as u64);
+        drop(frac);
+        // Rows of the conversion extended by −S mod q_j, and S^{-1} mod q_j.
+        let mut rows = Vec::with_capacity(q_basis.len() * (k + 1));
+        let mut s_inv = Vec::with_capacity(q_basis.len());
+        for (j, &bi) in q_basis.iter().enumerate() {
+            let qi = self.ctx.modulus(bi);
+            let s_mod = special.iter().fold(1u64, |acc, &p| {
+                qi.mul(acc, qi.reduce(self.ctx.modulus(p).value()))
+            });
+            rows.extend_from_slice(conv.row(j));
+            rows.push(qi.neg(s_mod));
+            s_inv.push(
+                special
+                    .iter()
+                    .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0)),
+            );
+        }
+        let y_bound = conv.max_from_modulus().max(k as u64 + 1);
+        let (basis, data) = out.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            let qi = self.ctx.modulus(bi);
+            with_scratch(l.len(), |t| {
+                K::convert_limb(qi, &rows[j * (k + 1)..(j + 1) * (k + 1)], &y, y_bound, t);
+                self.ctx.plan(bi).forward(t);
+                K::sub_scalar_mul(qi, l, t, s_inv[j]);
+            });
+        });
+        Ok(out)
     }
 
     /// Second step: output limb `j` (modulus `conv.to()[j]`) of the conversion of the
@@ -505,7 +587,8 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     fn basis_convert(&self, a: &RnsPoly, to: &[usize]) -> Result<RnsPoly> {
         check_repr(a, Representation::Coeff)?;
         let conv = self.converter(a.basis(), to)?;
-        let y = self.premultiply(&conv, a.data());
+        let mut y = a.data().to_vec();
+        self.premultiply(&conv, &mut y);
         let mut out = RnsPoly::zero(self.ctx.n(), to, Representation::Coeff);
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |j, _, l| Self::convert_limb(&conv, &y, j, l));
@@ -572,10 +655,11 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         } else {
             Some(self.converter(digit, &targets)?)
         };
-        let y = conv
-            .as_ref()
-            .map(|c| self.premultiply(c, d.data()))
-            .unwrap_or_default();
+        // The digit's coefficient-form copy is premultiplied in place.
+        if let Some(c) = conv.as_ref() {
+            self.premultiply(c, d.data_mut());
+        }
+        let y = d.data();
         let mut out = RnsPoly::zero(self.ctx.n(), &out_basis, Representation::Ntt);
         let (basis, data) = out.parts_mut();
         self.limbs(basis, data, |_, bi, l| {
@@ -649,47 +733,46 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 a.basis()
             )));
         }
-        let mut pp = a.select_limbs(special)?;
-        self.inverse_ntt(&mut pp)?;
-        let conv = self.converter(special, &q_basis)?;
-        let y = self.premultiply(&conv, pp.data());
-        // Exact centred [a]_P (Halevi–Polyakov–Shoup, CT-RSA 2019, §2.3): the fast
-        // conversion gives [a]_P + u·P with u = ⌊Σ_i y_i/p_i⌋; subtracting
-        // v = round(Σ_i y_i/p_i) instead yields the representative in (−P/2, P/2], so
-        // the rounding a/P is unbiased (no drift of the key-switching error).
-        let n = self.ctx.n();
-        let inv_p: Vec<f64> = conv
-            .from_moduli()
-            .iter()
-            .map(|m| 1.0 / m.value() as f64)
-            .collect();
-        let mut frac = vec![0.0f64; n];
-        for (yi, ip) in y.chunks_exact(n).zip(&inv_p) {
-            frac.iter_mut()
-                .zip(yi)
-                .for_each(|(acc, &x)| *acc += x as f64 * ip);
+        let limbs = special_limbs(a, special)?;
+        let out = a.select_limbs(&q_basis)?;
+        self.mod_down_core(out, special, &limbs)
+    }
+
+    fn mod_down_rescale(&self, a: &RnsPoly, b: RnsPoly, special: &[usize]) -> Result<RnsPoly> {
+        let _span = tracing::trace_span!("mod_down_rescale", backend = K::NAME).entered();
+        check_repr(a, Representation::Ntt)?;
+        check_repr(&b, Representation::Ntt)?;
+        let mut expected: Vec<usize> = b.basis().iter().chain(special).copied().collect();
+        expected.sort_unstable();
+        if b.num_limbs() < 2 || special.is_empty() || a.basis() != expected.as_slice() {
+            return Err(MathError::BasisMismatch(format!(
+                "mod_down_rescale takes a over Q_l ∪ P = {expected:?} (got {:?}), b over \
+                 Q_l with at least two limbs and P = {special:?} non-empty",
+                a.basis()
+            )));
         }
-        let v: Vec<u64> = frac.iter().map(|x| x.round() as u64).collect();
-        let mut out = a.select_limbs(&q_basis)?;
-        let (basis, data) = out.parts_mut();
-        self.limbs(basis, data, |j, bi, l| {
+        // x = a + P·b on the limbs of b (on P's limbs P·b vanishes).
+        let mut x = b;
+        let (basis, data) = x.parts_mut();
+        self.limbs(basis, data, |_, bi, l| {
             let qi = self.ctx.modulus(bi);
-            let p_inv = special
-                .iter()
-                .fold(1u64, |acc, &p| qi.mul(acc, self.ctx.inv_mod(bi, p).0));
             let p_mod = special.iter().fold(1u64, |acc, &p| {
                 qi.mul(acc, qi.reduce(self.ctx.modulus(p).value()))
             });
-            with_scratch(l.len(), |t| {
-                Self::convert_limb(&conv, &y, j, t);
-                t.iter_mut()
-                    .zip(&v)
-                    .for_each(|(x, &vk)| *x = qi.sub(*x, qi.mul(vk, p_mod)));
-                self.ctx.plan(bi).forward(t);
-                K::sub_scalar_mul(qi, l, t, p_inv);
-            });
+            K::scalar_mul(qi, l, p_mod);
+            let src = a.position(bi).expect("basis of b is inside the basis of a");
+            K::add(qi, l, a.limb(src));
         });
-        Ok(out)
+        // Divide by P·q_l: the last limb of x joins the special moduli.
+        let l = x.num_limbs();
+        let last_bi = x.basis()[l - 1];
+        let last = x.limb(l - 1).to_vec();
+        x.drop_last_limbs(1)?;
+        let mut all_special = vec![last_bi];
+        all_special.extend_from_slice(special);
+        let mut limbs = vec![last.as_slice()];
+        limbs.extend(special_limbs(a, special)?);
+        self.mod_down_core(x, &all_special, &limbs)
     }
 
     fn key_switch_inner_product(

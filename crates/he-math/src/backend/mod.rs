@@ -186,6 +186,23 @@ pub trait Backend: Send + Sync {
     /// Representation or basis errors (`special` not a proper suffix-set of the basis).
     fn mod_down(&self, a: &Self::Poly, special: &[usize]) -> Result<Self::Poly>;
 
+    /// ModDown fused with a rescale, for relinearization followed by rescaling: for `a`
+    /// over `Q_ℓ ∪ P` (`P = special`) and `b` over `Q_ℓ = {q_0 … q_ℓ}` (NTT form both),
+    /// returns `(a + P·b)/(P·q_ℓ)` rounded to the nearest integer (one exact centred
+    /// division, as [`Self::mod_down`]) over `Q_{ℓ−1}`, in place of `b`'s buffer. Equals
+    /// the rescale of `b + ModDown(a)` up to one rounding, with one NTT per output limb
+    /// instead of two.
+    ///
+    /// # Errors
+    /// Representation errors; [`MathError::BasisMismatch`] unless `a`'s basis is `b`'s
+    /// and `special` together, `b` has at least two limbs and `special` is non-empty.
+    fn mod_down_rescale(
+        &self,
+        a: &Self::Poly,
+        b: Self::Poly,
+        special: &[usize],
+    ) -> Result<Self::Poly>;
+
     /// ModRaise of CKKS bootstrapping (Cheon–Han–Kim–Kim–Song, Eurocrypt 2018, §3): for
     /// `a` over one modulus `q_i` (basis `[i]`, NTT form), the centred lift of its
     /// coefficients (each taken in `(−q_i/2, q_i/2]`) onto `target` (a basis containing
