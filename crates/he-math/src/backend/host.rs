@@ -665,7 +665,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         self.limbs(basis, data, |_, bi, l| {
             match (targets.binary_search(&bi), conv.as_ref()) {
                 (Ok(j), Some(conv)) => {
-                    Self::convert_limb(conv, &y, j, l);
+                    Self::convert_limb(conv, y, j, l);
                     self.ctx.plan(bi).forward(l);
                 }
                 _ => {
