@@ -3,8 +3,10 @@
 //!
 //! One JSON object per slot count with `--json` (one line each): preset, slots, keygen
 //! time and evaluation-key size, median bootstrap time and the per-stage split of the
-//! median run, levels in/out, usable levels after a refresh, `log2` of the maximum and
-//! mean slot error, and the process's peak resident memory (`VmHWM`). `--chain k`
+//! median run, the process's CPU time per bootstrap (`cpu_user_s`, `cpu_sys_s`: the
+//! system time is mostly the kernel zeroing freshly faulted pages) and minor page faults
+//! per bootstrap (`page_faults`), levels in/out, usable levels after a refresh, `log2` of
+//! the maximum and mean slot error, and the process's peak resident memory (`VmHWM`). `--chain k`
 //! additionally refreshes the same ciphertext `k` times in a row and reports, after each
 //! refresh, the error against the original message and the error that refresh added
 //! (against the previous decryption): a drift would show as growing added errors.
@@ -108,12 +110,17 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let ct = sk.encrypt(&ctx.encode_complex(&z, level_in, scale_in)?)?;
         let mut runs: Vec<(f64, StageTimings)> = Vec::new();
         let mut out = None;
+        let (user0, sys0, faults0) = crate::cpu_usage();
         for _ in 0..args.reps.max(1) {
             let clock = Instant::now();
             let (o, t) = bt.bootstrap_timed(&ct)?;
             runs.push((clock.elapsed().as_secs_f64(), t));
             out = Some(o);
         }
+        let (user1, sys1, faults1) = crate::cpu_usage();
+        let reps = args.reps.max(1) as f64;
+        let (cpu_user_s, cpu_sys_s) = ((user1 - user0) / reps, (sys1 - sys0) / reps);
+        let page_faults = (faults1 - faults0) as f64 / reps;
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (median_s, stages) = runs[runs.len() / 2];
         let out = out.expect("at least one run");
@@ -144,6 +151,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "setup_s": setup_s,
             "median_s": median_s,
             "reps": args.reps.max(1),
+            "cpu_user_s": cpu_user_s,
+            "cpu_sys_s": cpu_sys_s,
+            "page_faults": page_faults,
             "stages_s": {
                 "mod_raise": stages.mod_raise,
                 "coeffs_to_slots": stages.coeffs_to_slots,
@@ -181,6 +191,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 stages.coeffs_to_slots,
                 stages.eval_mod,
                 stages.slots_to_coeffs
+            );
+            println!(
+                "  CPU per bootstrap: user {cpu_user_s:.2} s, system {cpu_sys_s:.2} s, {page_faults:.0} page faults"
             );
             println!("  error: max 2^{max_err:.1}, mean 2^{mean_err:.1}");
             println!(

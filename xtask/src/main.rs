@@ -66,6 +66,20 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
     hetal_train::session::peak_rss_bytes()
 }
 
+/// CPU time (user, system; seconds) and minor page faults of this process so far
+/// (`getrusage`), to tell a benchmark's own work from the machine's noise: the system
+/// time is mostly the kernel zeroing freshly faulted pages.
+pub(crate) fn cpu_usage() -> (f64, f64, u64) {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten by getrusage.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return (0.0, 0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (secs(u.ru_utime), secs(u.ru_stime), u.ru_minflt as u64)
+}
+
 fn main() {
     he_math::allocator::configure();
     let cli = Cli::parse();
