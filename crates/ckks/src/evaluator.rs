@@ -26,7 +26,6 @@ use crate::keys::{EvaluationKeySet, SwitchingKey};
 use he_math::Backend;
 use he_math::galois;
 use num_complex::Complex64;
-use rayon::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -956,40 +955,31 @@ impl<B: Backend> Evaluator<B> {
         }
         let p_basis = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[1], a.level)?;
-        // The rotations share the decomposition and are otherwise independent: they run
-        // side by side (each operation inside is also parallel over limbs).
-        let pairs: Vec<(usize, i64)> = elements
-            .iter()
-            .copied()
-            .zip(rotations.iter().copied())
-            .collect();
-        pairs
-            .par_iter()
-            .map(|&(e, k)| -> Result<Ciphertext<B>> {
-                if e == 1 {
-                    return Ok(a.clone());
-                }
-                let key = &self.keys.galois_key(e, Some(k))?.key;
-                self.note(Op::Rot, 1);
-                let mut rotated_digits = Vec::with_capacity(dec.digits.len());
-                for d in &dec.digits {
-                    let mut r = be.zero(be.basis(d), be.repr(d))?;
-                    be.automorphism(d, e, &mut r)?;
-                    rotated_digits.push(r);
-                }
-                let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key, &p_basis)?;
-                // σ(c_0) goes into a fresh buffer and k_0 is added to it.
-                let mut c0 = be.zero(be.basis(&a.parts[0]), be.repr(&a.parts[0]))?;
-                be.automorphism(&a.parts[0], e, &mut c0)?;
-                be.add_assign(&mut c0, &k0)?;
-                Ok(Ciphertext {
-                    parts: vec![c0, k1],
-                    level: a.level,
-                    scale: a.scale,
-                    slots: a.slots,
-                })
-            })
-            .collect()
+        let mut rotated_digits = dec.digits.clone();
+        let mut out = Vec::with_capacity(rotations.len());
+        for (&e, &k) in elements.iter().zip(rotations) {
+            if e == 1 {
+                out.push(a.clone());
+                continue;
+            }
+            let key = &self.keys.galois_key(e, Some(k))?.key;
+            self.note(Op::Rot, 1);
+            for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
+                be.automorphism(d, e, r)?;
+            }
+            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key, &p_basis)?;
+            // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
+            let mut c0 = be.zero(be.basis(&a.parts[0]), be.repr(&a.parts[0]))?;
+            be.automorphism(&a.parts[0], e, &mut c0)?;
+            be.add_assign(&mut c0, &k0)?;
+            out.push(Ciphertext {
+                parts: vec![c0, k1],
+                level: a.level,
+                scale: a.scale,
+                slots: a.slots,
+            });
+        }
+        Ok(out)
     }
 
     /// Rotate-and-sum: `Σ_{i < count} rotate(a, i·step)` for a power-of-two `count`, in

@@ -38,7 +38,6 @@ use crate::keys::EvaluationKeyRequest;
 use crate::params::{Parameters, SecretDistribution};
 use he_math::{Backend, galois};
 use num_complex::Complex64;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -725,12 +724,9 @@ impl<B: Backend> Bootstrapper<B> {
         };
         let raised = timed(&mut t.mod_raise, || self.mod_raise(input))?;
         let halves = timed(&mut t.coeffs_to_slots, || self.coeffs_to_slots(&raised))?;
-        // The two halves of a full-slot refresh are independent: evaluated side by side
-        // (each operation inside is also parallel over limbs), which keeps both threads
-        // of a small machine busy between the per-limb parallel sections.
         let reduced = timed(&mut t.eval_mod, || {
             halves
-                .par_iter()
+                .iter()
                 .map(|h| self.eval_mod(h))
                 .collect::<Result<Vec<_>>>()
         })?;

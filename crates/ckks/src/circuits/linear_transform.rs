@@ -17,7 +17,6 @@ use crate::error::{CkksError, Result};
 use crate::evaluator::Evaluator;
 use he_math::Backend;
 use num_complex::Complex64;
-use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A linear map on `n` complex slots stored by diagonals (index in `0..n`).
@@ -356,21 +355,15 @@ impl<B: Backend> Evaluator<B> {
         let amounts: Vec<i64> = babies.iter().map(|&b| b as i64).collect();
         let rotated = self.rotate_hoisted(ct, &amounts)?;
         let baby: BTreeMap<usize, Ciphertext<B>> = babies.into_iter().zip(rotated).collect();
-        // Giant steps are independent (their inner sums and rotations run side by side;
-        // each operation inside is also parallel over limbs); their sum is taken in order.
-        let giants: Vec<_> = lt.giants.iter().collect();
-        let rotated = giants
-            .par_iter()
-            .map(|&(&g, terms)| -> Result<Option<Ciphertext<B>>> {
-                let mut inner: Option<Ciphertext<B>> = None;
-                for (b, pt) in terms {
-                    self.mul_plain_accumulate(&mut inner, &baby[b], pt)?;
-                }
-                inner.map(|inner| self.rotate(&inner, g as i64)).transpose()
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut acc: Option<Ciphertext<B>> = None;
-        for r in rotated.into_iter().flatten() {
+        for (&g, terms) in &lt.giants {
+            let mut inner: Option<Ciphertext<B>> = None;
+            for (b, pt) in terms {
+                let x = &baby[b];
+                self.mul_plain_accumulate(&mut inner, x, pt)?;
+            }
+            let Some(inner) = inner else { continue };
+            let r = self.rotate(&inner, g as i64)?;
             match &mut acc {
                 None => acc = Some(r),
                 Some(a) => self.add_assign(a, &r)?,
