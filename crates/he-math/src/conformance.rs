@@ -349,20 +349,25 @@ fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     p.r.inverse_ntt(&mut rc).unwrap();
     let pp = product(&ctx, &TEST_P);
     let qq = product(&ctx, q);
-    let bound = (&pp >> 1usize) + BigInt::from(1);
+    let qp = &qq * &pp;
     for (xk, rk) in crt(&ctx, &xc).iter().zip(crt(&ctx, &rc)) {
-        // compare modulo Q·P with centred difference
-        let qp = &qq * &pp;
-        let mut diff = (rk * &pp - xk).mod_floor(&qp);
-        if diff > (&qp >> 1usize) {
-            diff -= &qp;
-        }
-        assert!(
-            diff.abs() <= bound,
-            "ModDown error {} bits",
-            diff.abs().bits()
-        );
+        assert_rounded("ModDown", &(rk * &pp - xk), &pp, &qp);
     }
+}
+
+/// `diff = R·D − X` of a division `R = round(X/D)` computed modulo `m`: its centred
+/// representative is at most `D/2` (+1 for float ties).
+fn assert_rounded(what: &str, diff: &BigInt, d: &BigInt, m: &BigInt) {
+    let mut diff = diff.mod_floor(m);
+    if diff > (m >> 1usize) {
+        diff -= m;
+    }
+    let bound = (d >> 1usize) + BigInt::from(1);
+    assert!(
+        diff.abs() <= bound,
+        "{what} error {} bits",
+        diff.abs().bits()
+    );
 }
 
 fn check_mod_down_rescale<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
@@ -388,18 +393,9 @@ fn check_mod_down_rescale<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     let pp = product(&ctx, &TEST_P);
     let d = &pp * product(&ctx, &q[3..]);
     let all = product(&ctx, &qp);
-    let bound = (&d >> 1usize) + BigInt::from(1);
     for k in 0..xa.len() {
         let x = &xa[k] + &pp * &xb[k];
-        let mut diff = (&xr[k] * &d - x).mod_floor(&all);
-        if diff > (&all >> 1usize) {
-            diff -= &all;
-        }
-        assert!(
-            diff.abs() <= bound,
-            "ModDown+rescale error {} bits",
-            diff.abs().bits()
-        );
+        assert_rounded("ModDown+rescale", &(&xr[k] * &d - x), &d, &all);
     }
     // Bases that do not fit are refused.
     let (ab, _) = p.up(&a);
