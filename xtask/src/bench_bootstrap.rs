@@ -4,8 +4,8 @@
 //! One JSON object per slot count with `--json` (one line each): preset, slots, keygen
 //! time and evaluation-key size, median bootstrap time and the per-stage split of the
 //! median run, the process's CPU time per bootstrap (`cpu_user_s`, `cpu_sys_s`: the
-//! system time is mostly the kernel zeroing freshly faulted pages) and minor page faults
-//! per bootstrap (`page_faults`), levels in/out, usable levels after a refresh, `log2` of
+//! system time holds the kernel's zeroing of freshly faulted pages and idle threads'
+//! yielding) and minor page faults per bootstrap (`page_faults`), levels in/out, usable levels after a refresh, `log2` of
 //! the maximum and mean slot error, and the process's peak resident memory (`VmHWM`). `--chain k`
 //! additionally refreshes the same ciphertext `k` times in a row and reports, after each
 //! refresh, the error against the original message and the error that refresh added

@@ -67,8 +67,9 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// CPU time (user, system; seconds) and minor page faults of this process so far
-/// (`getrusage`), to tell a benchmark's own work from the machine's noise: the system
-/// time is mostly the kernel zeroing freshly faulted pages.
+/// (`getrusage`), to tell a benchmark's own work from the machine's noise. The system
+/// time holds the kernel's zeroing of freshly faulted pages and the worker threads'
+/// yielding while idle (docs/results/bootstrap.md).
 pub(crate) fn cpu_usage() -> (f64, f64, u64) {
     // SAFETY: an all-zero rusage is a valid value to be overwritten by getrusage.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
