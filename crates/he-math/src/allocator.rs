@@ -9,7 +9,10 @@
 //! 16 % of a bootstrap's profile at the default delay (docs/results/bootstrap.md).
 //! [`configure`] raises the delay to [`PURGE_DELAY_MS`], so memory freed during a
 //! computation is reused by the next allocation, and a process that stays idle longer
-//! still gives it back.
+//! still gives it back. Measured (docs/results/bootstrap.md): page faults per N = 2^16
+//! bootstrap 116 070 → 12 456, system time 7.2 → 4.9 s. The cost is memory: freed
+//! buffers stay mapped up to 30 s, and the README's bounded training run peaked at
+//! 16.2 GB instead of 14.9–15.2 GB.
 //!
 //! Use in a binary:
 //!
