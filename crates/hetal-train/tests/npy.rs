@@ -96,8 +96,21 @@ fn forged_and_wrong_files_are_refused() {
     assert!(read_features(&dir.path().join("missing.npy")).is_err());
 }
 
-fn i64_bytes(v: &[i64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// Writes `labels` as a C-order `<i8` vector.
+fn write_labels(path: &std::path::Path, labels: &[i64]) {
+    let bytes: Vec<u8> = labels.iter().flat_map(|x| x.to_le_bytes()).collect();
+    write_npy(path, "<i8", false, &[labels.len() as u64], &bytes);
+}
+
+/// Writes `rows × cols` features (row-major `x`) as a C-order `<f8` matrix.
+fn write_features(path: &std::path::Path, rows: usize, cols: usize, x: &[f64]) {
+    write_npy(
+        path,
+        "<f8",
+        false,
+        &[rows as u64, cols as u64],
+        &f64_bytes(x),
+    );
 }
 
 /// A user's data directory: train only (validation carved, no test), then with a test
@@ -111,20 +124,8 @@ fn user_data_directory() {
     let (n, d) = (50usize, 3usize);
     let x: Vec<f64> = (0..n * d).map(|i| (i as f64 * 0.7).sin()).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 4).collect();
-    write_npy(
-        &dir.path().join("features_train.npy"),
-        "<f8",
-        false,
-        &[n as u64, d as u64],
-        &f64_bytes(&x),
-    );
-    write_npy(
-        &dir.path().join("labels_train.npy"),
-        "<i8",
-        false,
-        &[n as u64],
-        &i64_bytes(&y),
-    );
+    write_features(&dir.path().join("features_train.npy"), n, d, &x);
+    write_labels(&dir.path().join("labels_train.npy"), &y);
     let ds = hetal_train::Dataset::load_dir(dir.path(), 0.1, 7).unwrap();
     assert_eq!(ds.classes, 4);
     assert_eq!(
@@ -139,29 +140,11 @@ fn user_data_directory() {
         let row = ds.val.x.row(i);
         assert!((0..n).any(|r| x[r * d..(r + 1) * d] == *row && y[r] as usize == ds.val.y[i]));
     }
-    write_npy(
-        &dir.path().join("features_test.npy"),
-        "<f8",
-        false,
-        &[2, d as u64],
-        &f64_bytes(&x[..2 * d]),
-    );
-    write_npy(
-        &dir.path().join("labels_test.npy"),
-        "<i8",
-        false,
-        &[2],
-        &i64_bytes(&[3, 9]),
-    );
+    write_features(&dir.path().join("features_test.npy"), 2, d, &x[..2 * d]);
+    write_labels(&dir.path().join("labels_test.npy"), &[3, 9]);
     // Label 9 is beyond the training labels' classes.
     assert!(hetal_train::Dataset::load_dir(dir.path(), 0.1, 7).is_err());
-    write_npy(
-        &dir.path().join("labels_test.npy"),
-        "<i8",
-        false,
-        &[2],
-        &i64_bytes(&[3, 0]),
-    );
+    write_labels(&dir.path().join("labels_test.npy"), &[3, 0]);
     assert_eq!(
         hetal_train::Dataset::load_dir(dir.path(), 0.1, 7)
             .unwrap()
