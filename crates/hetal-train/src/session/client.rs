@@ -273,12 +273,7 @@ pub fn run<B: Backend>(
         let v = client.validate(epoch, &z, yv)?;
         st.validation_s += clock.elapsed().as_secs_f64();
         if v.out_of_range > 0 {
-            tracing::warn!(
-                epoch,
-                count = v.out_of_range,
-                max_abs_logit = v.max_abs_logit,
-                "validation logits outside ASoftmax's range"
-            );
+            // Reported once, as an event: the front ends print every event.
             progress(&Event::OutOfRange {
                 epoch,
                 count: v.out_of_range,
