@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Preset: `n16` (the FGb-like N = 2^16 preset), `n16-boot` (the bootstrapping
-    /// preset's chain), `n15`, or the
+    /// preset's chain), `n15`, `n14` (depth 3, for CryptoTL's forward pass), or the
     /// insecure test presets `insecure-n10`, `insecure-n12`, `insecure-n13`.
     #[arg(long, default_value = "n16")]
     preset: String,
@@ -41,6 +41,7 @@ fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String>
             presets::n16_logqp1558_fgb_chain(),
         ),
         "n15" => ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
+        "n14" => ("n14_logqp304_depth3", presets::n14_logqp304_depth3()),
         "n16-boot" => (
             "n16_logqp1695_dense_boot",
             ckks::circuits::bootstrapping::presets::n16_logqp1695_dense_boot().0,

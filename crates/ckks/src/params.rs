@@ -434,6 +434,30 @@ pub mod presets {
         }
     }
 
+    /// N = 2^14 preset for shallow circuits without bootstrapping (the encrypted forward
+    /// pass of [CryptoTL]-style inference: dense layer, square, dense layer): base prime
+    /// 58 bits, three ≈42-bit scaling primes (Δ = 2^42, depth 3), two 60-bit special
+    /// primes, dnum 2 (digits of at most 100 bits under `log P ≈ 120`; with one special
+    /// prime and dnum 4 rotations lost 4.5 bits, 2^-23.1 against 2^-27.7 here at level
+    /// 3 in `cargo xtask bench-ckks --preset n14`), uniform ternary secret, σ = 3.2.
+    /// `log2(QP) ≈ 304 ≤ 438`: 128-bit secure per the HE Standard (Table 1, uniform
+    /// ternary secret), checked by [`super::Parameters::new`]. 8192 slots.
+    ///
+    /// [CryptoTL]: https://arxiv.org/abs/2205.11935
+    pub fn n14_logqp304_depth3() -> ParametersLiteral {
+        ParametersLiteral {
+            log_n: 14,
+            log_q: vec![58, 42, 42, 42],
+            log_q_boot: vec![],
+            log_p: vec![60, 60],
+            dnum: 2,
+            secret: SecretDistribution::UniformTernary,
+            sigma: 3.2,
+            log_scale: 42,
+            security: SecurityLevel::Classical128,
+        }
+    }
+
     /// INSECURE test preset, N = 2^10: base prime 58 bits, three 42-bit scaling primes, two
     /// 60-bit special primes, dnum 2. Far above the HE Standard's bound for this N:
     /// for tests only.

@@ -14,6 +14,7 @@ fn secure_presets() -> Vec<(&'static str, ParametersLiteral)> {
             presets::n16_logqp1558_fgb_chain(),
         ),
         ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
+        ("n14_logqp304_depth3", presets::n14_logqp304_depth3()),
         (
             "n16_logqp1695_dense_boot",
             boot::n16_logqp1695_dense_boot().0,

@@ -125,6 +125,22 @@ pub fn jin_atb_keys(slots: usize) -> KeyRequirements {
     k
 }
 
+/// Keys of [`crate::MatrixEvaluator::plain_matmul_hybrid`] for `M` with `rows` rows
+/// (any column count `≤ s0`): the BSGS rotations of the `m'` diagonals and the
+/// folding rotations `m'·s1, 2m'·s1, …` (`m' = rows.next_power_of_two()`).
+///
+/// # Errors
+/// [`crate::LinalgError::Shape`] for zero rows or more than `s0`.
+pub fn plain_matmul_hybrid_keys(rows: usize, shape: UnitShape) -> crate::Result<KeyRequirements> {
+    // The rotations depend only on which diagonals are non-zero: all `m'` of them for a
+    // dense matrix of `rows` rows and `s0` columns.
+    let dense = crate::Matrix::from_fn(rows, shape.s0, |_, _| 1.0);
+    let (lt, period) = crate::plain::hybrid_matmul_transform(&dense, shape)?;
+    let mut k = linear_transform_keys(&lt);
+    k.add_sum(shape.s0 / period, (period * shape.s1) as i64, shape.slots());
+    Ok(k)
+}
+
 /// Keys of [`crate::MatrixEvaluator::plain_matmul`] / [`crate::MatrixEvaluator::plain_matvec`]
 /// for a given transform (its BSGS rotations).
 pub fn linear_transform_keys(lt: &ckks::LinearTransform) -> KeyRequirements {

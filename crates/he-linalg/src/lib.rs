@@ -11,7 +11,8 @@
 //! - [`diag`]: DiagABT and DiagATB (Lee et al., "HETAL: Efficient Privacy-preserving
 //!   Transfer Learning with Homomorphic Encryption", ICML 2023, §4.2);
 //! - [`baselines`]: ColMajor/RowMajor (Crockett 2020) and Jin et al. (2020);
-//! - [`plain`]: plaintext matrix × encrypted vector/matrix (diagonal method, BSGS);
+//! - [`plain`]: plaintext matrix × encrypted vector/matrix (diagonal method, BSGS;
+//!   GAZELLE's hybrid method for wide matrices; encodings kept for reuse);
 //! - [`keys`]: the Galois keys each product needs.
 //!
 //! The CKKS types a user needs are re-exported, so a crate depending on `he-linalg`
@@ -52,6 +53,7 @@ pub use diag::{
     AbtWeights, AtbLhs, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS, DiagAtbVariant,
 };
 pub use encrypted::{EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix};
+pub use plain::EncodedPlainMatmul;
 pub use error::{LinalgError, Result};
 pub use evaluator::MatrixEvaluator;
 pub use keys::KeyRequirements;

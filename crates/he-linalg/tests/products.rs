@@ -445,6 +445,81 @@ fn plaintext_matrix_times_ciphertext() {
 }
 
 #[test]
+fn hybrid_plaintext_matmul_folds_and_replicates() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let shape = UnitShape::new(32, 16).unwrap();
+    // m = 3 → period m' = 4: 4 diagonals, log2(32/4) = 3 folding rotations.
+    let m = Matrix::from_fn(3, 29, |_, _| rng.random::<f64>() - 0.5);
+    let x = random(29, 40, &mut rng);
+    let req = keys::plain_matmul_hybrid_keys(3, shape).unwrap();
+    let s = setup(presets::insecure_n10_depth3(), &req);
+    let top = s.ctx.params().max_level();
+    let ex = EncryptedMatrix::encrypt(
+        &s.ctx,
+        &s.sk,
+        &x,
+        BlockLayout::new(29, 40, shape).unwrap(),
+        top,
+    )
+    .unwrap();
+    let enc = s
+        .me
+        .encode_plain_matmul(&m, shape, true, top, ex.scale())
+        .unwrap();
+    assert_eq!(enc.replication_period(), Some(4));
+    let (out, k) = s.me.evaluator().counting(|| s.me.apply_plain_matmul(&enc, &ex));
+    let out = out.unwrap();
+    assert_eq!(out.level(), top - 1);
+    let want = m.matmul(&x).unwrap();
+    check(
+        &out.decrypt(&s.ctx, &s.sk).unwrap(),
+        &want,
+        "plaintext M · encrypted X (hybrid)",
+    );
+    // Per block: BSGS over 4 diagonals (at most 3 rotations) plus 3 folds.
+    let blocks = ex.ciphertexts().len() as u64;
+    assert!(k.rot <= 6 * blocks, "{} rotations for {blocks} blocks", k.rot);
+    // Every row k of a block holds row k mod 4 of the product (row 3 of each period is
+    // zero): the documented replication, read from the raw slots of the first block.
+    let slots = s
+        .ctx
+        .decode(&s.sk.decrypt(&out.ciphertexts()[0]).unwrap())
+        .unwrap();
+    for k in 0..32 {
+        for j in 0..16 {
+            let want_kj = if k % 4 < 3 { want.get(k % 4, j) } else { 0.0 };
+            assert!(
+                (slots[k * 16 + j] - want_kj).abs() < 1e-6,
+                "row {k} column {j}: {} vs {want_kj}",
+                slots[k * 16 + j]
+            );
+        }
+    }
+    // The same encoding applied again, and the one-call API, agree.
+    let again = s.me.plain_matmul_hybrid(&m, &ex).unwrap();
+    check(
+        &again.decrypt(&s.ctx, &s.sk).unwrap(),
+        &want,
+        "plain_matmul_hybrid",
+    );
+    // Input at another level or scale than the encoding's is refused.
+    let low = EncryptedMatrix::encrypt(
+        &s.ctx,
+        &s.sk,
+        &x,
+        BlockLayout::new(29, 40, shape).unwrap(),
+        top - 1,
+    )
+    .unwrap();
+    assert!(s.me.apply_plain_matmul(&enc, &low).is_err());
+    // Too many rows for the block is a shape error, not a panic.
+    assert!(matches!(
+        s.me.encode_plain_matmul(&Matrix::zeros(33, 4), shape, true, top, ex.scale()),
+        Err(LinalgError::Shape(_))
+    ));
+}
+
+#[test]
 fn errors_are_reported_not_panics() {
     let shape = UnitShape::new(16, 32).unwrap();
     let s = setup(
