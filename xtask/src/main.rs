@@ -14,6 +14,10 @@
 //! - `reproduce --dataset dermamnist [--mode plain|simulated|encrypted] [--preset n16]
 //!   [--batch B] [--epochs E] [--max-steps S] [--seed] [--out-dir] [--key-cache DIR]
 //!   [--resume] [--json]`: HETAL's training protocol on real features.
+//! - `cryptotl-pretrain --dataset snips [--out FILE] [--json]`: the CryptoTL server's
+//!   plaintext pre-training of its frozen network on its share of the training split.
+//! - `cryptotl --dataset snips [--network FILE] [--preset n14] [--dp-epsilon E] [--json]`:
+//!   CryptoTL's encrypted forward pass and the client's head on the decrypted outputs.
 //! - `softmax-error --classes c --range R --samples n [--variant normal] [--encrypted]
 //!   [--json]`: ASoftmax's error against exact softmax (float64 circuit and CKKS).
 
@@ -21,6 +25,7 @@ mod bench_bootstrap;
 mod bench_ckks;
 mod bench_matmul;
 mod bench_ntt;
+mod cryptotl;
 mod plot;
 mod reproduce;
 mod softmax_error;
@@ -59,6 +64,10 @@ enum Command {
     Reproduce(reproduce::Args),
     /// ASoftmax's error against exact softmax (float64 and encrypted).
     SoftmaxError(softmax_error::Args),
+    /// Pre-train the CryptoTL server's frozen network in plaintext and write it.
+    CryptotlPretrain(cryptotl::PretrainArgs),
+    /// CryptoTL: encrypted forward pass through the frozen network, head on the outputs.
+    Cryptotl(cryptotl::Args),
 }
 
 /// Peak resident set size of this process ([`hetal_train::session::peak_rss_bytes`]).
@@ -91,6 +100,8 @@ fn main() {
         Command::BenchMatmul(args) => bench_matmul::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::SoftmaxError(args) => softmax_error::run(&args),
+        Command::CryptotlPretrain(args) => cryptotl::run_pretrain(&args),
+        Command::Cryptotl(args) => cryptotl::run(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

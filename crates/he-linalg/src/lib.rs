@@ -53,7 +53,6 @@ pub use diag::{
     AbtWeights, AtbLhs, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS, DiagAtbVariant,
 };
 pub use encrypted::{EncryptedMatrix, MatrixEncryptor, Packed, PackedPlain, PlainBlockMatrix};
-pub use plain::EncodedPlainMatmul;
 pub use error::{LinalgError, Result};
 pub use evaluator::MatrixEvaluator;
 pub use keys::KeyRequirements;
@@ -61,6 +60,7 @@ pub use layout::{
     BlockLayout, MAX_BLOCKS, MAX_UNIT_SLOTS, Packing, Tiling, UnitShape, padded_classes,
 };
 pub use matrix::Matrix;
+pub use plain::EncodedPlainMatmul;
 
 pub use ckks;
 pub use ckks::he_math::{Backend, CpuBackend};

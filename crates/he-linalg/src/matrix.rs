@@ -10,11 +10,29 @@ use crate::error::{LinalgError, Result};
 use serde::{Deserialize, Serialize};
 
 /// A dense `rows × cols` real matrix, row-major (`data[i·cols + j]` is entry `(i, j)`).
+/// Deserialization runs the check of [`Matrix::new`] (`data.len() == rows·cols`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MatrixWire")]
 pub struct Matrix {
     rows: usize,
     cols: usize,
     data: Vec<f64>,
+}
+
+/// The serialized fields of [`Matrix`], checked by `TryFrom`.
+#[derive(Deserialize)]
+struct MatrixWire {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+impl TryFrom<MatrixWire> for Matrix {
+    type Error = LinalgError;
+
+    fn try_from(w: MatrixWire) -> Result<Self> {
+        Matrix::new(w.rows, w.cols, w.data)
+    }
 }
 
 impl Matrix {
@@ -23,7 +41,7 @@ impl Matrix {
     /// # Errors
     /// [`LinalgError::Shape`] if `data.len() != rows·cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Result<Self> {
-        if data.len() != rows * cols {
+        if rows.checked_mul(cols) != Some(data.len()) {
             return Err(LinalgError::Shape(format!(
                 "{} values for a {rows}×{cols} matrix",
                 data.len()
@@ -113,6 +131,11 @@ impl Matrix {
     /// The row-major data.
     pub fn as_slice(&self) -> &[f64] {
         &self.data
+    }
+
+    /// The row-major data, mutable (the shape cannot change).
+    pub fn as_mut_slice(&mut self) -> &mut [f64] {
+        &mut self.data
     }
 
     /// The transpose.

@@ -10,8 +10,8 @@ use crate::error::{LinalgError, Result};
 use crate::evaluator::MatrixEvaluator;
 use crate::layout::{BlockLayout, Tiling, UnitShape};
 use crate::matrix::Matrix;
-use ckks::he_math::Backend;
 use ckks::circuits::EncodedLinearTransform;
+use ckks::he_math::Backend;
 use ckks::{Ciphertext, Complex64, LinearTransform};
 use std::collections::BTreeMap;
 
@@ -233,7 +233,8 @@ impl<B: Backend> MatrixEvaluator<B> {
         m: &Matrix,
         x: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
-        let enc = self.encode_plain_matmul(m, x.layout().unit_shape(), true, x.level(), x.scale())?;
+        let enc =
+            self.encode_plain_matmul(m, x.layout().unit_shape(), true, x.level(), x.scale())?;
         self.apply_plain_matmul(&enc, x)
     }
 

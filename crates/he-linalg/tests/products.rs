@@ -462,12 +462,13 @@ fn hybrid_plaintext_matmul_folds_and_replicates() {
         top,
     )
     .unwrap();
-    let enc = s
-        .me
-        .encode_plain_matmul(&m, shape, true, top, ex.scale())
-        .unwrap();
+    let enc =
+        s.me.encode_plain_matmul(&m, shape, true, top, ex.scale())
+            .unwrap();
     assert_eq!(enc.replication_period(), Some(4));
-    let (out, k) = s.me.evaluator().counting(|| s.me.apply_plain_matmul(&enc, &ex));
+    let (out, k) =
+        s.me.evaluator()
+            .counting(|| s.me.apply_plain_matmul(&enc, &ex));
     let out = out.unwrap();
     assert_eq!(out.level(), top - 1);
     let want = m.matmul(&x).unwrap();
@@ -478,7 +479,11 @@ fn hybrid_plaintext_matmul_folds_and_replicates() {
     );
     // Per block: BSGS over 4 diagonals (at most 3 rotations) plus 3 folds.
     let blocks = ex.ciphertexts().len() as u64;
-    assert!(k.rot <= 6 * blocks, "{} rotations for {blocks} blocks", k.rot);
+    assert!(
+        k.rot <= 6 * blocks,
+        "{} rotations for {blocks} blocks",
+        k.rot
+    );
     // Every row k of a block holds row k mod 4 of the product (row 3 of each period is
     // zero): the documented replication, read from the raw slots of the first block.
     let slots = s

@@ -14,7 +14,10 @@
 //!   session with its state on disk, the client's training loop;
 //! - [`model`]: the trained model on disk (`.npy` + JSON, readable without this crate);
 //! - [`store`]: crash-safe, checked files (checkpoints, the secret-key cache).
+//! - [`cryptotl`]: CryptoTL-style encrypted inference through a server's frozen layers
+//!   (Walch et al., 2022), with the client's head trained in plaintext.
 
+pub mod cryptotl;
 pub mod data;
 pub mod encrypted;
 pub mod error;
