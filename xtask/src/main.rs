@@ -11,9 +11,13 @@
 //! - `bench-matmul [--json] [--preset n16] [--shapes AxBxC,…] [--reps 3] [--quick] [--no-doc]`:
 //!   DiagABT/DiagATB against ColMajor/RowMajor and Jin et al. on HETAL's five shapes;
 //!   writes docs/results/matmul.md.
-//! - `reproduce --dataset dermamnist [--mode plain|simulated|encrypted] [--preset n16]
+//! - `reproduce --dataset dermamnist [--mode plain|simulated|encrypted] [--algorithm
+//!   hetal|chiang] [--preset n16]
 //!   [--batch B] [--epochs E] [--max-steps S] [--seed] [--out-dir] [--key-cache DIR]
 //!   [--resume] [--json]`: HETAL's training protocol on real features.
+//! - `ablate --dataset NAME [--encrypted-report FILE] [--json]`: algorithm (HETAL /
+//!   Chiang) × activation × early stopping in float64, test accuracy, projected
+//!   encrypted time; one table per dataset.
 //! - `cryptotl-pretrain --dataset snips [--out FILE] [--json]`: the CryptoTL server's
 //!   plaintext pre-training of its frozen network on its share of the training split.
 //! - `cryptotl --dataset snips [--network FILE] [--preset n14] [--dp-epsilon E] [--json]`:
@@ -21,6 +25,7 @@
 //! - `softmax-error --classes c --range R --samples n [--variant normal] [--encrypted]
 //!   [--json]`: ASoftmax's error against exact softmax (float64 circuit and CKKS).
 
+mod ablate;
 mod bench_bootstrap;
 mod bench_ckks;
 mod bench_matmul;
@@ -64,6 +69,8 @@ enum Command {
     Reproduce(reproduce::Args),
     /// ASoftmax's error against exact softmax (float64 and encrypted).
     SoftmaxError(softmax_error::Args),
+    /// Algorithm × activation × early stopping in float64, one table per dataset.
+    Ablate(ablate::Args),
     /// Pre-train the CryptoTL server's frozen network in plaintext and write it.
     CryptotlPretrain(cryptotl::PretrainArgs),
     /// CryptoTL: encrypted forward pass through the frozen network, head on the outputs.
@@ -100,6 +107,7 @@ fn main() {
         Command::BenchMatmul(args) => bench_matmul::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::SoftmaxError(args) => softmax_error::run(&args),
+        Command::Ablate(args) => ablate::run(&args),
         Command::CryptotlPretrain(args) => cryptotl::run_pretrain(&args),
         Command::Cryptotl(args) => cryptotl::run(&args),
     };

@@ -26,6 +26,7 @@
 
 use he_linalg::Matrix;
 use he_linalg::ckks::Context;
+use hetal_train::chiang::{ChiangConfig, SigmoidKind, train_chiang};
 use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{BootstrapStats, Client, SessionConfig, StepTimings};
 use hetal_train::session::{self, Event, InProcess, LoopOptions, TrainData, Transport as _};
@@ -49,6 +50,10 @@ pub struct Args {
     /// `plain`, `simulated` or `encrypted`.
     #[arg(long, default_value = "encrypted")]
     mode: String,
+    /// Training algorithm: HETAL's softmax + Nesterov, or Chiang's sigmoid +
+    /// quadratic gradient (`plain` and `simulated` only so far).
+    #[arg(long, value_enum, default_value_t = Algorithm::Hetal)]
+    algorithm: Algorithm,
     /// Backend of the encrypted mode (`cpu`; `cuda` once it exists).
     #[arg(long, default_value = "cpu")]
     backend: String,
@@ -87,6 +92,26 @@ pub struct Args {
 }
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The training algorithm of a run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HETAL (`hetal_train::train`): softmax (ASoftmax when simulated), Nesterov, batches.
+    Hetal,
+    /// Chiang (`hetal_train::chiang`): sigmoid (degree-3 polynomial when simulated),
+    /// quadratic gradient, full batch.
+    Chiang,
+}
+
+impl Algorithm {
+    /// The name (`hetal_train::ablation::Algorithm` owns them).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hetal => hetal_train::ablation::Algorithm::Hetal.name(),
+            Self::Chiang => hetal_train::ablation::Algorithm::Chiang.name(),
+        }
+    }
+}
 
 struct Prepared {
     spec: &'static DatasetSpec,
@@ -130,21 +155,39 @@ fn prepare(args: &Args) -> BoxResult<Prepared> {
 
 fn float_run(
     p: &Prepared,
+    algorithm: Algorithm,
     kind: SoftmaxKind,
     seed: u64,
     max_steps: Option<usize>,
 ) -> BoxResult<(TrainOutcome, f64, f64)> {
     let clock = Instant::now();
-    let out = train_float(
-        (&p.xt, &p.ds.train.y),
-        (&p.xv, &p.ds.val.y),
-        p.spec.classes,
-        &p.hyper,
-        kind,
-        &ASoftmaxParams::default(),
-        seed,
-        max_steps,
-    )?;
+    let out = match algorithm {
+        Algorithm::Hetal => train_float(
+            (&p.xt, &p.ds.train.y),
+            (&p.xv, &p.ds.val.y),
+            p.spec.classes,
+            &p.hyper,
+            kind,
+            &ASoftmaxParams::default(),
+            seed,
+            max_steps,
+        )?,
+        Algorithm::Chiang => train_chiang(
+            (&p.xt, &p.ds.train.y),
+            (&p.xv, &p.ds.val.y),
+            p.spec.classes,
+            &ChiangConfig {
+                iterations: p.hyper.epochs,
+                patience: Some(p.hyper.patience),
+                ..ChiangConfig::default()
+            },
+            match kind {
+                SoftmaxKind::Exact => SigmoidKind::Exact,
+                SoftmaxKind::Approximate => SigmoidKind::Poly3,
+            },
+            max_steps,
+        )?,
+    };
     let secs = clock.elapsed().as_secs_f64();
     let acc = accuracy(&p.xs.matmul_bt(&out.w)?, &p.ds.test.y);
     Ok((out, acc, secs))
@@ -166,17 +209,36 @@ pub fn run(args: &Args) -> BoxResult<()> {
         .into());
     }
     let clock = Instant::now();
+    let alg = args.algorithm;
     let p = prepare(args)?;
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("target/reproduce/{}-{}", p.spec.name, args.mode))
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| match alg {
+        Algorithm::Hetal => {
+            PathBuf::from(format!("target/reproduce/{}-{}", p.spec.name, args.mode))
+        }
+        Algorithm::Chiang => PathBuf::from(format!(
+            "target/reproduce/{}-{}-{}",
+            p.spec.name,
+            alg.name(),
+            args.mode
+        )),
     });
     std::fs::create_dir_all(&out_dir)?;
-    let (plain, plain_acc, plain_s) = float_run(&p, SoftmaxKind::Exact, args.seed, args.max_steps)?;
-    let (sim, sim_acc, sim_s) = float_run(&p, SoftmaxKind::Approximate, args.seed, args.max_steps)?;
+    if args.algorithm == Algorithm::Chiang && args.mode == "encrypted" {
+        return Err(
+            "--algorithm chiang has no encrypted mode yet (plain and simulated only: \
+                    hetal_train::chiang)"
+                .into(),
+        );
+    }
+    let (plain, plain_acc, plain_s) =
+        float_run(&p, alg, SoftmaxKind::Exact, args.seed, args.max_steps)?;
+    let (sim, sim_acc, sim_s) =
+        float_run(&p, alg, SoftmaxKind::Approximate, args.seed, args.max_steps)?;
     let mut report = json!({
         "dataset": p.spec.name,
         "extractor": p.spec.extractor,
         "mode": args.mode,
+        "algorithm": alg.name(),
         "backend": if args.mode == "encrypted" { "cpu" } else { "cpu (float64)" },
         "machine": machine(),
         "hyper": p.hyper,
@@ -209,7 +271,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
             let e = encrypted_run(args, &p, &out_dir, &sim)?;
             // Projection of the full protocol from the measured costs.
             let full = if args.max_steps.is_some() {
-                float_run(&p, SoftmaxKind::Approximate, args.seed, None)?.0
+                float_run(&p, alg, SoftmaxKind::Approximate, args.seed, None)?.0
             } else {
                 sim.clone()
             };
@@ -313,9 +375,10 @@ fn markdown(r: &serde_json::Value) -> String {
     let f = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.4}"));
     let mut s = String::new();
     s.push_str(&format!(
-        "# {} ({}) — mode {}\n\nCommand: `{}`\n\nMachine: {}; backend {}; preset {}\n\n",
+        "# {} ({}) — {}, mode {}\n\nCommand: `{}`\n\nMachine: {}; backend {}; preset {}\n\n",
         r["dataset"].as_str().unwrap_or("?"),
         r["extractor"].as_str().unwrap_or("?"),
+        r["algorithm"].as_str().unwrap_or("hetal"),
         r["mode"].as_str().unwrap_or("?"),
         r["command"].as_str().unwrap_or("?"),
         r["machine"].as_str().unwrap_or("?"),

@@ -111,6 +111,42 @@ fn row_errors(got: &Matrix, reference: impl Fn(usize) -> Vec<f64>, rows: usize) 
     (max, sum / rows.max(1) as f64)
 }
 
+/// `samples × classes` logits uniform in `[−range, range]` (ChaCha20 seeded by `seed`).
+fn sample_logits(classes: usize, range: f64, samples: usize, seed: u64) -> Matrix {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    Matrix::from_fn(samples, classes, |_, _| rng.random_range(-range..=range))
+}
+
+/// ASoftmax's float64 circuit on every row of `z`.
+fn simulate(p: &ASoftmaxParams, z: &Matrix) -> Result<Matrix, Box<dyn std::error::Error>> {
+    p.validate()?;
+    let exp = p.exp_polynomial()?;
+    Ok(Matrix::from_rows(
+        &(0..z.rows())
+            .map(|i| p.eval_row(z.row(i), &exp))
+            .collect::<Vec<_>>(),
+    )?)
+}
+
+/// The float64 circuit's largest and mean per-row max error against the exact softmax,
+/// and its depth, for `classes` classes on uniform `[−range, range]` logits (the
+/// measurement of `softmax-error`, shared with `ablate`).
+///
+/// # Errors
+/// Invalid parameters.
+pub(crate) fn float64_error(
+    p: &ASoftmaxParams,
+    classes: usize,
+    range: f64,
+    samples: usize,
+    seed: u64,
+) -> Result<(f64, f64, usize), Box<dyn std::error::Error>> {
+    let z = sample_logits(classes, range, samples, seed);
+    let sim = simulate(p, &z)?;
+    let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
+    Ok((max, mean, p.depth(padded_classes(classes))?))
+}
+
 /// Runs the measurement.
 ///
 /// # Errors
@@ -124,26 +160,14 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.range > params.r_max {
         return Err(format!("--range {} exceeds R_max = {}", args.range, params.r_max).into());
     }
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
-    let z = Matrix::from_fn(args.samples, args.classes, |_, _| {
-        rng.random_range(-args.range..=args.range)
-    });
+    let z = sample_logits(args.classes, args.range, args.samples, args.seed);
     let cp = padded_classes(args.classes);
-    let simulate = |p: &ASoftmaxParams| -> Result<Matrix, Box<dyn std::error::Error>> {
-        p.validate()?;
-        let exp = p.exp_polynomial()?;
-        Ok(Matrix::from_rows(
-            &(0..z.rows())
-                .map(|i| p.eval_row(z.row(i), &exp))
-                .collect::<Vec<_>>(),
-        )?)
-    };
     let mut variants = Vec::new();
     // The first variant's float64 result is kept: `--encrypted` compares against it.
     let mut first_sim = None;
     for v in &args.variants {
         let p = v.params();
-        let sim = simulate(&p)?;
+        let sim = simulate(&p, &z)?;
         let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
         variants.push(json!({
             "variant": v.name(),

@@ -14,9 +14,15 @@
 //!   session with its state on disk, the client's training loop;
 //! - [`model`]: the trained model on disk (`.npy` + JSON, readable without this crate);
 //! - [`store`]: crash-safe, checked files (checkpoints, the secret-key cache).
+//! - [`ablation`]: algorithm × activation × early stopping in float64 (`cargo xtask
+//!   ablate`).
+//! - [`chiang`]: Chiang's quadratic-gradient training with a sigmoid in place of the
+//!   softmax (float64 `plain` and `simulated`), the comparison point for HETAL.
 //! - [`cryptotl`]: CryptoTL-style encrypted inference through a server's frozen layers
 //!   (Walch et al., 2022), with the client's head trained in plaintext.
 
+pub mod ablation;
+pub mod chiang;
 pub mod cryptotl;
 pub mod data;
 pub mod encrypted;

@@ -70,8 +70,11 @@ pub struct ExperimentReport {
     pub max_abs_output_diff: f64,
     /// The certified output-norm bound `R` (inputs of norm 1).
     pub output_norm_bound: f64,
-    /// The calibrated Gaussian mechanism, when DP is on.
+    /// The calibrated Gaussian mechanism, when DP is on (network output units).
     pub dp: Option<super::dp::GaussianMechanism>,
+    /// The factor the server scaled its answers by ([`InferenceServer::output_scale`]);
+    /// decrypted outputs are divided by it before they are compared or used.
+    pub output_scale: f64,
     /// Test accuracy of the head trained on the decrypted outputs.
     pub test_accuracy: f64,
     /// Validation accuracy of that head.
@@ -207,7 +210,10 @@ pub fn run(
         forward_total_s += t.elapsed().as_secs_f64();
         drop(ct);
         let t = Instant::now();
-        let got = client.decrypt(&ans)?;
+        let mut got = client.decrypt(&ans)?;
+        for v in got.as_mut_slice() {
+            *v /= server.output_scale();
+        }
         decrypt_s += t.elapsed().as_secs_f64();
         let want = net.forward(&normalize_rows(x))?;
         max_abs_output_diff = max_abs_output_diff.max(got.max_abs_diff(&want)?);
@@ -257,6 +263,7 @@ pub fn run(
         max_abs_output_diff,
         output_norm_bound: net.output_norm_bound(cfg.dp.map_or(1.0, |d| d.input_norm)),
         dp: server.dp().copied(),
+        output_scale: server.output_scale(),
         test_accuracy,
         val_accuracy,
         test_accuracy_plaintext_features,

@@ -225,8 +225,13 @@ pub struct InferenceServer<B: Backend> {
     second: EncodedPlainMatmul<B>,
     bias2: Plaintext<B>,
     dp: Option<GaussianMechanism>,
+    output_scale: f64,
     rng: Mutex<ChaCha20Rng>,
 }
+
+/// Smallest factor [`InferenceServer`] scales its answers by to fit level 0's range;
+/// below it the CKKS error (about 2^-28 absolute) would approach the outputs' size.
+pub const MIN_OUTPUT_SCALE: f64 = 1.0 / 65536.0;
 
 impl<B: Backend> std::fmt::Debug for InferenceServer<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,8 +256,8 @@ impl<B: Backend> InferenceServer<B> {
     ///
     /// # Errors
     /// [`TrainError::Config`] for an invalid network, too few levels, or outputs (with
-    /// 8σ of noise) that could exceed the range the last level decrypts correctly
-    /// (`q_0/(4Δ_0)`); DP calibration errors; CKKS errors.
+    /// 8σ of noise) that would need scaling below [`MIN_OUTPUT_SCALE`] to fit the range
+    /// level 0 decrypts ([`Self::output_scale`]); DP calibration errors; CKKS errors.
     pub fn new(ev: Arc<Evaluator<B>>, net: &FrozenNetwork, dp: Option<DpConfig>) -> Result<Self> {
         net.validate()?;
         let ctx = Arc::clone(ev.context());
@@ -269,15 +274,25 @@ impl<B: Backend> InferenceServer<B> {
         let dp = dp
             .map(|d| GaussianMechanism::calibrate(d.epsilon, d.delta, 2.0 * bound))
             .transpose()?;
+        // Answers must stay within what level 0 decrypts; scale the second layer down by
+        // a power of two if the outputs and 8σ of noise could leave that range.
         let range = params.q()[0] as f64 / (4.0 * params.scale_at(0)?);
         let worst = bound + dp.map_or(0.0, |m| 8.0 * m.sigma);
-        if worst > range {
+        let output_scale = if worst > range {
+            (range / worst).log2().floor().exp2()
+        } else {
+            1.0
+        };
+        if output_scale < MIN_OUTPUT_SCALE {
             return Err(TrainError::Config(format!(
-                "outputs up to {worst:.3e} (certified bound {bound:.3e}{}) exceed the range \
-                 {range:.3e} that level 0 decrypts",
+                "outputs up to {worst:.3e} (certified bound {bound:.3e}{}) would need scaling \
+                 by {output_scale:e} to fit the range {range:.3e} that level 0 decrypts",
                 dp.map_or(String::new(), |m| format!(" + 8σ, σ = {:.3e}", m.sigma))
             )));
         }
+        let w2 = Matrix::from_fn(net.w2.rows(), net.w2.cols(), |i, j| {
+            net.w2.get(i, j) * output_scale
+        });
         let me = MatrixEvaluator::new(ev);
         let first = me.encode_plain_matmul(&net.w1, shape, true, top, params.scale_at(top)?)?;
         let period = first.replication_period().unwrap_or(shape.s0);
@@ -287,9 +302,9 @@ impl<B: Backend> InferenceServer<B> {
             .collect();
         let bias1 = ctx.encode(&b1, top - 1, params.scale_at(top - 1)?)?;
         let second =
-            me.encode_plain_matmul(&net.w2, shape, false, top - 2, params.scale_at(top - 2)?)?;
+            me.encode_plain_matmul(&w2, shape, false, top - 2, params.scale_at(top - 2)?)?;
         let b2: Vec<f64> = (0..s0 * s1)
-            .map(|v| net.b2.get(v / s1).copied().unwrap_or(0.0))
+            .map(|v| net.b2.get(v / s1).map_or(0.0, |b| b * output_scale))
             .collect();
         let bias2 = ctx.encode(&b2, top - 3, params.scale_at(top - 3)?)?;
         Ok(Self {
@@ -303,6 +318,7 @@ impl<B: Backend> InferenceServer<B> {
             second,
             bias2,
             dp,
+            output_scale,
             rng: Mutex::new(ChaCha20Rng::from_os_rng()),
         })
     }
@@ -312,14 +328,23 @@ impl<B: Backend> InferenceServer<B> {
         self.shape
     }
 
-    /// The calibrated mechanism, if DP noise is added.
+    /// The calibrated mechanism, if DP noise is added (`σ` and the sensitivity in the
+    /// network's output units, before [`Self::output_scale`]).
     pub fn dp(&self) -> Option<&GaussianMechanism> {
         self.dp.as_ref()
     }
 
+    /// The factor (a power of two, ≤ 1) the answers are scaled by: the client decrypts
+    /// `output_scale·(f(x) + noise)`. It is 1 unless the certified output bound plus 8σ
+    /// of noise exceeds the range level 0 decrypts (`q_0/(4Δ_0)`, 2^14 for `n14`);
+    /// scaling changes neither the DP guarantee nor what a scale-invariant head learns.
+    pub fn output_scale(&self) -> f64 {
+        self.output_scale
+    }
+
     /// `f(X)` under encryption: `X` is `Xᵀ` (`inputs × n`) at level
     /// [`FrozenNetwork::DEPTH`] and canonical scale; the answer is `f(X)ᵀ`
-    /// (`outputs × n`) at level 0, with `N(0, σ²)` added to every output slot of every
+    /// (`outputs × n`, times [`Self::output_scale`]) at level 0, with `N(0, σ²)` added to every output slot of every
     /// column (including unused ones, which a client could otherwise fill) when DP is
     /// on.
     ///
@@ -378,6 +403,7 @@ impl<B: Backend> InferenceServer<B> {
                 .map_err(|_| TrainError::Config("noise generator poisoned".into()))?;
             m.sample(self.outputs * s1, &mut *rng)
         };
+        let draws: Vec<f64> = draws.iter().map(|d| d * self.output_scale).collect();
         let mut v = vec![0.0; s0 * s1];
         v[..self.outputs * s1].copy_from_slice(&draws);
         Ok(self

@@ -1,0 +1,275 @@
+//! Chiang's training of the last layer (J. Chiang, "Privacy-Preserving CNN Training
+//! with Transfer Learning: Multiclass Logistic Regression", arXiv 2304.03807, 2023, and
+//! "Multinomial Logistic Regression Algorithms via Quadratic Gradient", arXiv
+//! 2208.06828), in float64: `plain` (exact sigmoid) and `simulated` (the degree-3
+//! polynomial his encrypted code evaluates), the comparison point for HETAL's
+//! softmax + Nesterov ([`crate::train`]).
+//!
+//! - **Sigmoid for softmax**: each class is scored by `σ(x·w_j)` independently
+//!   (one-vs-rest), so no normalisation across classes is needed under encryption. The
+//!   encrypted code's approximation is `σ(x) ≈ 0.5 + 0.10679534503216294·x −
+//!   0.00038503259805075·x³` (`README.md` of petitioner/HE.CNNtraining): a
+//!   wide-interval fit, within 0.171 of `σ` on `[−8, 8]` (worst near `|x| = 2`; its slope
+//!   at 0 is 0.107 against `σ`'s 0.25), monotone up to `|x| ≈ 9.6`, and back at 0.5 at
+//!   `|x| ≈ 16.65`.
+//! - **Loss**: the one-vs-rest Bernoulli log-likelihood `Σ_ij log|σ(z_ij) − 1 + y_ij|`
+//!   (what that code reports as "SLE", `Tools::calculateSLE`), maximised; its gradient
+//!   is `G = (Y − P)ᵀ·X`.
+//! - **Quadratic gradient**: `G` is preconditioned by the diagonal bound of the
+//!   Hessian `B̄_jj = ε + ¼·Σ_i |x_ij|·Σ_k |x_ik|` (Böhning's bound made diagonal, as in
+//!   2208.06828 §3): `G̃ = B̄⁻¹·G` per feature, computed once from the training features
+//!   (the client can encrypt it).
+//! - **Update**: Nesterov's method as in the reference code: with `V` the point where
+//!   the gradient is taken, `T = W + (1 + γ_t)·G̃(V)`, `W ← (1 − η_t)·T + η_t·V`,
+//!   `V ← T`, `γ_t = 1/((t+1)·n)`, `η_t = (1 − α_t)/α_{t+1}`, `α_0 = 0.01`,
+//!   `α_{t+1} = (1 + √(1 + 4α_t²))/2`. Every iteration uses the whole training split
+//!   (full batch), as Chiang does; one iteration is one step and one epoch here.
+//!
+//! Early stopping is HETAL's rule ([`EarlyStopping`]) on the validation split's mean
+//! negative log-likelihood (exact sigmoid), so the two algorithms are compared under the
+//! same protocol. Features are the client's preprocessed ones ([`crate::Preprocessor`]:
+//! scaled to `[−1, 1]`, bias column last).
+//!
+//! Not implemented: the encrypted mode (Chiang's "Volley Revolver" packing or this
+//! project's block packing with DiagABT/DiagATB and bootstrapping).
+
+use crate::error::{Result, TrainError};
+use crate::train::{Decision, EarlyStopping, EpochRecord, TrainOutcome, accuracy};
+use he_linalg::Matrix;
+
+/// Coefficients `(c_0, c_1, c_2, c_3)` of Chiang's degree-3 sigmoid approximation.
+pub const SIGMOID_POLY3: [f64; 4] = [
+    0.5,
+    0.106_795_345_032_162_94,
+    0.0,
+    -0.000_385_032_598_050_75,
+];
+
+/// How the sigmoid is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SigmoidKind {
+    /// `1/(1 + e^{−x})` with `x` clipped to `[−8, 8]` as in the reference code (`plain`).
+    Exact,
+    /// [`SIGMOID_POLY3`] without clipping, as evaluated under encryption (`simulated`).
+    Poly3,
+}
+
+/// The sigmoid of one value.
+pub fn sigmoid(x: f64, kind: SigmoidKind) -> f64 {
+    match kind {
+        SigmoidKind::Exact => 1.0 / (1.0 + (-x.clamp(-8.0, 8.0)).exp()),
+        SigmoidKind::Poly3 => {
+            let [c0, c1, _, c3] = SIGMOID_POLY3;
+            c0 + x * (c1 + c3 * x * x)
+        }
+    }
+}
+
+/// Settings of [`train_chiang`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChiangConfig {
+    /// Maximum iterations (full-batch steps).
+    pub iterations: usize,
+    /// Early-stopping patience in iterations; `None` disables early stopping (the last
+    /// iterate is kept).
+    pub patience: Option<usize>,
+    /// `ε` of the Hessian bound (keeps `B̄` invertible for all-zero features).
+    pub epsilon: f64,
+    /// Whether to precondition with the quadratic gradient (`false`: plain Nesterov
+    /// with step `γ_t`, the reference code's baseline).
+    pub quadratic_gradient: bool,
+}
+
+impl Default for ChiangConfig {
+    /// 30 iterations, patience 3, `ε = 1e-10`, quadratic gradient on.
+    fn default() -> Self {
+        Self {
+            iterations: 30,
+            patience: Some(3),
+            epsilon: 1e-10,
+            quadratic_gradient: true,
+        }
+    }
+}
+
+/// `B̄⁻¹` per feature: `1/(ε + ¼·Σ_i |x_ij|·Σ_k |x_ik|)` (`d + 1` values).
+pub fn inverse_hessian_bound(x: &Matrix, epsilon: f64) -> Vec<f64> {
+    let row_abs: Vec<f64> = (0..x.rows())
+        .map(|i| x.row(i).iter().map(|v| v.abs()).sum())
+        .collect();
+    (0..x.cols())
+        .map(|j| {
+            let s: f64 = (0..x.rows()).map(|i| x.get(i, j).abs() * row_abs[i]).sum();
+            1.0 / (epsilon + 0.25 * s)
+        })
+        .collect()
+}
+
+/// Sigmoid scores `σ(X·Wᵀ)` (`n × c`).
+///
+/// # Errors
+/// Shape errors.
+pub fn scores(x: &Matrix, w: &Matrix, kind: SigmoidKind) -> Result<Matrix> {
+    let z = x.matmul_bt(w)?;
+    Ok(Matrix::from_fn(z.rows(), z.cols(), |i, j| {
+        sigmoid(z.get(i, j), kind)
+    }))
+}
+
+/// Mean negative one-vs-rest log-likelihood `−(1/n)·Σ_ij log|p_ij − 1 + y_ij|` of
+/// scores `p` (`n × c`) for labels `y`.
+pub fn negative_log_likelihood(p: &Matrix, y: &[usize]) -> f64 {
+    let n = y.len().max(1) as f64;
+    let mut s = 0.0;
+    for (i, &label) in y.iter().enumerate() {
+        for j in 0..p.cols() {
+            let q = if j == label {
+                p.get(i, j)
+            } else {
+                1.0 - p.get(i, j)
+            };
+            s -= q.abs().max(1e-12).ln();
+        }
+    }
+    s / n
+}
+
+/// Chiang's training (see the module docs) on preprocessed features (bias column
+/// included). `max_steps` truncates the run. The returned [`TrainOutcome`] counts one
+/// epoch and one step per iteration; `w` is the iterate of the lowest validation loss
+/// (the last one without early stopping).
+///
+/// # Errors
+/// [`TrainError::Config`] for an empty split, zero iterations or labels `≥ classes`;
+/// shape errors.
+pub fn train_chiang(
+    train: (&Matrix, &[usize]),
+    val: (&Matrix, &[usize]),
+    classes: usize,
+    cfg: &ChiangConfig,
+    kind: SigmoidKind,
+    max_steps: Option<usize>,
+) -> Result<TrainOutcome> {
+    let (x, y) = train;
+    if x.rows() == 0 || cfg.iterations == 0 || x.rows() != y.len() {
+        return Err(TrainError::Config(
+            "Chiang's training needs a non-empty split and at least one iteration".into(),
+        ));
+    }
+    if y.iter().chain(val.1).any(|&c| c >= classes) {
+        return Err(TrainError::Config(format!("labels outside 0..{classes}")));
+    }
+    let d = x.cols();
+    let inv_b = if cfg.quadratic_gradient {
+        inverse_hessian_bound(x, cfg.epsilon)
+    } else {
+        vec![1.0; d]
+    };
+    let n = x.rows() as f64;
+    let mut w = Matrix::zeros(classes, d);
+    let mut v = Matrix::zeros(classes, d);
+    let (mut a0, mut a1) = (0.01f64, (1.0 + (1.0 + 4.0 * 0.0001f64).sqrt()) / 2.0);
+    let mut stop = cfg.patience.map(EarlyStopping::new);
+    let mut best = w.clone();
+    let mut history = Vec::new();
+    let mut stopped_early = false;
+    let mut steps = 0;
+    let iterations = max_steps.map_or(cfg.iterations, |m| m.min(cfg.iterations));
+    for t in 0..iterations {
+        let p = scores(x, &v, kind)?;
+        let train_loss = negative_log_likelihood(&p, y);
+        // G = (Y − P)ᵀ·X, preconditioned per feature.
+        let diff = Matrix::from_fn(p.rows(), p.cols(), |i, j| {
+            f64::from(u8::from(y[i] == j)) - p.get(i, j)
+        });
+        let g = diff.matmul_at(x)?;
+        let gamma = 1.0 / ((t + 1) as f64 * n);
+        let step = if cfg.quadratic_gradient {
+            1.0 + gamma
+        } else {
+            gamma
+        };
+        let eta = (1.0 - a0) / a1;
+        let tmp = Matrix::from_fn(classes, d, |i, j| {
+            w.get(i, j) + step * inv_b[j] * g.get(i, j)
+        });
+        w = Matrix::from_fn(classes, d, |i, j| {
+            (1.0 - eta) * tmp.get(i, j) + eta * v.get(i, j)
+        });
+        v = tmp;
+        a0 = a1;
+        a1 = (1.0 + (1.0 + 4.0 * a0 * a0).sqrt()) / 2.0;
+        steps += 1;
+
+        let pv = scores(val.0, &w, SigmoidKind::Exact)?;
+        let val_loss = negative_log_likelihood(&pv, val.1);
+        history.push(EpochRecord {
+            epoch: t + 1,
+            steps,
+            train_loss,
+            val_loss,
+            val_accuracy: accuracy(&val.0.matmul_bt(&w)?, val.1),
+        });
+        match &mut stop {
+            Some(rule) => {
+                let (improved, decision) = rule.observe(t + 1, val_loss);
+                if improved {
+                    best = w.clone();
+                }
+                if decision == Decision::Stop {
+                    stopped_early = true;
+                    break;
+                }
+            }
+            None => best = w.clone(),
+        }
+    }
+    let best_epoch = stop
+        .as_ref()
+        .and_then(EarlyStopping::best_epoch)
+        .unwrap_or(history.len());
+    Ok(TrainOutcome {
+        last_w: w,
+        w: best,
+        best_epoch,
+        epochs: history.len(),
+        steps,
+        stopped_early,
+        history,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poly3_follows_the_sigmoid_on_its_interval() {
+        let worst = (-800..=800)
+            .map(|i| {
+                let x = f64::from(i) / 100.0;
+                (sigmoid(x, SigmoidKind::Poly3) - 1.0 / (1.0 + (-x).exp())).abs()
+            })
+            .fold(0.0f64, f64::max);
+        // Chiang's wide-interval fit: within 0.171 of σ on [−8, 8] (worst near |x| = 2).
+        assert!(worst < 0.171, "{worst}");
+        assert!(worst > 0.17, "{worst}");
+        assert_eq!(sigmoid(0.0, SigmoidKind::Poly3), 0.5);
+        assert_eq!(
+            sigmoid(100.0, SigmoidKind::Exact),
+            sigmoid(8.0, SigmoidKind::Exact)
+        );
+    }
+
+    #[test]
+    fn hessian_bound_dominates_the_hessian_diagonal() {
+        // The Hessian of the one-vs-rest log-likelihood per class is −Xᵀ·diag(p(1−p))·X,
+        // whose diagonal is at most ¼·Σ_i x_ij²; the bound adds the off-diagonal mass.
+        let x = Matrix::from_fn(5, 3, |i, j| ((i * 3 + j) as f64).sin());
+        let inv = inverse_hessian_bound(&x, 0.0);
+        for (j, &b) in inv.iter().enumerate() {
+            let diag: f64 = (0..5).map(|i| 0.25 * x.get(i, j).powi(2)).sum();
+            assert!(1.0 / b >= diag, "feature {j}");
+        }
+    }
+}

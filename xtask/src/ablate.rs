@@ -1,0 +1,265 @@
+//! `cargo xtask ablate --dataset NAME [--json]`: one table of the training choices on
+//! one dataset (`hetal_train::ablation`): algorithm (HETAL / Chiang) × activation
+//! (exact / the encrypted approximation) × early stopping (on / off), all in float64
+//! with the encrypted circuits' approximations (the `simulated` mode), with test
+//! accuracy, steps, epochs and, for the HETAL rows with ASoftmax, the encrypted time
+//! projected from the per-step and per-epoch costs of a measured encrypted run
+//! (`--encrypted-report`, by default `target/reproduce/<dataset>-encrypted/report.json`
+//! when it exists; Chiang has no encrypted mode yet). Also the ASoftmax variants' error
+//! and depth (`softmax-error`'s float64 measurement) for the dataset's class count.
+//! Writes `report.md`, `report.json` and `curves.png` (validation loss and accuracy per
+//! epoch of every configuration) to `--out-dir` (default `target/ablate/<dataset>`).
+//! With `--json` the last stdout line is `{"rows": [...], ...}`.
+
+use hetal_train::ablation::{Activation, Row, configurations, run_configuration};
+use hetal_train::{ASoftmaxParams, ASoftmaxVariant, Dataset, Preprocessor, dataset, store};
+use serde_json::json;
+use std::path::PathBuf;
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Arguments of `ablate`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Dataset name from the registry (`dermamnist`, `facemask`, `snips`).
+    #[arg(long, default_value = "dermamnist")]
+    dataset: String,
+    /// Directory with `features_*.npy` / `labels_*.npy`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Report of a measured encrypted `reproduce` run (its `per_step_s` and
+    /// `encrypted.validation_s_per_epoch` project the encrypted time of each row).
+    #[arg(long)]
+    encrypted_report: Option<PathBuf>,
+    /// Seed of the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Print the report as one JSON object (last line).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Per-step and per-epoch encrypted costs (seconds) read from a reproduce report.
+fn encrypted_costs(path: &PathBuf) -> BoxResult<(f64, f64, String)> {
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let per_step = r["per_step_s"]
+        .as_f64()
+        .ok_or("report without per_step_s")?;
+    let per_epoch = r["encrypted"]["validation_s_per_epoch"]
+        .as_f64()
+        .ok_or("report without encrypted.validation_s_per_epoch")?;
+    Ok((
+        per_step,
+        per_epoch,
+        r["command"].as_str().unwrap_or("?").to_string(),
+    ))
+}
+
+/// Runs the ablation.
+///
+/// # Errors
+/// Unknown dataset; unreadable data or report; training errors.
+pub fn run(args: &Args) -> BoxResult<()> {
+    let spec = dataset(&args.dataset)?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| Dataset::default_dir(&PathBuf::from("../shared/data"), spec));
+    let ds = Dataset::load(&dir, spec.classes)?;
+    let pre = Preprocessor::fit(&ds.train.x)?;
+    let (xt, xv, xs) = (
+        pre.apply(&ds.train.x),
+        pre.apply(&ds.val.x),
+        pre.apply(&ds.test.x),
+    );
+    let report_path = args.encrypted_report.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/reproduce/{}-encrypted/report.json",
+            spec.name
+        ))
+    });
+    let costs = if report_path.exists() {
+        Some(encrypted_costs(&report_path)?)
+    } else {
+        None
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for cfg in configurations() {
+        let r = run_configuration(
+            cfg,
+            (&xt, &ds.train.y),
+            (&xv, &ds.val.y),
+            (&xs, &ds.test.y),
+            spec.classes,
+            &spec.hyper,
+            args.seed,
+        )?;
+        eprintln!(
+            "{:<38} test {:.4}, {} steps, {} epochs ({:.1} s)",
+            r.label, r.test_accuracy, r.steps, r.epochs, r.train_s
+        );
+        rows.push(r);
+    }
+    let mut counts = vec![0usize; spec.classes];
+    for &c in &ds.test.y {
+        counts[c] += 1;
+    }
+    let majority = counts.iter().copied().max().unwrap_or(0) as f64 / ds.test.y.len() as f64;
+    let mut softmax = Vec::new();
+    for variant in [ASoftmaxVariant::Normal, ASoftmaxVariant::Precise] {
+        let p = ASoftmaxParams {
+            variant,
+            ..ASoftmaxParams::default()
+        };
+        let (max, mean, depth) =
+            crate::softmax_error::float64_error(&p, spec.classes, 128.0, 20_000, 0)?;
+        softmax.push(json!({
+            "variant": variant.name(), "depth": depth,
+            "max_abs_err": max, "mean_abs_err": mean,
+            "command": format!(
+                "cargo xtask softmax-error --classes {} --range 128 --samples 20000 --variants {} --json",
+                spec.classes, variant.name()),
+        }));
+    }
+    let json_rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let projected = match (&costs, r.config.algorithm, r.config.activation) {
+                (
+                    Some((step, epoch, _)),
+                    hetal_train::ablation::Algorithm::Hetal,
+                    Activation::ASoftmax(_),
+                ) => Some((step * r.steps as f64 + epoch * r.epochs as f64) / 3600.0),
+                _ => None,
+            };
+            json!({
+                "label": r.label,
+                "algorithm": r.config.algorithm.name(),
+                "activation": r.config.activation.name(),
+                "encryptable": r.config.activation.is_encryptable(),
+                "early_stopping": r.config.early_stopping,
+                "test_accuracy": r.test_accuracy,
+                "steps": r.steps,
+                "epochs": r.epochs,
+                "best_epoch": r.best_epoch,
+                "stopped_early": r.stopped_early,
+                "activation_depth": r.activation_depth,
+                "train_s": r.train_s,
+                "projected_encrypted_h": projected,
+            })
+        })
+        .collect();
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/ablate/{}", spec.name)));
+    std::fs::create_dir_all(&out_dir)?;
+    let png = out_dir.join("curves.png");
+    let curves: Vec<(&str, &[hetal_train::train::EpochRecord])> = rows
+        .iter()
+        .map(|r| (r.label.as_str(), r.outcome.history.as_slice()))
+        .collect();
+    let drew = crate::plot::curves(&png, &format!("{}: ablation (float64)", spec.name), &curves)?;
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let report = json!({
+        "dataset": spec.name,
+        "extractor": spec.extractor,
+        "hyper": spec.hyper,
+        "majority_rate": majority,
+        "seed": args.seed,
+        "command": format!("cargo xtask {command}"),
+        "encrypted_costs": costs.as_ref().map(|(s, e, c)| json!({
+            "per_step_s": s, "validation_s_per_epoch": e, "from": c,
+        })),
+        "softmax": softmax,
+        "matmul": "docs/results/matmul.md (cargo xtask bench-matmul)",
+        "rows": json_rows,
+        "plot": if drew { png.display().to_string() } else { "not drawn: no TrueType font found".into() },
+    });
+    let md = markdown(&report);
+    store::write_atomic(
+        &out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    store::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
+    if args.json {
+        println!("{report}");
+    } else {
+        print!("{md}");
+    }
+    Ok(())
+}
+
+fn markdown(r: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value, d: usize| {
+        v.as_f64().map_or("–".to_string(), |x| format!("{x:.d$}"))
+    };
+    let mut s = format!(
+        "## {} ({})\n\nCommand: `{}`; HETAL hyper-parameters {}; majority-class rate on \
+         the test split {}.\n\n",
+        r["dataset"].as_str().unwrap_or("?"),
+        r["extractor"].as_str().unwrap_or("?"),
+        r["command"].as_str().unwrap_or("?"),
+        r["hyper"],
+        f(&r["majority_rate"], 4),
+    );
+    s.push_str(
+        "| algorithm | activation | early stopping | test accuracy | steps | epochs | best \
+         epoch | activation depth | projected encrypted (h) |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in r["rows"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row["algorithm"].as_str().unwrap_or("?"),
+            row["activation"].as_str().unwrap_or("?"),
+            if row["early_stopping"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            },
+            f(&row["test_accuracy"], 4),
+            row["steps"],
+            row["epochs"],
+            row["best_epoch"],
+            row["activation_depth"]
+                .as_u64()
+                .map_or("–".into(), |d| d.to_string()),
+            f(&row["projected_encrypted_h"], 1),
+        ));
+    }
+    match r["encrypted_costs"].as_object() {
+        Some(c) => s.push_str(&format!(
+            "\nProjection: {} s per step and {} s of validation per epoch, measured by `{}`.\n",
+            f(&c["per_step_s"], 1),
+            f(&c["validation_s_per_epoch"], 1),
+            c["from"].as_str().unwrap_or("?")
+        )),
+        None => s.push_str(
+            "\nNo encrypted report found: no projection (run `cargo xtask reproduce --mode \
+             encrypted` first, or pass `--encrypted-report`).\n",
+        ),
+    }
+    s.push_str("\nASoftmax on uniform [−128, 128] logits of this class count (float64):\n\n| variant | depth | max abs error | mean abs error |\n|---|---|---|---|\n");
+    for v in r["softmax"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            v["variant"].as_str().unwrap_or("?"),
+            v["depth"],
+            v["max_abs_err"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.2e}")),
+            v["mean_abs_err"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.2e}")),
+        ));
+    }
+    s.push_str(&format!(
+        "\nMatrix products: {}. Plot: {}.\n",
+        r["matmul"].as_str().unwrap_or("?"),
+        r["plot"]
+    ));
+    s
+}
