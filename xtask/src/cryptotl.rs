@@ -240,12 +240,13 @@ pub fn run(args: &Args) -> BoxResult<()> {
     );
     println!(
         "forward: {:.3} s per ciphertext, {:.2} ms per example amortised, {:.1} s in all; \
-         max |decrypted − float64| {:.2e} (output bound R = {:.3e})",
+         max |decrypted − float64| {:.2e} (output norm: bound R = {:.3e}, largest seen {:.3e})",
         r.forward_s,
         r.forward_per_sample_s * 1e3,
         r.forward_total_s,
         r.max_abs_output_diff,
-        r.output_norm_bound
+        r.output_norm_bound,
+        r.observed_max_output_norm
     );
     if let Some(m) = &r.dp {
         println!(

@@ -70,6 +70,9 @@ pub struct ExperimentReport {
     pub max_abs_output_diff: f64,
     /// The certified output-norm bound `R` (inputs of norm 1).
     pub output_norm_bound: f64,
+    /// The largest `‖f(x)‖₂` over all examples sent (float64): how far the data stays
+    /// below the worst case that the DP sensitivity must cover.
+    pub observed_max_output_norm: f64,
     /// The calibrated Gaussian mechanism, when DP is on (network output units).
     pub dp: Option<super::dp::GaussianMechanism>,
     /// The factor the server scaled its answers by ([`InferenceServer::output_scale`]);
@@ -262,6 +265,11 @@ pub fn run(
         decrypt_s,
         max_abs_output_diff,
         output_norm_bound: net.output_norm_bound(cfg.dp.map_or(1.0, |d| d.input_norm)),
+        observed_max_output_norm: plain_out
+            .iter()
+            .flat_map(|m| (0..m.rows()).map(move |i| m.row(i).iter().map(|v| v * v).sum::<f64>()))
+            .fold(0.0f64, f64::max)
+            .sqrt(),
         dp: server.dp().copied(),
         output_scale: server.output_scale(),
         test_accuracy,
