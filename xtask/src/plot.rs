@@ -12,7 +12,8 @@ const FONTS: [&str; 3] = [
     "/Library/Fonts/Arial.ttf",
 ];
 
-/// Draws `curves` (label, per-epoch history) to `path` as a 1000×420 PNG. Returns
+/// Draws `curves` (label, per-epoch history) to `path` as a PNG 1000 pixels wide (420
+/// high, 30 more per curve beyond three). Returns
 /// `Ok(false)` without writing when no font is found.
 ///
 /// # Errors
@@ -43,11 +44,20 @@ pub fn curves(
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max)
         .max(1e-3);
-    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    // Taller for many curves, so the legend leaves room for the lines.
+    let height = 420 + 30 * curves.len().saturating_sub(3) as u32;
+    let root = BitMapBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 18))?;
     let (left, right) = root.split_horizontally(500);
-    let colors = [BLUE, RED, GREEN];
+    let color_of = |i: usize| -> RGBAColor {
+        match i {
+            0 => BLUE.to_rgba(),
+            1 => RED.to_rgba(),
+            2 => GREEN.to_rgba(),
+            _ => Palette99::pick(i).to_rgba(),
+        }
+    };
     for (area, name, is_loss) in [
         (left, "validation loss", true),
         (right, "validation accuracy", false),
@@ -60,7 +70,8 @@ pub fn curves(
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..epochs as f64, 0f64..y_max)?;
         chart.configure_mesh().x_desc("epoch").draw()?;
-        for ((label, h), color) in curves.iter().zip(colors) {
+        for (i, (label, h)) in curves.iter().enumerate() {
+            let color = color_of(i);
             let pts: Vec<(f64, f64)> = h
                 .iter()
                 .map(|r| {
