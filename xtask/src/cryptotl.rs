@@ -83,6 +83,9 @@ pub struct Args {
     /// Use at most this many of the client's fine-tuning examples.
     #[arg(long)]
     max_client_samples: Option<usize>,
+    /// Use at most this many validation and test examples each (smoke runs).
+    #[arg(long)]
+    max_eval_samples: Option<usize>,
     /// The client head's mini-batch size.
     #[arg(long, default_value_t = 128)]
     head_batch: usize,
@@ -209,6 +212,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
             patience: 3,
         },
         max_client_samples: args.max_client_samples,
+        max_eval_samples: args.max_eval_samples,
         seed: 0,
         latency_reps: args.reps,
     };

@@ -321,11 +321,23 @@ fn end_to_end_run_reports_accuracies() {
             patience: 3,
         },
         max_client_samples: None,
+        max_eval_samples: None,
         seed: 0,
         latency_reps: 1,
     };
     let r = experiment::run(&data, "synthetic", &net, &run_cfg).unwrap();
     assert_eq!(r.samples, (80, 60, 90));
+    let short = ExperimentConfig {
+        max_client_samples: Some(20),
+        max_eval_samples: Some(30),
+        ..run_cfg.clone()
+    };
+    assert_eq!(
+        experiment::run(&data, "synthetic", &net, &short)
+            .unwrap()
+            .samples,
+        (20, 30, 30)
+    );
     assert!(r.max_abs_output_diff < 1e-4, "{}", r.max_abs_output_diff);
     assert!(r.test_accuracy > 0.9, "{r:?}");
     assert!(

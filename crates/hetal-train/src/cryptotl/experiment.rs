@@ -29,6 +29,9 @@ pub struct ExperimentConfig {
     pub head: HyperParams,
     /// Use at most this many of the client's fine-tuning examples (the first ones).
     pub max_client_samples: Option<usize>,
+    /// Use at most this many validation and test examples each (the first ones; for
+    /// smoke runs — accuracies are then on the truncated splits).
+    pub max_eval_samples: Option<usize>,
     /// Seed of the head's batch order.
     pub seed: u64,
     /// Repetitions of the one-ciphertext latency measurement.
@@ -163,11 +166,16 @@ pub fn run(
     }
     let xc = rows_of(&data.train.x, &client_idx);
     let yc: Vec<usize> = client_idx.iter().map(|&i| data.train.y[i]).collect();
-    let splits = [
-        (&xc, &yc[..]),
-        (&data.val.x, &data.val.y[..]),
-        (&data.test.x, &data.test.y[..]),
-    ];
+    let first = |x: &Matrix, y: &[usize]| -> (Matrix, Vec<usize>) {
+        let n = cfg
+            .max_eval_samples
+            .map_or(x.rows(), |m| m.clamp(1, x.rows()));
+        let idx: Vec<usize> = (0..n).collect();
+        (rows_of(x, &idx), y[..n].to_vec())
+    };
+    let (xv, yv) = first(&data.val.x, &data.val.y);
+    let (xs, ys) = first(&data.test.x, &data.test.y);
+    let splits = [(&xc, &yc[..]), (&xv, &yv[..]), (&xs, &ys[..])];
 
     let ctx = Context::new_cpu(cfg.preset.parameters())?;
     let params = ctx.params();
@@ -254,7 +262,7 @@ pub fn run(
         log_qp: params.log_qp(),
         widths: (net.inputs(), net.hidden(), net.outputs()),
         examples_per_ciphertext: shape.s1,
-        samples: (xc.rows(), data.val.x.rows(), data.test.x.rows()),
+        samples: (xc.rows(), xv.rows(), xs.rows()),
         keygen_s,
         eval_key_bytes,
         setup_s,
@@ -276,7 +284,7 @@ pub fn run(
         val_accuracy,
         test_accuracy_plaintext_features,
         test_accuracy_raw_features,
-        majority_rate: majority(&data.test.y, classes),
+        majority_rate: majority(&ys, classes),
         head_epochs,
         head_steps,
     })
