@@ -289,11 +289,11 @@ mod tests {
         let a1 = (1.0 + (1.0f64 + 4.0 * 0.01 * 0.01).sqrt()) / 2.0;
         let eta = (1.0 - 0.01) / a1;
         for c in 0..3 {
-            for j in 0..5 {
+            for (j, b) in inv_b.iter().enumerate() {
                 let g: f64 = (0..30)
                     .map(|i| (f64::from(u8::from(y[i] == c)) - 0.5) * x.get(i, j))
                     .sum();
-                let want = (1.0 - eta) * (1.0 + 1.0 / 30.0) * inv_b[j] * g;
+                let want = (1.0 - eta) * (1.0 + 1.0 / 30.0) * b * g;
                 assert!((out.last_w.get(c, j) - want).abs() < 1e-12, "({c}, {j})");
             }
         }
