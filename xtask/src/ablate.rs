@@ -103,11 +103,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
         );
         rows.push(r);
     }
-    let mut counts = vec![0usize; spec.classes];
-    for &c in &ds.test.y {
-        counts[c] += 1;
-    }
-    let majority = counts.iter().copied().max().unwrap_or(0) as f64 / ds.test.y.len() as f64;
+    let majority = hetal_train::data::majority_rate(&ds.test.y, spec.classes);
     let mut softmax = Vec::new();
     for variant in [ASoftmaxVariant::Normal, ASoftmaxVariant::Precise] {
         let p = ASoftmaxParams {

@@ -27,16 +27,21 @@ fn clusters(n: usize, d: usize, classes: usize, seed: u64) -> (Matrix, Vec<usize
     (x, y)
 }
 
-fn small_network() -> FrozenNetwork {
-    let (x, y) = clusters(300, 24, 3, 1);
-    let cfg = PretrainConfig {
+/// Pre-training settings for the small synthetic networks.
+fn small_config() -> PretrainConfig {
+    PretrainConfig {
         hidden: 12,
         outputs: 5,
         epochs: 30,
         batch: 32,
         learning_rate: 3e-3,
         ..PretrainConfig::default()
-    };
+    }
+}
+
+fn small_network() -> FrozenNetwork {
+    let (x, y) = clusters(300, 24, 3, 1);
+    let cfg = small_config();
     let (net, report) = pretrain(&normalize_rows(&x), &y, 3, "synthetic", &cfg).unwrap();
     assert!(report.val_accuracy > 0.9, "pre-training: {report:?}");
     net
@@ -299,14 +304,7 @@ fn end_to_end_run_reports_accuracies() {
         test: Split { x: xt, y: yt },
         classes: 3,
     };
-    let cfg = PretrainConfig {
-        hidden: 12,
-        outputs: 5,
-        epochs: 30,
-        batch: 32,
-        learning_rate: 3e-3,
-        ..PretrainConfig::default()
-    };
+    let cfg = small_config();
     let (server_idx, _) = transfer_split(400, cfg.client_fraction, cfg.seed).unwrap();
     let xs = normalize_rows(&hetal_train::train::rows_of(&x, &server_idx));
     let ys: Vec<usize> = server_idx.iter().map(|&i| y[i]).collect();

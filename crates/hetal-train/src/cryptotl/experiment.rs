@@ -10,7 +10,7 @@ use super::inference::{
 };
 use super::network::FrozenNetwork;
 use super::pretrain::{normalize_rows, transfer_split};
-use crate::data::{Dataset, HyperParams, Preprocessor};
+use crate::data::{Dataset, HyperParams, Preprocessor, majority_rate};
 use crate::error::{Result, TrainError};
 use crate::softmax::ASoftmaxParams;
 use crate::train::{SoftmaxKind, accuracy, rows_of, train_float};
@@ -95,14 +95,6 @@ pub struct ExperimentReport {
     pub head_epochs: usize,
     /// The head's steps on the decrypted outputs.
     pub head_steps: usize,
-}
-
-fn majority(y: &[usize], classes: usize) -> f64 {
-    let mut counts = vec![0usize; classes];
-    for &c in y {
-        counts[c] += 1;
-    }
-    counts.into_iter().max().unwrap_or(0) as f64 / y.len().max(1) as f64
 }
 
 /// Trains the head on `(train, val)` features and returns (test accuracy, validation
@@ -234,28 +226,20 @@ pub fn run(
     }
 
     let classes = data.classes;
-    let (test_accuracy, val_accuracy, head_epochs, head_steps) = head(
-        (&enc_out[0], splits[0].1),
-        (&enc_out[1], splits[1].1),
-        (&enc_out[2], splits[2].1),
-        classes,
-        cfg,
-    )?;
-    let (test_accuracy_plaintext_features, ..) = head(
-        (&plain_out[0], splits[0].1),
-        (&plain_out[1], splits[1].1),
-        (&plain_out[2], splits[2].1),
-        classes,
-        cfg,
-    )?;
+    let labels = [splits[0].1, splits[1].1, splits[2].1];
+    let fit = |f: &[Matrix]| {
+        head(
+            (&f[0], labels[0]),
+            (&f[1], labels[1]),
+            (&f[2], labels[2]),
+            classes,
+            cfg,
+        )
+    };
+    let (test_accuracy, val_accuracy, head_epochs, head_steps) = fit(&enc_out)?;
+    let (test_accuracy_plaintext_features, ..) = fit(&plain_out)?;
     let raw: Vec<Matrix> = splits.iter().map(|(x, _)| normalize_rows(x)).collect();
-    let (test_accuracy_raw_features, ..) = head(
-        (&raw[0], splits[0].1),
-        (&raw[1], splits[1].1),
-        (&raw[2], splits[2].1),
-        classes,
-        cfg,
-    )?;
+    let (test_accuracy_raw_features, ..) = fit(&raw)?;
     Ok(ExperimentReport {
         preset: cfg.preset.name().to_string(),
         ring_degree: params.n(),
@@ -284,7 +268,7 @@ pub fn run(
         val_accuracy,
         test_accuracy_plaintext_features,
         test_accuracy_raw_features,
-        majority_rate: majority(&ys, classes),
+        majority_rate: majority_rate(&ys, classes),
         head_epochs,
         head_steps,
     })
