@@ -9,7 +9,7 @@
 //! differential-privacy noise on the answers limits.
 //!
 //! - [`network`]: the frozen network (dense, square, dense) and its file;
-//! - [`pretrain`]: the server's plaintext pre-training on its share of a dataset, the
+//! - [`mod@pretrain`]: the server's plaintext pre-training on its share of a dataset, the
 //!   split that keeps the client's share unseen;
 //! - [`dp`]: the analytic Gaussian mechanism;
 //! - [`inference`]: the encrypted forward pass (client and server sides, presets);
