@@ -4,7 +4,9 @@
 //! (client/server over CKKS with bootstrapping, `hetal_train::encrypted`).
 //!
 //! Every run also replays `plain` and `simulated` with the same settings (seconds), so
-//! the report compares the three. The encrypted mode is `hetal_train::session::run`
+//! the report compares the three. `--algorithm chiang` trains with Chiang's sigmoid and
+//! quadratic gradient instead (`hetal_train::chiang`; plain and simulated only: its
+//! encrypted mode is not implemented). The encrypted mode is `hetal_train::session::run`
 //! over the in-process transport (the same loop as `hetal train` over HTTP): the
 //! client's checkpoint after every step in `<out>/checkpoint.bin` and the server's
 //! session state in `<out>/server/` (both replaced atomically, sealed with a SHA-256;
@@ -51,7 +53,8 @@ pub struct Args {
     #[arg(long, default_value = "encrypted")]
     mode: String,
     /// Training algorithm: HETAL's softmax + Nesterov, or Chiang's sigmoid +
-    /// quadratic gradient (`plain` and `simulated` only so far).
+    /// quadratic gradient (`plain` and `simulated` only so far; as in Chiang's code, a
+    /// fixed number of full-batch iterations, the epoch count, without early stopping).
     #[arg(long, value_enum, default_value_t = Algorithm::Hetal)]
     algorithm: Algorithm,
     /// Backend of the encrypted mode (`cpu`; `cuda` once it exists).
@@ -176,9 +179,11 @@ fn float_run(
             (&p.xt, &p.ds.train.y),
             (&p.xv, &p.ds.val.y),
             p.spec.classes,
+            // Chiang's protocol: a fixed number of full-batch iterations, no early
+            // stopping (`cargo xtask ablate` shows both).
             &ChiangConfig {
                 iterations: p.hyper.epochs,
-                patience: Some(p.hyper.patience),
+                patience: None,
                 ..ChiangConfig::default()
             },
             match kind {
