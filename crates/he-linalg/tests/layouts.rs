@@ -126,3 +126,30 @@ fn deserialized_layouts_are_checked() {
     let shape = postcard::to_allocvec(&RawShape { s0: 0, s1: 4 }).unwrap();
     assert!(postcard::from_bytes::<UnitShape>(&shape).is_err());
 }
+
+/// The wire form of a `Matrix`, free to disagree with itself.
+#[derive(serde::Serialize)]
+struct RawMatrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+}
+
+#[test]
+fn deserialized_matrices_are_checked() {
+    let good = Matrix::from_fn(2, 3, |i, j| (i * 3 + j) as f64);
+    let bytes = postcard::to_allocvec(&good).unwrap();
+    assert_eq!(postcard::from_bytes::<Matrix>(&bytes).unwrap(), good);
+    for (rows, cols, len) in [(2, 3, 5), (2, 3, 7), (0, 3, 1), (usize::MAX, 2, 2)] {
+        let b = postcard::to_allocvec(&RawMatrix {
+            rows,
+            cols,
+            data: vec![0.0; len],
+        })
+        .unwrap();
+        assert!(
+            postcard::from_bytes::<Matrix>(&b).is_err(),
+            "{rows}×{cols} with {len} values"
+        );
+    }
+}
