@@ -1,8 +1,8 @@
 //! The server's frozen network: `x ↦ W2·(W1·x + b1)² + b2` (dense, square, dense; the
 //! square is applied per coordinate), evaluated in float64 here and under encryption by
-//! [`super::InferenceServer`]. CryptoTL's frozen layers are convolutions with a square
-//! activation (Walch et al., 2022); on sentence features a dense first layer plays that
-//! role.
+//! [`super::InferenceServer`]. CryptoTL (Walch et al., 2022) evaluates the frozen first
+//! layers of a pre-trained network under encryption; on sentence features two dense
+//! layers with the square, the cheapest HE-friendly activation, play that role here.
 //!
 //! On disk: a [`crate::store`] envelope of kind `CTLNET01` (SHA-256 over the postcard
 //! payload, written atomically, owner-only), refused when corrupted, truncated or
