@@ -34,7 +34,9 @@
 //! project's block packing with DiagABT/DiagATB and bootstrapping).
 
 use crate::error::{Result, TrainError};
-use crate::train::{Decision, EarlyStopping, EpochRecord, TrainOutcome, accuracy};
+use crate::train::{
+    Decision, EarlyStopping, EpochRecord, FloatArith, TrainOutcome, UpdateArith, accuracy,
+};
 use he_linalg::Matrix;
 
 /// Coefficients `(c_0, c_1, c_2, c_3)` of Chiang's degree-3 sigmoid approximation.
@@ -90,6 +92,46 @@ impl Default for ChiangConfig {
             quadratic_gradient: true,
         }
     }
+}
+
+/// The constants of iteration `t` (0-based) on `n` rows: `(step, η_t)` with step
+/// `1 + γ_t` (quadratic gradient) or `γ_t` (plain Nesterov), `γ_t = 1/((t+1)·n)`, and
+/// `η_t = (1 − α_t)/α_{t+1}` (`α_0 = 0.01`, `α_{t+1} = (1 + √(1 + 4α_t²))/2`).
+pub fn iteration_constants(t: usize, n: usize, quadratic_gradient: bool) -> (f64, f64) {
+    let gamma = 1.0 / ((t + 1) as f64 * n.max(1) as f64);
+    let step = if quadratic_gradient {
+        1.0 + gamma
+    } else {
+        gamma
+    };
+    let next = |a: f64| (1.0 + (1.0 + 4.0 * a * a).sqrt()) / 2.0;
+    let mut a0 = 0.01f64;
+    let mut a1 = next(a0);
+    for _ in 0..t {
+        a0 = a1;
+        a1 = next(a0);
+    }
+    (step, (1.0 - a0) / a1)
+}
+
+/// Chiang's update of one entry or block, over numbers or ciphertexts (the one rule for
+/// the float64 and encrypted paths), with `g` the preconditioned gradient taken at `v`:
+/// `T = w + step·g`, `w' = (1 − η)·T + η·v`, `v' = T`. Returns `(w', v')`; under
+/// encryption it costs two levels (`step·g`, then the mix).
+///
+/// # Errors
+/// As the arithmetic's.
+pub fn chiang_update<T: Clone, A: UpdateArith<T>>(
+    arith: &A,
+    w: &T,
+    v: &T,
+    g: &T,
+    step: f64,
+    eta: f64,
+) -> Result<(T, T)> {
+    let t = arith.add(w, &arith.scale(g, step)?)?;
+    let wn = arith.add(&arith.scale(&t, 1.0 - eta)?, &arith.scale(v, eta)?)?;
+    Ok((wn, t))
 }
 
 /// `B̄⁻¹` per feature: `1/(ε + ¼·Σ_i |x_ij|·Σ_k |x_ik|)` (`d + 1` values).
@@ -165,10 +207,8 @@ pub fn train_chiang(
     } else {
         vec![1.0; d]
     };
-    let n = x.rows() as f64;
     let mut w = Matrix::zeros(classes, d);
     let mut v = Matrix::zeros(classes, d);
-    let (mut a0, mut a1) = (0.01f64, (1.0 + (1.0 + 4.0 * 0.0001f64).sqrt()) / 2.0);
     let mut stop = cfg.patience.map(EarlyStopping::new);
     let mut best = w.clone();
     let mut history = Vec::new();
@@ -183,22 +223,25 @@ pub fn train_chiang(
             f64::from(u8::from(y[i] == j)) - p.get(i, j)
         });
         let g = diff.matmul_at(x)?;
-        let gamma = 1.0 / ((t + 1) as f64 * n);
-        let step = if cfg.quadratic_gradient {
-            1.0 + gamma
-        } else {
-            gamma
-        };
-        let eta = (1.0 - a0) / a1;
-        let tmp = Matrix::from_fn(classes, d, |i, j| {
-            w.get(i, j) + step * inv_b[j] * g.get(i, j)
-        });
-        w = Matrix::from_fn(classes, d, |i, j| {
-            (1.0 - eta) * tmp.get(i, j) + eta * v.get(i, j)
-        });
-        v = tmp;
-        a0 = a1;
-        a1 = (1.0 + (1.0 + 4.0 * a0 * a0).sqrt()) / 2.0;
+        let (step, eta) = iteration_constants(t, x.rows(), cfg.quadratic_gradient);
+        let mut wn = Matrix::zeros(classes, d);
+        let mut vn = Matrix::zeros(classes, d);
+        for i in 0..classes {
+            for (j, ib) in inv_b.iter().enumerate() {
+                let (a, b) = chiang_update(
+                    &FloatArith,
+                    &w.get(i, j),
+                    &v.get(i, j),
+                    &(ib * g.get(i, j)),
+                    step,
+                    eta,
+                )?;
+                wn.set(i, j, a);
+                vn.set(i, j, b);
+            }
+        }
+        w = wn;
+        v = vn;
         steps += 1;
 
         let pv = scores(val.0, &w, SigmoidKind::Exact)?;

@@ -9,8 +9,10 @@
 //! - [`messages`]: what they exchange, with byte and streamed forms;
 //! - [`client`]: [`Client`], the data owner (secret key);
 //! - [`server`]: [`Server`], the training party (evaluation keys only);
-//! - [`presets`]: parameter sets for training.
+//! - [`presets`]: parameter sets for training;
+//! - [`chiang`]: Chiang's quadratic-gradient training on ciphertexts ([`ChiangServer`]).
 
+pub mod chiang;
 pub mod client;
 pub mod config;
 pub mod messages;
@@ -21,6 +23,7 @@ pub mod server;
 pub mod softmax;
 pub mod weights;
 
+pub use chiang::{ChiangRun, ChiangServer};
 pub use client::{Client, Validation};
 pub use config::SessionConfig;
 pub use messages::{
