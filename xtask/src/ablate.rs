@@ -5,7 +5,10 @@
 //! accuracy, steps, epochs and, for the HETAL rows with ASoftmax, the encrypted time
 //! projected from the per-step and per-epoch costs of a measured encrypted run
 //! (`--encrypted-report`, by default `target/reproduce/<dataset>-encrypted/report.json`
-//! when it exists; Chiang has no encrypted mode yet). Also the ASoftmax variants' error
+//! when it exists), and for the Chiang rows with the cubic from a measured encrypted
+//! Chiang run (`--chiang-report`, by default
+//! `target/reproduce/<dataset>-chiang-encrypted/report.json`; per iteration, no
+//! validation under encryption). Also the ASoftmax variants' error
 //! and depth (`softmax-error`'s float64 measurement) for the dataset's class count.
 //! Writes `report.md`, `report.json` and `curves.png` (validation loss and accuracy per
 //! epoch of every configuration) to `--out-dir` (default `target/ablate/<dataset>`).
@@ -31,6 +34,10 @@ pub struct Args {
     /// `encrypted.validation_s_per_epoch` project the encrypted time of each row).
     #[arg(long)]
     encrypted_report: Option<PathBuf>,
+    /// Report of a measured encrypted `reproduce --algorithm chiang` run (its
+    /// `per_step_s` projects the Chiang rows with the cubic).
+    #[arg(long)]
+    chiang_report: Option<PathBuf>,
     /// Seed of the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -42,7 +49,8 @@ pub struct Args {
     json: bool,
 }
 
-/// Per-step and per-epoch encrypted costs (seconds) read from a reproduce report.
+/// Per-step and per-epoch encrypted costs (seconds) read from a reproduce report (the
+/// per-epoch cost is 0 for a run without validation under encryption).
 fn encrypted_costs(path: &PathBuf) -> BoxResult<(f64, f64, String)> {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
     let per_step = r["per_step_s"]
@@ -50,7 +58,7 @@ fn encrypted_costs(path: &PathBuf) -> BoxResult<(f64, f64, String)> {
         .ok_or("report without per_step_s")?;
     let per_epoch = r["encrypted"]["validation_s_per_epoch"]
         .as_f64()
-        .ok_or("report without encrypted.validation_s_per_epoch")?;
+        .unwrap_or(0.0);
     Ok((
         per_step,
         per_epoch,
@@ -83,6 +91,17 @@ pub fn run(args: &Args) -> BoxResult<()> {
     });
     let costs = if report_path.exists() {
         Some(encrypted_costs(&report_path)?)
+    } else {
+        None
+    };
+    let chiang_path = args.chiang_report.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/reproduce/{}-chiang-encrypted/report.json",
+            spec.name
+        ))
+    });
+    let chiang_costs = if chiang_path.exists() {
+        Some(encrypted_costs(&chiang_path)?)
     } else {
         None
     };
@@ -123,14 +142,16 @@ pub fn run(args: &Args) -> BoxResult<()> {
     let json_rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            let projected = match (&costs, r.config.algorithm, r.config.activation) {
-                (
-                    Some((step, epoch, _)),
-                    hetal_train::ablation::Algorithm::Hetal,
-                    Activation::ASoftmax(_),
-                ) => Some((step * r.steps as f64 + epoch * r.epochs as f64) / 3600.0),
-                _ => None,
+            let from = match (r.config.algorithm, r.config.activation) {
+                (hetal_train::ablation::Algorithm::Hetal, Activation::ASoftmax(_)) => &costs,
+                (hetal_train::ablation::Algorithm::Chiang, Activation::SigmoidPoly3) => {
+                    &chiang_costs
+                }
+                _ => &None,
             };
+            let projected = from
+                .as_ref()
+                .map(|(step, epoch, _)| (step * r.steps as f64 + epoch * r.epochs as f64) / 3600.0);
             json!({
                 "label": r.label,
                 "algorithm": r.config.algorithm.name(),
@@ -169,6 +190,9 @@ pub fn run(args: &Args) -> BoxResult<()> {
         "command": format!("cargo xtask {command}"),
         "encrypted_costs": costs.as_ref().map(|(s, e, c)| json!({
             "per_step_s": s, "validation_s_per_epoch": e, "from": c,
+        })),
+        "chiang_encrypted_costs": chiang_costs.as_ref().map(|(s, _, c)| json!({
+            "per_step_s": s, "from": c,
         })),
         "softmax": softmax,
         "matmul": "docs/results/matmul.md (cargo xtask bench-matmul)",
@@ -228,14 +252,26 @@ fn markdown(r: &serde_json::Value) -> String {
     }
     match r["encrypted_costs"].as_object() {
         Some(c) => s.push_str(&format!(
-            "\nProjection: {} s per step and {} s of validation per epoch, measured by `{}`.\n",
+            "\nProjection (HETAL): {} s per step and {} s of validation per epoch, measured \
+             by `{}`.\n",
             f(&c["per_step_s"], 1),
             f(&c["validation_s_per_epoch"], 1),
             c["from"].as_str().unwrap_or("?")
         )),
         None => s.push_str(
-            "\nNo encrypted report found: no projection (run `cargo xtask reproduce --mode \
-             encrypted` first, or pass `--encrypted-report`).\n",
+            "\nNo encrypted HETAL report found: no projection for HETAL (run `cargo xtask \
+             reproduce --mode encrypted` first, or pass `--encrypted-report`).\n",
+        ),
+    }
+    match r["chiang_encrypted_costs"].as_object() {
+        Some(c) => s.push_str(&format!(
+            "Projection (Chiang, cubic): {} s per full-batch iteration, measured by `{}`.\n",
+            f(&c["per_step_s"], 1),
+            c["from"].as_str().unwrap_or("?")
+        )),
+        None => s.push_str(
+            "No encrypted Chiang report found: no projection for Chiang (`cargo xtask \
+             reproduce --algorithm chiang --mode encrypted`, or `--chiang-report`).\n",
         ),
     }
     s.push_str("\nASoftmax on uniform [−128, 128] logits of this class count (float64):\n\n| variant | depth | max abs error | mean abs error |\n|---|---|---|---|\n");

@@ -230,11 +230,12 @@ pub fn run(args: &Args) -> BoxResult<()> {
         )),
     });
     std::fs::create_dir_all(&out_dir)?;
-    if args.algorithm == Algorithm::Chiang && args.mode == "encrypted" {
+    if alg == Algorithm::Chiang
+        && args.mode == "encrypted"
+        && (args.resume || args.key_cache.is_some())
+    {
         return Err(
-            "--algorithm chiang has no encrypted mode yet (plain and simulated only: \
-                    hetal_train::chiang)"
-                .into(),
+            "--algorithm chiang --mode encrypted runs in one go: no --key-cache or --resume".into(),
         );
     }
     let (plain, plain_acc, plain_s) =

@@ -22,7 +22,7 @@
 //! - **Update**: Nesterov's method as in the reference code: with `V` the point where
 //!   the gradient is taken, `T = W + (1 + γ_t)·G̃(V)`, `W ← (1 − η_t)·T + η_t·V`,
 //!   `V ← T`, `γ_t = 1/((t+1)·n)`, `η_t = (1 − α_t)/α_{t+1}`, `α_0 = 0.01`,
-//!   `α_{t+1} = (1 + √(1 + 4α_t²))/2`. Every iteration uses the whole training split
+//!   `α_{t+1} = (1 + √(1 + 4α_t²))/2` ([`chiang_update`], [`iteration_constants`]). Every iteration uses the whole training split
 //!   (full batch), as Chiang does; one iteration is one step and one epoch here.
 //!
 //! Early stopping is HETAL's rule ([`EarlyStopping`]) on the validation split's mean
@@ -30,8 +30,9 @@
 //! same protocol. Features are the client's preprocessed ones ([`crate::Preprocessor`]:
 //! scaled to `[−1, 1]`, bias column last).
 //!
-//! Not implemented: the encrypted mode (Chiang's "Volley Revolver" packing or this
-//! project's block packing with DiagABT/DiagATB and bootstrapping).
+//! The encrypted mode is [`crate::encrypted::chiang`] (this project's block packing with
+//! DiagABT/DiagATB and bootstrapping; Chiang's "Volley Revolver" packing is not
+//! implemented); both paths share [`chiang_update`] and [`iteration_constants`].
 
 use crate::error::{Result, TrainError};
 use crate::train::{
