@@ -135,7 +135,10 @@ pub fn chiang_update<T: Clone, A: UpdateArith<T>>(
     Ok((wn, t))
 }
 
-/// `B̄⁻¹` per feature: `1/(ε + ¼·Σ_i |x_ij|·Σ_k |x_ik|)` (`d + 1` values).
+/// `B̄⁻¹` per feature: `1/(ε + ¼·Σ_i |x_ij|·Σ_k |x_ik|)` (`d + 1` values), and 0 for
+/// a feature that is zero in every row: its gradient is identically zero, and `1/ε`
+/// (10^10 for Chiang's ε) would multiply the encrypted gradient's noise into the
+/// weights (DermaMNIST's EfficientNet features have one such column).
 pub fn inverse_hessian_bound(x: &Matrix, epsilon: f64) -> Vec<f64> {
     let row_abs: Vec<f64> = (0..x.rows())
         .map(|i| x.row(i).iter().map(|v| v.abs()).sum())
@@ -143,7 +146,11 @@ pub fn inverse_hessian_bound(x: &Matrix, epsilon: f64) -> Vec<f64> {
     (0..x.cols())
         .map(|j| {
             let s: f64 = (0..x.rows()).map(|i| x.get(i, j).abs() * row_abs[i]).sum();
-            1.0 / (epsilon + 0.25 * s)
+            if s == 0.0 {
+                0.0
+            } else {
+                1.0 / (epsilon + 0.25 * s)
+            }
         })
         .collect()
 }
@@ -363,6 +370,14 @@ mod tests {
         assert!(acc > 0.95, "quadratic gradient: accuracy {acc}");
         // Plain Nesterov with γ_t = 1/((t+1)·n) barely moves from log 2 per entry.
         assert!(with < 0.5 * without, "loss {with} vs {without}");
+    }
+
+    #[test]
+    fn an_all_zero_feature_gets_no_step() {
+        let x = Matrix::from_fn(4, 3, |i, j| if j == 1 { 0.0 } else { i as f64 + 1.0 });
+        let inv = inverse_hessian_bound(&x, 1e-10);
+        assert_eq!(inv[1], 0.0);
+        assert!(inv[0] > 0.0 && inv[0] < 1.0);
     }
 
     #[test]

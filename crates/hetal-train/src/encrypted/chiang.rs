@@ -6,9 +6,10 @@
 //! so encrypted) in the weights' layout.
 //!
 //! One iteration = one pass over every batch, then one update. Per batch: `Z = X·Vᵀ`
-//! (DiagABT, 3 levels), `P = cubic(Z)` (2), `D = Y − P`, refreshed to the top when it
-//! has fewer than [`ChiangServer::D_MIN`] levels (one bootstrap of one ciphertext per
-//! batch of `s0` rows), `G += Dᵀ·X` (DiagATB, 3). Then `G̃ = G ⊙ B̄⁻¹` (1; `B̄⁻¹` is zero
+//! (DiagABT, 3 levels), `P = cubic(Z)` (2), `D = Y − P` masked to the batch's rows
+//! and classes (1; the cubic is ½ on the padding, where DiagATB needs zeros), refreshed
+//! to the top when it has fewer than [`ChiangServer::D_MIN`] levels (one bootstrap of
+//! one ciphertext per batch of `s0` rows), `G += Dᵀ·X` (DiagATB, 3). Then `G̃ = G ⊙ B̄⁻¹` (1; `B̄⁻¹` is zero
 //! on the padded class rows, which also clears what the padding's `P = ½` put there),
 //! [`crate::chiang::chiang_update`] (2: `T`, then `W'`), and a compact refresh of
 //! `V' = T` when it has fewer than [`ChiangServer::V_MIN`] levels. About `batches + 1`
@@ -26,7 +27,7 @@ use crate::chiang::{SIGMOID_POLY3, chiang_update, inverse_hessian_bound, iterati
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::{Bootstrapper, Context, Evaluator, Polynomial};
 use he_linalg::{
-    Backend, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DiagAtbVariant, EncryptedMatrix, Matrix,
+    Backend, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DiagAtbVariant, EncryptedMatrix, Matrix, Packing,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,8 +60,9 @@ impl<B: Backend> ChiangServer<B> {
     /// Levels `D = Y − P` needs: DiagATB's 3, `⊙ B̄⁻¹` 1, the update's 2, and the 3 the
     /// new `W'` keeps for DiagABT (9).
     pub const D_MIN: usize = DIAG_ATB_DEPTH_LHS + 1 + 2 + DIAG_ABT_DEPTH;
-    /// Levels `V` needs at the start of an iteration: DiagABT's 3 and the cubic's 2 (5).
-    pub const V_MIN: usize = DIAG_ABT_DEPTH + 2;
+    /// Levels `V` needs at the start of an iteration: DiagABT's 3, the cubic's 2 and
+    /// the mask's 1 (6).
+    pub const V_MIN: usize = DIAG_ABT_DEPTH + 3;
     /// Bound on `|Y − P|` for the bootstrap's message scaling (the cubic stays within
     /// `[−0.2, 1.2]` for `|z| ≤ 9.6`; 4 leaves room).
     pub const D_BOUND: f64 = 4.0;
@@ -128,13 +130,24 @@ impl<B: Backend> ChiangServer<B> {
         let z = self.ops.matrix().diag_abt(&batch.x, &self.v)?;
         self.timings.matmul += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
+        // The cubic is ½ (or more) outside the batch's rows and classes, where DiagATB
+        // expects zeros: mask `Y − P` to the valid block (as ASoftmax's class mask does).
+        let ones = Matrix::from_fn(batch.rows, z.layout().cols(), |_, _| 1.0);
+        let masks = z.layout().pack(&ones)?;
         let d_blocks = z
             .ciphertexts()
             .iter()
             .zip(batch.y.ciphertexts())
-            .map(|(zc, yc)| {
+            .zip(&masks)
+            .enumerate()
+            .map(|(k, ((zc, yc), mask))| {
                 let p = self.ops.poly(zc, &self.cubic)?;
                 let d = self.ops.sub(yc, &p)?;
+                let d =
+                    self.ops
+                        .mul_mask(&d, &format!("chiang-rows/{}/{k}", batch.rows), &|| {
+                            mask.clone()
+                        })?;
                 self.refresher
                     .ensure(&self.ops, &d, Self::D_MIN, Self::D_BOUND)
             })
