@@ -17,7 +17,8 @@
 //! - [`ablation`]: algorithm × activation × early stopping in float64 (`cargo xtask
 //!   ablate`).
 //! - [`chiang`]: Chiang's quadratic-gradient training with a sigmoid in place of the
-//!   softmax (float64 `plain` and `simulated`), the comparison point for HETAL.
+//!   softmax (float64 `plain` and `simulated`; encrypted in [`encrypted::chiang`]), the
+//!   comparison point for HETAL.
 //! - [`cryptotl`]: CryptoTL-style encrypted inference through a server's frozen layers
 //!   (Walch et al., 2022), with the client's head trained in plaintext.
 
