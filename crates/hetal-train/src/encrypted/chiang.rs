@@ -25,7 +25,7 @@ use super::ops::{BootstrapStats, Ops, Refresher};
 use super::weights::WeightRefresh;
 use crate::chiang::{SIGMOID_POLY3, chiang_update, inverse_hessian_bound, iteration_constants};
 use crate::error::{Result, TrainError};
-use he_linalg::ckks::{Bootstrapper, Context, Evaluator, Polynomial};
+use he_linalg::ckks::{Context, Polynomial};
 use he_linalg::{
     Backend, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DiagAtbVariant, EncryptedMatrix, Matrix, Packing,
 };
@@ -81,22 +81,17 @@ impl<B: Backend> ChiangServer<B> {
         inv_b: EncryptedMatrix<B>,
         start: EncryptedModel<B>,
     ) -> Result<Self> {
-        if &setup.parameters != ctx.params().literal() {
-            return Err(TrainError::Message(
-                "setup for other CKKS parameters than the server's context".into(),
-            ));
-        }
         if inv_b.layout() != start.w.layout() {
             return Err(TrainError::Message(
                 "B̄⁻¹ must come in the weights' layout".into(),
             ));
         }
-        let config = setup.config;
-        config.validate()?;
-        let slots = ctx.params().max_slots();
-        let shape = config.unit_shape(slots)?;
-        let ev = Arc::new(Evaluator::new(&ctx, Arc::new(setup.keys)));
-        let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
+        let super::server::ServerParts {
+            config,
+            shape,
+            ev,
+            boot,
+        } = super::server::server_parts(&ctx, setup)?;
         if boot.output_level() < Self::D_MIN {
             return Err(TrainError::Config(format!(
                 "bootstrapping lands at level {}; Chiang's step needs {}",

@@ -84,6 +84,44 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
     }
 }
 
+/// What every training server builds from a client's setup: the validated
+/// configuration, its unit shape, the evaluator over the setup's keys and the
+/// bootstrapping circuit (shared by [`Server`] and [`super::ChiangServer`]).
+pub(crate) struct ServerParts<B: Backend> {
+    pub(crate) config: SessionConfig,
+    pub(crate) shape: he_linalg::UnitShape,
+    pub(crate) ev: Arc<Evaluator<B>>,
+    pub(crate) boot: Arc<Bootstrapper<B>>,
+}
+
+/// Builds [`ServerParts`] (see its docs).
+///
+/// # Errors
+/// [`TrainError::Message`] for a context of other parameters; configuration and
+/// bootstrapping setup errors.
+pub(crate) fn server_parts<B: Backend>(
+    ctx: &Arc<Context<B>>,
+    setup: SessionSetup<B>,
+) -> Result<ServerParts<B>> {
+    if &setup.parameters != ctx.params().literal() {
+        return Err(TrainError::Message(
+            "setup for other CKKS parameters than the server's context".into(),
+        ));
+    }
+    let config = setup.config;
+    config.validate()?;
+    let slots = ctx.params().max_slots();
+    let shape = config.unit_shape(slots)?;
+    let ev = Arc::new(Evaluator::new(ctx, Arc::new(setup.keys)));
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
+    Ok(ServerParts {
+        config,
+        shape,
+        ev,
+        boot,
+    })
+}
+
 impl<B: Backend> Server<B> {
     /// Builds the evaluator and the bootstrapping circuit from the client's setup;
     /// `ctx` is the server's own context for `setup.parameters`.
@@ -92,17 +130,13 @@ impl<B: Backend> Server<B> {
     /// [`TrainError::Message`] for a context of other parameters; bootstrapping setup
     /// errors (too few levels).
     pub fn new(ctx: Arc<Context<B>>, setup: SessionSetup<B>) -> Result<Self> {
-        if &setup.parameters != ctx.params().literal() {
-            return Err(TrainError::Message(
-                "setup for other CKKS parameters than the server's context".into(),
-            ));
-        }
-        let config = setup.config;
-        config.validate()?;
+        let ServerParts {
+            config,
+            shape,
+            ev,
+            boot,
+        } = server_parts(&ctx, setup)?;
         let slots = ctx.params().max_slots();
-        let shape = config.unit_shape(slots)?;
-        let ev = Arc::new(Evaluator::new(&ctx, Arc::new(setup.keys)));
-        let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
         let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
         let plan = StepPlan::new(boot.output_level())?;
         Ok(Self {
