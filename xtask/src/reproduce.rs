@@ -24,7 +24,11 @@
 //! (the process's peak resident memory, `null` off Linux), plus the other modes'
 //! accuracies, the time split, the bootstrap count and `bootstraps_per_step` (training
 //! steps only), and for a truncated encrypted run the projected full-run time and
-//! `max_abs_w_diff` (`|W_encrypted − W_simulated|`).
+//! `max_abs_w_diff` (`|W_encrypted − W_simulated|`), and `encrypted.flooding`: the
+//! noise flooding of the validation decryptions (`--flooding-bits`, default 30;
+//! `--flooding-queries`, default the epoch budget; `null` when off) and what flooding
+//! the chosen model the same way would cost (`published_model`: its test accuracy and
+//! largest weight change; the reported accuracy is the exact model's).
 //! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
 //! epoch of every mode that ran) go to `--out-dir`.
 
@@ -91,6 +95,13 @@ pub struct Args {
     /// Resume an encrypted run from `<out>/checkpoint.bin` (needs `--key-cache`).
     #[arg(long)]
     resume: bool,
+    /// Noise flooding of the validation decryptions behind each epoch's decision
+    /// (`ckks::flooding`): statistical security in bits, 0 to turn it off.
+    #[arg(long, default_value_t = he_linalg::ckks::Flooding::DEFAULT_STATISTICAL_SECURITY)]
+    flooding_bits: u32,
+    /// Decryption queries the flooding covers (default: the epoch budget).
+    #[arg(long)]
+    flooding_queries: Option<u64>,
     /// Print the report as one JSON object (last line).
     #[arg(long)]
     json: bool,
@@ -326,6 +337,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
                     "time_split_s": e.timings, "bootstrap": e.boot,
                     "validation_s_per_epoch": e.validation_s_per_epoch, "test_s": e.test_s,
                     "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
+                    "flooding": e.flooding,
                 }),
             );
             obj.insert("bootstraps".into(), json!(e.boot.count));
@@ -477,6 +489,24 @@ fn markdown(r: &serde_json::Value) -> String {
             e["w_diff_at_step"],
             e["max_abs_w_diff"].as_f64().unwrap_or(f64::NAN)
         ));
+        let fl = &e["flooding"];
+        if fl.is_object() {
+            let v = &fl["validation"];
+            let m = &fl["published_model"];
+            s.push_str(&format!(
+                "Validation decryptions flooded (s = {} bits, τ = {}): noise estimate 2^{:.1}, \
+                 added σ per slot {:.3e}. The chosen model flooded the same way (as for \
+                 publishing it): test accuracy {:.4}, largest weight change {:.3e}.\n",
+                fl["statistical_security_bits"],
+                fl["queries"],
+                v["noise_log2"].as_f64().unwrap_or(f64::NAN),
+                v["slot_std"].as_f64().unwrap_or(f64::NAN),
+                m["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+                m["max_abs_w_diff_to_exact"].as_f64().unwrap_or(f64::NAN),
+            ));
+        } else {
+            s.push_str("Validation decryptions not flooded (`--flooding-bits 0`).\n");
+        }
         let full = &r["full_protocol"];
         s.push_str(&format!(
             "Full protocol ({} steps, {} epochs): projected {:.1} h on this machine.\n",
@@ -580,6 +610,7 @@ struct EncryptedOutcome {
     validation_s_per_epoch: f64,
     test_s: f64,
     max_abs_w_diff: f64,
+    flooding: serde_json::Value,
 }
 
 /// The encrypted run: `hetal_train::session::run` over the in-process transport, the
@@ -615,6 +646,9 @@ fn encrypted_run(
     {
         session::store_secret_key(&ctx, client.secret_key(), dir)?;
     }
+    let flooding =
+        session::flooding_policy(args.flooding_bits, args.flooding_queries, hyper.epochs)?;
+    client.set_flooding(flooding);
     let binding = session::checkpoint_binding(&client, p.spec.name, args.seed)?;
     let keygen_s = clock.elapsed().as_secs_f64();
 
@@ -659,6 +693,33 @@ fn encrypted_run(
     };
     let out = session::run(&mut client, &mut transport, data, &opts, &mut progress)?;
     bar.finish_and_clear();
+    // What publishing the chosen model with flooding would cost: the same candidate
+    // decrypted under the same policy, tested in plaintext.
+    let published = match flooding {
+        Some(f) => {
+            let (candidates, current) = transport.models()?;
+            let m = candidates
+                .iter()
+                .find(|m| m.epoch == out.best_epoch)
+                .unwrap_or(&current);
+            let (w, r) = client.decrypt_model_flooded(m, &f)?;
+            json!({
+                "test_accuracy": accuracy(&p.xs.matmul_bt(&w)?, &p.ds.test.y),
+                "max_abs_w_diff_to_exact": w.max_abs_diff(&out.model)?,
+                "report": r,
+            })
+        }
+        None => serde_json::Value::Null,
+    };
+    let flooding_json = match flooding {
+        Some(f) => json!({
+            "statistical_security_bits": f.statistical_security(),
+            "queries": f.queries(),
+            "validation": out.flooding,
+            "published_model": published,
+        }),
+        None => serde_json::Value::Null,
+    };
     let _ = std::fs::remove_file(out_dir.join("checkpoint.bin"));
     let _ = std::fs::remove_dir_all(&server_dir);
 
@@ -689,5 +750,6 @@ fn encrypted_run(
         validation_s_per_epoch: out.validation_s_per_epoch,
         test_s,
         max_abs_w_diff,
+        flooding: flooding_json,
     })
 }

@@ -135,7 +135,7 @@ impl<B: Backend> Context<B> {
 
 /// Centred values (as `f64`) of the coefficients `0, gap, 2·gap, …` of a coefficient-form
 /// host polynomial over `q_0 … q_ℓ`, by balanced-digit Garner reconstruction.
-fn centered_coefficients_f64<B: Backend>(
+pub(crate) fn centered_coefficients_f64<B: Backend>(
     ctx: &Context<B>,
     p: &RnsPoly,
     gap: usize,

@@ -12,6 +12,7 @@
 //! - [`embedding`] and [`encoding`]: the canonical embedding and the encoder;
 //! - [`keys`]: secret key (client) vs evaluation keys (server), key generation;
 //! - [`encryption`]: encryption and decryption;
+//! - [`flooding`]: noise flooding of decrypted values before they are revealed;
 //! - [`evaluator`]: homomorphic operations, key switching, rotations;
 //! - [`serialization`]: validated postcard encodings of everything above;
 //! - [`circuits`]: polynomial evaluation, linear transformations, the homomorphic DFT and
@@ -41,6 +42,7 @@ pub mod encoding;
 pub mod encryption;
 pub mod error;
 pub mod evaluator;
+pub mod flooding;
 pub mod keys;
 pub mod params;
 pub mod security;
@@ -53,6 +55,7 @@ pub use circuits::{
 pub use context::Context;
 pub use error::{CkksError, Result};
 pub use evaluator::{Decomposition, Evaluator, OpCounts};
+pub use flooding::{FloodedDecoding, Flooding, FloodingReport};
 pub use he_math;
 pub use keys::{
     EncapsulationKeys, EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,

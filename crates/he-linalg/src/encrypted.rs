@@ -4,7 +4,7 @@ use crate::error::{LinalgError, Result};
 use crate::layout::{BlockLayout, Packing};
 use crate::matrix::Matrix;
 use ckks::he_math::Backend;
-use ckks::{Ciphertext, Context, Plaintext, PublicKey, SecretKey};
+use ckks::{Ciphertext, Context, Flooding, FloodingReport, Plaintext, PublicKey, SecretKey};
 use std::sync::Arc;
 
 /// Who can encrypt: the client's [`SecretKey`] (symmetric encryption, smaller fresh
@@ -133,6 +133,29 @@ impl<P: Packing + Clone, B: Backend> Packed<P, B> {
             .map(|c| Ok(ctx.decode(&sk.decrypt(c)?)?))
             .collect::<Result<Vec<_>>>()?;
         self.packing.unpack(&slots)
+    }
+
+    /// Decrypts with noise flooding and unpacks (client side, for results it will reveal
+    /// or act on; [`ckks::flooding`]): every block is decoded by
+    /// [`Context::decode_flooded`]. Returns the matrix and the worst block's report
+    /// (`None` for an empty matrix). Messages are real, as everywhere in this crate.
+    ///
+    /// # Errors
+    /// CKKS errors (wrong key parameters; no room for the flooding at this level).
+    pub fn decrypt_flooded(
+        &self,
+        ctx: &Arc<Context<B>>,
+        sk: &SecretKey<B>,
+        flooding: &Flooding,
+    ) -> Result<(Matrix, Option<FloodingReport>)> {
+        let mut report: Option<FloodingReport> = None;
+        let mut slots = Vec::with_capacity(self.cts.len());
+        for c in &self.cts {
+            let d = ctx.decode_flooded(&sk.decrypt(c)?, flooding)?;
+            report = Some(report.map_or(d.report, |r| r.max(d.report)));
+            slots.push(d.values);
+        }
+        Ok((self.packing.unpack(&slots)?, report))
     }
 
     /// The packing.

@@ -125,6 +125,33 @@ impl Csprng {
             })
             .collect())
     }
+
+    /// `n` samples of the continuous Gaussian `N(0, sigma²)` as `f64` (Box–Muller on
+    /// 53-bit uniforms from the CSPRNG). For noise flooding of decrypted values
+    /// (`ckks::flooding`), where `sigma` is far beyond [`Self::gaussian`]'s range and the
+    /// output is real-valued anyway.
+    ///
+    /// # Errors
+    /// [`MathError::InvalidArgument`] unless `sigma` is finite and `> 0`.
+    pub fn normal(&mut self, n: usize, sigma: f64) -> Result<Vec<f64>> {
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(MathError::InvalidArgument(format!(
+                "normal σ = {sigma} out of range"
+            )));
+        }
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            // u1 ∈ (0, 1] so that ln(u1) is finite; u2 ∈ [0, 1).
+            let u1 = ((self.0.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let u2 = (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            let r = sigma * (-2.0 * u1.ln()).sqrt();
+            let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+            out.push(r * c);
+            out.push(r * s);
+        }
+        out.truncate(n);
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +178,28 @@ mod tests {
         let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
         // mean of U[0,q) is (q-1)/2, std of the mean ≈ q/sqrt(12·2^16) ≈ 13.9
         assert!((mean - 6144.0).abs() < 80.0, "mean {mean}");
+    }
+
+    #[test]
+    fn normal_has_its_moments() {
+        let mut r = Csprng::from_seed([3; 32]);
+        let sigma = 2f64.powi(40);
+        let v = r.normal(100_001, sigma).unwrap();
+        assert_eq!(v.len(), 100_001);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64;
+        // std of the mean σ/316; of the variance estimate ≈ σ²·sqrt(2/n) ≈ 0.45 %.
+        assert!(mean.abs() < 5.0 * sigma / 316.0, "mean {mean:e}");
+        assert!(
+            (var.sqrt() / sigma - 1.0).abs() < 0.015,
+            "std {:e}",
+            var.sqrt()
+        );
+        let tail = v.iter().filter(|x| x.abs() > 3.0 * sigma).count() as f64 / v.len() as f64;
+        assert!((tail - 0.0027).abs() < 0.001, "P(|x| > 3σ) = {tail}");
+        assert!(r.normal(4, 0.0).is_err());
+        assert!(r.normal(4, f64::NAN).is_err());
+        assert!(r.normal(4, f64::INFINITY).is_err());
     }
 
     #[test]

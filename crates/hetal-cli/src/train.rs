@@ -96,6 +96,13 @@ pub struct Args {
     /// Continue a killed run from `--out/client/`.
     #[arg(long)]
     resume: bool,
+    /// Noise flooding of the validation decryptions behind each epoch's decision (the
+    /// server sees the decisions): statistical security in bits, 0 to turn it off.
+    #[arg(long, default_value_t = hetal_train::encrypted::Flooding::DEFAULT_STATISTICAL_SECURITY)]
+    flooding_bits: u32,
+    /// Decryption queries the flooding covers (default: the epoch budget).
+    #[arg(long)]
+    flooding_queries: Option<u64>,
     /// How long to retry while the server cannot be reached, seconds.
     #[arg(long, default_value_t = 600)]
     retry_secs: u64,
@@ -177,6 +184,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             c
         }
     };
+    client.set_flooding(session::flooding_policy(
+        args.flooding_bits,
+        args.flooding_queries,
+        hyper.epochs,
+    )?);
     let binding = session::checkpoint_binding(&client, &name, args.seed)?;
     let mut transport = HttpTransport::new(
         &args.server,
@@ -262,6 +274,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "bytes_sent": sent,
         "bytes_received": received,
         "peak_rss_bytes": session::peak_rss_bytes(),
+        "flooding": client.flooding().map(|f| json!({
+            "statistical_security_bits": f.statistical_security(),
+            "queries": f.queries(),
+            "validation": out.flooding,
+        })),
         "history": out.history,
         "model": args.out.display().to_string(),
     });

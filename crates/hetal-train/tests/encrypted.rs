@@ -5,9 +5,10 @@
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
 use hetal_train::encrypted::{
-    Client, EncryptedBatch, EncryptedSoftmax, Ops, Refresher, Server, SessionConfig, presets,
+    Client, EncryptedBatch, EncryptedSoftmax, Flooding, Ops, Refresher, Server, SessionConfig,
+    presets,
 };
-use hetal_train::train::{SoftmaxKind, gradient};
+use hetal_train::train::{SoftmaxKind, cross_entropy, gradient, softmax_rows};
 use hetal_train::{ASoftmaxParams, Nesterov, softmax_row};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -182,4 +183,43 @@ fn encrypted_steps_match_the_simulated_steps() {
         .unwrap();
     let z_sim = x.matmul_bt(&sim.w).unwrap();
     assert!(bits(z.max_abs_diff(&z_sim).unwrap()) > 8.0);
+
+    // Validation decryptions are flooded by default (OpenFHE's policy): the noise added
+    // has the reported size, far above the ciphertext's own error, and the decision
+    // statistics stay close to the exact ones.
+    let logits = server.infer(&model, &feats).unwrap();
+    let f = client.flooding().expect("flooding is on by default");
+    assert_eq!(f, Flooding::default());
+    let (zf, report) = client.decrypt_logits_flooded(&logits, &f).unwrap();
+    let report = report.unwrap();
+    let d: Vec<f64> = zf
+        .as_slice()
+        .iter()
+        .zip(z.as_slice())
+        .map(|(a, b)| a - b)
+        .collect();
+    let std = (d.iter().map(|v| v * v).sum::<f64>() / d.len() as f64).sqrt();
+    let own = z.max_abs_diff(&z_sim).unwrap();
+    println!(
+        "flooding: estimate 2^{:.1}, σ per slot {:.2e} (measured {std:.2e}), own error {own:.2e}",
+        report.noise_log2, report.slot_std
+    );
+    // The report is the worst block's; blocks whose estimate rounds to the power of two
+    // below get half its σ.
+    let ratio = std / report.slot_std;
+    assert!((0.45..1.1).contains(&ratio), "{std:e} vs {report:?}");
+    assert!(report.slot_std > 100.0 * own);
+    let mut client = client;
+    let exact_loss = cross_entropy(&softmax_rows(&z, SoftmaxKind::Exact, &params).unwrap(), &y);
+    let v = client.validate(1, &logits, &y).unwrap();
+    assert_eq!(v.flooding.map(|r| r.noise_log2), Some(report.noise_log2));
+    assert!(
+        (v.loss - exact_loss).abs() < 10.0 * report.slot_std,
+        "{} vs {exact_loss}",
+        v.loss
+    );
+    client.set_flooding(None);
+    let v = client.validate(2, &logits, &y).unwrap();
+    assert!(v.flooding.is_none());
+    assert!((v.loss - exact_loss).abs() < 1e-12);
 }

@@ -7,7 +7,9 @@ use super::messages::{
 };
 use crate::error::{Result, TrainError};
 use crate::train::{EarlyStopping, SoftmaxKind, accuracy, cross_entropy, softmax_rows};
-use he_linalg::ckks::{BootstrappingConfig, Context, KeyGenerator, SecretKey};
+use he_linalg::ckks::{
+    BootstrappingConfig, Context, Flooding, FloodingReport, KeyGenerator, SecretKey,
+};
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix, Matrix, UnitShape};
 use std::sync::Arc;
 
@@ -27,6 +29,9 @@ pub struct Validation {
     pub out_of_range: usize,
     /// The largest `|z|` among the validation logits.
     pub max_abs_logit: f64,
+    /// The noise flooding applied to the decrypted logits ([`Client::set_flooding`];
+    /// `None`: none).
+    pub flooding: Option<FloodingReport>,
 }
 
 /// The data owner: secret key, encryption, decryption, early-stopping decisions.
@@ -38,6 +43,7 @@ pub struct Client<B: Backend> {
     shape: UnitShape,
     level: usize,
     stopping: EarlyStopping,
+    flooding: Option<Flooding>,
 }
 
 impl<B: Backend> std::fmt::Debug for Client<B> {
@@ -91,6 +97,7 @@ impl<B: Backend> Client<B> {
             shape,
             level,
             stopping,
+            flooding: Some(Flooding::default()),
         })
     }
 
@@ -219,7 +226,9 @@ impl<B: Backend> Client<B> {
         })
     }
 
-    /// Decrypts logits.
+    /// Decrypts logits exactly (no flooding): for results that stay with the client, such
+    /// as its own predictions. Use [`Self::decrypt_logits_flooded`] for anything it will
+    /// reveal.
     ///
     /// # Errors
     /// Decryption errors.
@@ -227,7 +236,21 @@ impl<B: Backend> Client<B> {
         Ok(z.z.decrypt(&self.ctx, &self.sk)?)
     }
 
-    /// Decrypts a model.
+    /// Decrypts logits with noise flooding ([`he_linalg::ckks::flooding`]): the
+    /// matrix and the worst block's report.
+    ///
+    /// # Errors
+    /// Decryption errors; no room for the flooding at the logits' level.
+    pub fn decrypt_logits_flooded(
+        &self,
+        z: &EncryptedLogits<B>,
+        flooding: &Flooding,
+    ) -> Result<(Matrix, Option<FloodingReport>)> {
+        Ok(z.z.decrypt_flooded(&self.ctx, &self.sk, flooding)?)
+    }
+
+    /// Decrypts a model exactly (no flooding): the trained model is the client's private
+    /// output. Use [`Self::decrypt_model_flooded`] before publishing a model.
     ///
     /// # Errors
     /// Decryption errors.
@@ -235,19 +258,51 @@ impl<B: Backend> Client<B> {
         Ok(m.w.decrypt(&self.ctx, &self.sk)?)
     }
 
-    /// Decrypts an epoch's validation logits, computes the validation loss (exact
-    /// softmax cross-entropy) and accuracy, checks the logits against ASoftmax's range
-    /// `[−R_max, R_max]`, and decides: the returned feedback is all the server learns.
+    /// Decrypts a model with noise flooding: the weights and the worst block's report.
+    /// At N = 2^16 the flooding of OpenFHE's default policy is about 17 bits above the
+    /// bootstrapped weights' noise (docs/security.md has the measured cost).
     ///
     /// # Errors
-    /// Decryption errors.
+    /// Decryption errors; no room for the flooding at the model's level.
+    pub fn decrypt_model_flooded(
+        &self,
+        m: &EncryptedModel<B>,
+        flooding: &Flooding,
+    ) -> Result<(Matrix, Option<FloodingReport>)> {
+        Ok(m.w.decrypt_flooded(&self.ctx, &self.sk, flooding)?)
+    }
+
+    /// The flooding policy of the decryptions whose consequence the server sees (the
+    /// validation logits behind each epoch's decision). Default: OpenFHE's
+    /// (`s = 30` bits, `τ = 1` query); the front ends set `τ` to the epoch budget.
+    pub fn flooding(&self) -> Option<Flooding> {
+        self.flooding
+    }
+
+    /// Sets the flooding policy of [`Self::validate`]; `None` turns flooding off (the
+    /// decrypted logits then reveal the ciphertexts' noise to whoever learns the
+    /// decisions they drive, Li–Micciancio 2021).
+    pub fn set_flooding(&mut self, flooding: Option<Flooding>) {
+        self.flooding = flooding;
+    }
+
+    /// Decrypts an epoch's validation logits (flooded under [`Self::flooding`]),
+    /// computes the validation loss (exact softmax cross-entropy) and accuracy, checks
+    /// the logits against ASoftmax's range `[−R_max, R_max]`, and decides: the returned
+    /// feedback is all the server learns.
+    ///
+    /// # Errors
+    /// Decryption errors; no room for the flooding at the logits' level.
     pub fn validate(
         &mut self,
         epoch: usize,
         z: &EncryptedLogits<B>,
         labels: &[usize],
     ) -> Result<Validation> {
-        let z = self.decrypt_logits(z)?;
+        let (z, flooding) = match &self.flooding {
+            Some(f) => self.decrypt_logits_flooded(z, f)?,
+            None => (self.decrypt_logits(z)?, None),
+        };
         let p = softmax_rows(&z, SoftmaxKind::Exact, &self.config.softmax)?;
         let loss = cross_entropy(&p, labels);
         let accuracy = accuracy(&z, labels);
@@ -263,6 +318,7 @@ impl<B: Backend> Client<B> {
             improved,
             out_of_range,
             max_abs_logit,
+            flooding,
         })
     }
 

@@ -26,6 +26,8 @@ pub mod weights;
 pub use chiang::{ChiangRun, ChiangServer};
 pub use client::{Client, Validation};
 pub use config::SessionConfig;
+/// The noise-flooding policy of [`Client`] decryptions (`ckks::flooding`).
+pub use he_linalg::ckks::{Flooding, FloodingReport};
 pub use messages::{
     EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,
     SessionSetup, SetupHeader, StepTimings,

@@ -11,6 +11,7 @@ use crate::encrypted::{Client, SessionSetup, StepTimings};
 use crate::error::{Result, TrainError};
 use crate::store;
 use crate::train::{EarlyStopping, EpochRecord, epoch_batches, rows_of};
+use he_linalg::ckks::FloodingReport;
 use he_linalg::{Backend, Matrix};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -155,6 +156,9 @@ pub struct LoopOutcome {
     pub validation_s_per_epoch: f64,
     /// The server's final status (bootstraps).
     pub status: SessionStatus,
+    /// The noise flooding of the validation decryptions made by this call (the worst
+    /// epoch's report; `None` with flooding off or no validation).
+    pub flooding: Option<FloodingReport>,
 }
 
 fn save_state(opts: &LoopOptions, st: &ClientState) -> Result<()> {
@@ -243,6 +247,7 @@ pub fn run<B: Backend>(
         transport.set_validation(&client.encrypt_features(xv)?)?;
     }
     let mut steps_run = 0;
+    let mut flooding: Option<FloodingReport> = None;
     while st.epoch <= opts.epochs && !st.stopped {
         let epoch = st.epoch;
         let batches = epoch_batches(xt.rows(), batch, opts.seed, epoch);
@@ -272,6 +277,9 @@ pub fn run<B: Backend>(
         let z = transport.validation_logits()?;
         let v = client.validate(epoch, &z, yv)?;
         st.validation_s += clock.elapsed().as_secs_f64();
+        if let Some(r) = v.flooding {
+            flooding = Some(flooding.map_or(r, |f| f.max(r)));
+        }
         if v.out_of_range > 0 {
             // Reported once, as an event: the front ends print every event.
             progress(&Event::OutOfRange {
@@ -320,5 +328,6 @@ pub fn run<B: Backend>(
         validation_s_per_epoch: st.validation_s / st.history.len().max(1) as f64,
         history: st.history,
         status,
+        flooding,
     })
 }

@@ -18,6 +18,28 @@ pub use keystore::{checkpoint_binding, load_secret_key, store_secret_key};
 pub use server::{ServerSession, SessionStatus};
 pub use transport::{InProcess, Transport};
 
+/// The flooding policy of a training run's validation decryptions (both front ends'
+/// `--flooding-bits` / `--flooding-queries`): `statistical_security` bits (0: off)
+/// against `queries` decryptions, by default one per epoch of the budget (each epoch's
+/// decision is one decryption's consequence the server sees).
+///
+/// # Errors
+/// [`crate::TrainError::Ckks`] for bits above 128 or a query count beyond 2^40.
+pub fn flooding_policy(
+    statistical_security: u32,
+    queries: Option<u64>,
+    epochs: usize,
+) -> crate::Result<Option<he_linalg::ckks::Flooding>> {
+    if statistical_security == 0 {
+        return Ok(None);
+    }
+    let queries = queries.unwrap_or(epochs.max(1) as u64);
+    Ok(Some(he_linalg::ckks::Flooding::new(
+        statistical_security,
+        queries,
+    )?))
+}
+
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes; `None` where
 /// `/proc/self/status` does not exist. Both front ends report it.
 pub fn peak_rss_bytes() -> Option<u64> {
