@@ -7,10 +7,12 @@
 //!   full disk at any moment leaves either the old file or the new one, never a torn
 //!   one, and a symlink at the target is replaced, not followed.
 //! - [`seal`] / [`unseal`]: an envelope `magic (8) ‖ version (4) ‖ binding (32) ‖ length
-//!   (8) ‖ SHA-256 (32) ‖ payload`. The digest covers the kind, the binding and the
-//!   payload, so a flipped bit, a truncated or extended file, a file of another kind, or
-//!   one bound to another session (another key, seed or configuration: the caller's
-//!   `binding`, a SHA-256 of what must match) is refused with an error.
+//!   (8) ‖ SHA-256 (32) ‖ body`, the body being the binding's manifest (its named parts'
+//!   SHA-256s: count (1), then per part name length (1) ‖ name ‖ digest (32)) followed by
+//!   the payload. The digest covers the kind, the binding and the body, so a flipped
+//!   bit, a truncated or extended file, or a file of another kind is refused; a file
+//!   bound to something else (another key, seed, dataset or configuration: the caller's
+//!   [`Binding`]) is refused with a message that names the parts that differ.
 //! - [`read_private`]: refuses a symlink, a non-regular file, a file readable by group or
 //!   others (Unix), and files larger than a caller-given bound.
 
@@ -20,8 +22,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// Envelope format version.
-const VERSION: u32 = 1;
-/// Bytes before the payload.
+const VERSION: u32 = 2;
+/// Bytes before the body (manifest and payload).
 const HEADER: usize = 8 + 4 + 32 + 8 + 32;
 
 fn err(path: &Path, reason: impl Into<String>) -> TrainError {
@@ -39,8 +41,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 }
 
 /// SHA-256 of the concatenation of `parts`, each prefixed by its length (so that
-/// different splits of the same bytes differ): the binding of a sealed file.
-pub fn binding(parts: &[&[u8]]) -> [u8; 32] {
+/// different splits of the same bytes differ).
+pub fn hash_parts(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -49,23 +51,119 @@ pub fn binding(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn digest(kind: &[u8; 8], binding: &[u8; 32], payload: &[u8]) -> [u8; 32] {
+/// Most parts a [`Binding`] holds.
+pub const MAX_BINDING_PARTS: usize = 16;
+/// Longest part name, bytes.
+pub const MAX_PART_NAME: usize = 64;
+
+/// What a sealed file is bound to: named parts (e.g. "secret key", "seed"), each kept as
+/// its SHA-256. The file records the part digests, so [`unseal`] can say which parts
+/// differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    parts: Vec<(String, [u8; 32])>,
+}
+
+impl Binding {
+    /// A binding of `(name, bytes)` parts (at most [`MAX_BINDING_PARTS`], names of at
+    /// most [`MAX_PART_NAME`] bytes: the callers are this crate's, so a violation is a
+    /// programming error and panics).
+    pub fn new(parts: &[(&str, &[u8])]) -> Self {
+        assert!(parts.len() <= MAX_BINDING_PARTS, "too many binding parts");
+        Self {
+            parts: parts
+                .iter()
+                .map(|(name, bytes)| {
+                    assert!(name.len() <= MAX_PART_NAME, "binding part name too long");
+                    ((*name).to_string(), hash_parts(&[bytes]))
+                })
+                .collect(),
+        }
+    }
+
+    /// The digest written in the header: a SHA-256 over the names and part digests.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut flat: Vec<&[u8]> = Vec::with_capacity(2 * self.parts.len());
+        for (name, d) in &self.parts {
+            flat.push(name.as_bytes());
+            flat.push(d);
+        }
+        hash_parts(&flat)
+    }
+
+    fn manifest(&self) -> Vec<u8> {
+        let mut out = vec![self.parts.len() as u8];
+        for (name, d) in &self.parts {
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(d);
+        }
+        out
+    }
+
+    /// Parses a manifest at the start of `body`: the parts and the rest.
+    fn parse_manifest(body: &[u8]) -> Option<(Self, &[u8])> {
+        let (&count, mut rest) = body.split_first()?;
+        if usize::from(count) > MAX_BINDING_PARTS {
+            return None;
+        }
+        let mut parts = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let (&len, r) = rest.split_first()?;
+            let len = usize::from(len);
+            if len > MAX_PART_NAME || r.len() < len + 32 {
+                return None;
+            }
+            let name = std::str::from_utf8(&r[..len]).ok()?.to_string();
+            let d: [u8; 32] = r[len..len + 32].try_into().ok()?;
+            parts.push((name, d));
+            rest = &r[len + 32..];
+        }
+        Some((Self { parts }, rest))
+    }
+
+    /// The names of the parts that differ between `self` (expected) and `other` (found),
+    /// parts present in only one of them included.
+    fn differences(&self, other: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, d) in &self.parts {
+            match other.parts.iter().find(|(n, _)| n == name) {
+                Some((_, e)) if e == d => {}
+                Some(_) => out.push(name.clone()),
+                None => out.push(format!("{name} (not recorded in the file)")),
+            }
+        }
+        for (name, _) in &other.parts {
+            if !self.parts.iter().any(|(n, _)| n == name) {
+                out.push(format!("{name} (not expected)"));
+            }
+        }
+        out
+    }
+}
+
+fn digest(kind: &[u8; 8], binding: &[u8; 32], body: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(kind);
     h.update(binding);
-    h.update(payload);
+    h.update(body);
     h.finalize().into()
 }
 
 /// The envelope of `payload` (see the module docs); `kind` names what it holds.
-pub fn seal(kind: &[u8; 8], binding: &[u8; 32], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
+pub fn seal(kind: &[u8; 8], binding: &Binding, payload: &[u8]) -> Vec<u8> {
+    let manifest = binding.manifest();
+    let mut body = Vec::with_capacity(manifest.len() + payload.len());
+    body.extend_from_slice(&manifest);
+    body.extend_from_slice(payload);
+    let b = binding.digest();
+    let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(kind);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(binding);
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&digest(kind, binding, payload));
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&b);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&digest(kind, &b, &body));
+    out.extend_from_slice(&body);
     out
 }
 
@@ -74,11 +172,12 @@ pub fn seal(kind: &[u8; 8], binding: &[u8; 32], payload: &[u8]) -> Vec<u8> {
 /// # Errors
 /// [`TrainError::Store`] (naming `path`, used in messages only) for another kind or
 /// version, a length that does not match the bytes (truncated or trailing data), a
-/// digest mismatch (corruption), or another binding.
+/// digest mismatch (corruption), a malformed manifest, or another binding (the message
+/// names the parts that differ).
 pub fn unseal<'a>(
     path: &Path,
     kind: &[u8; 8],
-    binding: &[u8; 32],
+    binding: &Binding,
     bytes: &'a [u8],
 ) -> Result<&'a [u8]> {
     if bytes.len() < HEADER || &bytes[..8] != kind {
@@ -100,20 +199,35 @@ pub fn unseal<'a>(
         return Err(err(
             path,
             format!(
-                "header says {len} payload bytes, the file has {}",
+                "header says {len} body bytes, the file has {}",
                 bytes.len() - HEADER
             ),
         ));
     }
-    let payload = &bytes[HEADER..];
+    let body = &bytes[HEADER..];
     let stored_binding: [u8; 32] = bytes[12..44].try_into().map_err(|_| err(path, "header"))?;
-    if digest(kind, &stored_binding, payload)[..] != bytes[52..84] {
+    if digest(kind, &stored_binding, body)[..] != bytes[52..84] {
         return Err(err(path, "checksum mismatch: the file is corrupted"));
     }
-    if &stored_binding != binding {
+    let Some((found, payload)) = Binding::parse_manifest(body) else {
+        return Err(err(path, "malformed binding manifest"));
+    };
+    if found.digest() != stored_binding {
+        return Err(err(path, "the binding manifest does not match the header"));
+    }
+    if stored_binding != binding.digest() {
+        let what = binding.differences(&found);
         return Err(err(
             path,
-            "written for another session (key, seed, dataset or configuration differ)",
+            format!(
+                "written for another run: {} differ{}",
+                if what.is_empty() {
+                    "the part order".to_string()
+                } else {
+                    what.join(", ")
+                },
+                if what.len() == 1 { "s" } else { "" }
+            ),
         ));
     }
     Ok(payload)
@@ -181,7 +295,7 @@ mod tests {
 
     #[test]
     fn seal_round_trip_and_every_corruption() {
-        let b = binding(&[b"session", b"42"]);
+        let b = Binding::new(&[("purpose", b"session"), ("seed", b"42")]);
         let sealed = seal(b"HETALCK1", &b, b"payload bytes");
         let p = Path::new("x");
         assert_eq!(
@@ -200,10 +314,23 @@ mod tests {
         longer.push(0);
         assert!(unseal(p, b"HETALCK1", &b, &longer).is_err());
         assert!(unseal(p, b"HETALSK1", &b, &sealed).is_err());
-        assert!(unseal(p, b"HETALCK1", &binding(&[b"session", b"43"]), &sealed).is_err());
         assert!(unseal(p, b"HETALCK1", &b, &[]).is_err());
+        // Another binding: the message names what differs.
+        let other = Binding::new(&[("purpose", b"session"), ("seed", b"43")]);
+        let e = unseal(p, b"HETALCK1", &other, &sealed)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("seed differs") && !e.contains("purpose"), "{e}");
+        let more = Binding::new(&[("purpose", b"x"), ("seed", b"42"), ("data", b"d")]);
+        let e = unseal(p, b"HETALCK1", &more, &sealed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("purpose, data (not recorded in the file) differ"),
+            "{e}"
+        );
         // Length-prefixed parts: different splits give different bindings.
-        assert_ne!(binding(&[b"ab", b"c"]), binding(&[b"a", b"bc"]));
+        assert_ne!(hash_parts(&[b"ab", b"c"]), hash_parts(&[b"a", b"bc"]));
     }
 
     #[test]

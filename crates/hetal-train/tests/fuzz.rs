@@ -19,7 +19,9 @@ struct Fixture {
     encodings: Vec<(&'static str, Vec<u8>)>,
 }
 
-const BINDING: [u8; 32] = [7; 32];
+fn binding() -> store::Binding {
+    store::Binding::new(&[("purpose", b"fuzz"), ("seed", &[7; 8])])
+}
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -48,7 +50,7 @@ fn fixture() -> &'static Fixture {
         let mut stream = b"HETALSS1".to_vec();
         stream.extend((header.len() as u64).to_le_bytes());
         stream.extend(header);
-        let sealed = store::seal(b"HETALTS1", &BINDING, b"some payload of a checkpoint");
+        let sealed = store::seal(b"HETALTS1", &binding(), b"some payload of a checkpoint");
         let encodings = vec![
             ("batch", batch.to_bytes(&ctx).unwrap()),
             ("model", model.to_bytes(&ctx).unwrap()),
@@ -64,7 +66,7 @@ fn decode(f: &Fixture, which: usize, bytes: &[u8]) -> bool {
         0 => EncryptedBatch::from_bytes(&f.ctx, bytes).is_ok(),
         1 => EncryptedModel::from_bytes(&f.ctx, bytes).is_ok(),
         2 => SetupHeader::read_from(&mut &bytes[..]).is_ok(),
-        _ => store::unseal(std::path::Path::new("fuzz"), b"HETALTS1", &BINDING, bytes).is_ok(),
+        _ => store::unseal(std::path::Path::new("fuzz"), b"HETALTS1", &binding(), bytes).is_ok(),
     }
 }
 

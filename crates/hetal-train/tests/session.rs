@@ -120,6 +120,14 @@ fn failed_checkpoint_write_resumes_to_the_uninterrupted_weights() {
     assert_eq!(names, ["checkpoint.bin"], "stray files: {names:?}");
 
     r.opts.resume = true;
+    // A checkpoint bound to another seed is refused, and the message says so.
+    let good = r.opts.checkpoint.clone();
+    let path = good.clone().unwrap().0;
+    let other = session::checkpoint_binding(&r.client, "synthetic", SEED + 1).unwrap();
+    r.opts.checkpoint = Some((path, other));
+    let e = run(&mut r, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("seed differs"), "{e}");
+    r.opts.checkpoint = good;
     let resumed = run(&mut r, &mut |_| {}).unwrap();
     // The server had applied step 2 already: the repeated request is answered from its
     // record, so the resumed run sends step 2 again but the weights move once.

@@ -19,8 +19,8 @@ pub const MAX_WIDTH: usize = 1 << 14;
 
 const KIND: &[u8; 8] = b"CTLNET01";
 
-fn binding() -> [u8; 32] {
-    store::binding(&[b"hetal-train cryptotl network"])
+fn binding() -> store::Binding {
+    store::Binding::new(&[("purpose", b"hetal-train cryptotl network")])
 }
 
 /// Where the network comes from: enough to rebuild the transfer split, so the client

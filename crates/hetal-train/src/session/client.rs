@@ -38,7 +38,7 @@ pub struct LoopOptions {
     /// The client's checkpoint file and what it is bound to (a SHA-256 of the secret
     /// key, parameters, configuration, data and seed: resuming with anything else is
     /// refused); `None`: no checkpoint.
-    pub checkpoint: Option<(PathBuf, [u8; 32])>,
+    pub checkpoint: Option<(PathBuf, store::Binding)>,
     /// Resume from the checkpoint (it must exist).
     pub resume: bool,
 }

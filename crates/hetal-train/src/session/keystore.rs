@@ -23,8 +23,11 @@ fn params_bytes<B: Backend>(ctx: &Context<B>) -> Result<Vec<u8>> {
     Ok(ctx.params().to_bytes()?)
 }
 
-fn secret_key_binding<B: Backend>(ctx: &Context<B>) -> Result<[u8; 32]> {
-    Ok(store::binding(&[b"secret-key", &params_bytes(ctx)?]))
+fn secret_key_binding<B: Backend>(ctx: &Context<B>) -> Result<store::Binding> {
+    Ok(store::Binding::new(&[
+        ("purpose", b"secret-key"),
+        ("CKKS parameters", &params_bytes(ctx)?),
+    ]))
 }
 
 /// The secret key in `dir/secret_key.bin`, if the file exists.
@@ -66,7 +69,8 @@ pub fn store_secret_key<B: Backend>(ctx: &Context<B>, sk: &SecretKey<B>, dir: &P
 }
 
 /// What a client checkpoint is bound to: the secret key (its SHA-256), the parameters,
-/// the session configuration, a name of the data and the batch-order seed.
+/// the session configuration, a name of the data and the batch-order seed; resuming
+/// with another of any is refused with a message naming the parts that differ.
 ///
 /// # Errors
 /// Serialization errors.
@@ -74,17 +78,17 @@ pub fn checkpoint_binding<B: Backend>(
     client: &Client<B>,
     data: &str,
     seed: u64,
-) -> Result<[u8; 32]> {
+) -> Result<store::Binding> {
     let key = zeroize::Zeroizing::new(client.secret_key().to_bytes()?);
-    let key_hash = store::binding(&[&key]);
+    let key_hash = store::hash_parts(&[&key]);
     let cfg = postcard::to_allocvec(client.config())
         .map_err(|e| crate::TrainError::Message(e.to_string()))?;
-    Ok(store::binding(&[
-        b"checkpoint",
-        &key_hash,
-        &params_bytes(client.context())?,
-        &cfg,
-        data.as_bytes(),
-        &seed.to_le_bytes(),
+    Ok(store::Binding::new(&[
+        ("purpose", b"checkpoint"),
+        ("secret key", &key_hash),
+        ("CKKS parameters", &params_bytes(client.context())?),
+        ("session configuration", &cfg),
+        ("dataset", data.as_bytes()),
+        ("seed", &seed.to_le_bytes()),
     ]))
 }

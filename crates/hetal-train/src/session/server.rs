@@ -103,8 +103,11 @@ impl<B: Backend> ServerSession<B> {
         Ok(s)
     }
 
-    fn binding(&self) -> [u8; 32] {
-        store::binding(&[b"server-session", self.id.as_bytes()])
+    fn binding(&self) -> store::Binding {
+        store::Binding::new(&[
+            ("purpose", b"server-session"),
+            ("session id", self.id.as_bytes()),
+        ])
     }
 
     fn load(&mut self) -> Result<()> {
