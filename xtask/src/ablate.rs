@@ -8,7 +8,9 @@
 //! when it exists), and for the Chiang rows with the cubic from a measured encrypted
 //! Chiang run (`--chiang-report`, by default
 //! `target/reproduce/<dataset>-chiang-encrypted/report.json`; per iteration, no
-//! validation under encryption). Also the ASoftmax variants' error
+//! validation under encryption); or, with `--encrypted-steps N [--preset P]
+//! [--encrypted-batch B]`, from bounded encrypted runs of both algorithms made by this
+//! command (`reproduce --mode encrypted --max-steps N`). Also the ASoftmax variants' error
 //! and depth (`softmax-error`'s float64 measurement) for the dataset's class count.
 //! Writes `report.md`, `report.json` and `curves.png` (validation loss and accuracy per
 //! epoch of every configuration) to `--out-dir` (default `target/ablate/<dataset>`).
@@ -38,6 +40,17 @@ pub struct Args {
     /// `per_step_s` projects the Chiang rows with the cubic).
     #[arg(long)]
     chiang_report: Option<PathBuf>,
+    /// Measure the encrypted costs here instead of reading reports: a bounded encrypted
+    /// `reproduce` run of this many steps for HETAL and as many iterations for Chiang
+    /// (their reports go to `<out>/encrypted-hetal/` and `<out>/encrypted-chiang/`).
+    #[arg(long, conflicts_with_all = ["encrypted_report", "chiang_report"])]
+    encrypted_steps: Option<usize>,
+    /// CKKS preset of the encrypted part (`n16`, or `insecure-n12` for smoke runs).
+    #[arg(long, default_value = "n16", requires = "encrypted_steps")]
+    preset: String,
+    /// Batch size of the encrypted part (default: the dataset's).
+    #[arg(long, requires = "encrypted_steps")]
+    encrypted_batch: Option<usize>,
     /// Seed of the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -66,6 +79,56 @@ fn encrypted_costs(path: &PathBuf) -> BoxResult<(f64, f64, String)> {
     ))
 }
 
+/// The bounded encrypted part (`--encrypted-steps`): `reproduce --mode encrypted` for
+/// each algorithm, through `reproduce`'s own argument parser; returns the two reports'
+/// paths (HETAL, Chiang).
+fn encrypted_part(
+    args: &Args,
+    steps: usize,
+    out_dir: &std::path::Path,
+) -> BoxResult<(PathBuf, PathBuf)> {
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: crate::reproduce::Args,
+    }
+    let mut paths = Vec::new();
+    for alg in ["hetal", "chiang"] {
+        let dir = out_dir.join(format!("encrypted-{alg}"));
+        let mut argv: Vec<String> = [
+            "reproduce",
+            "--dataset",
+            &args.dataset,
+            "--algorithm",
+            alg,
+            "--mode",
+            "encrypted",
+            "--preset",
+            &args.preset,
+            "--seed",
+            &args.seed.to_string(),
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        argv.extend(["--max-steps".into(), steps.to_string()]);
+        argv.extend(["--out-dir".into(), dir.display().to_string()]);
+        if let Some(b) = args.encrypted_batch {
+            argv.extend(["--batch".into(), b.to_string()]);
+        }
+        if let Some(d) = &args.data_dir {
+            argv.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        eprintln!("encrypted part: cargo xtask {}", argv[..].join(" "));
+        let w = <Wrap as clap::Parser>::try_parse_from(&argv)?;
+        crate::reproduce::run(&w.a)?;
+        paths.push(dir.join("report.json"));
+    }
+    let chiang = paths.pop().ok_or("no Chiang report")?;
+    let hetal = paths.pop().ok_or("no HETAL report")?;
+    Ok((hetal, chiang))
+}
+
 /// Runs the ablation.
 ///
 /// # Errors
@@ -83,23 +146,40 @@ pub fn run(args: &Args) -> BoxResult<()> {
         pre.apply(&ds.val.x),
         pre.apply(&ds.test.x),
     );
-    let report_path = args.encrypted_report.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "target/reproduce/{}-encrypted/report.json",
-            spec.name
-        ))
-    });
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/ablate/{}", spec.name)));
+    std::fs::create_dir_all(&out_dir)?;
+    let measured = match args.encrypted_steps {
+        Some(steps) => Some(encrypted_part(args, steps, &out_dir)?),
+        None => None,
+    };
+    let report_path = measured
+        .as_ref()
+        .map(|m| m.0.clone())
+        .or_else(|| args.encrypted_report.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "target/reproduce/{}-encrypted/report.json",
+                spec.name
+            ))
+        });
     let costs = if report_path.exists() {
         Some(encrypted_costs(&report_path)?)
     } else {
         None
     };
-    let chiang_path = args.chiang_report.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "target/reproduce/{}-chiang-encrypted/report.json",
-            spec.name
-        ))
-    });
+    let chiang_path = measured
+        .as_ref()
+        .map(|m| m.1.clone())
+        .or_else(|| args.chiang_report.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "target/reproduce/{}-chiang-encrypted/report.json",
+                spec.name
+            ))
+        });
     let chiang_costs = if chiang_path.exists() {
         Some(encrypted_costs(&chiang_path)?)
     } else {
@@ -169,11 +249,6 @@ pub fn run(args: &Args) -> BoxResult<()> {
             })
         })
         .collect();
-    let out_dir = args
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("target/ablate/{}", spec.name)));
-    std::fs::create_dir_all(&out_dir)?;
     let png = out_dir.join("curves.png");
     let curves: Vec<(&str, &[hetal_train::train::EpochRecord])> = rows
         .iter()
