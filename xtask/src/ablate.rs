@@ -81,12 +81,12 @@ fn encrypted_costs(path: &PathBuf) -> BoxResult<(f64, f64, String)> {
 
 /// The bounded encrypted part (`--encrypted-steps`): `reproduce --mode encrypted` for
 /// each algorithm, through `reproduce`'s own argument parser; returns the two reports'
-/// paths (HETAL, Chiang).
+/// paths and command lines (HETAL, Chiang).
 fn encrypted_part(
     args: &Args,
     steps: usize,
     out_dir: &std::path::Path,
-) -> BoxResult<(PathBuf, PathBuf)> {
+) -> BoxResult<[(PathBuf, String); 2]> {
     #[derive(clap::Parser)]
     struct Wrap {
         #[command(flatten)]
@@ -119,14 +119,15 @@ fn encrypted_part(
         if let Some(d) = &args.data_dir {
             argv.extend(["--data-dir".into(), d.display().to_string()]);
         }
-        eprintln!("encrypted part: cargo xtask {}", argv[..].join(" "));
+        let command = format!("cargo xtask {}", argv[..].join(" "));
+        eprintln!("encrypted part: {command}");
         let w = <Wrap as clap::Parser>::try_parse_from(&argv)?;
         crate::reproduce::run(&w.a)?;
-        paths.push(dir.join("report.json"));
+        paths.push((dir.join("report.json"), command));
     }
     let chiang = paths.pop().ok_or("no Chiang report")?;
     let hetal = paths.pop().ok_or("no HETAL report")?;
-    Ok((hetal, chiang))
+    Ok([hetal, chiang])
 }
 
 /// Runs the ablation.
@@ -157,7 +158,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
     };
     let report_path = measured
         .as_ref()
-        .map(|m| m.0.clone())
+        .map(|m| m[0].0.clone())
         .or_else(|| args.encrypted_report.clone())
         .unwrap_or_else(|| {
             PathBuf::from(format!(
@@ -172,7 +173,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
     };
     let chiang_path = measured
         .as_ref()
-        .map(|m| m.1.clone())
+        .map(|m| m[1].0.clone())
         .or_else(|| args.chiang_report.clone())
         .unwrap_or_else(|| {
             PathBuf::from(format!(
@@ -184,6 +185,14 @@ pub fn run(args: &Args) -> BoxResult<()> {
         Some(encrypted_costs(&chiang_path)?)
     } else {
         None
+    };
+    // A measured part names the reproduce command it ran (its report records ablate's).
+    let (costs, chiang_costs) = match &measured {
+        Some([h, c]) => (
+            costs.map(|(s, e, _)| (s, e, h.1.clone())),
+            chiang_costs.map(|(s, e, _)| (s, e, c.1.clone())),
+        ),
+        None => (costs, chiang_costs),
     };
     let mut rows: Vec<Row> = Vec::new();
     for cfg in configurations() {
