@@ -344,7 +344,8 @@ fn markdown(r: &serde_json::Value) -> String {
         )),
         None => s.push_str(
             "\nNo encrypted HETAL report found: no projection for HETAL (run `cargo xtask \
-             reproduce --mode encrypted` first, or pass `--encrypted-report`).\n",
+             reproduce --mode encrypted` first, pass `--encrypted-report`, or measure with \
+             `--encrypted-steps`).\n",
         ),
     }
     match r["chiang_encrypted_costs"].as_object() {
@@ -355,7 +356,8 @@ fn markdown(r: &serde_json::Value) -> String {
         )),
         None => s.push_str(
             "No encrypted Chiang report found: no projection for Chiang (`cargo xtask \
-             reproduce --algorithm chiang --mode encrypted`, or `--chiang-report`).\n",
+             reproduce --algorithm chiang --mode encrypted`, `--chiang-report`, or \
+             `--encrypted-steps`).\n",
         ),
     }
     s.push_str("\nASoftmax on uniform [−128, 128] logits of this class count (float64):\n\n| variant | depth | max abs error | mean abs error |\n|---|---|---|---|\n");
