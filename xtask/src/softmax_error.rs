@@ -18,7 +18,7 @@
 
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
-use hetal_train::encrypted::{EncryptedSoftmax, Ops, Refresher, presets};
+use hetal_train::encrypted::{EncryptedSoftmax, Ops, presets};
 use hetal_train::{ASoftmaxParams, ASoftmaxVariant, softmax_row};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -52,6 +52,16 @@ pub struct Args {
     /// Rows run through CKKS with `--encrypted`.
     #[arg(long, default_value_t = 2048)]
     encrypted_rows: usize,
+    /// With `--encrypted`: the block layout of a training batch of this size (HETAL's
+    /// unit shape, as `reproduce` uses; e.g. 1024 at N = 2^16 gives rows of 32 columns,
+    /// where ASoftmax folds into sparse slots) instead of the densest rows of `2c'`.
+    #[arg(long)]
+    encrypted_batch: Option<usize>,
+    /// With `--encrypted`: fold the blocks into half the slots so that ASoftmax's
+    /// bootstraps are sparse (`EncryptedSoftmax::folded`; needs rows of `≥ 4c'` columns,
+    /// e.g. `--encrypted-batch 1024` at N = 2^16 for 7 classes).
+    #[arg(long, requires = "encrypted")]
+    fold: bool,
     /// CKKS preset for `--encrypted`: `n16` or `insecure-n12`.
     #[arg(long, default_value = "n16")]
     preset: String,
@@ -196,24 +206,30 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         let ctx = Context::new_cpu(lit)?;
         let slots = ctx.params().max_slots();
-        let shape = UnitShape::new(slots / (2 * cp), 2 * cp)?;
-        let sm = EncryptedSoftmax::new(&params, args.classes, shape.s1, slots)?;
+        let shape = match args.encrypted_batch {
+            Some(b) => UnitShape::hetal(b, args.classes, slots)?,
+            None => UnitShape::new(slots / (2 * cp), 2 * cp)?,
+        };
+        let mut sm = EncryptedSoftmax::new(&params, args.classes, shape.s1, slots)?;
+        if args.fold {
+            sm = sm.folded()?;
+        }
         let clock = Instant::now();
         let mut kg = KeyGenerator::new(&ctx);
         let sk = kg.gen_secret_key()?;
-        let mut req = boot_cfg.key_request(ctx.params(), slots)?;
-        req.rotations.extend(sm.keys().rotations);
+        let req = sm.key_request(ctx.params(), &boot_cfg)?;
         let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req)?);
         let ev = Arc::new(Evaluator::new(&ctx, keys));
-        let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots)?);
+        let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots)?);
+        let refresher = sm.refresher(&ev, &boot_cfg, boot)?;
         let setup_s = clock.elapsed().as_secs_f64();
-        let (ops, refresher) = (Ops::new(ev), Refresher::new(boot));
-        let rows = args.encrypted_rows.min(args.samples);
+        let ops = Ops::new(ev);
+        let rows = args.encrypted_rows.min(args.samples).min(shape.s0);
         let sub = Matrix::from_fn(rows, args.classes, |i, j| z.get(i, j));
         let layout = BlockLayout::new(rows, args.classes, shape)?;
         let enc = EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, ctx.params().max_user_level())?;
         let clock = Instant::now();
-        let out = sm.evaluate(&ops, &refresher, &enc)?;
+        let out = sm.evaluate(&ops, &refresher, &enc, 0)?;
         let eval_s = clock.elapsed().as_secs_f64();
         let got = out.decrypt(&ctx, &sk)?;
         let (emax, emean) = row_errors(&got, |i| softmax_row(z.row(i)), rows);
@@ -225,6 +241,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "variant": first.name(),
                 "rows": rows,
                 "ciphertexts": enc.ciphertexts().len(),
+                "unit_shape": [shape.s0, shape.s1],
+                "sparse_slots": sm.sparse_slots(),
+                "sparse_bootstraps": refresher.stats().sparse,
                 "max_abs_err": emax,
                 "mean_abs_err": emean,
                 "max_abs_err_vs_simulated": smax,

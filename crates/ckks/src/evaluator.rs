@@ -910,6 +910,29 @@ impl<B: Backend> Evaluator<B> {
         self.automorphism(a, galois::galois_element_for_rotation(k, n), Some(k))
     }
 
+    /// The same ciphertext read with `slots` slots: no computation, the polynomial is
+    /// unchanged (sparse packing as in Lattigo's `ckks` encoder: an `n`-slot message is
+    /// a polynomial in `X^{N/(2n)}`, and its full-slot reading repeats with period `n`).
+    /// To more slots this is always valid and the result holds the periodic extension;
+    /// to fewer slots it is valid when the message repeats with period `slots` (for
+    /// example `x + rotate(x, n)` of an `x` that is zero outside its first `n` slots):
+    /// the caller guarantees it, or each slot read is the average of the slots it
+    /// aliases.
+    /// Rotations keep their Galois elements, so a sparse ciphertext rotates with the
+    /// full-slot keys; bootstrapping needs a bootstrapper for that slot count.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidSlots`] unless `slots` is a power of two `≤ N/2`.
+    pub fn with_slots(&self, a: &Ciphertext<B>, slots: usize) -> Result<Ciphertext<B>> {
+        let max = self.ctx.params().max_slots();
+        if !slots.is_power_of_two() || slots > max {
+            return Err(CkksError::InvalidSlots { slots, max });
+        }
+        let mut out = a.clone();
+        out.slots = slots;
+        Ok(out)
+    }
+
     /// Complex conjugation of every slot.
     ///
     /// # Errors

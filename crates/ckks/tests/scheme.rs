@@ -449,3 +449,42 @@ fn operation_counters_count_what_runs() {
     let _ = s.eval.rotate(&x, 2).unwrap();
     assert_eq!((s.eval.op_counts() - before).rot, 1);
 }
+
+#[test]
+fn with_slots_reads_a_periodic_message_sparsely() {
+    let s = setup(
+        Context::new_cpu(presets::insecure_n10_depth3()).unwrap(),
+        &[],
+    );
+    let full = s.ctx.params().max_slots();
+    let n = full / 4;
+    let z = random_complex(n, 9);
+    let periodic: Vec<Complex64> = (0..full).map(|i| z[i % n]).collect();
+    let ct = encrypt(&s, &periodic, 2);
+    // Full → sparse: the period.
+    let sparse = s.eval.with_slots(&ct, n).unwrap();
+    assert_eq!(sparse.slots(), n);
+    assert!(log2_err(&decrypt(&s, &sparse), &z) < -25.0);
+    // Sparse → full: the periodic extension.
+    let scale = s.ctx.params().scale_at(2).unwrap();
+    let ct_n =
+        s.sk.encrypt(&s.ctx.encode_complex(&z, 2, scale).unwrap())
+            .unwrap();
+    let back = s.eval.with_slots(&ct_n, full).unwrap();
+    assert!(log2_err(&decrypt(&s, &back), &periodic) < -25.0);
+    // A message that does not repeat reads as the average of the aliased slots.
+    let w = random_complex(full, 10);
+    let avg: Vec<Complex64> = (0..n)
+        .map(|j| (0..full / n).map(|k| w[j + k * n]).sum::<Complex64>() / (full / n) as f64)
+        .collect();
+    let aliased = s.eval.with_slots(&encrypt(&s, &w, 2), n).unwrap();
+    assert!(log2_err(&decrypt(&s, &aliased), &avg) < -25.0);
+    assert!(matches!(
+        s.eval.with_slots(&ct, 3),
+        Err(CkksError::InvalidSlots { .. })
+    ));
+    assert!(matches!(
+        s.eval.with_slots(&ct, 2 * full),
+        Err(CkksError::InvalidSlots { .. })
+    ));
+}

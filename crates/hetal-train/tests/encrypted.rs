@@ -5,8 +5,7 @@
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
 use hetal_train::encrypted::{
-    Client, EncryptedBatch, EncryptedSoftmax, Flooding, Ops, Refresher, Server, SessionConfig,
-    presets,
+    Client, EncryptedBatch, EncryptedSoftmax, Flooding, Ops, Server, SessionConfig, presets,
 };
 use hetal_train::train::{SoftmaxKind, cross_entropy, gradient, softmax_rows};
 use hetal_train::{ASoftmaxParams, Nesterov, softmax_row};
@@ -30,16 +29,21 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
     let classes = 5;
     let shape = UnitShape::hetal(64, classes, slots).unwrap();
     let params = ASoftmaxParams::default();
-    let sm = EncryptedSoftmax::new(&params, classes, shape.s1, slots).unwrap();
+    // The folded variant (sparse bootstraps) is checked here; training runs unfolded
+    // (tested through the steps below).
+    let sm = EncryptedSoftmax::new(&params, classes, shape.s1, slots)
+        .unwrap()
+        .folded()
+        .unwrap();
+    assert_eq!(sm.sparse_slots(), Some(slots / 2));
     let mut kg = KeyGenerator::new(&ctx);
     let sk = kg.gen_secret_key().unwrap();
-    let mut req = boot_cfg.key_request(ctx.params(), slots).unwrap();
-    req.rotations.extend(sm.keys().rotations);
+    let req = sm.key_request(ctx.params(), &boot_cfg).unwrap();
     let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
     let ev = Arc::new(Evaluator::new(&ctx, keys));
-    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots).unwrap());
+    let refresher = sm.refresher(&ev, &boot_cfg, boot).unwrap();
     let ops = Ops::new(ev);
-    let refresher = Refresher::new(boot);
 
     // Logits within ±20 (one row with a large spread, one constant row).
     let mut z = random_matrix(60, classes, 20.0, 7);
@@ -50,7 +54,7 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
     let layout = BlockLayout::new(z.rows(), classes, shape).unwrap();
     let enc =
         EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, ctx.params().max_user_level()).unwrap();
-    let out = sm.evaluate(&ops, &refresher, &enc).unwrap();
+    let out = sm.evaluate(&ops, &refresher, &enc, 0).unwrap();
     let got = out.decrypt(&ctx, &sk).unwrap();
     let exp = params.exp_polynomial().unwrap();
     let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
@@ -81,6 +85,10 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
     );
     assert!(vs_exact < sim_vs_exact + 2f64.powi(-9));
     assert!(stats.count > 0);
+    assert_eq!(
+        stats.sparse, stats.count,
+        "every bootstrap in the folded circuit is sparse"
+    );
 }
 
 fn small_session(features: usize, classes: usize) -> SessionConfig {
@@ -208,7 +216,10 @@ fn encrypted_steps_match_the_simulated_steps() {
     // below get half its σ.
     let ratio = std / report.slot_std;
     assert!((0.45..1.1).contains(&ratio), "{std:e} vs {report:?}");
-    assert!(report.slot_std > 100.0 * own);
+    // Far above the ciphertext's own noise (the estimate), and above the logits' whole
+    // error against the float64 run (the trained weights' drift included).
+    assert!(report.slot_std > 1e4 * report.noise_log2.exp2());
+    assert!(report.slot_std > 10.0 * own);
     let mut client = client;
     let exact_loss = cross_entropy(&softmax_rows(&z, SoftmaxKind::Exact, &params).unwrap(), &y);
     let v = client.validate(1, &logits, &y).unwrap();

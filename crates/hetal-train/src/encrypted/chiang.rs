@@ -91,6 +91,7 @@ impl<B: Backend> ChiangServer<B> {
             shape,
             ev,
             boot,
+            ..
         } = super::server::server_parts(&ctx, setup)?;
         if boot.output_level() < Self::D_MIN {
             return Err(TrainError::Config(format!(

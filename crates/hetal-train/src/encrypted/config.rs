@@ -143,9 +143,8 @@ impl SessionConfig {
         let blocks = self.features.div_ceil(shape.s1);
         let linalg = he_linalg::keys::diag_abt_keys(shape, self.classes)
             .union(&he_linalg::keys::diag_atb_keys(shape, self.classes))
-            .union(&softmax.keys())
             .union(&self.weight_refresh(shape)?.keys(blocks));
-        let mut req = boot.key_request(params, slots)?;
+        let mut req = softmax.key_request(params, boot)?;
         let extra = linalg.to_request();
         req.relinearization = true;
         req.conjugation |= extra.conjugation;

@@ -16,6 +16,8 @@ use std::time::Instant;
 pub struct BootstrapStats {
     /// Bootstraps run.
     pub count: usize,
+    /// Of which sparse-slot ones (ASoftmax's folded blocks).
+    pub sparse: usize,
     /// Wall-clock seconds spent in them.
     pub seconds: f64,
 }
@@ -201,9 +203,12 @@ fn poisoned<T>(_: T) -> TrainError {
 }
 
 /// Bootstraps ciphertexts that have run out of levels (the server's own decision),
-/// counting and timing each bootstrap.
+/// counting and timing each bootstrap: full-slot ciphertexts with the main
+/// bootstrapper, sparse ones with the bootstrapper for their slot count
+/// ([`Self::with_sparse`]).
 pub struct Refresher<B: Backend> {
     boot: Arc<Bootstrapper<B>>,
+    sparse: Vec<Arc<Bootstrapper<B>>>,
     stats: Mutex<BootstrapStats>,
 }
 
@@ -220,13 +225,44 @@ impl<B: Backend> Refresher<B> {
     pub fn new(boot: Arc<Bootstrapper<B>>) -> Self {
         Self {
             boot,
+            sparse: Vec::new(),
             stats: Mutex::new(BootstrapStats::default()),
         }
+    }
+
+    /// Adds a bootstrapper for ciphertexts of its (sparse) slot count.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] if its output level differs from the main one's (the step
+    /// plans with one refresh level).
+    pub fn with_sparse(mut self, boot: Arc<Bootstrapper<B>>) -> Result<Self> {
+        if boot.output_level() != self.boot.output_level() {
+            return Err(TrainError::Config(format!(
+                "sparse bootstrapping lands at level {}, full-slot at {}",
+                boot.output_level(),
+                self.boot.output_level()
+            )));
+        }
+        self.sparse.push(boot);
+        Ok(self)
     }
 
     /// The level a refreshed ciphertext lands at.
     pub fn output_level(&self) -> usize {
         self.boot.output_level()
+    }
+
+    fn bootstrapper(&self, slots: usize) -> Result<&Bootstrapper<B>> {
+        if slots == self.boot.slots() {
+            return Ok(&self.boot);
+        }
+        self.sparse
+            .iter()
+            .find(|b| b.slots() == slots)
+            .map(|b| &**b)
+            .ok_or_else(|| {
+                TrainError::Config(format!("no bootstrapper for {slots}-slot ciphertexts"))
+            })
     }
 
     /// Bootstraps so far.
@@ -244,16 +280,18 @@ impl<B: Backend> Refresher<B> {
     /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
         let clock = Instant::now();
+        let boot = self.bootstrapper(ct.slots())?;
         let out = if bound > 1.0 {
             let m = bound.log2().ceil().exp2();
             let scaled = ops.mul_const(ct, 1.0 / m)?;
-            let b = self.boot.bootstrap(&scaled)?;
+            let b = boot.bootstrap(&scaled)?;
             ops.evaluator().mul_integer(&b, m as i64)?
         } else {
-            self.boot.bootstrap(ct)?
+            boot.bootstrap(ct)?
         };
         let mut s = self.stats.lock().map_err(poisoned)?;
         s.count += 1;
+        s.sparse += usize::from(ct.slots() != self.boot.slots());
         s.seconds += clock.elapsed().as_secs_f64();
         Ok(out)
     }
@@ -279,6 +317,14 @@ impl<B: Backend> Refresher<B> {
                 self.output_level()
             )));
         }
+        // The levels left unused by this refresh (the waste a better plan would save).
+        tracing::debug!(
+            target: "hetal_train::refresh",
+            level = ct.level(),
+            need = levels,
+            bound,
+            "bootstrap"
+        );
         self.refresh(ops, ct, bound)
     }
 }

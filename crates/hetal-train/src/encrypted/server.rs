@@ -24,7 +24,7 @@ use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
 use crate::train::{Decision, nesterov_gamma, nesterov_update};
-use he_linalg::ckks::{Bootstrapper, Context, Evaluator};
+use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Context, Evaluator};
 use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -92,6 +92,7 @@ pub(crate) struct ServerParts<B: Backend> {
     pub(crate) shape: he_linalg::UnitShape,
     pub(crate) ev: Arc<Evaluator<B>>,
     pub(crate) boot: Arc<Bootstrapper<B>>,
+    pub(crate) bootstrapping: BootstrappingConfig,
 }
 
 /// Builds [`ServerParts`] (see its docs).
@@ -113,12 +114,17 @@ pub(crate) fn server_parts<B: Backend>(
     let slots = ctx.params().max_slots();
     let shape = config.unit_shape(slots)?;
     let ev = Arc::new(Evaluator::new(ctx, Arc::new(setup.keys)));
-    let boot = Arc::new(Bootstrapper::new(ev.clone(), setup.bootstrapping, slots)?);
+    let boot = Arc::new(Bootstrapper::new(
+        ev.clone(),
+        setup.bootstrapping.clone(),
+        slots,
+    )?);
     Ok(ServerParts {
         config,
         shape,
         ev,
         boot,
+        bootstrapping: setup.bootstrapping,
     })
 }
 
@@ -135,15 +141,17 @@ impl<B: Backend> Server<B> {
             shape,
             ev,
             boot,
+            bootstrapping,
         } = server_parts(&ctx, setup)?;
         let slots = ctx.params().max_slots();
         let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
         let plan = StepPlan::new(boot.output_level())?;
+        let refresher = softmax.refresher(&ev, &bootstrapping, boot)?;
         Ok(Self {
             plan,
             weights: config.weight_refresh(shape)?,
             ops: Ops::new(ev),
-            refresher: Refresher::new(boot),
+            refresher,
             softmax,
             config,
             ctx,
@@ -205,7 +213,9 @@ impl<B: Backend> Server<B> {
         t.matmul += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let p = self.softmax.evaluate(&self.ops, &self.refresher, &z)?;
+        let p = self
+            .softmax
+            .evaluate(&self.ops, &self.refresher, &z, self.plan.softmax_out)?;
         let p_blocks = p
             .ciphertexts()
             .iter()

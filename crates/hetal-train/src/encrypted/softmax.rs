@@ -12,13 +12,29 @@
 //! enters the exponential is at most a few logits above the maximum and everything that
 //! is bootstrapped stays bounded; the class mask after the exponential zeroes the rest.
 //!
-//! Keys: rotations `±1, ±2, …, ±c'/2` and `−c'`, relinearization, plus bootstrapping's.
+//! **Sparse slots** ([`EncryptedSoftmax::folded`], a variant measured by `cargo xtask
+//! softmax-error --fold`; training does not use it yet). When a row has room for two
+//! (`s1 ≥ 4c'`, e.g. DermaMNIST's `c' = 8` in `s1 = 32`), the block is first folded into
+//! half the slots: the second half's rows
+//! move next to the first half's (one rotation by `n/2 − s1/2`), a mask keeps the first
+//! half (one level) and a rotation by `n/2` repeats it, so the ciphertext is read with
+//! `n/2` slots ([`he_linalg::ckks::Evaluator::with_slots`]) in rows of `s1/2` columns.
+//! Every bootstrap inside ASoftmax is then a sparse one (one EvalMod instead of two,
+//! smaller CoeffsToSlots and SlotsToCoeffs; [`Self::sparse_slots`] says which
+//! bootstrapper the server needs). The result is unfolded the same way (two masks in one
+//! level, one rotation), so the output layout is the input's.
+//!
+//! Keys: rotations `±1, ±2, …, ±c'/2` and `−c'`, relinearization, plus bootstrapping's;
+//! folding adds `n/2 − s1/2`, `n/2` and `−(n/2 − s1/2)` and the sparse bootstrapper's.
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
 use crate::softmax::{ASoftmaxParams, SIGN_F, SIGN_G};
-use he_linalg::ckks::{Ciphertext, Polynomial};
+use he_linalg::ckks::{
+    Bootstrapper, BootstrappingConfig, Ciphertext, EvaluationKeyRequest, Evaluator, Polynomial,
+};
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix, KeyRequirements, padded_classes};
+use std::sync::Arc;
 
 /// The most the broadcast row maximum is assumed to fall short of the true one, in
 /// logits (measured: at most 3.1 with the default sign `g² f`, docs/results/softmax.md);
@@ -32,8 +48,14 @@ pub struct EncryptedSoftmax {
     params: ASoftmaxParams,
     classes: usize,
     padded: usize,
+    /// The block layout's row width and slots.
     s1: usize,
     slots: usize,
+    /// Whether blocks are folded into `slots/2` (see the module docs).
+    fold: bool,
+    /// Row width and slots the circuit runs on (halved when folded).
+    s1_in: usize,
+    slots_in: usize,
     sign_g: Polynomial,
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
@@ -69,6 +91,9 @@ impl EncryptedSoftmax {
             padded,
             s1,
             slots,
+            fold: false,
+            s1_in: s1,
+            slots_in: slots,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
             step_f: poly(step)?,
@@ -76,9 +101,91 @@ impl EncryptedSoftmax {
         })
     }
 
+    /// The same circuit on blocks folded into half the slots (module docs), so that its
+    /// bootstraps are sparse. Not the training default: the sparse bootstrapper's keys
+    /// and circuit come on top of the full-slot one's (measured at N = 2^16: 17.2 GB peak
+    /// instead of 10.6 GB for 13 % less bootstrapping time; docs/results/softmax.md).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] unless a row has room for two (`s1 ≥ 4c'`).
+    pub fn folded(mut self) -> Result<Self> {
+        if self.s1 < 4 * self.padded || self.slots < 2 * self.s1 {
+            return Err(TrainError::Config(format!(
+                "folding ASoftmax needs s1 ≥ 4c' = {} (s1 = {})",
+                4 * self.padded,
+                self.s1
+            )));
+        }
+        self.fold = true;
+        self.s1_in = self.s1 / 2;
+        self.slots_in = self.slots / 2;
+        Ok(self)
+    }
+
+    /// The slot count of the ciphertexts ASoftmax bootstraps when it folds (a
+    /// bootstrapper for it is needed besides the full-slot one); `None` when it does not.
+    pub fn sparse_slots(&self) -> Option<usize> {
+        self.fold.then_some(self.slots_in)
+    }
+
+    /// The fold's rotation amounts: second half next to the first, the repetition, and
+    /// back.
+    fn fold_rotations(&self) -> [i64; 3] {
+        let half = (self.slots / 2) as i64;
+        let shift = half - (self.s1 / 2) as i64;
+        [shift, half, -shift]
+    }
+
+    /// The evaluation keys ASoftmax needs with `boot`'s bootstrapping: the full-slot
+    /// bootstrapper's, the sparse one's when folding, and [`Self::keys`].
+    ///
+    /// # Errors
+    /// Bootstrapping configuration errors.
+    pub fn key_request(
+        &self,
+        params: &he_linalg::Parameters,
+        boot: &BootstrappingConfig,
+    ) -> Result<EvaluationKeyRequest> {
+        let mut req = boot.key_request(params, self.slots)?;
+        if let Some(n) = self.sparse_slots() {
+            let sparse = boot.key_request(params, n)?;
+            req.rotations.extend(sparse.rotations);
+            req.conjugation |= sparse.conjugation;
+        }
+        let extra = self.keys().to_request();
+        req.relinearization = true;
+        req.conjugation |= extra.conjugation;
+        req.rotations.extend(extra.rotations);
+        req.rotations.sort_unstable();
+        req.rotations.dedup();
+        Ok(req)
+    }
+
+    /// The refresher ASoftmax runs with: `full` (the full-slot bootstrapper) plus, when
+    /// folding, a sparse bootstrapper built here from the same evaluator and
+    /// configuration.
+    ///
+    /// # Errors
+    /// Bootstrapping setup errors (missing keys).
+    pub fn refresher<B: Backend>(
+        &self,
+        ev: &Arc<Evaluator<B>>,
+        boot: &BootstrappingConfig,
+        full: Arc<Bootstrapper<B>>,
+    ) -> Result<Refresher<B>> {
+        let r = Refresher::new(full);
+        match self.sparse_slots() {
+            Some(n) => r.with_sparse(Arc::new(Bootstrapper::new(ev.clone(), boot.clone(), n)?)),
+            None => Ok(r),
+        }
+    }
+
     /// Rotation keys the circuit needs (bootstrapping's not included).
     pub fn keys(&self) -> KeyRequirements {
         let mut rotations = vec![-(self.padded as i64)];
+        if self.fold {
+            rotations.extend(self.fold_rotations());
+        }
         let mut k = 1;
         while k < self.padded {
             rotations.push(k as i64);
@@ -100,23 +207,67 @@ impl EncryptedSoftmax {
         self.params.depth(self.padded)
     }
 
+    /// A mask over the slots the circuit runs on, by column.
     fn column_mask(&self, f: impl Fn(usize) -> f64) -> Vec<f64> {
-        (0..self.slots).map(|i| f(i % self.s1)).collect()
+        (0..self.slots_in).map(|i| f(i % self.s1_in)).collect()
+    }
+
+    /// A mask over the block's full slots, by (half, column).
+    fn half_mask(&self, f: impl Fn(bool, usize) -> f64) -> Vec<f64> {
+        (0..self.slots)
+            .map(|i| f(i < self.slots / 2, i % self.s1))
+            .collect()
+    }
+
+    /// Folds a full-slot block into `slots/2` (module docs): row `r + a/2` moves to the
+    /// columns `s1/2 …` of row `r`, the first half is kept (and scaled by `1/(2R)`, the
+    /// circuit's first step) and repeated. One level.
+    fn fold_block<B: Backend>(&self, ops: &Ops<B>, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let [shift, half, _] = self.fold_rotations();
+        let scale = 1.0 / (2.0 * self.params.r_max);
+        let a = ops.add(ct, &ops.rotate(ct, shift)?)?;
+        let a = ops.mul_mask(&a, "fold/first-half/2R", &|| {
+            self.half_mask(|first, _| if first { scale } else { 0.0 })
+        })?;
+        let a = ops.add(&a, &ops.rotate(&a, half)?)?;
+        Ok(ops.evaluator().with_slots(&a, self.slots_in)?)
+    }
+
+    /// Undoes [`Self::fold_block`] on the class columns (the rest is zero). One level.
+    fn unfold_block<B: Backend>(&self, ops: &Ops<B>, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let [_, _, back] = self.fold_rotations();
+        let (c, h) = (self.classes, self.s1 / 2);
+        let full = ops.evaluator().with_slots(ct, self.slots)?;
+        let first = ops.mul_mask(&full, &format!("unfold/first{c}"), &|| {
+            self.half_mask(|first, j| if first && j < c { 1.0 } else { 0.0 })
+        })?;
+        let second = ops.mul_mask(&full, &format!("unfold/second{c}"), &|| {
+            self.half_mask(|first, j| {
+                if first && (h..h + c).contains(&j) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+        })?;
+        ops.add(&first, &ops.rotate(&second, back)?)
     }
 
     /// ASoftmax of every row of `logits` (`a×c`, plain block layout, one column block,
     /// columns `≥ c` zero as DiagABT leaves them). The result has the same layout, is
-    /// zero outside the class columns, and sits at whatever level the last stage left
-    /// (the caller [`Refresher::ensure`]s what it needs next).
+    /// zero outside the class columns, and has at least `out_level` levels (refreshed
+    /// where needed: in the sparse domain when folded, so that no full-slot bootstrap
+    /// follows).
     ///
     /// # Errors
-    /// [`TrainError::Config`] for another layout or class count; CKKS errors (missing
-    /// keys, bootstrapping).
+    /// [`TrainError::Config`] for another layout or class count, or `out_level` beyond
+    /// what a bootstrap leaves; CKKS errors (missing keys, bootstrapping).
     pub fn evaluate<B: Backend>(
         &self,
         ops: &Ops<B>,
         refresher: &Refresher<B>,
         logits: &EncryptedMatrix<B>,
+        out_level: usize,
     ) -> Result<EncryptedMatrix<B>> {
         let l = logits.layout();
         if l.cols() != self.classes
@@ -133,7 +284,18 @@ impl EncryptedSoftmax {
         let out = logits
             .ciphertexts()
             .iter()
-            .map(|ct| self.evaluate_block(ops, refresher, ct))
+            .map(|ct| {
+                let ct = refresher.ensure(ops, ct, 1, self.params.r_max)?;
+                if !self.fold {
+                    let z = ops.mul_const(&ct, 1.0 / (2.0 * self.params.r_max))?;
+                    let p = self.evaluate_block(ops, refresher, &z)?;
+                    return refresher.ensure(ops, &p, out_level, 1.0);
+                }
+                let p = self.evaluate_block(ops, refresher, &self.fold_block(ops, &ct)?)?;
+                // The unfold takes one level.
+                let p = refresher.ensure(ops, &p, out_level + 1, 1.0)?;
+                self.unfold_block(ops, &p)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(EncryptedMatrix::from_parts(
             BlockLayout::new(l.rows(), l.cols(), l.unit_shape())?,
@@ -167,21 +329,22 @@ impl EncryptedSoftmax {
         Ok(x)
     }
 
+    /// ASoftmax of one block of logits already scaled by `1/(2R)`, in the layout the
+    /// circuit runs on (folded or not).
     fn evaluate_block<B: Backend>(
         &self,
         ops: &Ops<B>,
         refresher: &Refresher<B>,
-        logits: &Ciphertext<B>,
+        z: &Ciphertext<B>,
     ) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("asoftmax_block").entered();
         let p = &self.params;
         let (c, cp) = (self.classes, self.padded);
         let (cpi, r_max) = (cp as i64, p.r_max);
         let out_level = refresher.output_level();
-        // 1. z = logits/(2R) with padded classes at −1/2, copied right by c'.
-        let z = refresher.ensure(ops, logits, 1, r_max)?;
-        let z = ops.mul_const(&z, 1.0 / (2.0 * r_max))?;
-        let z = ops.add_mask(&z, &format!("pad{c}"), &|| {
+        // 1. z = logits/(2R) (scaled by the caller) with padded classes at −1/2, copied
+        //    right by c'.
+        let z = ops.add_mask(z, &format!("pad{c}"), &|| {
             self.column_mask(|j| if (c..cp).contains(&j) { -0.5 } else { 0.0 })
         })?;
         let z = ops.add(&z, &ops.rotate(&z, -cpi)?)?;
