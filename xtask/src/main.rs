@@ -99,6 +99,15 @@ pub(crate) fn cpu_usage() -> (f64, f64, u64) {
 
 fn main() {
     he_math::allocator::configure();
+    // Diagnostics on stderr with `RUST_LOG` (e.g. `RUST_LOG=hetal_train::refresh=debug`
+    // prints every bootstrap's level and need); warnings only by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BenchNtt(args) => bench_ntt::run(&args),
