@@ -30,13 +30,16 @@
 //! the chosen model the same way would cost (`published_model`: its test accuracy and
 //! largest weight change; the reported accuracy is the exact model's).
 //! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
-//! epoch of every mode that ran) go to `--out-dir`.
+//! epoch of every mode that ran) go to `--out-dir`; an encrypted HETAL run also writes
+//! the chosen model there (`model/weights.npy`, `model/model.json`, as `hetal train`:
+//! `hetal predict --model` reads it; `encrypted.model` in the JSON).
 
 use he_linalg::Matrix;
 use he_linalg::ckks::Context;
 use hetal_train::chiang::{ChiangConfig, SigmoidKind, train_chiang};
 use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{BootstrapStats, Client, SessionConfig, StepTimings};
+use hetal_train::model::SavedModel;
 use hetal_train::session::{self, Event, InProcess, LoopOptions, TrainData, Transport as _};
 use hetal_train::softmax::ASoftmaxParams;
 use hetal_train::train::{EpochRecord, SoftmaxKind, TrainOutcome, accuracy, train_float};
@@ -132,6 +135,7 @@ impl Algorithm {
 struct Prepared {
     spec: &'static DatasetSpec,
     hyper: HyperParams,
+    pre: Preprocessor,
     xt: Matrix,
     xv: Matrix,
     xs: Matrix,
@@ -162,6 +166,7 @@ fn prepare(args: &Args) -> BoxResult<Prepared> {
     Ok(Prepared {
         spec,
         hyper,
+        pre,
         xt: pre.apply(&ds.train.x),
         xv: pre.apply(&ds.val.x),
         xs: pre.apply(&ds.test.x),
@@ -338,6 +343,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
                     "validation_s_per_epoch": e.validation_s_per_epoch, "test_s": e.test_s,
                     "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
                     "flooding": e.flooding,
+                    "model": e.model_dir.display().to_string(),
                 }),
             );
             obj.insert("bootstraps".into(), json!(e.boot.count));
@@ -611,6 +617,7 @@ struct EncryptedOutcome {
     test_s: f64,
     max_abs_w_diff: f64,
     flooding: serde_json::Value,
+    model_dir: PathBuf,
 }
 
 /// The encrypted run: `hetal_train::session::run` over the in-process transport, the
@@ -731,6 +738,20 @@ fn encrypted_run(
     let z = client.decrypt_logits(&transport.infer(&model, &test)?)?;
     let test_accuracy = accuracy(&z, &p.ds.test.y);
     let test_s = clock.elapsed().as_secs_f64();
+    // The run's output: the chosen model, as `hetal train` writes it.
+    let mut saved = SavedModel::new(
+        out.model.clone(),
+        p.pre,
+        p.spec.name,
+        "encrypted",
+        Some(preset.name()),
+        out.best_epoch,
+        out.steps,
+    )?;
+    // Measured by encrypted inference with the re-encrypted model.
+    saved.meta.accuracies.insert("test".into(), test_accuracy);
+    let model_dir = out_dir.join("model");
+    saved.save(&model_dir)?;
     let max_abs_w_diff = if sim.steps == out.steps {
         out.last_w.max_abs_diff(&sim.last_w)?
     } else {
@@ -751,5 +772,6 @@ fn encrypted_run(
         test_s,
         max_abs_w_diff,
         flooding: flooding_json,
+        model_dir,
     })
 }
