@@ -34,6 +34,16 @@ impl KeyRequirements {
         }
     }
 
+    /// Adds these keys to `req` (e.g. a bootstrapping request), with the
+    /// relinearization key; the rotations stay sorted and distinct.
+    pub fn add_to(&self, req: &mut EvaluationKeyRequest) {
+        req.relinearization = true;
+        req.conjugation |= self.conjugation;
+        req.rotations.extend(self.rotations.iter().copied());
+        req.rotations.sort_unstable();
+        req.rotations.dedup();
+    }
+
     fn add(&mut self, k: i64, slots: usize) {
         if k.rem_euclid(slots as i64) != 0 {
             self.rotations.insert(k);

@@ -259,8 +259,9 @@ impl<B: Backend> Client<B> {
     }
 
     /// Decrypts a model with noise flooding: the weights and the worst block's report.
-    /// At N = 2^16 the flooding of OpenFHE's default policy is about 17 bits above the
-    /// bootstrapped weights' noise (docs/security.md has the measured cost).
+    /// The flooding lies `log2(sqrt(12τ)) + s/2` bits above the weights' noise estimate
+    /// (19 bits for `s = 30`, `τ = 23`), which at N = 2^16 leaves the model useless
+    /// (docs/security.md has the measured cost).
     ///
     /// # Errors
     /// Decryption errors; no room for the flooding at the model's level.

@@ -145,12 +145,7 @@ impl SessionConfig {
             .union(&he_linalg::keys::diag_atb_keys(shape, self.classes))
             .union(&self.weight_refresh(shape)?.keys(blocks));
         let mut req = softmax.key_request(params, boot)?;
-        let extra = linalg.to_request();
-        req.relinearization = true;
-        req.conjugation |= extra.conjugation;
-        req.rotations.extend(extra.rotations);
-        req.rotations.sort_unstable();
-        req.rotations.dedup();
+        linalg.add_to(&mut req);
         Ok(req)
     }
 }

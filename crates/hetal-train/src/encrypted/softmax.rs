@@ -152,12 +152,7 @@ impl EncryptedSoftmax {
             req.rotations.extend(sparse.rotations);
             req.conjugation |= sparse.conjugation;
         }
-        let extra = self.keys().to_request();
-        req.relinearization = true;
-        req.conjugation |= extra.conjugation;
-        req.rotations.extend(extra.rotations);
-        req.rotations.sort_unstable();
-        req.rotations.dedup();
+        self.keys().add_to(&mut req);
         Ok(req)
     }
 
