@@ -15,10 +15,11 @@
 //! **Sparse slots** ([`EncryptedSoftmax::folded`], a variant measured by `cargo xtask
 //! softmax-error --fold`; training does not use it yet). When a row has room for two
 //! (`s1 ≥ 4c'`, e.g. DermaMNIST's `c' = 8` in `s1 = 32`), the block is first folded into
-//! half the slots: the second half's rows
-//! move next to the first half's (one rotation by `n/2 − s1/2`), a mask keeps the first
-//! half (one level) and a rotation by `n/2` repeats it, so the ciphertext is read with
-//! `n/2` slots ([`he_linalg::ckks::Evaluator::with_slots`]) in rows of `s1/2` columns.
+//! half the slots: the second half's rows move next to the first half's (one rotation by
+//! `n/2 − s1/2`), a mask keeps the first half and scales it by `1/(2R)` (the level the
+//! unfolded circuit spends on that scaling) and a rotation by `n/2` repeats it, so the
+//! ciphertext is read with `n/2` slots ([`he_linalg::ckks::Evaluator::with_slots`]) in
+//! rows of `s1/2` columns.
 //! Every bootstrap inside ASoftmax is then a sparse one (one EvalMod instead of two,
 //! smaller CoeffsToSlots and SlotsToCoeffs; [`Self::sparse_slots`] says which
 //! bootstrapper the server needs). The result is unfolded the same way (two masks in one
@@ -193,13 +194,14 @@ impl EncryptedSoftmax {
         }
     }
 
-    /// Levels consumed without bootstrapping (see [`ASoftmaxParams::depth`]); with
-    /// fewer levels per bootstrap, the circuit bootstraps in between.
+    /// Levels consumed without bootstrapping (see [`ASoftmaxParams::depth`]; one more
+    /// when folded, for the unfold); with fewer levels per bootstrap, the circuit
+    /// bootstraps in between.
     ///
     /// # Errors
     /// As [`ASoftmaxParams::depth`].
     pub fn depth(&self) -> Result<usize> {
-        self.params.depth(self.padded)
+        Ok(self.params.depth(self.padded)? + usize::from(self.fold))
     }
 
     /// A mask over the slots the circuit runs on, by column.
