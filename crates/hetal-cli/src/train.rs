@@ -2,7 +2,9 @@
 //! with `--resume`, reloads) the secret key, runs `hetal_train::session::run` against
 //! the server over [`HttpTransport`], and writes the decrypted best model to `--out`
 //! (`weights.npy`, `model.json`: `hetal_train::model`). The client's secret key and
-//! checkpoint live in `--out/client/` (owner-only, sealed).
+//! checkpoint live in `--out/client/` (owner-only, sealed). The validation decryptions
+//! behind each epoch's decision are noise-flooded (`--flooding-bits`, default 30; the
+//! report's `flooding` says what was added).
 
 use crate::http::HttpTransport;
 use anyhow::Context as _;
