@@ -113,12 +113,7 @@ impl<B: Backend> Context<B> {
     /// Backend errors only (a plaintext built by this crate is always decodable).
     pub fn decode_complex(&self, pt: &Plaintext<B>) -> Result<Vec<Complex64>> {
         let _span = tracing::trace_span!("decode", level = pt.level, slots = pt.slots).entered();
-        let mut p = pt.poly.clone();
-        self.backend().inverse_ntt(&mut p)?;
-        let host = self.backend().download(&p)?;
-        let n = self.params().n();
-        let gap = n / (2 * pt.slots);
-        let coeffs = centered_coefficients_f64(self, &host, gap)?;
+        let coeffs = self.slot_coefficients(pt)?;
         let inv = 1.0 / pt.scale;
         let scaled: Vec<f64> = coeffs.iter().map(|c| c * inv).collect();
         self.embedding(pt.slots)?.decode(&scaled)
@@ -133,9 +128,21 @@ impl<B: Backend> Context<B> {
     }
 }
 
+impl<B: Backend> Context<B> {
+    /// The centred values (integer units, as `f64`) of the `2n` coefficients that carry
+    /// a plaintext's `n` slots (every `N/(2n)`-th).
+    pub(crate) fn slot_coefficients(&self, pt: &Plaintext<B>) -> Result<Vec<f64>> {
+        let mut p = pt.poly.clone();
+        self.backend().inverse_ntt(&mut p)?;
+        let host = self.backend().download(&p)?;
+        let gap = self.params().n() / (2 * pt.slots);
+        centered_coefficients_f64(self, &host, gap)
+    }
+}
+
 /// Centred values (as `f64`) of the coefficients `0, gap, 2·gap, …` of a coefficient-form
 /// host polynomial over `q_0 … q_ℓ`, by balanced-digit Garner reconstruction.
-pub(crate) fn centered_coefficients_f64<B: Backend>(
+fn centered_coefficients_f64<B: Backend>(
     ctx: &Context<B>,
     p: &RnsPoly,
     gap: usize,

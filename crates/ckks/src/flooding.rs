@@ -36,7 +36,6 @@
 
 use crate::ciphertext::Plaintext;
 use crate::context::Context;
-use crate::encoding::centered_coefficients_f64;
 use crate::error::{CkksError, Result};
 use he_math::{Backend, Csprng};
 use num_complex::Complex64;
@@ -148,8 +147,8 @@ impl<B: Backend> Context<B> {
     /// slots (fresh CSPRNG), and returns the real parts. Messages must be real.
     ///
     /// # Errors
-    /// [`CkksError::InvalidValue`] if the flooding noise would reach `Q_ℓ/4` (the
-    /// plaintext's level leaves no room for it: decrypt at a higher level or lower `s`);
+    /// [`CkksError::InvalidValue`] if `2^8·σ` would reach `Q_ℓ/4` (the plaintext's level
+    /// leaves no room for the flooding: decrypt at a higher level or lower `s`);
     /// backend errors.
     pub fn decode_flooded(
         &self,
@@ -158,12 +157,7 @@ impl<B: Backend> Context<B> {
     ) -> Result<FloodedDecoding> {
         let _span =
             tracing::trace_span!("decode_flooded", level = pt.level, slots = pt.slots).entered();
-        let mut p = pt.poly.clone();
-        self.backend().inverse_ntt(&mut p)?;
-        let host = self.backend().download(&p)?;
-        let n = self.params().n();
-        let gap = n / (2 * pt.slots);
-        let mut coeffs = centered_coefficients_f64(self, &host, gap)?;
+        let mut coeffs = self.slot_coefficients(pt)?;
         let emb = self.embedding(pt.slots)?;
         let inv = 1.0 / pt.scale;
         let scaled: Vec<f64> = coeffs.iter().map(|c| c * inv).collect();

@@ -152,18 +152,21 @@ fn digest(kind: &[u8; 8], binding: &[u8; 32], body: &[u8]) -> [u8; 32] {
 
 /// The envelope of `payload` (see the module docs); `kind` names what it holds.
 pub fn seal(kind: &[u8; 8], binding: &Binding, payload: &[u8]) -> Vec<u8> {
+    // One buffer: the body (manifest and payload) is written in place and digested
+    // there (the server's state is hundreds of MB).
     let manifest = binding.manifest();
-    let mut body = Vec::with_capacity(manifest.len() + payload.len());
-    body.extend_from_slice(&manifest);
-    body.extend_from_slice(payload);
+    let body_len = manifest.len() + payload.len();
     let b = binding.digest();
-    let mut out = Vec::with_capacity(HEADER + body.len());
+    let mut out = Vec::with_capacity(HEADER + body_len);
     out.extend_from_slice(kind);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&b);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&digest(kind, &b, &body));
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&(body_len as u64).to_le_bytes());
+    out.extend_from_slice(&[0; 32]);
+    out.extend_from_slice(&manifest);
+    out.extend_from_slice(payload);
+    let d = digest(kind, &b, &out[HEADER..]);
+    out[HEADER - 32..HEADER].copy_from_slice(&d);
     out
 }
 

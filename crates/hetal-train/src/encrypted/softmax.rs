@@ -54,9 +54,6 @@ pub struct EncryptedSoftmax {
     slots: usize,
     /// Whether blocks are folded into `slots/2` (see the module docs).
     fold: bool,
-    /// Row width and slots the circuit runs on (halved when folded).
-    s1_in: usize,
-    slots_in: usize,
     sign_g: Polynomial,
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
@@ -93,8 +90,6 @@ impl EncryptedSoftmax {
             s1,
             slots,
             fold: false,
-            s1_in: s1,
-            slots_in: slots,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
             step_f: poly(step)?,
@@ -118,15 +113,27 @@ impl EncryptedSoftmax {
             )));
         }
         self.fold = true;
-        self.s1_in = self.s1 / 2;
-        self.slots_in = self.slots / 2;
         Ok(self)
+    }
+
+    /// Row width the circuit runs on (halved when folded).
+    fn s1_in(&self) -> usize {
+        if self.fold { self.s1 / 2 } else { self.s1 }
+    }
+
+    /// Slots the circuit runs on (halved when folded).
+    fn slots_in(&self) -> usize {
+        if self.fold {
+            self.slots / 2
+        } else {
+            self.slots
+        }
     }
 
     /// The slot count of the ciphertexts ASoftmax bootstraps when it folds (a
     /// bootstrapper for it is needed besides the full-slot one); `None` when it does not.
     pub fn sparse_slots(&self) -> Option<usize> {
-        self.fold.then_some(self.slots_in)
+        self.fold.then_some(self.slots_in())
     }
 
     /// The fold's rotation amounts: second half next to the first, the repetition, and
@@ -206,7 +213,7 @@ impl EncryptedSoftmax {
 
     /// A mask over the slots the circuit runs on, by column.
     fn column_mask(&self, f: impl Fn(usize) -> f64) -> Vec<f64> {
-        (0..self.slots_in).map(|i| f(i % self.s1_in)).collect()
+        (0..self.slots_in()).map(|i| f(i % self.s1_in())).collect()
     }
 
     /// A mask over the block's full slots, by (half, column).
@@ -227,7 +234,7 @@ impl EncryptedSoftmax {
             self.half_mask(|first, _| if first { scale } else { 0.0 })
         })?;
         let a = ops.add(&a, &ops.rotate(&a, half)?)?;
-        Ok(ops.evaluator().with_slots(&a, self.slots_in)?)
+        Ok(ops.evaluator().with_slots(&a, self.slots_in())?)
     }
 
     /// Undoes [`Self::fold_block`] on the class columns (the rest is zero). One level.

@@ -79,13 +79,13 @@ pub fn checkpoint_binding<B: Backend>(
     data: &str,
     seed: u64,
 ) -> Result<store::Binding> {
+    // Binding keeps only each part's SHA-256.
     let key = zeroize::Zeroizing::new(client.secret_key().to_bytes()?);
-    let key_hash = store::hash_parts(&[&key]);
     let cfg = postcard::to_allocvec(client.config())
         .map_err(|e| crate::TrainError::Message(e.to_string()))?;
     Ok(store::Binding::new(&[
         ("purpose", b"checkpoint"),
-        ("secret key", &key_hash),
+        ("secret key", &key),
         ("CKKS parameters", &params_bytes(client.context())?),
         ("session configuration", &cfg),
         ("dataset", data.as_bytes()),
