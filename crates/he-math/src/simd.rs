@@ -6,6 +6,12 @@
 //!   estimate `floor(floor(x / 2^{L-1}) · floor(2^{L+51}/q) / 2^52)` (L = bits of q),
 //!   which is at most 2 below the true quotient, so two conditional subtractions finish.
 //! - Products by a fixed scalar use Shoup's method in radix 2^52.
+//! - Products and sums of products for moduli of 55 to 61 bits (the bootstrapping and large
+//!   special primes): the key-switching inner product, the fast basis conversion and
+//!   limb products split both factors as `x = x_1·2^52 + x_0` and accumulate the seven
+//!   IFMA partial products in three radix-2^52 lane accumulators (weights `1`, `2^52`,
+//!   `2^104`), with no reduction inside a sum; each output is reduced once in registers:
+//!   `2^104` folded as `2^104 mod q`, then a Barrett quotient of at most 52 bits.
 //! - Additions and subtractions are plain loops compiled with AVX-512 enabled so the
 //!   compiler vectorises them.
 //!
@@ -14,8 +20,15 @@
 
 use crate::modulus::Modulus;
 
-/// Largest modulus (exclusive) handled by the IFMA kernels.
+/// Largest modulus (exclusive) handled by the IFMA kernels that reduce every product.
 pub const IFMA_MAX_MODULUS: u64 = 1 << 50;
+
+/// Most terms a wide (radix-2^52, three-accumulator) sum of products may have: the middle
+/// accumulator gains less than `3·2^52` per term and must stay below `2^64`.
+const WIDE_MAX_TERMS: usize = 1024;
+
+/// Fewest bits of a modulus for the wide kernels (their Barrett quotient must fit 52 bits).
+const WIDE_MIN_BITS: u32 = 55;
 
 /// Whether this CPU has AVX-512F and AVX-512 IFMA.
 #[inline]
@@ -47,6 +60,13 @@ pub fn has_avx512() -> bool {
 #[inline(always)]
 fn use_ifma(m: &Modulus) -> bool {
     m.value() < IFMA_MAX_MODULUS && has_ifma()
+}
+
+/// Whether the wide IFMA kernels apply: moduli of 55 to 61 bits (the bootstrapping and
+/// large special primes), where their vector reduction is exact.
+#[inline(always)]
+fn use_wide(m: &Modulus) -> bool {
+    m.bits() >= WIDE_MIN_BITS && has_ifma()
 }
 
 macro_rules! autovec {
@@ -124,6 +144,12 @@ pub fn mul_assign(m: &Modulus, a: &mut [u64], b: &[u64]) {
         unsafe { ifma::mul(m, ifma::Dst::InPlace(a), b) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if use_wide(m) {
+        // SAFETY: AVX-512F and IFMA are present and 2^54 ≤ q < 2^61.
+        unsafe { ifma::mul_wide(m, ifma::Dst::InPlace(a), b) };
+        return;
+    }
     for (x, &y) in a.iter_mut().zip(b) {
         *x = m.mul(*x, y);
     }
@@ -135,6 +161,12 @@ pub fn mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
     if use_ifma(m) {
         // SAFETY: AVX-512F and IFMA are present and q < 2^50.
         unsafe { ifma::mul(m, ifma::Dst::Accumulate(acc, a), b) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_wide(m) {
+        // SAFETY: AVX-512F and IFMA are present and 2^54 ≤ q < 2^61.
+        unsafe { ifma::mul_wide(m, ifma::Dst::Accumulate(acc, a), b) };
         return;
     }
     for ((x, &u), &v) in acc.iter_mut().zip(a).zip(b) {
@@ -156,6 +188,13 @@ pub fn dot_assign(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
     if use_ifma(m) {
         // SAFETY: AVX-512F and IFMA are present, q < 2^50, lengths checked.
         unsafe { ifma::dot(m, out, a, b) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_wide(m) && a.len() <= WIDE_MAX_TERMS {
+        // SAFETY: AVX-512F and IFMA are present, inputs below q, 2^54 ≤ q < 2^61, at most
+        // WIDE_MAX_TERMS terms, lengths checked.
+        unsafe { ifma::dot_wide(m, out, a, b) };
         return;
     }
     // Lazy reduction: products of residues below q < 2^61 are below 2^122, so 32 of
@@ -208,8 +247,8 @@ pub fn sub_scalar_mul_assign(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
 /// With IFMA and `c < 2^50`: inputs above 2^52 are split as `y_hi·2^52 + y_lo`; the
 /// 104-bit products of each group of three terms are accumulated as separate low/high
 /// 52-bit sums in vector lanes, reduced in-register as `high·(2^52 mod c) + low` with two
-/// Shoup products, and summed modulo `c`. Otherwise a scalar loop with lazy 128-bit
-/// accumulation.
+/// Shoup products, and summed modulo `c`. With IFMA and a larger `c`: the wide kernel
+/// (module docs). Otherwise a scalar loop with lazy 128-bit accumulation.
 pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
     let len = out.len();
     assert!(
@@ -220,6 +259,13 @@ pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out
     if use_ifma(c) && y_bound <= (1 << 61) {
         // SAFETY: AVX-512F and IFMA present, c < 2^50, y < 2^61, lengths checked.
         unsafe { ifma::convert_limb(c, row, y, y_bound, out) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_wide(c) && y_bound <= (1 << 61) && row.len() <= WIDE_MAX_TERMS {
+        // SAFETY: AVX-512F and IFMA present, 2^54 ≤ c < 2^61, y < 2^61, at most
+        // WIDE_MAX_TERMS terms, lengths checked.
+        unsafe { ifma::convert_limb_wide(c, row, y, out) };
         return;
     }
     for (k, o) in out.iter_mut().enumerate() {
@@ -426,6 +472,231 @@ mod ifma {
         }
     }
 
+    /// Seven IFMA partial products of `x·w` (`x, w < 2^62`; `x1 = x >> 52`,
+    /// `w1 = w >> 52`; IFMA reads only the low 52 bits of `x` and `w`) added to the
+    /// radix-2^52 accumulators `a[0]` (weight 1), `a[1]` (2^52) and `a[2]` (2^104). Per
+    /// term `a[0]` gains `< 2^52`, `a[1]` `< 3·2^52`, `a[2]` `< 2^21`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn wide_mul_acc(a: &mut [__m512i; 3], x: __m512i, x1: __m512i, w: __m512i, w1: __m512i) {
+        a[0] = _mm512_madd52lo_epu64(a[0], x, w);
+        a[1] = _mm512_madd52hi_epu64(a[1], x, w);
+        a[1] = _mm512_madd52lo_epu64(a[1], x1, w);
+        a[1] = _mm512_madd52lo_epu64(a[1], x, w1);
+        a[2] = _mm512_madd52hi_epu64(a[2], x1, w);
+        a[2] = _mm512_madd52hi_epu64(a[2], x, w1);
+        a[2] = _mm512_madd52lo_epu64(a[2], x1, w1);
+    }
+
+    /// Constants of [`wide_reduce`] for one modulus `q` (`2^54 ≤ q < 2^61`).
+    #[derive(Clone, Copy)]
+    pub(super) struct WideReducer {
+        /// `2^104 mod q` split in radix 2^52, `q` and its high part, the Barrett
+        /// constant `⌊2^{L+51}/q⌋` (`L` = bits of `q`) and the shift `L − 53`.
+        vr0: __m512i,
+        vr1: __m512i,
+        vq: __m512i,
+        vq1: __m512i,
+        vmu: __m512i,
+        shift: __m128i,
+    }
+
+    impl WideReducer {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) fn new(m: &Modulus) -> Self {
+            let q = m.value();
+            let l = m.bits() as u64;
+            let r104 = ((1u128 << 104) % q as u128) as u64;
+            Self {
+                vr0: _mm512_set1_epi64((r104 & MASK52) as i64),
+                vr1: _mm512_set1_epi64((r104 >> 52) as i64),
+                vq: _mm512_set1_epi64(q as i64),
+                vq1: _mm512_set1_epi64((q >> 52) as i64),
+                vmu: _mm512_set1_epi64(((1u128 << (l + 51)) / q as u128) as i64),
+                shift: _mm_cvtsi64_si128(l.saturating_sub(53) as i64),
+            }
+        }
+    }
+
+    /// Reduces the 8 lanes of the wide accumulators `a` modulo `m` into `out[..8]`.
+    ///
+    /// The value is `V = a_0 + a_1·2^52 + a_2·2^104`. Carries give radix-2^52 digits
+    /// `d_0, d_1 < 2^52` and `e < 2^32` (at most `WIDE_MAX_TERMS` terms); `e·2^104` is
+    /// replaced by `e·(2^104 mod q)`, leaving `V_1 = u_0 + u_1·2^52 < 2^105`. For `L ≥ 55`
+    /// bits the Barrett estimate `Q̂ = ⌊⌊u_1/2^{L−53}⌋·μ / 2^52⌋`, `μ = ⌊2^{L+51}/q⌋`,
+    /// fits a 52-bit lane, never exceeds `⌊V_1/q⌋` and is at most 4 below it, so
+    /// `V_1 − Q̂·q` (exact modulo 2^64) lies in `[0, 5q)` and three conditional
+    /// subtractions (`4q`, `2q`, `q`) finish.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn wide_reduce(c: &WideReducer, a: &[__m512i; 3], out: &mut [u64]) {
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let zero = _mm512_setzero_si512();
+        let a1 = _mm512_add_epi64(a[1], _mm512_srli_epi64::<52>(a[0]));
+        let d0 = _mm512_and_si512(a[0], mask);
+        let e = _mm512_add_epi64(a[2], _mm512_srli_epi64::<52>(a1));
+        let d1 = _mm512_and_si512(a1, mask);
+        // Fold e·(2^104 mod q): e < 2^32, r0 < 2^52, r1 < 2^10.
+        let u0 = _mm512_madd52lo_epu64(d0, e, c.vr0);
+        let u1 = _mm512_madd52hi_epu64(d1, e, c.vr0);
+        let u1 = _mm512_madd52lo_epu64(u1, e, c.vr1);
+        let u1 = _mm512_add_epi64(u1, _mm512_srli_epi64::<52>(u0));
+        let u0 = _mm512_and_si512(u0, mask);
+        // Barrett: t = ⌊u_1 / 2^{L−53}⌋ ≤ ⌊V_1 / 2^{L−1}⌋ < 2^52.
+        let t = _mm512_srl_epi64(u1, c.shift);
+        let qe = _mm512_madd52hi_epu64(zero, t, c.vmu);
+        // Q̂·q mod 2^64 = lo(Q̂·q_0) + (hi(Q̂·q_0) + Q̂·q_1)·2^52.
+        let p_lo = _mm512_madd52lo_epu64(zero, qe, c.vq);
+        let p_hi = _mm512_madd52hi_epu64(zero, qe, c.vq);
+        let p_hi = _mm512_madd52lo_epu64(p_hi, qe, c.vq1);
+        let prod = _mm512_add_epi64(p_lo, _mm512_slli_epi64::<52>(p_hi));
+        let v = _mm512_add_epi64(u0, _mm512_slli_epi64::<52>(u1));
+        let r = _mm512_sub_epi64(v, prod);
+        let q4 = _mm512_slli_epi64::<2>(c.vq);
+        let q2 = _mm512_slli_epi64::<1>(c.vq);
+        let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q4));
+        let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q2));
+        let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, c.vq));
+        // SAFETY: out holds at least 8 u64.
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, r) };
+    }
+
+    /// `a ← a·b mod q`, or `acc ← acc + a·b mod q`, for `2^54 ≤ q < 2^61`: the product
+    /// (plus the accumulator, as radix-2^52 digits) in wide accumulators, one reduction.
+    ///
+    /// # Safety
+    /// AVX-512F and IFMA available, `2^54 ≤ q < 2^61`, all inputs below `q`, `b` (and
+    /// the accumulated `a`) at least as long as the destination.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn mul_wide(m: &Modulus, dst: Dst<'_>, b: &[u64]) {
+        let red = WideReducer::new(m);
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let (out, a, add) = match dst {
+            Dst::InPlace(a) => (a, None, false),
+            Dst::Accumulate(acc, a) => (acc, Some(a), true),
+        };
+        let len = out.len();
+        assert!(b.len() >= len && a.is_none_or(|a| a.len() >= len));
+        let body = len - len % 8;
+        let mut k = 0;
+        while k < body {
+            // SAFETY: k + 8 ≤ len ≤ the lengths of out, a and b.
+            let (vo, vx, vy) = unsafe {
+                let vo = _mm512_loadu_si512(out.as_ptr().add(k) as *const __m512i);
+                let vx = match a {
+                    Some(a) => _mm512_loadu_si512(a.as_ptr().add(k) as *const __m512i),
+                    None => vo,
+                };
+                (
+                    vo,
+                    vx,
+                    _mm512_loadu_si512(b.as_ptr().add(k) as *const __m512i),
+                )
+            };
+            let mut acc = if add {
+                [
+                    _mm512_and_si512(vo, mask),
+                    _mm512_srli_epi64::<52>(vo),
+                    zero,
+                ]
+            } else {
+                [zero; 3]
+            };
+            let (x1, y1) = (_mm512_srli_epi64::<52>(vx), _mm512_srli_epi64::<52>(vy));
+            wide_mul_acc(&mut acc, vx, x1, vy, y1);
+            wide_reduce(&red, &acc, &mut out[k..k + 8]);
+            k += 8;
+        }
+        for t in body..len {
+            out[t] = match a {
+                Some(a) => m.mul_add(a[t], b[t], out[t]),
+                None => m.mul(out[t], b[t]),
+            };
+        }
+    }
+
+    /// [`super::dot_assign`] for `2^54 ≤ q < 2^61`: wide accumulation, one reduction per
+    /// output.
+    ///
+    /// # Safety
+    /// AVX-512F and IFMA available, `2^54 ≤ q < 2^61`, inputs below `q`, `a.len() == b.len() ≤
+    /// WIDE_MAX_TERMS`, every `a_t`, `b_t` at least as long as `out`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn dot_wide(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+        let red = WideReducer::new(m);
+        let len = out.len();
+        let body = len - len % 8;
+        let zero = _mm512_setzero_si512();
+        let mut k = 0;
+        while k < body {
+            let mut acc = [zero; 3];
+            for (x, y) in a.iter().zip(b) {
+                // SAFETY: k + 8 ≤ len ≤ x.len(), y.len().
+                let (vx, vy) = unsafe {
+                    (
+                        _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i),
+                        _mm512_loadu_si512(y.as_ptr().add(k) as *const __m512i),
+                    )
+                };
+                let (x1, y1) = (_mm512_srli_epi64::<52>(vx), _mm512_srli_epi64::<52>(vy));
+                wide_mul_acc(&mut acc, vx, x1, vy, y1);
+            }
+            wide_reduce(&red, &acc, &mut out[k..k + 8]);
+            k += 8;
+        }
+        for t in body..len {
+            out[t] = sum_products(m, a.iter().zip(b).map(|(x, y)| (x[t], y[t])));
+        }
+    }
+
+    /// [`super::basis_convert_limb`] for `2^54 ≤ c < 2^61`: wide accumulation, one
+    /// reduction per output.
+    ///
+    /// # Safety
+    /// AVX-512F and IFMA available, `2^54 ≤ c < 2^61`, `y < 2^61`, `row[i] < c`, `row.len() ≤
+    /// WIDE_MAX_TERMS`, `y.len() ≥ row.len() · out.len()`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn convert_limb_wide(c: &Modulus, row: &[u64], y: &[u64], out: &mut [u64]) {
+        let red = WideReducer::new(c);
+        let len = out.len();
+        let body = len - len % 8;
+        let zero = _mm512_setzero_si512();
+        let mut k = 0;
+        while k < body {
+            let mut acc = [zero; 3];
+            for (i, &w) in row.iter().enumerate() {
+                let (vw, vw1) = (
+                    _mm512_set1_epi64(w as i64),
+                    _mm512_set1_epi64((w >> 52) as i64),
+                );
+                // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
+                let vy =
+                    unsafe { _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i) };
+                wide_mul_acc(&mut acc, vy, _mm512_srli_epi64::<52>(vy), vw, vw1);
+            }
+            wide_reduce(&red, &acc, &mut out[k..k + 8]);
+            k += 8;
+        }
+        for (t, o) in out.iter_mut().enumerate().skip(body) {
+            *o = sum_products(c, row.iter().enumerate().map(|(i, &w)| (y[i * len + t], w)));
+        }
+    }
+
+    /// `Σ x·w mod q` in scalar code for factors below `2^62`: 128-bit accumulation,
+    /// reduced every 8 terms (each product is below `2^124`).
+    fn sum_products(m: &Modulus, terms: impl Iterator<Item = (u64, u64)>) -> u64 {
+        let mut acc: u128 = 0;
+        for (i, (x, w)) in terms.enumerate() {
+            acc += x as u128 * w as u128;
+            if i % 8 == 7 {
+                acc = m.reduce_u128(acc) as u128;
+            }
+        }
+        m.reduce_u128(acc)
+    }
+
     /// `out ← Σ_t a_t · b_t mod q` (Barrett products, accumulated in registers).
     ///
     /// # Safety
@@ -557,7 +828,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
         fn dot_and_conversion_match_u128(
-            bits in 20u32..51, src_bits in 20u32..62, terms in 1usize..9,
+            bits in 20u32..62, src_bits in 20u32..62, terms in 1usize..40,
             len in 0usize..40, seed in any::<u64>(),
         ) {
             let prime = |b: u32| crate::primes::PrimeGenerator::new(b, 16, crate::primes::Direction::Down)
@@ -588,6 +859,32 @@ mod tests {
                 prop_assert_eq!(out[k] as u128, want);
             }
         }
+    }
+
+    #[test]
+    fn wide_sums_at_their_term_limit() {
+        // Largest residues of the largest supported prime, WIDE_MAX_TERMS terms: the
+        // accumulators' headroom is exactly what the wide kernels rely on.
+        let q = crate::primes::PrimeGenerator::new(61, 16, crate::primes::Direction::Down)
+            .unwrap()
+            .next()
+            .unwrap();
+        let m = Modulus::new(q).unwrap();
+        let len = 24;
+        let x = vec![q - 1; len];
+        let terms = WIDE_MAX_TERMS;
+        let want = m.mul(m.reduce(terms as u64), 1); // (q−1)² ≡ 1, summed `terms` times
+        let a: Vec<&[u64]> = vec![&x; terms];
+        let mut out = vec![0u64; len - 3];
+        dot_assign(&m, &mut out, &a, &a);
+        assert!(out.iter().all(|&v| v == want), "{out:?} vs {want}");
+        let y = vec![(1u64 << 61) - 1; terms * len];
+        let row = vec![q - 1; terms];
+        let mut out = vec![0u64; len];
+        basis_convert_limb(&m, &row, &y, 1 << 61, &mut out);
+        let one = m.mul(m.reduce((1u64 << 61) - 1), q - 1);
+        let want = m.mul(one, m.reduce(terms as u64));
+        assert!(out.iter().all(|&v| v == want), "{out:?} vs {want}");
     }
 
     #[test]
