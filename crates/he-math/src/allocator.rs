@@ -1,5 +1,5 @@
 //! The global allocator of the project's binaries (feature `mimalloc`): mimalloc, with
-//! freed memory kept mapped long enough to be reused.
+//! freed memory kept mapped for reuse.
 //!
 //! The host backend allocates and frees polynomials of 0.5 MiB per limb at `N = 2^16`
 //! (12 MiB for a 24-limb ciphertext part) at a high rate: a key switch creates a dozen.
@@ -7,12 +7,15 @@
 //! ("purges") freed memory after 1 s by default. Each return costs a page fault and the
 //! kernel's zeroing of the pages (`clear_page_erms`) when the memory is touched again:
 //! 16 % of a bootstrap's profile at the default delay (docs/results/bootstrap.md).
-//! [`configure`] raises the delay to [`PURGE_DELAY_MS`], so memory freed during a
-//! computation is reused by the next allocation, and a process that stays idle longer
-//! still gives it back. Measured (docs/results/bootstrap.md): page faults per N = 2^16
-//! bootstrap 116 070 → 12 456, system time 7.2 → 4.9 s. The cost is memory: freed
-//! buffers stay mapped up to 30 s, and the README's bounded training run peaked at
-//! 16.2 GB instead of 14.9–15.2 GB.
+//!
+//! [`configure`] turns purging off ([`PURGE_DELAY_MS`] = −1): memory freed during a
+//! computation stays mapped and is reused by the next allocation. A delay of 30 s (the
+//! setting before) still left 10 000–12 000 huge-page faults per N = 2^16 bootstrap (the
+//! kernel's zeroing was 19 % of the bootstrap's profile); with purging off there are about
+//! 150, and the bootstrap's median fell from 13.9 to 10.8 and 13.4 s in two paired runs
+//! (docs/results/bootstrap.md). The cost: the process keeps its high-water mark mapped
+//! until it exits. The peak itself hardly moves (bench-bootstrap 10.08 → 10.10 GB), since
+//! what is kept is what is reused.
 //!
 //! Use in a binary:
 //!
@@ -32,9 +35,8 @@
 pub use mimalloc::MiMalloc;
 
 /// How long (milliseconds) freed memory stays mapped before mimalloc returns it to the
-/// kernel, as [`configure`] sets it: longer than a bootstrap (about 15 s at `N = 2^16`
-/// here), so that memory freed within one is reused.
-pub const PURGE_DELAY_MS: i64 = 30_000;
+/// kernel, as [`configure`] sets it: −1, never (see the module docs for the measurements).
+pub const PURGE_DELAY_MS: i64 = -1;
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`; the
 /// `libmimalloc-sys` crate does not name it). Its default there is 1000 ms; a test checks
