@@ -79,7 +79,7 @@ impl<B: Backend> Context<B> {
                 limb[k * gap] = f64_int_mod(v, m);
             }
         }
-        let mut poly = self.backend().upload(&poly)?;
+        let mut poly = self.backend().upload_owned(poly)?;
         self.backend().forward_ntt(&mut poly)?;
         Ok(Plaintext {
             poly,

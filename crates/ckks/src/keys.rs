@@ -36,7 +36,7 @@ pub(crate) fn sample_uniform<B: Backend>(
     for (j, &bi) in basis.iter().enumerate() {
         rng.uniform_mod(ring.modulus(bi), p.limb_mut(j));
     }
-    Ok(ctx.backend().upload(&p)?)
+    Ok(ctx.backend().upload_owned(p)?)
 }
 
 /// Samples the discrete Gaussian error over `basis`, NTT form. The host copies are

@@ -183,7 +183,7 @@ impl<B: Backend> Context<B> {
                 basis.len()
             ))
         })?;
-        self.backend().upload(&host).map_err(malformed)
+        self.backend().upload_owned(host).map_err(malformed)
     }
 
     fn check_meta(&self, meta: &Meta) -> Result<(usize, f64, usize)> {

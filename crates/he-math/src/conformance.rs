@@ -513,6 +513,11 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         p.b.upload(&bad),
         Err(MathError::ResidueOutOfRange { .. })
     ));
+    assert!(matches!(
+        p.b.upload_owned(bad),
+        Err(MathError::ResidueOutOfRange { .. })
+    ));
+    assert_eq!(p.b.download(&p.b.upload_owned(a.clone()).unwrap()).unwrap(), a);
     assert!(p.b.zero(&[1, 0], Representation::Coeff).is_err());
     assert!(p.b.zero(&[99], Representation::Coeff).is_err());
     let mut single = p.b.select_limbs(&ab, &[0]).unwrap();

@@ -458,6 +458,11 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         Ok(host.clone())
     }
 
+    fn upload_owned(&self, host: RnsPoly) -> Result<RnsPoly> {
+        host.validate(&self.ctx)?;
+        Ok(host)
+    }
+
     fn download(&self, p: &RnsPoly) -> Result<RnsPoly> {
         Ok(p.clone())
     }

@@ -57,6 +57,16 @@ pub trait Backend: Send + Sync {
     /// As [`RnsPoly::validate`].
     fn upload(&self, host: &RnsPoly) -> Result<Self::Poly>;
 
+    /// [`Self::upload`] of a polynomial the caller no longer needs: host backends take
+    /// its memory instead of copying it (the default copies). Not for secrets, whose host
+    /// copy the caller must wipe: on an error the polynomial is dropped as it is.
+    ///
+    /// # Errors
+    /// As [`Self::upload`].
+    fn upload_owned(&self, host: RnsPoly) -> Result<Self::Poly> {
+        self.upload(&host)
+    }
+
     /// Copies a polynomial back to host memory.
     ///
     /// # Errors
