@@ -474,6 +474,44 @@ impl<B: Backend> Evaluator<B> {
         Ok(())
     }
 
+    /// `acc ← acc + c·a` for a real constant `c` encoded as the integer
+    /// `round(c · acc.scale / a.scale)`, so that the product lands at `acc`'s scale: the
+    /// constant carries `log2(acc.scale / a.scale)` bits, so `acc` is meant to be at a
+    /// product scale such as `Δ·q_{ℓ+1}`, rescaled afterwards. `a` may be at a higher
+    /// level than `acc`: its extra limbs are not read (no copy, no level drop). The
+    /// accumulation of the polynomial evaluator's leaves.
+    ///
+    /// # Errors
+    /// [`CkksError::ScaleMismatch`] unless `acc.scale > a.scale`;
+    /// [`CkksError::LevelMismatch`] if `a` is below `acc`'s level,
+    /// [`CkksError::SlotsMismatch`], [`CkksError::DegreeTooHigh`] for different degrees,
+    /// [`CkksError::InvalidValue`] for a non-finite or too large scaled constant.
+    pub fn mul_const_add_assign(
+        &self,
+        acc: &mut Ciphertext<B>,
+        a: &Ciphertext<B>,
+        c: f64,
+    ) -> Result<()> {
+        if a.level < acc.level {
+            return Err(CkksError::LevelMismatch(acc.level, a.level));
+        }
+        if acc.scale.partial_cmp(&a.scale) != Some(std::cmp::Ordering::Greater) {
+            return Err(CkksError::ScaleMismatch(acc.scale, a.scale));
+        }
+        if a.slots != acc.slots {
+            return Err(CkksError::SlotsMismatch(acc.slots, a.slots));
+        }
+        if acc.parts.len() != a.parts.len() {
+            return Err(CkksError::DegreeTooHigh(acc.degree().max(a.degree())));
+        }
+        let s = self.int_residues((c * acc.scale / a.scale).round(), acc.level)?;
+        self.note(Op::ConstMult, 1);
+        for (dst, src) in acc.parts.iter_mut().zip(&a.parts) {
+            self.be().scalar_mul_add_assign(dst, src, &s)?;
+        }
+        Ok(())
+    }
+
     /// `a · c` for a complex constant, the constant encoded as the integer
     /// `round(c·const_scale)` (no rescale; scale `a.scale · const_scale`). Multiplying
     /// by `i` costs one extra monomial product.

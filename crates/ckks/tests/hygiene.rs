@@ -88,6 +88,9 @@ impl Backend for Counting {
     fn scalar_mul_assign(&self, a: &mut P, scalars: &[u64]) -> Result<()> {
         self.inner.scalar_mul_assign(a, scalars)
     }
+    fn scalar_mul_add_assign(&self, acc: &mut P, a: &P, scalars: &[u64]) -> Result<()> {
+        self.inner.scalar_mul_add_assign(acc, a, scalars)
+    }
     fn scalar_add_assign(&self, a: &mut P, scalars: &[u64]) -> Result<()> {
         self.inner.scalar_add_assign(a, scalars)
     }

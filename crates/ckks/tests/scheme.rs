@@ -262,6 +262,34 @@ fn adjust_levels<B: Backend>(ctx: Arc<Context<B>>) {
     let sum: Vec<_> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
     let e = log2_err(&decrypt(&s, &s.eval.add(&adj, &cy).unwrap()), &sum);
     assert!(e < -25.0, "adjust+add error 2^{e:.1}");
+    // acc += c·x, x read in place from the higher level, at acc's scale Δ_top·q_2 (as a
+    // polynomial leaf accumulates), then one rescale.
+    let product_scale = cx.scale() * p.q()[2] as f64;
+    let one = Complex64::new(1.0, 0.0);
+    let base = (s.eval)
+        .mul_const_complex_with_scale(&cy, one, product_scale / cy.scale())
+        .unwrap();
+    let mut acc = base.clone();
+    s.eval.mul_const_add_assign(&mut acc, &cx, -0.75).unwrap();
+    assert_eq!((acc.level(), acc.scale()), (2, product_scale));
+    let want: Vec<_> = x.iter().zip(&y).map(|(a, b)| b - a * 0.75).collect();
+    let e = log2_err(&decrypt(&s, &s.eval.rescale_owned(acc).unwrap()), &want);
+    assert!(e < -25.0, "mul_const_add_assign error 2^{e:.1}");
+    let mut small = cy.clone();
+    assert!(matches!(
+        s.eval.mul_const_add_assign(&mut small, &cx, 1.0),
+        Err(CkksError::ScaleMismatch(..))
+    ));
+    let mut nan = base.clone();
+    assert!(matches!(
+        s.eval.mul_const_add_assign(&mut nan, &cx, f64::NAN),
+        Err(CkksError::InvalidValue(..))
+    ));
+    let mut high = cx.clone();
+    assert!(matches!(
+        s.eval.mul_const_add_assign(&mut high, &cy, 1.0),
+        Err(CkksError::LevelMismatch(..))
+    ));
 }
 
 fn errors<B: Backend>(ctx: Arc<Context<B>>) {

@@ -169,6 +169,28 @@ fn check_pointwise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             &|x| p.b.scalar_add_assign(x, &scalars).unwrap(),
             &|x| p.r.scalar_add_assign(x, &scalars).unwrap(),
         );
+        run(
+            "scalar mul-add",
+            &|x| p.b.scalar_mul_add_assign(x, &bb, &scalars).unwrap(),
+            &|x| p.r.scalar_mul_add_assign(x, &b, &scalars).unwrap(),
+        );
+        // The operand may have more limbs than the accumulator (a higher level).
+        let wide = random_poly(&ctx, &[0, 1, 2, 3, 4, 5], repr, rng);
+        let (wb, _) = p.up(&wide);
+        run(
+            "scalar mul-add from a wider operand",
+            &|x| p.b.scalar_mul_add_assign(x, &wb, &scalars).unwrap(),
+            &|x| p.r.scalar_mul_add_assign(x, &wide, &scalars).unwrap(),
+        );
+        let mut x = a.clone();
+        p.r.scalar_mul_add_assign(&mut x, &wide, &scalars).unwrap();
+        for (j, &bi) in basis.iter().enumerate() {
+            let m = ctx.modulus(bi);
+            let w = wide.limb(wide.position(bi).unwrap());
+            for k in 0..ctx.n() {
+                assert_eq!(x.limb(j)[k], m.mul_add(w[k], scalars[j], a.limb(j)[k]));
+            }
+        }
         if repr == Representation::Ntt {
             run("mul", &|x| p.b.mul_assign(x, &bb).unwrap(), &|x| {
                 p.r.mul_assign(x, &b).unwrap()
@@ -507,6 +529,11 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         Err(MathError::LengthMismatch { .. })
     ));
     assert!(p.b.scalar_mul_assign(&mut ab, &[u64::MAX, 1]).is_err());
+    let narrow = p.b.select_limbs(&ab, &[0]).unwrap();
+    assert!(matches!(
+        p.b.scalar_mul_add_assign(&mut ab, &narrow, &[1, 1]),
+        Err(MathError::BasisMismatch(_))
+    ));
     let mut bad = a.clone();
     bad.limb_mut(1)[3] = ctx.modulus(1).value();
     assert!(matches!(
@@ -517,7 +544,10 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         p.b.upload_owned(bad),
         Err(MathError::ResidueOutOfRange { .. })
     ));
-    assert_eq!(p.b.download(&p.b.upload_owned(a.clone()).unwrap()).unwrap(), a);
+    assert_eq!(
+        p.b.download(&p.b.upload_owned(a.clone()).unwrap()).unwrap(),
+        a
+    );
     assert!(p.b.zero(&[1, 0], Representation::Coeff).is_err());
     assert!(p.b.zero(&[99], Representation::Coeff).is_err());
     let mut single = p.b.select_limbs(&ab, &[0]).unwrap();

@@ -226,6 +226,28 @@ pub fn scalar_mul_assign(m: &Modulus, a: &mut [u64], s: u64) {
     }
 }
 
+/// `acc ← acc + a · s mod q` for a constant `s < q` (Shoup), inputs below `q`, `a` at
+/// least as long as `acc`.
+///
+/// # Panics
+/// If `a` is shorter than `acc`.
+pub fn scalar_mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], s: u64) {
+    assert!(
+        a.len() >= acc.len(),
+        "scalar multiply-add operand too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if use_ifma(m) {
+        // SAFETY: AVX-512F and IFMA are present, q < 2^50, a at least as long as acc.
+        unsafe { ifma::mul_const_add(m, acc, a, s) };
+        return;
+    }
+    let ss = m.shoup(s);
+    for (x, &y) in acc.iter_mut().zip(a) {
+        *x = m.add(*x, m.mul_shoup(y, s, ss));
+    }
+}
+
 /// `a ← (a − b) · s mod q` for a constant `s < q`, inputs below `q`.
 pub fn sub_scalar_mul_assign(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
     #[cfg(target_arch = "x86_64")]
@@ -739,6 +761,45 @@ mod ifma {
         }
     }
 
+    /// `acc ← acc + a·s mod q` by Shoup multiplication in radix 2^52.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, `s < q`, inputs below
+    /// `q` and `a` at least as long as `acc`.
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    pub(super) unsafe fn mul_const_add(m: &Modulus, acc: &mut [u64], a: &[u64], s: u64) {
+        let q = m.value();
+        let vq = _mm512_set1_epi64(q as i64);
+        let vs = _mm512_set1_epi64(s as i64);
+        let vss = _mm512_set1_epi64((((s as u128) << 52) / q as u128) as i64);
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
+        let n = acc.len();
+        let body = n - n % 8;
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 8 ≤ len of acc and a; unaligned loads/stores.
+            unsafe {
+                let pa = acc.as_mut_ptr().add(i) as *mut __m512i;
+                let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const __m512i);
+                let qh = _mm512_madd52hi_epu64(zero, x, vss);
+                let prod = _mm512_madd52lo_epu64(zero, x, vs);
+                let r = _mm512_and_si512(
+                    _mm512_sub_epi64(prod, _mm512_madd52lo_epu64(zero, qh, vq)),
+                    mask,
+                );
+                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                let r = _mm512_add_epi64(r, _mm512_loadu_si512(pa as *const __m512i));
+                _mm512_storeu_si512(pa, _mm512_min_epu64(r, _mm512_sub_epi64(r, vq)));
+            }
+            i += 8;
+        }
+        let ss = m.shoup(s);
+        for j in body..n {
+            acc[j] = m.add(acc[j], m.mul_shoup(a[j], s, ss));
+        }
+    }
+
     /// `a ← (a − b?)·s mod q` by Shoup multiplication in radix 2^52.
     ///
     /// # Safety
@@ -811,6 +872,8 @@ mod tests {
             prop_assert_eq!(x, a.iter().zip(&b).zip(&c).map(|((&u, &v), &w)| m.mul_add(u, v, w)).collect::<Vec<_>>());
             let mut x = a.clone(); scalar_mul_assign(&m, &mut x, s);
             prop_assert_eq!(x, a.iter().map(|&u| m.mul(u, s)).collect::<Vec<_>>());
+            let mut x = c.clone(); scalar_mul_add_assign(&m, &mut x, &a, s);
+            prop_assert_eq!(x, a.iter().zip(&c).map(|(&u, &w)| m.mul_add(u, s, w)).collect::<Vec<_>>());
             let mut x = a.clone(); sub_scalar_mul_assign(&m, &mut x, &b, s);
             prop_assert_eq!(x, a.iter().zip(&b).map(|(&u, &v)| m.mul(m.sub(u, v), s)).collect::<Vec<_>>());
             let mut x = a.clone(); add_assign(&m, &mut x, &b);

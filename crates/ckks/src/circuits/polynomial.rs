@@ -435,17 +435,21 @@ impl<B: Backend> Evaluator<B> {
                     if negligible(ci, max) {
                         continue;
                     }
-                    let t = self.drop_level(pw.get(i)?, target + 1)?;
-                    let const_scale = product_scale / t.scale;
-                    let mut term = self.mul_const_complex_with_scale_owned(
-                        t,
-                        Complex64::new(ci, 0.0),
-                        const_scale,
-                    )?;
-                    term.scale = product_scale;
+                    let t = pw.get(i)?;
                     match &mut acc {
-                        None => acc = Some(term),
-                        Some(a) => self.add_assign(a, &term)?,
+                        None => {
+                            let t = self.drop_level(t, target + 1)?;
+                            let const_scale = product_scale / t.scale;
+                            let mut term = self.mul_const_complex_with_scale_owned(
+                                t,
+                                Complex64::new(ci, 0.0),
+                                const_scale,
+                            )?;
+                            term.scale = product_scale;
+                            acc = Some(term);
+                        }
+                        // Later terms: read T_i's limbs in place (no level-dropped copy).
+                        Some(a) => self.mul_const_add_assign(a, t, ci)?,
                     }
                 }
             }

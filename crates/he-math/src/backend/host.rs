@@ -41,6 +41,8 @@ pub trait LimbKernels: Send + Sync + 'static {
     fn mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]);
     /// `a ← a · s mod q`.
     fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64);
+    /// `acc ← acc + a · s mod q`.
+    fn scalar_mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], s: u64);
     /// `a ← (a − b) · s mod q`.
     fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64);
     /// One output limb of a fast basis conversion: `out[k] = Σ_i y_i[k] · row[i] mod c`,
@@ -83,6 +85,11 @@ impl LimbKernels for ScalarKernels {
     }
     fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64) {
         a.iter_mut().for_each(|x| *x = m.mul(*x, s));
+    }
+    fn scalar_mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], s: u64) {
+        acc.iter_mut()
+            .zip(a)
+            .for_each(|(x, &u)| *x = m.mul_add(u, s, *x));
     }
     fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
         a.iter_mut()
@@ -139,6 +146,9 @@ impl LimbKernels for SimdKernels {
     }
     fn scalar_mul(m: &Modulus, a: &mut [u64], s: u64) {
         simd::scalar_mul_assign(m, a, s);
+    }
+    fn scalar_mul_add(m: &Modulus, acc: &mut [u64], a: &[u64], s: u64) {
+        simd::scalar_mul_add_assign(m, acc, a, s);
     }
     fn sub_scalar_mul(m: &Modulus, a: &mut [u64], b: &[u64], s: u64) {
         simd::sub_scalar_mul_assign(m, a, b, s);
@@ -550,6 +560,30 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let (basis, data) = a.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
             K::scalar_mul(self.ctx.modulus(bi), l, scalars[j])
+        });
+        Ok(())
+    }
+
+    fn scalar_mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, scalars: &[u64]) -> Result<()> {
+        self.check_scalars(acc, scalars)?;
+        if acc.repr() != a.repr() {
+            return Err(MathError::ReprMismatch {
+                expected: acc.repr(),
+                got: a.repr(),
+            });
+        }
+        let positions = acc
+            .basis()
+            .iter()
+            .map(|&bi| {
+                a.position(bi).ok_or_else(|| {
+                    MathError::BasisMismatch(format!("modulus {bi} is not in the operand's basis"))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let (basis, data) = acc.parts_mut();
+        self.limbs(basis, data, |j, bi, l| {
+            K::scalar_mul_add(self.ctx.modulus(bi), l, a.limb(positions[j]), scalars[j])
         });
         Ok(())
     }

@@ -142,6 +142,22 @@ pub trait Backend: Send + Sync {
     /// [`MathError::LengthMismatch`] or [`MathError::ResidueOutOfRange`].
     fn scalar_mul_assign(&self, a: &mut Self::Poly, scalars: &[u64]) -> Result<()>;
 
+    /// `acc ← acc + a · s_j` limb by limb for one constant per limb of `acc`
+    /// (`scalars[j] < q_j`). `a` may have more limbs than `acc` (a ciphertext part at a
+    /// higher level, read without dropping its extra limbs): only the limbs of `acc`'s
+    /// moduli are read. Same representation for both.
+    ///
+    /// # Errors
+    /// [`MathError::LengthMismatch`] / [`MathError::ResidueOutOfRange`] for bad scalars,
+    /// [`MathError::ReprMismatch`], [`MathError::BasisMismatch`] if a modulus of `acc` is
+    /// not in `a`'s basis.
+    fn scalar_mul_add_assign(
+        &self,
+        acc: &mut Self::Poly,
+        a: &Self::Poly,
+        scalars: &[u64],
+    ) -> Result<()>;
+
     /// `a ← a + s` for the constant polynomial `s` given by its residues `s_i < q_i`
     /// (coefficient form: added to `a_0`; NTT form: added to every evaluation).
     ///
