@@ -719,7 +719,15 @@ mod ifma {
         m.reduce_u128(acc)
     }
 
-    /// `out ← Σ_t a_t · b_t mod q` (Barrett products, accumulated in registers).
+    /// Terms per group of the narrow lazy dot product: each product's high half is below
+    /// `2^48` (factors below `2^50`), so 15 of them plus the low sum's carry stay below
+    /// `2^52`, the bound of the Shoup step that reduces the group.
+    const DOT_GROUP: usize = 15;
+
+    /// `out ← Σ_t a_t · b_t mod q` with lazy reduction: the 104-bit products of a group of
+    /// up to [`DOT_GROUP`] terms are summed as separate low/high 52-bit halves in vector
+    /// lanes, reduced once per group as `high·(2^52 mod q) + low` with two Shoup products,
+    /// and the groups are summed modulo `q`.
     ///
     /// # Safety
     /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, all inputs below `q`,
@@ -727,27 +735,52 @@ mod ifma {
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) unsafe fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         let q = m.value();
-        let l = m.bits() as u64;
-        let mu = ((1u128 << (l + 51)) / q as u128) as u64;
+        let zero = _mm512_setzero_si512();
+        let mask = _mm512_set1_epi64(MASK52 as i64);
         let vq = _mm512_set1_epi64(q as i64);
-        let vmu = _mm512_set1_epi64(mu as i64);
-        let sh_hi = _mm_cvtsi64_si128((53 - l) as i64);
-        let sh_lo = _mm_cvtsi64_si128((l - 1) as i64);
+        let vq2 = _mm512_set1_epi64(2 * q as i64);
+        let r52 = ((1u128 << 52) % q as u128) as u64;
+        let vr = _mm512_set1_epi64(r52 as i64);
+        let vr_sh = _mm512_set1_epi64((((r52 as u128) << 52) / q as u128) as i64);
+        let vone = _mm512_set1_epi64(1);
+        let vone_sh = _mm512_set1_epi64(((1u128 << 52) / q as u128) as i64);
+        // Shoup product x·w mod q in [0, 2q) for x < 2^52, w < q, ws = ⌊w·2^52/q⌋.
+        let shoup = |x: __m512i, w: __m512i, ws: __m512i| -> __m512i {
+            let qh = _mm512_madd52hi_epu64(zero, x, ws);
+            _mm512_and_si512(
+                _mm512_sub_epi64(
+                    _mm512_madd52lo_epu64(zero, x, w),
+                    _mm512_madd52lo_epu64(zero, qh, vq),
+                ),
+                mask,
+            )
+        };
         let len = out.len();
         let body = len - len % 8;
         let mut k = 0;
         while k < body {
-            let mut acc = _mm512_setzero_si512();
-            for (x, y) in a.iter().zip(b) {
-                // SAFETY: k + 8 ≤ len ≤ x.len(), y.len().
-                let (vx, vy) = unsafe {
-                    (
-                        _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i),
-                        _mm512_loadu_si512(y.as_ptr().add(k) as *const __m512i),
-                    )
-                };
-                let s = _mm512_add_epi64(acc, mul8(vx, vy, vq, vmu, sh_hi, sh_lo));
-                acc = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+            let mut acc = zero;
+            for (ga, gb) in a.chunks(DOT_GROUP).zip(b.chunks(DOT_GROUP)) {
+                let mut vlo = zero;
+                let mut vhi = zero;
+                for (x, y) in ga.iter().zip(gb) {
+                    // SAFETY: k + 8 ≤ len ≤ x.len(), y.len().
+                    let (vx, vy) = unsafe {
+                        (
+                            _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i),
+                            _mm512_loadu_si512(y.as_ptr().add(k) as *const __m512i),
+                        )
+                    };
+                    vlo = _mm512_madd52lo_epu64(vlo, vx, vy);
+                    vhi = _mm512_madd52hi_epu64(vhi, vx, vy);
+                }
+                let h = _mm512_add_epi64(vhi, _mm512_srli_epi64::<52>(vlo));
+                let l = _mm512_and_si512(vlo, mask);
+                let s = _mm512_add_epi64(shoup(h, vr, vr_sh), shoup(l, vone, vone_sh));
+                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq2));
+                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
+                let t = _mm512_add_epi64(acc, s);
+                acc = _mm512_min_epu64(t, _mm512_sub_epi64(t, vq));
             }
             // SAFETY: k + 8 ≤ len.
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(k) as *mut __m512i, acc) };
@@ -966,6 +999,11 @@ mod tests {
             let mut x = a.clone();
             scalar_mul_assign(&m, &mut x, q - 1);
             assert!(x.iter().all(|&v| v == 1));
+            // Lazy dot product over several groups of the largest products.
+            let terms: Vec<&[u64]> = vec![&a; 47];
+            let mut out = vec![0u64; 16];
+            dot_assign(&m, &mut out, &terms, &terms);
+            assert!(out.iter().all(|&v| v == 47 % q), "{bits} bits: {out:?}");
         }
     }
 }
