@@ -187,8 +187,8 @@ fn check_pointwise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         for (j, &bi) in basis.iter().enumerate() {
             let m = ctx.modulus(bi);
             let w = wide.limb(wide.position(bi).unwrap());
-            for k in 0..ctx.n() {
-                assert_eq!(x.limb(j)[k], m.mul_add(w[k], scalars[j], a.limb(j)[k]));
+            for ((&got, &wk), &ak) in x.limb(j).iter().zip(w).zip(a.limb(j)) {
+                assert_eq!(got, m.mul_add(wk, scalars[j], ak));
             }
         }
         if repr == Representation::Ntt {
