@@ -401,6 +401,69 @@ mod ifma {
         }
     }
 
+    /// Reduction of lazily summed 52-bit halves modulo `c < 2^50` (the narrow lazy dot
+    /// product and basis conversion): `lo + hi·2^52` with `hi + ⌊lo/2^52⌋ < 2^52` is
+    /// `high·(2^52 mod c) + low`, two Shoup products in radix 2^52, each in `[0, 2c)`.
+    #[derive(Clone, Copy)]
+    struct HalvesReducer {
+        vc: __m512i,
+        vc2: __m512i,
+        vr: __m512i,
+        vr_sh: __m512i,
+        vone: __m512i,
+        vone_sh: __m512i,
+    }
+
+    impl HalvesReducer {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn new(c: &Modulus) -> Self {
+            let cv = c.value();
+            // 2^52 mod c and the Shoup companions (w·2^52/c) of 2^52 mod c and of 1.
+            let r52 = ((1u128 << 52) % cv as u128) as u64;
+            Self {
+                vc: _mm512_set1_epi64(cv as i64),
+                vc2: _mm512_set1_epi64(2 * cv as i64),
+                vr: _mm512_set1_epi64(r52 as i64),
+                vr_sh: _mm512_set1_epi64((((r52 as u128) << 52) / cv as u128) as i64),
+                vone: _mm512_set1_epi64(1),
+                vone_sh: _mm512_set1_epi64(((1u128 << 52) / cv as u128) as i64),
+            }
+        }
+
+        /// Shoup product `x·w mod c` in `[0, 2c)` for `x < 2^52`, `w < c`,
+        /// `ws = ⌊w·2^52/c⌋`.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512ifma")]
+        fn shoup(&self, x: __m512i, w: __m512i, ws: __m512i) -> __m512i {
+            let zero = _mm512_setzero_si512();
+            let qh = _mm512_madd52hi_epu64(zero, x, ws);
+            _mm512_and_si512(
+                _mm512_sub_epi64(
+                    _mm512_madd52lo_epu64(zero, x, w),
+                    _mm512_madd52lo_epu64(zero, qh, self.vc),
+                ),
+                _mm512_set1_epi64(MASK52 as i64),
+            )
+        }
+
+        /// `acc + (vlo + vhi·2^52) mod c` in `[0, c)`, for `acc < c`.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512ifma")]
+        fn add_reduced(&self, acc: __m512i, vlo: __m512i, vhi: __m512i) -> __m512i {
+            let h = _mm512_add_epi64(vhi, _mm512_srli_epi64::<52>(vlo));
+            let l = _mm512_and_si512(vlo, _mm512_set1_epi64(MASK52 as i64));
+            let s = _mm512_add_epi64(
+                self.shoup(h, self.vr, self.vr_sh),
+                self.shoup(l, self.vone, self.vone_sh),
+            );
+            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, self.vc2));
+            let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, self.vc));
+            let a = _mm512_add_epi64(acc, s);
+            _mm512_min_epu64(a, _mm512_sub_epi64(a, self.vc))
+        }
+    }
+
     /// IFMA body of [`super::basis_convert_limb`].
     ///
     /// # Safety
@@ -418,15 +481,7 @@ mod ifma {
         let body = len - len % 8;
         let cv = c.value();
         let zero = _mm512_setzero_si512();
-        let mask = _mm512_set1_epi64(MASK52 as i64);
-        let vc = _mm512_set1_epi64(cv as i64);
-        let vc2 = _mm512_set1_epi64(2 * cv as i64);
-        // 2^52 mod c and the Shoup companions (w·2^52/c) of 2^52 mod c and of 1.
-        let r52 = ((1u128 << 52) % cv as u128) as u64;
-        let vr = _mm512_set1_epi64(r52 as i64);
-        let vr_sh = _mm512_set1_epi64((((r52 as u128) << 52) / cv as u128) as i64);
-        let vone = _mm512_set1_epi64(1);
-        let vone_sh = _mm512_set1_epi64(((1u128 << 52) / cv as u128) as i64);
+        let red = HalvesReducer::new(c);
         // Inputs above 2^52 are split y = y_hi·2^52 + y_lo; w2 = w·2^52 mod c.
         let wide = y_bound > (1 << 52);
         let w2: Vec<u64> = if wide {
@@ -435,17 +490,6 @@ mod ifma {
                 .collect()
         } else {
             Vec::new()
-        };
-        // Shoup product x·w mod c in [0, 2c) for x < 2^52, w < c, ws = ⌊w·2^52/c⌋.
-        let shoup = |x: __m512i, w: __m512i, ws: __m512i| -> __m512i {
-            let qh = _mm512_madd52hi_epu64(zero, x, ws);
-            _mm512_and_si512(
-                _mm512_sub_epi64(
-                    _mm512_madd52lo_epu64(zero, x, w),
-                    _mm512_madd52lo_epu64(zero, qh, vc),
-                ),
-                mask,
-            )
         };
         let mut k = 0;
         while k < body {
@@ -470,13 +514,7 @@ mod ifma {
                         vhi = _mm512_madd52hi_epu64(vhi, yh, vw2);
                     }
                 }
-                let h = _mm512_add_epi64(vhi, _mm512_srli_epi64::<52>(vlo));
-                let l = _mm512_and_si512(vlo, mask);
-                let s = _mm512_add_epi64(shoup(h, vr, vr_sh), shoup(l, vone, vone_sh));
-                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vc2));
-                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vc));
-                let a = _mm512_add_epi64(acc, s);
-                acc = _mm512_min_epu64(a, _mm512_sub_epi64(a, vc));
+                acc = red.add_reduced(acc, vlo, vhi);
             }
             // SAFETY: k + 8 ≤ len.
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(k) as *mut __m512i, acc) };
@@ -734,27 +772,8 @@ mod ifma {
     /// `a.len() == b.len()` and every `a_t`, `b_t` at least as long as `out`.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) unsafe fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
-        let q = m.value();
         let zero = _mm512_setzero_si512();
-        let mask = _mm512_set1_epi64(MASK52 as i64);
-        let vq = _mm512_set1_epi64(q as i64);
-        let vq2 = _mm512_set1_epi64(2 * q as i64);
-        let r52 = ((1u128 << 52) % q as u128) as u64;
-        let vr = _mm512_set1_epi64(r52 as i64);
-        let vr_sh = _mm512_set1_epi64((((r52 as u128) << 52) / q as u128) as i64);
-        let vone = _mm512_set1_epi64(1);
-        let vone_sh = _mm512_set1_epi64(((1u128 << 52) / q as u128) as i64);
-        // Shoup product x·w mod q in [0, 2q) for x < 2^52, w < q, ws = ⌊w·2^52/q⌋.
-        let shoup = |x: __m512i, w: __m512i, ws: __m512i| -> __m512i {
-            let qh = _mm512_madd52hi_epu64(zero, x, ws);
-            _mm512_and_si512(
-                _mm512_sub_epi64(
-                    _mm512_madd52lo_epu64(zero, x, w),
-                    _mm512_madd52lo_epu64(zero, qh, vq),
-                ),
-                mask,
-            )
-        };
+        let red = HalvesReducer::new(m);
         let len = out.len();
         let body = len - len % 8;
         let mut k = 0;
@@ -774,13 +793,7 @@ mod ifma {
                     vlo = _mm512_madd52lo_epu64(vlo, vx, vy);
                     vhi = _mm512_madd52hi_epu64(vhi, vx, vy);
                 }
-                let h = _mm512_add_epi64(vhi, _mm512_srli_epi64::<52>(vlo));
-                let l = _mm512_and_si512(vlo, mask);
-                let s = _mm512_add_epi64(shoup(h, vr, vr_sh), shoup(l, vone, vone_sh));
-                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq2));
-                let s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vq));
-                let t = _mm512_add_epi64(acc, s);
-                acc = _mm512_min_epu64(t, _mm512_sub_epi64(t, vq));
+                acc = red.add_reduced(acc, vlo, vhi);
             }
             // SAFETY: k + 8 ≤ len.
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(k) as *mut __m512i, acc) };
@@ -794,6 +807,21 @@ mod ifma {
         }
     }
 
+    /// Shoup product of 8 lanes `x·s mod q` in `[0, q)`, for `x < 2^52`, `s < q < 2^50`
+    /// and `ss = ⌊s·2^52/q⌋`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn shoup8(x: __m512i, vs: __m512i, vss: __m512i, vq: __m512i) -> __m512i {
+        let zero = _mm512_setzero_si512();
+        let qh = _mm512_madd52hi_epu64(zero, x, vss);
+        let prod = _mm512_madd52lo_epu64(zero, x, vs);
+        let r = _mm512_and_si512(
+            _mm512_sub_epi64(prod, _mm512_madd52lo_epu64(zero, qh, vq)),
+            _mm512_set1_epi64(MASK52 as i64),
+        );
+        _mm512_min_epu64(r, _mm512_sub_epi64(r, vq))
+    }
+
     /// `acc ← acc + a·s mod q` by Shoup multiplication in radix 2^52.
     ///
     /// # Safety
@@ -805,8 +833,6 @@ mod ifma {
         let vq = _mm512_set1_epi64(q as i64);
         let vs = _mm512_set1_epi64(s as i64);
         let vss = _mm512_set1_epi64((((s as u128) << 52) / q as u128) as i64);
-        let zero = _mm512_setzero_si512();
-        let mask = _mm512_set1_epi64(MASK52 as i64);
         let n = acc.len();
         let body = n - n % 8;
         let mut i = 0;
@@ -815,13 +841,7 @@ mod ifma {
             unsafe {
                 let pa = acc.as_mut_ptr().add(i) as *mut __m512i;
                 let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const __m512i);
-                let qh = _mm512_madd52hi_epu64(zero, x, vss);
-                let prod = _mm512_madd52lo_epu64(zero, x, vs);
-                let r = _mm512_and_si512(
-                    _mm512_sub_epi64(prod, _mm512_madd52lo_epu64(zero, qh, vq)),
-                    mask,
-                );
-                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
+                let r = shoup8(x, vs, vss, vq);
                 let r = _mm512_add_epi64(r, _mm512_loadu_si512(pa as *const __m512i));
                 _mm512_storeu_si512(pa, _mm512_min_epu64(r, _mm512_sub_epi64(r, vq)));
             }
@@ -845,8 +865,6 @@ mod ifma {
         let vq = _mm512_set1_epi64(q as i64);
         let vs = _mm512_set1_epi64(s as i64);
         let vss = _mm512_set1_epi64(s_shoup as i64);
-        let zero = _mm512_setzero_si512();
-        let mask = _mm512_set1_epi64(MASK52 as i64);
         let n = a.len();
         let body = n - n % 8;
         let mut i = 0;
@@ -859,14 +877,7 @@ mod ifma {
                     let y = _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i);
                     x = _mm512_sub_epi64(_mm512_add_epi64(x, vq), y); // in [1, 2q) < 2^51
                 }
-                let qh = _mm512_madd52hi_epu64(zero, x, vss);
-                let prod = _mm512_madd52lo_epu64(zero, x, vs);
-                let r = _mm512_and_si512(
-                    _mm512_sub_epi64(prod, _mm512_madd52lo_epu64(zero, qh, vq)),
-                    mask,
-                );
-                let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, vq));
-                _mm512_storeu_si512(pa, r);
+                _mm512_storeu_si512(pa, shoup8(x, vs, vss, vq));
             }
             i += 8;
         }
