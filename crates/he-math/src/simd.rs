@@ -550,7 +550,7 @@ mod ifma {
 
     /// Constants of [`wide_reduce`] for one modulus `q` (`2^54 ≤ q < 2^61`).
     #[derive(Clone, Copy)]
-    pub(super) struct WideReducer {
+    struct WideReducer {
         /// `2^104 mod q` split in radix 2^52, `q` and its high part, the Barrett
         /// constant `⌊2^{L+51}/q⌋` (`L` = bits of `q`) and the shift `L − 53`.
         vr0: __m512i,
@@ -564,7 +564,7 @@ mod ifma {
     impl WideReducer {
         #[inline]
         #[target_feature(enable = "avx512f")]
-        pub(super) fn new(m: &Modulus) -> Self {
+        fn new(m: &Modulus) -> Self {
             let q = m.value();
             let l = m.bits() as u64;
             let r104 = ((1u128 << 104) % q as u128) as u64;
@@ -579,7 +579,7 @@ mod ifma {
         }
     }
 
-    /// Reduces the 8 lanes of the wide accumulators `a` modulo `m` into `out[..8]`.
+    /// Reduces the 8 lanes of the wide accumulators `a` modulo `q` into `out[..8]`.
     ///
     /// The value is `V = a_0 + a_1·2^52 + a_2·2^104`. Carries give radix-2^52 digits
     /// `d_0, d_1 < 2^52` and `e < 2^32` (at most `WIDE_MAX_TERMS` terms); `e·2^104` is
@@ -633,9 +633,9 @@ mod ifma {
         let red = WideReducer::new(m);
         let zero = _mm512_setzero_si512();
         let mask = _mm512_set1_epi64(MASK52 as i64);
-        let (out, a, add) = match dst {
-            Dst::InPlace(a) => (a, None, false),
-            Dst::Accumulate(acc, a) => (acc, Some(a), true),
+        let (out, a) = match dst {
+            Dst::InPlace(a) => (a, None),
+            Dst::Accumulate(acc, a) => (acc, Some(a)),
         };
         let len = out.len();
         assert!(b.len() >= len && a.is_none_or(|a| a.len() >= len));
@@ -655,7 +655,7 @@ mod ifma {
                     _mm512_loadu_si512(b.as_ptr().add(k) as *const __m512i),
                 )
             };
-            let mut acc = if add {
+            let mut acc = if a.is_some() {
                 [
                     _mm512_and_si512(vo, mask),
                     _mm512_srli_epi64::<52>(vo),
@@ -677,6 +677,31 @@ mod ifma {
         }
     }
 
+    /// `out[k] = Σ_i x_i[k]·w_i[k] mod q` over `terms` terms for every chunk of 8
+    /// outputs, `term(i, k)` giving the 8 lanes of both factors of term `i` at offset `k`
+    /// (each below `2^61`): wide accumulation, one reduction per output. Outputs past the
+    /// last full chunk are left to the caller.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512ifma")]
+    fn wide_sums(
+        m: &Modulus,
+        out: &mut [u64],
+        terms: usize,
+        term: impl Fn(usize, usize) -> (__m512i, __m512i),
+    ) {
+        let red = WideReducer::new(m);
+        let body = out.len() - out.len() % 8;
+        for k in (0..body).step_by(8) {
+            let mut acc = [_mm512_setzero_si512(); 3];
+            for i in 0..terms {
+                let (x, w) = term(i, k);
+                let (x1, w1) = (_mm512_srli_epi64::<52>(x), _mm512_srli_epi64::<52>(w));
+                wide_mul_acc(&mut acc, x, x1, w, w1);
+            }
+            wide_reduce(&red, &acc, &mut out[k..k + 8]);
+        }
+    }
+
     /// [`super::dot_assign`] for `2^54 ≤ q < 2^61`: wide accumulation, one reduction per
     /// output.
     ///
@@ -685,28 +710,17 @@ mod ifma {
     /// WIDE_MAX_TERMS`, every `a_t`, `b_t` at least as long as `out`.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) unsafe fn dot_wide(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
-        let red = WideReducer::new(m);
         let len = out.len();
-        let body = len - len % 8;
-        let zero = _mm512_setzero_si512();
-        let mut k = 0;
-        while k < body {
-            let mut acc = [zero; 3];
-            for (x, y) in a.iter().zip(b) {
-                // SAFETY: k + 8 ≤ len ≤ x.len(), y.len().
-                let (vx, vy) = unsafe {
-                    (
-                        _mm512_loadu_si512(x.as_ptr().add(k) as *const __m512i),
-                        _mm512_loadu_si512(y.as_ptr().add(k) as *const __m512i),
-                    )
-                };
-                let (x1, y1) = (_mm512_srli_epi64::<52>(vx), _mm512_srli_epi64::<52>(vy));
-                wide_mul_acc(&mut acc, vx, x1, vy, y1);
+        wide_sums(m, out, a.len(), |i, k| {
+            // SAFETY: k + 8 ≤ len ≤ a[i].len(), b[i].len() by the caller's guarantee.
+            unsafe {
+                (
+                    _mm512_loadu_si512(a[i].as_ptr().add(k) as *const __m512i),
+                    _mm512_loadu_si512(b[i].as_ptr().add(k) as *const __m512i),
+                )
             }
-            wide_reduce(&red, &acc, &mut out[k..k + 8]);
-            k += 8;
-        }
-        for t in body..len {
+        });
+        for t in len - len % 8..len {
             out[t] = sum_products(m, a.iter().zip(b).map(|(x, y)| (x[t], y[t])));
         }
     }
@@ -719,27 +733,13 @@ mod ifma {
     /// WIDE_MAX_TERMS`, `y.len() ≥ row.len() · out.len()`.
     #[target_feature(enable = "avx512f,avx512ifma")]
     pub(super) unsafe fn convert_limb_wide(c: &Modulus, row: &[u64], y: &[u64], out: &mut [u64]) {
-        let red = WideReducer::new(c);
         let len = out.len();
-        let body = len - len % 8;
-        let zero = _mm512_setzero_si512();
-        let mut k = 0;
-        while k < body {
-            let mut acc = [zero; 3];
-            for (i, &w) in row.iter().enumerate() {
-                let (vw, vw1) = (
-                    _mm512_set1_epi64(w as i64),
-                    _mm512_set1_epi64((w >> 52) as i64),
-                );
-                // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
-                let vy =
-                    unsafe { _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i) };
-                wide_mul_acc(&mut acc, vy, _mm512_srli_epi64::<52>(vy), vw, vw1);
-            }
-            wide_reduce(&red, &acc, &mut out[k..k + 8]);
-            k += 8;
-        }
-        for (t, o) in out.iter_mut().enumerate().skip(body) {
+        wide_sums(c, out, row.len(), |i, k| {
+            // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
+            let vy = unsafe { _mm512_loadu_si512(y.as_ptr().add(i * len + k) as *const __m512i) };
+            (vy, _mm512_set1_epi64(row[i] as i64))
+        });
+        for (t, o) in out.iter_mut().enumerate().skip(len - len % 8) {
             *o = sum_products(c, row.iter().enumerate().map(|(i, &w)| (y[i * len + t], w)));
         }
     }
@@ -980,7 +980,7 @@ mod tests {
         let len = 24;
         let x = vec![q - 1; len];
         let terms = WIDE_MAX_TERMS;
-        let want = m.mul(m.reduce(terms as u64), 1); // (q−1)² ≡ 1, summed `terms` times
+        let want = m.reduce(terms as u64); // (q−1)² ≡ 1, summed `terms` times
         let a: Vec<&[u64]> = vec![&x; terms];
         let mut out = vec![0u64; len - 3];
         dot_assign(&m, &mut out, &a, &a);
