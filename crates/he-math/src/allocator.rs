@@ -14,8 +14,10 @@
 //! kernel's zeroing was 19 % of the bootstrap's profile); with purging off there are about
 //! 150, and the bootstrap's median fell from 13.9 to 10.8 and 13.4 s in two paired runs
 //! (docs/results/bootstrap.md). The cost: the process keeps its high-water mark mapped
-//! until it exits. The peak itself hardly moves (bench-bootstrap 10.08 → 10.10 GB), since
-//! what is kept is what is reused.
+//! until it exits, and memory freed in one phase stays with the allocator for the next:
+//! the bootstrap benchmark's peak hardly moves (10.08 → 10.10 GB), the README's bounded
+//! training run's rises from 16.1–16.2 to 17.0 GB (docs/results/dermamnist.md).
+//! `MIMALLOC_PURGE_DELAY=1000` (mimalloc's default) gives the memory back instead.
 //!
 //! Use in a binary:
 //!

@@ -177,7 +177,8 @@ fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
     })
 }
 
-/// The limbs of `a` over the moduli `special`, in that order.
+/// The limbs of `a` over the moduli `special` (the special primes, or any sub-basis), in
+/// that order.
 fn special_limbs<'a>(a: &'a RnsPoly, special: &[usize]) -> Result<Vec<&'a [u64]>> {
     special
         .iter()
@@ -572,18 +573,10 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 got: a.repr(),
             });
         }
-        let positions = acc
-            .basis()
-            .iter()
-            .map(|&bi| {
-                a.position(bi).ok_or_else(|| {
-                    MathError::BasisMismatch(format!("modulus {bi} is not in the operand's basis"))
-                })
-            })
-            .collect::<Result<Vec<usize>>>()?;
+        let src = special_limbs(a, acc.basis())?;
         let (basis, data) = acc.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
-            K::scalar_mul_add(self.ctx.modulus(bi), l, a.limb(positions[j]), scalars[j])
+            K::scalar_mul_add(self.ctx.modulus(bi), l, src[j], scalars[j])
         });
         Ok(())
     }
