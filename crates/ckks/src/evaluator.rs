@@ -237,7 +237,7 @@ impl<B: Backend> Evaluator<B> {
         &self.keys
     }
 
-    fn be(&self) -> &B {
+    pub(crate) fn be(&self) -> &B {
         self.ctx.backend()
     }
 
@@ -847,6 +847,20 @@ impl<B: Backend> Evaluator<B> {
         key: &SwitchingKey<B>,
         special: &[usize],
     ) -> Result<[B::Poly; 2]> {
+        let [u0, u1] = self.key_switch_lazy(digits, key)?;
+        let be = self.be();
+        Ok([be.mod_down(&u0, special)?, be.mod_down(&u1, special)?])
+    }
+
+    /// The inner product of decomposed digits (over `Q_ℓ ∪ P`) with a switching key,
+    /// without the ModDown: `(u_0, u_1)` over `Q_ℓ ∪ P` with `u_0 + u_1·s ≈ P·c·s'`.
+    /// Hoisted key switching sums such products and divides by `P` once (Bossuat et al.,
+    /// Eurocrypt 2021, §4.3; Lattigo `KeySwitchHoistedLazy`).
+    pub(crate) fn key_switch_lazy(
+        &self,
+        digits: &[B::Poly],
+        key: &SwitchingKey<B>,
+    ) -> Result<[B::Poly; 2]> {
         if digits.len() > key.digits.len() {
             return Err(CkksError::ParameterMismatch(format!(
                 "switching key has {} digits, {} needed",
@@ -855,9 +869,9 @@ impl<B: Backend> Evaluator<B> {
             )));
         }
         self.note(Op::KeySwitch, 1);
-        let be = self.be();
-        let [u0, u1] = be.key_switch_inner_product(digits, &key.digits[..digits.len()])?;
-        Ok([be.mod_down(&u0, special)?, be.mod_down(&u1, special)?])
+        Ok(self
+            .be()
+            .key_switch_inner_product(digits, &key.digits[..digits.len()])?)
     }
 
     /// Hybrid key switching (Han–Ki, CT-RSA 2020, §3) of `c` (NTT form over

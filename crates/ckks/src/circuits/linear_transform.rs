@@ -14,7 +14,8 @@
 use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::context::Context;
 use crate::error::{CkksError, Result};
-use crate::evaluator::Evaluator;
+use crate::evaluator::{Evaluator, Op};
+use he_math::galois;
 use he_math::Backend;
 use num_complex::Complex64;
 use std::collections::{BTreeMap, BTreeSet};
@@ -325,8 +326,17 @@ impl<B: Backend> EncodedLinearTransform<B> {
 }
 
 impl<B: Backend> Evaluator<B> {
-    /// `M·ct` by BSGS with hoisted baby steps, one rescale: level `ℓ − 1`, scale
-    /// `lt.output_scale()`.
+    /// `M·ct` by BSGS with hoisted baby steps and hoisted giant steps, one rescale:
+    /// level `ℓ − 1`, scale `lt.output_scale()`.
+    ///
+    /// The baby rotations share one decomposition of `c_1` ([`Self::rotate_hoisted`]).
+    /// Each giant step's inner sum is rotated with a lazy key switch (ModUp and inner
+    /// product, no ModDown): the switched parts are summed over `Q_ℓ ∪ P`, the rotated
+    /// `c_0` parts over `Q_ℓ`, and one ModDown fused with the rescale
+    /// ([`he_math::Backend::mod_down_rescale`]) divides the sum by `P·q_ℓ` at the end
+    /// (Bossuat et al., Eurocrypt 2021, §4.3; Lattigo
+    /// `he/linear_transformation_evaluator.go`, `MultiplyByDiagMatrixBSGS`). This saves
+    /// one ModDown per giant step and the separate rescale; the rounding happens once.
     ///
     /// # Errors
     /// [`CkksError::LevelMismatch`], [`CkksError::ScaleMismatch`] or
@@ -347,6 +357,19 @@ impl<B: Backend> Evaluator<B> {
         if ct.slots != lt.slots {
             return Err(CkksError::SlotsMismatch(ct.slots, lt.slots));
         }
+        if ct.parts.len() != 2 {
+            return Err(CkksError::DegreeTooHigh(ct.parts.len() - 1));
+        }
+        let n = self.context().params().n();
+        let level = ct.level;
+        // Every giant step's key first, so that a missing key fails before any work.
+        let mut giant_keys = BTreeMap::new();
+        for &g in lt.giants.keys() {
+            if g % lt.slots != 0 {
+                let e = galois::galois_element_for_rotation(g as i64, n);
+                giant_keys.insert(g, (e, &self.keys().galois_key(e, Some(g as i64))?.key));
+            }
+        }
         let babies: BTreeSet<usize> = lt
             .giants
             .values()
@@ -355,25 +378,76 @@ impl<B: Backend> Evaluator<B> {
         let amounts: Vec<i64> = babies.iter().map(|&b| b as i64).collect();
         let rotated = self.rotate_hoisted(ct, &amounts)?;
         let baby: BTreeMap<usize, Ciphertext<B>> = babies.into_iter().zip(rotated).collect();
-        let mut acc: Option<Ciphertext<B>> = None;
+
+        let be = self.be();
+        let p_basis = self.context().params().p_basis();
+        // Σ over giant steps: switched parts over Q_ℓ ∪ P (`lazy`), the rest over Q_ℓ.
+        let mut lazy: Option<[B::Poly; 2]> = None;
+        let mut plain: Option<Ciphertext<B>> = None;
         for (&g, terms) in &lt.giants {
             let mut inner: Option<Ciphertext<B>> = None;
             for (b, pt) in terms {
-                let x = &baby[b];
-                self.mul_plain_accumulate(&mut inner, x, pt)?;
+                self.mul_plain_accumulate(&mut inner, &baby[b], pt)?;
             }
-            let Some(inner) = inner else { continue };
-            let r = self.rotate(&inner, g as i64)?;
-            match &mut acc {
-                None => acc = Some(r),
-                Some(a) => self.add_assign(a, &r)?,
+            let Some(mut inner) = inner else { continue };
+            let Some(&(e, key)) = giant_keys.get(&g) else {
+                // g = 0: no rotation.
+                match &mut plain {
+                    None => plain = Some(inner),
+                    Some(p) => self.add_assign(p, &inner)?,
+                }
+                continue;
+            };
+            self.note(Op::Rot, 1);
+            // σ(c_1) into a fresh buffer, decomposed; σ(c_0) into c_1's buffer.
+            let mut c1 = be.zero(be.basis(&inner.parts[1]), be.repr(&inner.parts[1]))?;
+            be.automorphism(&inner.parts[1], e, &mut c1)?;
+            let dec = self.decompose(&c1, level)?;
+            let [u0, u1] = self.key_switch_lazy(&dec.digits, key)?;
+            drop(dec);
+            be.automorphism(&inner.parts[0], e, &mut c1)?;
+            inner.parts[0] = c1;
+            inner.parts.truncate(1);
+            match &mut lazy {
+                None => lazy = Some([u0, u1]),
+                Some([a0, a1]) => {
+                    be.add_assign(a0, &u0)?;
+                    be.add_assign(a1, &u1)?;
+                }
+            }
+            match &mut plain {
+                None => {
+                    let c1 = be.zero(be.basis(&inner.parts[0]), be.repr(&inner.parts[0]))?;
+                    inner.parts.push(c1);
+                    plain = Some(inner);
+                }
+                Some(p) => be.add_assign(&mut p.parts[0], &inner.parts[0])?,
             }
         }
-        let acc = match acc {
-            Some(a) => a,
+        let plain = match plain {
+            Some(p) => p,
             None => self.mul_integer(ct, 0)?,
         };
-        let mut out = self.rescale_owned(acc)?;
+        let mut out = match lazy {
+            // (lazy + P·plain) / (P·q_ℓ), rounded: ModDown and rescale in one division.
+            Some([a0, a1]) => {
+                self.note(Op::Rescale, 1);
+                let [b0, b1]: [B::Poly; 2] = plain
+                    .parts
+                    .try_into()
+                    .map_err(|_| CkksError::DegreeTooHigh(2))?;
+                Ciphertext {
+                    parts: vec![
+                        be.mod_down_rescale(&a0, b0, &p_basis)?,
+                        be.mod_down_rescale(&a1, b1, &p_basis)?,
+                    ],
+                    level: level - 1,
+                    scale: plain.scale,
+                    slots: plain.slots,
+                }
+            }
+            None => self.rescale_owned(plain)?,
+        };
         out.scale = lt.output_scale;
         Ok(out)
     }
