@@ -25,7 +25,7 @@ pub struct Args {
     /// Print one JSON object per slot count instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (`n16_logqp1695_dense_boot`, N = 2^16, 128-bit per its secret's
+    /// Preset: `n16` (`n16_logqp1755_dense_boot`, N = 2^16, 128-bit per its secret's
     /// table) or `insecure-n12` (tests).
     #[arg(long, default_value = "n16")]
     preset: String,
@@ -47,8 +47,8 @@ pub struct Args {
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
     Ok(match name {
         "n16" => {
-            let (l, c) = presets::n16_logqp1695_dense_boot();
-            ("n16_logqp1695_dense_boot", l, c)
+            let (l, c) = presets::n16_logqp1755_dense_boot();
+            ("n16_logqp1755_dense_boot", l, c)
         }
         "insecure-n12" => {
             let (l, c) = presets::insecure_n12_boot();

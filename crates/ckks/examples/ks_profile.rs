@@ -3,7 +3,7 @@
 //! whole rotation and mult+relin+rescale. Run:
 //! `cargo run --release -p ckks --example ks_profile [rotate|mult]` (see
 //! docs/results/ckks.md). `KS_PRESET=boot KS_LEVEL=20` profiles the bootstrapping preset
-//! `n16_logqp1695_dense_boot` at level 20 instead (docs/results/bootstrap.md).
+//! `n16_logqp1755_dense_boot` at level 20 instead (docs/results/bootstrap.md).
 
 use ckks::he_math::Backend;
 use ckks::{Context, presets};
@@ -25,7 +25,7 @@ fn t<T>(name: &str, reps: usize, mut f: impl FnMut() -> T) -> T {
 fn main() {
     he_math::allocator::configure();
     let literal = match std::env::var("KS_PRESET").as_deref() {
-        Ok("boot") => ckks::circuits::bootstrapping::presets::n16_logqp1695_dense_boot().0,
+        Ok("boot") => ckks::circuits::bootstrapping::presets::n16_logqp1755_dense_boot().0,
         _ => presets::n16_logqp1558_fgb_chain(),
     };
     let ctx = Context::new_cpu(literal).unwrap();

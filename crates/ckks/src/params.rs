@@ -8,9 +8,12 @@
 //! special primes `p_0, …, p_{k−1}` of hybrid key switching (Han–Ki, CT-RSA 2020). A
 //! ciphertext at level `ℓ` lives over `q_0 … q_ℓ`.
 //!
-//! Key-switching digits: the `L + 1` primes of `Q` are cut into `dnum` consecutive groups
-//! of `α = ⌈(L+1)/dnum⌉` primes (the last one possibly shorter), as in Lattigo
-//! (`rlwe/params.go`, `BaseRNSDecompositionVectorSize`).
+//! Key-switching digits: the `L + 1` primes of `Q` are cut into at most `dnum`
+//! consecutive groups whose largest product is as small as possible (balanced by bits,
+//! [`digit_partition`]). With primes of one size this is Lattigo's cut into groups of
+//! `α = ⌈(L+1)/dnum⌉` primes (`rlwe/params.go`, `BaseRNSDecompositionVectorSize`); with
+//! short user primes below long bootstrapping primes a digit holds more of the short
+//! ones, so `P` only has to exceed the bits of the largest digit.
 
 use crate::error::{CkksError, Result};
 pub use crate::security::{SecurityLevel, he_standard_max_log_qp_128};
@@ -76,7 +79,8 @@ pub struct Parameters {
     q: Vec<u64>,
     p: Vec<u64>,
     max_user_level: usize,
-    alpha: usize,
+    /// First prime index of each key-switching digit.
+    digit_starts: Vec<usize>,
     scales: Vec<f64>,
 }
 
@@ -181,9 +185,14 @@ impl Parameters {
             p.push(draw(b, false)?);
         }
 
-        let alpha = num_q.div_ceil(l.dnum);
         let log2 = |v: &[u64]| v.iter().map(|&x| (x as f64).log2()).sum::<f64>();
-        let max_digit = q.chunks(alpha).map(log2).fold(0.0, f64::max);
+        let digit_starts = digit_partition(&q, l.dnum);
+        let max_digit = (0..digit_starts.len())
+            .map(|j| {
+                let hi = digit_starts.get(j + 1).copied().unwrap_or(num_q);
+                log2(&q[digit_starts[j]..hi])
+            })
+            .fold(0.0, f64::max);
         if log2(&p) < max_digit {
             return Err(invalid(format!(
                 "log2 P = {:.1} is below the largest key-switching digit ({max_digit:.1} bits): \
@@ -221,7 +230,7 @@ impl Parameters {
             q,
             p,
             max_user_level,
-            alpha,
+            digit_starts,
             scales,
         })
     }
@@ -277,14 +286,16 @@ impl Parameters {
         self.literal.dnum
     }
 
-    /// Primes per key-switching digit, `α = ⌈(L+1)/dnum⌉`.
-    pub fn alpha(&self) -> usize {
-        self.alpha
+    /// The first prime index of each key-switching digit (ascending, starting at 0;
+    /// at most `dnum` digits, see [`digit_partition`]).
+    pub fn digit_starts(&self) -> &[usize] {
+        &self.digit_starts
     }
 
-    /// Number of digits a ciphertext at `level` is decomposed into, `⌈(level+1)/α⌉`.
+    /// Number of digits a ciphertext at `level` is decomposed into: the digits that
+    /// hold one of `q_0 … q_level`.
     pub fn digits_at(&self, level: usize) -> usize {
-        (level + 1).div_ceil(self.alpha)
+        self.digit_starts.iter().filter(|&&s| s <= level).count()
     }
 
     /// Moduli-table indices of `q_0 … q_level`.
@@ -304,9 +315,16 @@ impl Parameters {
 
     /// Indices of digit `j` restricted to `q_0 … q_level`.
     pub fn digit_basis(&self, j: usize, level: usize) -> Vec<usize> {
-        let lo = j * self.alpha;
-        let hi = ((j + 1) * self.alpha).min(level + 1);
-        (lo..hi).collect()
+        let Some(&lo) = self.digit_starts.get(j) else {
+            return Vec::new();
+        };
+        let hi = self
+            .digit_starts
+            .get(j + 1)
+            .copied()
+            .unwrap_or(self.q.len())
+            .min(level + 1);
+        (lo..hi.max(lo)).collect()
     }
 
     /// The canonical scale `Δ_ℓ` of `level`: `Δ_{ℓ−1} = Δ_ℓ²/q_ℓ` along the whole chain,
@@ -510,5 +528,96 @@ pub mod presets {
             log_scale: 42,
             security: SecurityLevel::NotSet,
         }
+    }
+}
+
+/// The cut of `Q`'s primes `q` into at most `dnum` consecutive key-switching digits that
+/// minimizes the bits of the largest digit (ties: the fewest digits, then the largest
+/// digits first), returned as each digit's first prime index. A greedy fill from `q_0`
+/// decides whether a bound is reachable; the smallest reachable bound among the sums of
+/// consecutive primes is taken. For primes of equal size this gives Lattigo's groups of
+/// `⌈(L+1)/dnum⌉` primes.
+pub fn digit_partition(q: &[u64], dnum: usize) -> Vec<usize> {
+    let bits: Vec<f64> = q.iter().map(|&x| (x as f64).log2()).collect();
+    let greedy = |bound: f64| {
+        let mut starts = vec![0];
+        let mut sum = 0.0;
+        for (i, &b) in bits.iter().enumerate() {
+            if sum + b > bound + 1e-9 && i > starts[starts.len() - 1] {
+                starts.push(i);
+                sum = 0.0;
+            }
+            sum += b;
+        }
+        starts
+    };
+    let mut candidates: Vec<f64> = Vec::new();
+    for i in 0..bits.len() {
+        let mut sum = 0.0;
+        for &b in &bits[i..] {
+            sum += b;
+            candidates.push(sum);
+        }
+    }
+    candidates.sort_by(f64::total_cmp);
+    candidates
+        .into_iter()
+        .map(greedy)
+        .find(|starts| starts.len() <= dnum.max(1))
+        .unwrap_or_else(|| vec![0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digit_partition;
+
+    /// The largest digit's bits of a partition given by its starts.
+    fn max_bits(q: &[u64], starts: &[usize]) -> f64 {
+        let bits = |r: &[u64]| r.iter().map(|&x| (x as f64).log2()).sum::<f64>();
+        (0..starts.len())
+            .map(|j| bits(&q[starts[j]..starts.get(j + 1).copied().unwrap_or(q.len())]))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn equal_primes_give_lattigo_groups() {
+        let q = vec![1u64 << 50; 23];
+        assert_eq!(digit_partition(&q, 4), vec![0, 6, 12, 18]);
+        assert_eq!(digit_partition(&q, 1), vec![0]);
+        assert_eq!(digit_partition(&q, 23), (0..23).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn short_user_primes_share_digits() {
+        // q_0 50 bits, 11 × 40, 14 × 61: four digits of at most 6 × 61 = 366 bits,
+        // where groups of ⌈26/4⌉ = 7 primes would need 7 × 61 = 427.
+        let mut q = vec![1u64 << 50];
+        q.extend([1u64 << 40; 11]);
+        q.extend([1u64 << 61; 14]);
+        let starts = digit_partition(&q, 4);
+        assert_eq!(starts.len(), 4);
+        assert!((max_bits(&q, &starts) - 366.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn optimal_against_exhaustive_search() {
+        // Every cut of 8 primes of mixed sizes into at most 3 digits.
+        let q: Vec<u64> = [45u32, 61, 40, 40, 58, 61, 50, 42]
+            .iter()
+            .map(|&b| 1u64 << b)
+            .collect();
+        let n = q.len();
+        let mut best = f64::INFINITY;
+        for a in 1..n {
+            for b in a..=n {
+                let starts: Vec<usize> = [0, a, b].into_iter().filter(|&s| s < n).collect();
+                let mut s = starts.clone();
+                s.dedup();
+                best = best.min(max_bits(&q, &s));
+            }
+        }
+        let got = digit_partition(&q, 3);
+        assert!(got.len() <= 3);
+        assert!((max_bits(&q, &got) - best).abs() < 1e-9);
     }
 }

@@ -482,14 +482,14 @@ fn bootstrap_errors() {
 
 #[test]
 fn configuration_reports() {
-    let (lit, cfg) = presets::n16_logqp1695_dense_boot();
+    let (lit, cfg) = presets::n16_logqp1755_dense_boot();
     let params = ckks::Parameters::new(lit).unwrap();
     assert!(params.is_secure_128());
     assert_eq!(params.log_qp_bound_128(), Some(1772));
     assert!(params.encapsulation_log_q() <= 121.0);
     let depth = cfg.depth().unwrap();
     assert_eq!(params.max_level() - depth, params.max_user_level());
-    assert_eq!(params.max_user_level(), 9);
+    assert_eq!(params.max_user_level(), 11);
     assert!(cfg.failure_log2(&params, 1 << 15) < -64.0);
     assert!(cfg.eval_mod_approximation_error().unwrap().log2() < -40.0);
     // Without encapsulation the same K would fail often: the bound says so.

@@ -1,4 +1,4 @@
-//! Full-size bootstrapping at N = 2^16 (the `n16_logqp1695_dense_boot` preset, full slots):
+//! Full-size bootstrapping at N = 2^16 (the `n16_logqp1755_dense_boot` preset, full slots):
 //! `#[ignore]`d because it needs about 6 GB of keys and a minute; run with
 //! `cargo test --release -p ckks --test bootstrapping_n16 -- --ignored`, or through
 //! `cargo xtask bench-bootstrap`.
@@ -16,7 +16,7 @@ static GLOBAL: he_math::allocator::MiMalloc = he_math::allocator::MiMalloc;
 #[ignore = "N = 2^16: about 6 GB of keys and a minute of CPU"]
 fn n16_full_slot_bootstrap_precision() {
     he_math::allocator::configure();
-    let (lit, cfg) = presets::n16_logqp1695_dense_boot();
+    let (lit, cfg) = presets::n16_logqp1755_dense_boot();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();
     let mut kg = KeyGenerator::new(&ctx);
@@ -36,7 +36,7 @@ fn n16_full_slot_bootstrap_precision() {
         )
         .unwrap();
     let out = bt.bootstrap(&ct).unwrap();
-    assert_eq!(out.level(), 9);
+    assert_eq!(out.level(), 11);
     let got = ctx.decode(&sk.decrypt(&out).unwrap()).unwrap();
     let err = got
         .iter()

@@ -16,8 +16,8 @@ fn secure_presets() -> Vec<(&'static str, ParametersLiteral)> {
         ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
         ("n14_logqp304_depth3", presets::n14_logqp304_depth3()),
         (
-            "n16_logqp1695_dense_boot",
-            boot::n16_logqp1695_dense_boot().0,
+            "n16_logqp1755_dense_boot",
+            boot::n16_logqp1755_dense_boot().0,
         ),
     ]
 }
@@ -75,7 +75,7 @@ fn exceeding_the_bound_fails_to_build() {
         Err(CkksError::InsecureParameters(_))
     ));
     // One more prime on the dense preset goes past 1772.
-    let (mut dense, _) = boot::n16_logqp1695_dense_boot();
+    let (mut dense, _) = boot::n16_logqp1755_dense_boot();
     dense.log_p.extend([50, 50]);
     assert!(matches!(
         Parameters::new(dense),
@@ -106,7 +106,7 @@ fn encapsulation_modulus_is_checked() {
         Err(CkksError::InsecureParameters(_))
     ));
     // The dense N = 2^16 preset keeps q_0·p_0 within the published 121 bits.
-    let p = Parameters::new(boot::n16_logqp1695_dense_boot().0).unwrap();
+    let p = Parameters::new(boot::n16_logqp1755_dense_boot().0).unwrap();
     assert!(security::check_encapsulation_128(16, 32, p.encapsulation_log_q()).is_ok());
     assert!(p.p()[0] > p.q()[0]);
 }

@@ -770,15 +770,22 @@ pub mod presets {
     /// encapsulation (h = 32) for ModRaise.
     ///
     /// Level budget (what applications plan with): a refreshed ciphertext lands at level
-    /// 9 with Δ = 2^42, so **9 usable levels** (multiplications) before the next
+    /// 11 with Δ = 2^40, so **11 usable levels** (multiplications) before the next
     /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
     ///
-    /// Modulus chain, from level 0 up: `q_0` 52 bits (message ratio `q_0/Δ_0 = 2^10`, see
-    /// below); 9 user primes of ≈42 bits; 14 bootstrapping primes, consumed from the top:
-    /// CoeffsToSlots 3, EvalMod 8 and SlotsToCoeffs 3 primes, all of 61 bits (the
+    /// Modulus chain, from level 0 up: `q_0` 50 bits (message ratio `q_0/Δ_0 = 2^10`, see
+    /// below); 11 user primes of ≈40 bits; 14 bootstrapping primes, consumed from the
+    /// top: CoeffsToSlots 3, EvalMod 8 and SlotsToCoeffs 3 primes, all of 61 bits (the
     /// precision of EvalMod grows by one bit per bit of its primes, see below). Special
-    /// primes `p_0` 61 bits then 7 × 50 bits (`log P ≈ 411`), dnum 4 (digits of 6
-    /// primes, the largest ≈ 366 bits). `L = 23`, `log2(QP) ≈ 1695`.
+    /// primes `p_0` 61 bits then 7 × 50 bits (`log P ≈ 411`), dnum 4 with digits balanced
+    /// by bits ([`crate::params::digit_partition`]: the user primes share digits, the
+    /// largest digit is 6 bootstrapping primes ≈ 366 bits). `L = 25`,
+    /// `log2(QP) ≈ 1755`. All user primes, `q_0` and the special primes but `p_0` are
+    /// below 2^50, where the IFMA kernels are fastest.
+    ///
+    /// It replaces `n16_logqp1755_dense_boot` (`q_0` 52 bits, 9 user primes of 42 bits,
+    /// digits of 6 primes): two more levels per refresh at the same message ratio, for
+    /// 60 more bits of `Q`.
     ///
     /// The ratio `q_0/Δ_0` trades two errors: the sine's error on large coefficients
     /// (relative `(2π Δ_0/q_0)²/6`, it hits messages with a large constant term) against
@@ -789,12 +796,12 @@ pub mod presets {
     /// primes add about one bit.
     ///
     /// Security (checked when the parameters are built, [`crate::security`]): the main
-    /// secret has weight N/2, covered by the HE Standard's table, `1695 ≤ 1772`. The
-    /// encapsulation key `s → s'` lives over `q_0·p_0` (113 bits), within the 121 bits of
+    /// secret has weight N/2, covered by the HE Standard's table, `1755 ≤ 1772`. The
+    /// encapsulation key `s → s'` lives over `q_0·p_0` (111 bits), within the 121 bits of
     /// the published h = 32 sets (Bossuat et al., ACNS 2022).
-    pub fn n16_logqp1695_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
-        let mut log_q = vec![52];
-        log_q.extend([42; 9]);
+    pub fn n16_logqp1755_dense_boot() -> (ParametersLiteral, BootstrappingConfig) {
+        let mut log_q = vec![50];
+        log_q.extend([40; 11]);
         let log_q_boot = vec![61; 14];
         let mut log_p = vec![61];
         log_p.extend([50; 7]);
@@ -809,7 +816,7 @@ pub mod presets {
                     hamming_weight: 1 << 15,
                 },
                 sigma: 3.2,
-                log_scale: 42,
+                log_scale: 40,
                 security: SecurityLevel::Classical128,
             },
             standard_config(),

@@ -15,8 +15,8 @@ use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::evaluator::{Evaluator, Op};
-use he_math::galois;
 use he_math::Backend;
+use he_math::galois;
 use num_complex::Complex64;
 use std::collections::{BTreeMap, BTreeSet};
 
