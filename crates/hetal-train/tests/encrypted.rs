@@ -234,3 +234,62 @@ fn encrypted_steps_match_the_simulated_steps() {
     assert!(v.flooding.is_none());
     assert!((v.loss - exact_loss).abs() < 1e-12);
 }
+
+/// One bootstrap refreshes two real ciphertexts (`Refresher::refresh_pair`): both come
+/// back at the refresh level, close to their inputs, and the pair counts once.
+#[test]
+fn pair_refresh_restores_both_parts() {
+    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let slots = ctx.params().max_slots();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = boot_cfg.key_request(ctx.params(), slots).unwrap();
+    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
+    let ev = Arc::new(Evaluator::new(&ctx, keys));
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
+    let refresher = hetal_train::encrypted::Refresher::new(boot);
+    let ops = Ops::new(ev);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+    let a: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let b: Vec<f64> = (0..slots).map(|_| rng.random_range(0.0..1.0)).collect();
+    let enc =
+        |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
+    assert!(refresher.pairs(slots));
+    let (ra, rb) = refresher
+        .refresh_pair(&ops, &enc(&a, 1), &enc(&b, 1), 1.0)
+        .unwrap();
+    let out = refresher.output_level();
+    assert_eq!((ra.level(), rb.level()), (out, out));
+    let err = |ct: &he_linalg::ckks::Ciphertext<_>, want: &[f64]| {
+        let got = ctx.decode(&sk.decrypt(ct).unwrap()).unwrap();
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max)
+    };
+    let (ea, eb) = (err(&ra, &a), err(&rb, &b));
+    println!(
+        "pair refresh: errors 2^-{:.1} and 2^-{:.1}",
+        bits(ea),
+        bits(eb)
+    );
+    assert!(
+        bits(ea) > 16.0 && bits(eb) > 16.0,
+        "2^-{:.1}, 2^-{:.1}",
+        bits(ea),
+        bits(eb)
+    );
+    assert_eq!(refresher.stats().count, 1);
+    // Different levels, or level 0 (no room for the scaling), are refused.
+    assert!(
+        refresher
+            .refresh_pair(&ops, &enc(&a, 1), &enc(&b, 2), 1.0)
+            .is_err()
+    );
+    assert!(
+        refresher
+            .refresh_pair(&ops, &enc(&a, 0), &enc(&b, 0), 1.0)
+            .is_err()
+    );
+}

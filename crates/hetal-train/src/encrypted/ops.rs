@@ -279,6 +279,7 @@ impl<B: Backend> Refresher<B> {
     /// # Errors
     /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
+        tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
         let clock = Instant::now();
         let boot = self.bootstrapper(ct.slots())?;
         let out = if bound > 1.0 {
@@ -294,6 +295,66 @@ impl<B: Backend> Refresher<B> {
         s.sparse += usize::from(ct.slots() != self.boot.slots());
         s.seconds += clock.elapsed().as_secs_f64();
         Ok(out)
+    }
+
+    /// Whether [`Self::refresh_pair`] takes ciphertexts of `slots` slots (full-slot ones).
+    pub fn pairs(&self, slots: usize) -> bool {
+        slots == self.boot.slots()
+    }
+
+    /// Bootstraps two real-valued ciphertexts with one full-slot bootstrap: `a + i·b`
+    /// scaled by `1/M` (one level: both must be at level ≥ 1, same level and scale) is
+    /// refreshed, and its conjugate separates the parts, `a = (z + z̄)·M/2` and
+    /// `b = −i·(z − z̄)·M/2` (one conjugation, `M/2` an integer; no level). `M` is the
+    /// smallest power of two ≥ `2·bound`, with `bound` bounding both messages in absolute
+    /// value, so the packed slots stay in `[−1, 1]`. A full-slot bootstrap refreshes the
+    /// real and imaginary parts together (its CoeffsToSlots splits them anyway), so the
+    /// second ciphertext comes at the price of a conjugation; each part carries `M/2`
+    /// times the bootstrapping error. Counted as one bootstrap.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for ciphertexts at different levels or scales, at level 0,
+    /// or not full-slot; bootstrapping errors (the conjugation key is one that full-slot
+    /// bootstrapping needs anyway).
+    pub fn refresh_pair(
+        &self,
+        ops: &Ops<B>,
+        a: &Ciphertext<B>,
+        b: &Ciphertext<B>,
+        bound: f64,
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        if a.level() != b.level()
+            || a.scale() != b.scale()
+            || a.level() == 0
+            || a.slots() != self.boot.slots()
+            || b.slots() != self.boot.slots()
+        {
+            return Err(TrainError::Config(format!(
+                "a pair refresh takes two full-slot ciphertexts at one level ≥ 1 and scale \
+                 (levels {} and {})",
+                a.level(),
+                b.level()
+            )));
+        }
+        tracing::debug!(
+            target: "hetal_train::refresh",
+            level = a.level(),
+            bound,
+            "bootstrap (pair)"
+        );
+        let clock = Instant::now();
+        let ev = ops.evaluator();
+        let m = (2.0 * bound.max(0.5)).log2().ceil().exp2();
+        let packed = ops.mul_const(&ev.add(a, &ev.mul_by_i(b)?)?, 1.0 / m)?;
+        let z = self.boot.bootstrap(&packed)?;
+        let conj = ev.conjugate(&z)?;
+        let half = (m / 2.0) as i64;
+        let re = ev.mul_integer(&ev.add(&z, &conj)?, half)?;
+        let im = ev.mul_integer(&ev.neg(&ev.mul_by_i(&ev.sub(&z, &conj)?)?)?, half)?;
+        let mut s = self.stats.lock().map_err(poisoned)?;
+        s.count += 1;
+        s.seconds += clock.elapsed().as_secs_f64();
+        Ok((re, im))
     }
 
     /// `ct` itself if it has at least `levels` levels, else [`Self::refresh`]ed.

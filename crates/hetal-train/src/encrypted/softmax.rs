@@ -292,10 +292,15 @@ impl EncryptedSoftmax {
                 let ct = refresher.ensure(ops, ct, 1, self.params.r_max)?;
                 if !self.fold {
                     let z = ops.mul_const(&ct, 1.0 / (2.0 * self.params.r_max))?;
-                    let p = self.evaluate_block(ops, refresher, &z)?;
+                    let p = self.evaluate_block(ops, refresher, &z, out_level)?;
                     return refresher.ensure(ops, &p, out_level, 1.0);
                 }
-                let p = self.evaluate_block(ops, refresher, &self.fold_block(ops, &ct)?)?;
+                let p = self.evaluate_block(
+                    ops,
+                    refresher,
+                    &self.fold_block(ops, &ct)?,
+                    out_level + 1,
+                )?;
                 // The unfold takes one level.
                 let p = refresher.ensure(ops, &p, out_level + 1, 1.0)?;
                 self.unfold_block(ops, &p)
@@ -340,6 +345,7 @@ impl EncryptedSoftmax {
         ops: &Ops<B>,
         refresher: &Refresher<B>,
         z: &Ciphertext<B>,
+        p_level: usize,
     ) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("asoftmax_block").entered();
         let p = &self.params;
@@ -430,22 +436,47 @@ impl EncryptedSoftmax {
             y = ops.add(&y, &ops.rotate(&y, k as i64)?)?;
             k *= 2;
         }
-        // 7. Goldschmidt: 1/y = Π (1 + t^(2^i)), t = 1 − y; columns ≥ c' get y ≥ 1 so
-        //    nothing there grows. y = s/B < 1 for the row sums ASoftmax produces; the
-        //    refresh is told 2 for margin (one bit of its error).
-        // The factor 1 + t^(2^i) of the last iteration sits at level(y) − (iters − 1),
-        // the running product one below it, and the final product needs one more.
-        y = refresher.ensure(ops, &y, p.inverse_iters + 1, 2.0)?;
+        // 7.–8. softmax = e'/y by Goldschmidt with the numerator folded in:
+        //    e'·Π_{i < iters} (1 + t^(2^i)), t = 1 − y, one factor per level; columns ≥ c'
+        //    get y = 1 (t = 0) so nothing there grows. When the levels run out before the
+        //    output reaches `p_level`, the running product and the current power of t are
+        //    refreshed together in one bootstrap ([`Refresher::refresh_pair`]), as late as
+        //    the pair's scaling allows (level 1): both stay in [−1, 1] (the partial product
+        //    is below e'/y, t^(2^i) in [0, 1) after the first square).
+        let iters = p.inverse_iters;
+        let (mut num, y) = if e.level().min(y.level()) == 0 {
+            (
+                refresher.ensure(ops, &e, 1, 1.0)?,
+                refresher.ensure(ops, &y, 1, 2.0)?,
+            )
+        } else {
+            (e, y)
+        };
         let y = ops.add_mask(&y, &format!("outside{cp}"), &|| {
             self.column_mask(|j| if j >= cp { 1.0 } else { 0.0 })
         })?;
         let mut t = ops.add_const(&ops.evaluator().neg(&y)?, 1.0)?;
-        let mut inv = ops.add_const(&t, 1.0)?;
-        for _ in 1..p.inverse_iters {
-            t = ops.mul(&t, &t)?;
-            inv = ops.mul(&inv, &ops.add_const(&t, 1.0)?)?;
+        for i in 0..iters {
+            let left = iters - i;
+            let level = num.level().min(t.level());
+            if level < p_level + left && level <= 1 {
+                if refresher.pairs(num.slots()) {
+                    (num, t) = refresher.refresh_pair(
+                        ops,
+                        &ops.align(&num, level)?,
+                        &ops.align(&t, level)?,
+                        1.0,
+                    )?;
+                } else {
+                    num = refresher.refresh(ops, &num, 1.0)?;
+                    t = refresher.refresh(ops, &t, 1.0)?;
+                }
+            }
+            num = ops.mul(&num, &ops.add_const(&t, 1.0)?)?;
+            if i + 1 < iters {
+                t = ops.mul(&t, &t)?;
+            }
         }
-        // 8. softmax = e' · (1/y).
-        ops.mul(&e, &inv)
+        Ok(num)
     }
 }
