@@ -54,11 +54,12 @@
 //! `r/2^k = 1` keeps `p` on `[−1, 1]`, where a degree-7 interpolant reaches `2^-22` in 3
 //! levels. The row sum stays below 28 with the shared maximum of `g² f` (measured over
 //! shifted and uniform rows), so `B = 24` keeps `y = s/B < 2`, and 8 iterations give
-//! `(1 − 1/24)^{256} ≈ 2·10^-5`. The level plan on the default preset (9 levels per
-//! refresh): extension and `p` (7 levels, one spare for the scaled refresh of `p`'s
-//! output), the squarings and the class mask (7), the inverse and the final product
-//! (9). Measured with `cargo xtask softmax-error` (docs/results/softmax.md): max error
-//! `0.8·10^-4` for 7 classes on `[−128, 128]`, depth 55.
+//! `(1 − 1/24)^{256} ≈ 2·10^-5`; the encrypted circuit multiplies the numerator by the
+//! factors `1 + t^(2^i)` directly (no separate final product), refreshing the running
+//! product and the power of `t` together when it runs out of levels
+//! (`encrypted::EncryptedSoftmax`). Measured with `cargo xtask softmax-error`
+//! (docs/results/softmax.md): max error `0.8·10^-4` for 7 classes on `[−128, 128]`,
+//! depth 55 before that folding (54 now).
 //!
 //! Levels of the encrypted evaluation: see [`ASoftmaxParams::depth`].
 
@@ -293,8 +294,8 @@ impl ASoftmaxParams {
     /// 1; the first-slot mask of the last round 1; 2 per domain-extension step (the
     /// un-scaling by `2R_max` and the `1/r` of `p`'s input are folded into its
     /// constants); the exp polynomial and its squarings; the class mask 1; the inverse
-    /// (`iterations`); the final product 1. Defaults: `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 +
-    /// 1 = 55` for `c' = 8`.
+    /// with the numerator folded in (`iterations` factors `1 + t^(2^i)`, one level
+    /// each). Defaults: `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 = 54` for `c' = 8`.
     ///
     /// # Errors
     /// As [`Self::exp_polynomial`].
@@ -313,8 +314,7 @@ impl ASoftmaxParams {
             + self.exp_polynomial()?.depth()
             + self.exp_squarings
             + 1
-            + self.inverse_iters
-            + 1)
+            + self.inverse_iters)
     }
 
     /// ASoftmax of one row of `c` logits in float64 (the simulated path), step by step

@@ -41,7 +41,10 @@ pub struct Client<B: Backend> {
     bootstrapping: BootstrappingConfig,
     config: SessionConfig,
     shape: UnitShape,
+    /// Level of everything but the training features: the top user level.
     level: usize,
+    /// Level of the training features ([`super::StepPlan::x_level`]).
+    x_level: usize,
     stopping: EarlyStopping,
     flooding: Option<Flooding>,
 }
@@ -88,6 +91,8 @@ impl<B: Backend> Client<B> {
         // Fail early if the parameters cannot carry the circuit.
         config.key_request(&params, &bootstrapping)?;
         let level = params.max_user_level();
+        // Bootstrapping lands at the top user level (`ckks`'s presets).
+        let x_level = super::StepPlan::new(level)?.x_level;
         let stopping = EarlyStopping::new(config.patience);
         Ok(Self {
             ctx,
@@ -96,6 +101,7 @@ impl<B: Backend> Client<B> {
             config,
             shape,
             level,
+            x_level,
             stopping,
             flooding: Some(Flooding::default()),
         })
@@ -141,15 +147,16 @@ impl<B: Backend> Client<B> {
         self.shape
     }
 
-    fn encrypt(&self, m: &Matrix) -> Result<EncryptedMatrix<B>> {
+    fn encrypt(&self, m: &Matrix, level: usize) -> Result<EncryptedMatrix<B>> {
         let layout = BlockLayout::new(m.rows(), m.cols(), self.shape)?;
         Ok(EncryptedMatrix::encrypt(
-            &self.ctx, &self.sk, m, layout, self.level,
+            &self.ctx, &self.sk, m, layout, level,
         )?)
     }
 
     /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
-    /// indices) at the top user level.
+    /// indices): the features at the step plan's [`super::StepPlan::x_level`] (7 on the
+    /// presets), the one-hot labels at the top user level (`P − Y` keeps `P`'s level).
     ///
     /// # Errors
     /// [`TrainError::Config`] for `n` above the batch size or wrong widths.
@@ -172,8 +179,8 @@ impl<B: Backend> Client<B> {
         }
         let y = crate::data::one_hot(labels, self.config.classes);
         Ok(EncryptedBatch {
-            x: self.encrypt(x)?,
-            y: self.encrypt(&y)?,
+            x: self.encrypt(x, self.x_level)?,
+            y: self.encrypt(&y, self.level)?,
             rows: x.rows(),
         })
     }
@@ -191,7 +198,7 @@ impl<B: Backend> Client<B> {
             )));
         }
         Ok(EncryptedFeatures {
-            x: self.encrypt(x)?,
+            x: self.encrypt(x, self.level)?,
         })
     }
 

@@ -10,9 +10,14 @@
 //! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`) → `G` → `W' = V − (η/n)·G` (1)
 //! at ≥ [`StepPlan::w_min`] (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1)
 //! → compact refresh of `V'` (its mask needs 1 level) when `V'` falls below `v_min`.
+//!
+//! The client encrypts the features `X` at [`StepPlan::x_level`], not at the top: `G`'s
+//! level is at most `X`'s minus DiagATB's right-hand depth, and `Z`'s is capped by `V`'s,
+//! which a step leaves near `v_min`, so levels of `X` above `x_level` would only cost
+//! memory and time.
 
 use crate::error::{Result, TrainError};
-use he_linalg::{DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS};
+use he_linalg::{DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS};
 
 /// Levels of one training step (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +33,18 @@ pub struct StepPlan {
     pub softmax_out: usize,
     /// Level the kept weights `W` need for validation and inference: DiagABT's depth (3).
     pub w_min: usize,
+    /// Level the client encrypts the training features `X` at: the lowest that lets `G`
+    /// (DiagATB's right-hand operand costs [`DIAG_ATB_DEPTH_RHS`]) carry `W'` and
+    /// `V' = W' + γ(W' − W)` to `v_min` without a refresh: `v_min` + Nesterov's
+    /// combination 1 + the update 1 + 1 = 7 (at most `refresh_level`).
+    pub x_level: usize,
 }
 
 impl StepPlan {
     /// Levels of the Nesterov update after `G`: `(η/n)·G` (1).
     pub const UPDATE_DEPTH: usize = 1;
+    /// Levels of Nesterov's combination `V' = W' + γ(W' − W)` (1).
+    pub const MOMENTUM_DEPTH: usize = 1;
 
     /// The plan for a bootstrapper whose output is at `refresh_level`.
     ///
@@ -41,11 +53,14 @@ impl StepPlan {
     /// needs.
     pub fn new(refresh_level: usize) -> Result<Self> {
         let w_min = DIAG_ABT_DEPTH;
+        let v_min = DIAG_ABT_DEPTH + 1;
         let plan = Self {
             refresh_level,
-            v_min: DIAG_ABT_DEPTH + 1,
+            v_min,
             softmax_out: DIAG_ATB_DEPTH_LHS + Self::UPDATE_DEPTH + w_min,
             w_min,
+            x_level: (v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH + DIAG_ATB_DEPTH_RHS)
+                .min(refresh_level),
         };
         let need = plan.softmax_out.max(plan.v_min);
         if refresh_level < need {
@@ -64,7 +79,13 @@ mod tests {
     #[test]
     fn levels_of_a_step() {
         let p = StepPlan::new(9).unwrap();
-        assert_eq!((p.v_min, p.softmax_out, p.w_min), (4, 7, 3));
+        assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 7, 3, 7));
+        // G from X at x_level keeps W' at v_min + 1 and V' at v_min.
+        let g = p.x_level - he_linalg::DIAG_ATB_DEPTH_RHS;
+        assert_eq!(
+            g - StepPlan::UPDATE_DEPTH - StepPlan::MOMENTUM_DEPTH,
+            p.v_min
+        );
         // V' = W' + γ(W' − W) and the refresh mask fit below W' at w_min.
         assert!(p.w_min >= 2);
         assert!(StepPlan::new(6).is_err());
