@@ -532,18 +532,18 @@ pub mod presets {
 }
 
 /// The cut of `Q`'s primes `q` into at most `dnum` consecutive key-switching digits that
-/// minimizes the bits of the largest digit (ties: the fewest digits, then the largest
-/// digits first), returned as each digit's first prime index. A greedy fill from `q_0`
-/// decides whether a bound is reachable; the smallest reachable bound among the sums of
-/// consecutive primes is taken. For primes of equal size this gives Lattigo's groups of
-/// `⌈(L+1)/dnum⌉` primes.
+/// minimizes the bits of the largest digit, returned as each digit's first prime index.
+/// A greedy fill from `q_0` finds the fewest digits under a bound (and so decides whether
+/// the bound is reachable); a bisection over the bound (100 steps between the largest
+/// prime and the whole of `Q`, `O(100·(L+1))`) finds the smallest reachable one. For
+/// primes of equal size this gives Lattigo's groups of `⌈(L+1)/dnum⌉` primes.
 pub fn digit_partition(q: &[u64], dnum: usize) -> Vec<usize> {
     let bits: Vec<f64> = q.iter().map(|&x| (x as f64).log2()).collect();
     let greedy = |bound: f64| {
         let mut starts = vec![0];
         let mut sum = 0.0;
         for (i, &b) in bits.iter().enumerate() {
-            if sum + b > bound + 1e-9 && i > starts[starts.len() - 1] {
+            if sum + b > bound && i > starts[starts.len() - 1] {
                 starts.push(i);
                 sum = 0.0;
             }
@@ -551,20 +551,24 @@ pub fn digit_partition(q: &[u64], dnum: usize) -> Vec<usize> {
         }
         starts
     };
-    let mut candidates: Vec<f64> = Vec::new();
-    for i in 0..bits.len() {
-        let mut sum = 0.0;
-        for &b in &bits[i..] {
-            sum += b;
-            candidates.push(sum);
+    let dnum = dnum.max(1);
+    let (mut lo, mut hi) = (
+        bits.iter().copied().fold(0.0, f64::max),
+        bits.iter().sum::<f64>() + 1.0,
+    );
+    if greedy(lo).len() <= dnum {
+        return greedy(lo);
+    }
+    // Invariant: greedy(lo) needs more than dnum digits, greedy(hi) at most dnum.
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if greedy(mid).len() <= dnum {
+            hi = mid;
+        } else {
+            lo = mid;
         }
     }
-    candidates.sort_by(f64::total_cmp);
-    candidates
-        .into_iter()
-        .map(greedy)
-        .find(|starts| starts.len() <= dnum.max(1))
-        .unwrap_or_else(|| vec![0])
+    greedy(hi)
 }
 
 #[cfg(test)]

@@ -490,6 +490,19 @@ fn configuration_reports() {
     let depth = cfg.depth().unwrap();
     assert_eq!(params.max_level() - depth, params.max_user_level());
     assert_eq!(params.max_user_level(), 11);
+    // Digits cut by bits: 4 digits at the top, the largest (6 bootstrapping primes)
+    // below log P; groups of ⌈26/4⌉ = 7 primes would not be.
+    assert_eq!(params.digits_at(params.max_level()), 4);
+    println!("digit starts {:?}", params.digit_starts());
+    let log_p: f64 = params.p().iter().map(|&p| (p as f64).log2()).sum();
+    for j in 0..4 {
+        let d: f64 = params
+            .digit_basis(j, params.max_level())
+            .iter()
+            .map(|&i| (params.q()[i] as f64).log2())
+            .sum();
+        assert!(d < log_p, "digit {j}: {d:.1} bits, log P {log_p:.1}");
+    }
     assert!(cfg.failure_log2(&params, 1 << 15) < -64.0);
     assert!(cfg.eval_mod_approximation_error().unwrap().log2() < -40.0);
     // Without encapsulation the same K would fail often: the bound says so.
