@@ -290,10 +290,7 @@ impl<B: Backend> Refresher<B> {
         } else {
             boot.bootstrap(ct)?
         };
-        let mut s = self.stats.lock().map_err(poisoned)?;
-        s.count += 1;
-        s.sparse += usize::from(ct.slots() != self.boot.slots());
-        s.seconds += clock.elapsed().as_secs_f64();
+        self.record(clock, ct.slots() != self.boot.slots())?;
         Ok(out)
     }
 
@@ -351,10 +348,17 @@ impl<B: Backend> Refresher<B> {
         let half = (m / 2.0) as i64;
         let re = ev.mul_integer(&ev.add(&z, &conj)?, half)?;
         let im = ev.mul_integer(&ev.neg(&ev.mul_by_i(&ev.sub(&z, &conj)?)?)?, half)?;
+        self.record(clock, false)?;
+        Ok((re, im))
+    }
+
+    /// Counts one bootstrap started at `clock`.
+    fn record(&self, clock: Instant, sparse: bool) -> Result<()> {
         let mut s = self.stats.lock().map_err(poisoned)?;
         s.count += 1;
+        s.sparse += usize::from(sparse);
         s.seconds += clock.elapsed().as_secs_f64();
-        Ok((re, im))
+        Ok(())
     }
 
     /// `ct` itself if it has at least `levels` levels, else [`Self::refresh`]ed.

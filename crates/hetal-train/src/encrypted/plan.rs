@@ -36,7 +36,8 @@ pub struct StepPlan {
     /// Level the client encrypts the training features `X` at: the lowest that lets `G`
     /// (DiagATB's right-hand operand costs [`DIAG_ATB_DEPTH_RHS`]) carry `W'` and
     /// `V' = W' + γ(W' − W)` to `v_min` without a refresh: `v_min` + Nesterov's
-    /// combination 1 + the update 1 + 1 = 7 (at most `refresh_level`).
+    /// combination 1 + the update 1 + DiagATB's right-hand depth 1 = 7 (at most
+    /// `refresh_level`).
     pub x_level: usize,
 }
 
