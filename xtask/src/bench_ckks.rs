@@ -123,6 +123,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         rotations: hoisted.clone(),
         conjugation: true,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let keys = kg.gen_evaluation_keys(&sk, &req)?;
     let keygen_s = t0.elapsed().as_secs_f64();

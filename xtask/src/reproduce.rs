@@ -29,6 +29,8 @@
 //! `--flooding-queries`, default the epoch budget; `null` when off) and what flooding
 //! the chosen model the same way would cost (`published_model`: its test accuracy and
 //! largest weight change; the reported accuracy is the exact model's).
+//! `encrypted.num_eval_keys` and `encrypted.eval_keys_bytes` give the server's
+//! evaluation keys (count, bytes in memory).
 //! The markdown report, the JSON and `curves.png` (validation loss and accuracy per
 //! epoch of every mode that ran) go to `--out-dir`; an encrypted HETAL run also writes
 //! the chosen model there (`model/weights.npy`, `model/model.json`, as `hetal train`:
@@ -344,6 +346,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
                     "max_abs_w_diff": e.max_abs_w_diff, "w_diff_at_step": e.steps,
                     "flooding": e.flooding,
                     "model": e.model_dir.display().to_string(),
+                    "num_eval_keys": e.num_keys, "eval_keys_bytes": e.keys_bytes,
                 }),
             );
             obj.insert("bootstraps".into(), json!(e.boot.count));
@@ -618,6 +621,8 @@ struct EncryptedOutcome {
     max_abs_w_diff: f64,
     flooding: serde_json::Value,
     model_dir: PathBuf,
+    num_keys: usize,
+    keys_bytes: usize,
 }
 
 /// The encrypted run: `hetal_train::session::run` over the in-process transport, the
@@ -700,6 +705,9 @@ fn encrypted_run(
     };
     let out = session::run(&mut client, &mut transport, data, &opts, &mut progress)?;
     bar.finish_and_clear();
+    let (num_keys, keys_bytes) = transport
+        .server_session()
+        .map_or((0, 0), |s| s.evaluation_keys_size());
     // What publishing the chosen model with flooding would cost: the same candidate
     // decrypted under the same policy, tested in plaintext.
     let published = match flooding {
@@ -773,5 +781,7 @@ fn encrypted_run(
         max_abs_w_diff,
         flooding: flooding_json,
         model_dir,
+        num_keys,
+        keys_bytes,
     })
 }

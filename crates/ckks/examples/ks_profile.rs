@@ -98,6 +98,7 @@ fn main() {
                 rotations: vec![1],
                 conjugation: false,
                 encapsulation: None,
+                rotations_up_to: Vec::new(),
             },
         )
         .unwrap();

@@ -81,6 +81,15 @@ pub enum CkksError {
         /// The rotation it implements, `None` for conjugation.
         rotation: Option<i64>,
     },
+    /// A switching key generated for levels up to `key_level` only (see
+    /// [`crate::EvaluationKeyRequest::rotations_up_to`]) was used at a higher level.
+    #[error("the switching key serves levels ≤ {key_level}, the ciphertext is at level {level}")]
+    KeyLevelTooLow {
+        /// The highest level the key was generated for.
+        key_level: usize,
+        /// Level of the ciphertext.
+        level: usize,
+    },
     /// Objects from different parameter sets were combined.
     #[error("parameter mismatch: {0}")]
     ParameterMismatch(String),

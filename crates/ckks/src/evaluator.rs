@@ -703,6 +703,7 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         let key = &self.keys.relinearization_key()?.0;
+        key.check_level(a.level)?;
         let special = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[2], a.level)?;
         if dec.digits.len() > key.digits.len() {
@@ -844,10 +845,11 @@ impl<B: Backend> Evaluator<B> {
     fn key_switch_decomposed(
         &self,
         digits: &[B::Poly],
+        level: usize,
         key: &SwitchingKey<B>,
         special: &[usize],
     ) -> Result<[B::Poly; 2]> {
-        let [u0, u1] = self.key_switch_lazy(digits, key)?;
+        let [u0, u1] = self.key_switch_lazy(digits, level, key)?;
         let be = self.be();
         Ok([be.mod_down(&u0, special)?, be.mod_down(&u1, special)?])
     }
@@ -856,11 +858,17 @@ impl<B: Backend> Evaluator<B> {
     /// without the ModDown: `(u_0, u_1)` over `Q_ℓ ∪ P` with `u_0 + u_1·s ≈ P·c·s'`.
     /// Hoisted key switching sums such products and divides by `P` once (Bossuat et al.,
     /// Eurocrypt 2021, §4.3; Lattigo `KeySwitchHoistedLazy`).
+    ///
+    /// # Errors
+    /// [`CkksError::KeyLevelTooLow`] when the key does not serve `level` (the digits'
+    /// level); [`CkksError::ParameterMismatch`] for too few key digits.
     pub(crate) fn key_switch_lazy(
         &self,
         digits: &[B::Poly],
+        level: usize,
         key: &SwitchingKey<B>,
     ) -> Result<[B::Poly; 2]> {
+        key.check_level(level)?;
         if digits.len() > key.digits.len() {
             return Err(CkksError::ParameterMismatch(format!(
                 "switching key has {} digits, {} needed",
@@ -875,10 +883,12 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Hybrid key switching (Han–Ki, CT-RSA 2020, §3) of `c` (NTT form over
-    /// `q_0 … q_level`) with `key` (from `s'` to `s`, over `Q ∪ P`): `(d_0, d_1)` over
-    /// `q_0 … q_level` with `d_0 + d_1·s ≈ c·s'` (noise about `√N·σ·α`-digit/`P`).
+    /// `q_0 … q_level`) with `key` (from `s'` to `s`, over `q_0 … q_ℓ ∪ P` for a key
+    /// level `ℓ ≥ level`): `(d_0, d_1)` over `q_0 … q_level` with `d_0 + d_1·s ≈ c·s'`
+    /// (noise about `√N·σ·α`-digit/`P`).
     ///
     /// # Errors
+    /// [`CkksError::KeyLevelTooLow`] for a key below `level`;
     /// [`CkksError::ParameterMismatch`] if the key has fewer digits than `level` needs;
     /// backend errors (basis or representation mismatch).
     pub fn key_switch(
@@ -905,7 +915,7 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<[B::Poly; 2]> {
         let _span = tracing::trace_span!("key_switch", level).entered();
         let dec = self.decompose_over(c, level, special)?;
-        self.key_switch_decomposed(&dec.digits, key, special)
+        self.key_switch_decomposed(&dec.digits, level, key, special)
     }
 
     /// Applies the Galois automorphism `element` to `a` (key switching back to `s`).
@@ -923,7 +933,7 @@ impl<B: Backend> Evaluator<B> {
         if element == 1 {
             return Ok(a.clone());
         }
-        let key = &self.keys.galois_key(element, rotation)?.key;
+        let key = &self.keys.galois_key_at(element, rotation, a.level)?.key;
         self.note(
             if rotation.is_some() {
                 Op::Rot
@@ -1021,7 +1031,7 @@ impl<B: Backend> Evaluator<B> {
                 galois::galois_element_for_rotation(k, n)
             };
             if e != 1 {
-                self.keys.galois_key(e, Some(k))?;
+                self.keys.galois_key_at(e, Some(k), a.level)?;
             }
             elements.push(e);
         }
@@ -1042,7 +1052,7 @@ impl<B: Backend> Evaluator<B> {
             for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
                 be.automorphism(d, e, r)?;
             }
-            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, key, &p_basis)?;
+            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, a.level, key, &p_basis)?;
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
             let mut c0 = be.zero(be.basis(&a.parts[0]), be.repr(&a.parts[0]))?;
             be.automorphism(&a.parts[0], e, &mut c0)?;

@@ -164,23 +164,58 @@ impl<B: Backend> PublicKey<B> {
     }
 }
 
-/// A hybrid key-switching key: one `(b_j, a_j)` pair per digit, over `QP`, NTT form
-/// (see the module docs). `seed` is the public seed the `a_j` were expanded from.
+/// A hybrid key-switching key: one `(b_j, a_j)` pair per digit, over
+/// `q_0 … q_level ∪ P` (NTT form, see the module docs), usable for ciphertexts at levels
+/// `≤ level`. A key for a lower level has fewer limbs and digits, so it is smaller: a
+/// key at level `ℓ` takes `digits_at(ℓ)·2·(ℓ + 1 + |P|)` limbs of `N` words (Lattigo
+/// generates evaluation keys at a chosen `LevelQ` the same way, `rlwe/keygenerator.go`).
+/// `seed` is the public seed the `a_j` were expanded from.
 pub struct SwitchingKey<B: Backend> {
     pub(crate) digits: Vec<[B::Poly; 2]>,
     pub(crate) seed: [u8; 32],
+    pub(crate) level: usize,
 }
 
 impl<B: Backend> std::fmt::Debug for SwitchingKey<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SwitchingKey({} digits)", self.digits.len())
+        write!(
+            f,
+            "SwitchingKey({} digits, level {})",
+            self.digits.len(),
+            self.level
+        )
     }
 }
 
 impl<B: Backend> SwitchingKey<B> {
-    /// Number of digits (`⌈(L+1)/α⌉`).
+    /// Number of digits ([`crate::Parameters::digits_at`] of [`Self::level`]).
     pub fn num_digits(&self) -> usize {
         self.digits.len()
+    }
+
+    /// The highest ciphertext level the key serves.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Fails unless the key serves ciphertexts at `level`.
+    ///
+    /// # Errors
+    /// [`CkksError::KeyLevelTooLow`].
+    pub(crate) fn check_level(&self, level: usize) -> Result<()> {
+        if level > self.level {
+            return Err(CkksError::KeyLevelTooLow {
+                key_level: self.level,
+                level,
+            });
+        }
+        Ok(())
+    }
+
+    /// Size in memory, bytes, of a key whose polynomials have `special` special primes:
+    /// `2·digits` polynomials of `level + 1 + special` limbs of `N` words of 8 bytes.
+    fn memory_bytes(&self, n: usize, special: usize) -> usize {
+        self.digits.len() * 2 * (self.level + 1 + special) * n * 8
     }
 }
 
@@ -214,6 +249,61 @@ pub struct EvaluationKeyRequest {
     /// Generate sparse-secret encapsulation keys for bootstrapping with an ephemeral
     /// secret of this Hamming weight ([`KeyGenerator::gen_encapsulation_keys`]).
     pub encapsulation: Option<usize>,
+    /// Rotations needed only for ciphertexts at levels `≤ ℓ`, as `(k, ℓ)` pairs: their
+    /// keys live over `q_0 … q_ℓ ∪ P` with the digits of `ℓ`, smaller than top-level
+    /// keys (e.g. SlotsToCoeffs after EvalMod, or an application that works below the
+    /// bootstrapping's output level). A rotation listed several times, or also in
+    /// [`Self::rotations`] (top level), gets one key at the highest level asked for.
+    /// Using such a key above its level is a [`CkksError::KeyLevelTooLow`].
+    pub rotations_up_to: Vec<(i64, usize)>,
+}
+
+impl EvaluationKeyRequest {
+    /// Adds everything `other` asks for (the union of both requests).
+    pub fn merge(&mut self, other: &EvaluationKeyRequest) {
+        self.relinearization |= other.relinearization;
+        self.conjugation |= other.conjugation;
+        self.rotations.extend(&other.rotations);
+        self.rotations.sort_unstable();
+        self.rotations.dedup();
+        self.rotations_up_to.extend(&other.rotations_up_to);
+        self.rotations_up_to.sort_unstable();
+        self.rotations_up_to.dedup();
+        if self.encapsulation.is_none() {
+            self.encapsulation = other.encapsulation;
+        }
+    }
+
+    /// The Galois elements to generate and the highest level each key must serve
+    /// (rotations by a multiple of `N/2` and the identity are left out).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelOutOfRange`] for a level in [`Self::rotations_up_to`] above
+    /// `L`.
+    pub fn galois_levels(&self, params: &crate::Parameters) -> Result<BTreeMap<usize, usize>> {
+        let n = params.n();
+        let top = params.max_level();
+        let mut out = BTreeMap::new();
+        let mut put = |e: usize, l: usize| {
+            if e != 1 {
+                let v = out.entry(e).or_insert(l);
+                *v = (*v).max(l);
+            }
+        };
+        for &r in &self.rotations {
+            put(galois::galois_element_for_rotation(r, n), top);
+        }
+        for &(r, l) in &self.rotations_up_to {
+            if l > top {
+                return Err(CkksError::LevelOutOfRange { level: l, max: top });
+            }
+            put(galois::galois_element_for_rotation(r, n), l);
+        }
+        if self.conjugation {
+            put(galois::galois_element_conjugation(n), top);
+        }
+        Ok(out)
+    }
 }
 
 /// Sparse-secret encapsulation keys of bootstrapping (see
@@ -278,24 +368,34 @@ impl<B: Backend> EvaluationKeySet<B> {
         self.encapsulation.as_ref()
     }
 
-    /// Size of the keys in memory, in bytes: each switching key has `dnum` digits of two
-    /// polynomials over `Q_L ∪ P` (`N` words of 8 bytes per limb). The seeded serialized
-    /// form ([`crate::Context::serialize_evaluation_keys`]) is about half of it.
+    /// Size of the keys in memory, in bytes: each switching key has the digits of its
+    /// level, two polynomials each, over `q_0 … q_level ∪ P` (`N` words of 8 bytes per
+    /// limb); the encapsulation key to `s'` lives over `q_0 ∪ {p_0}`. The seeded
+    /// serialized form ([`crate::Context::serialize_evaluation_keys`]) is about half of
+    /// it.
     pub fn memory_bytes(&self, params: &crate::Parameters) -> usize {
-        let per_poly = params.qp_basis().len() * params.n() * 8;
+        let (n, p) = (params.n(), params.p_basis().len());
         let full: usize = self
             .relin
             .iter()
             .map(|k| &k.0)
             .chain(self.galois.values().map(|g| &g.key))
             .chain(self.encapsulation.iter().map(|e| &e.from_sparse))
-            .map(|k| k.digits.len() * 2 * per_poly)
+            .map(|k| k.memory_bytes(n, p))
             .sum();
-        let level0 = (1 + params.encapsulation_special_basis().len()) * params.n() * 8 * 2;
-        full + self
-            .encapsulation
-            .as_ref()
-            .map_or(0, |e| e.to_sparse.digits.len() * level0)
+        full + self.encapsulation.as_ref().map_or(0, |e| {
+            e.to_sparse
+                .memory_bytes(n, params.encapsulation_special_basis().len())
+        })
+    }
+
+    /// The keys' levels: `(Galois element, highest level it serves)`, increasing
+    /// elements.
+    pub fn galois_key_levels(&self) -> Vec<(usize, usize)> {
+        self.galois
+            .values()
+            .map(|g| (g.element, g.key.level))
+            .collect()
     }
 
     /// Adds (or replaces) a Galois key.
@@ -326,6 +426,21 @@ impl<B: Backend> EvaluationKeySet<B> {
         self.galois
             .get(&element)
             .ok_or(CkksError::MissingGaloisKey { element, rotation })
+    }
+
+    /// The Galois key for `element`, checked to serve a ciphertext at `level`.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingGaloisKey`], [`CkksError::KeyLevelTooLow`].
+    pub fn galois_key_at(
+        &self,
+        element: usize,
+        rotation: Option<i64>,
+        level: usize,
+    ) -> Result<&GaloisKey<B>> {
+        let k = self.galois_key(element, rotation)?;
+        k.key.check_level(level)?;
+        Ok(k)
     }
 }
 
@@ -465,7 +580,11 @@ impl<B: Backend> KeyGenerator<B> {
             be.add_assign(&mut b, &g)?;
             digits.push([b, a]);
         }
-        Ok(SwitchingKey { digits, seed })
+        Ok(SwitchingKey {
+            digits,
+            seed,
+            level,
+        })
     }
 
     /// The relinearization key of `sk` (switches `s²` to `s`).
@@ -488,14 +607,36 @@ impl<B: Backend> KeyGenerator<B> {
     /// [`he_math::MathError::InvalidGaloisElement`] unless `k` is odd and `< 2N`; as
     /// [`Self::gen_public_key`].
     pub fn gen_galois_key(&mut self, sk: &SecretKey<B>, element: usize) -> Result<GaloisKey<B>> {
-        let _span = tracing::debug_span!("gen_galois_key", element).entered();
+        let top = self.ctx.params().max_level();
+        self.gen_galois_key_at(sk, element, top)
+    }
+
+    /// [`Self::gen_galois_key`] for ciphertexts at levels `≤ level` only (a smaller key,
+    /// see [`SwitchingKey`]).
+    ///
+    /// # Errors
+    /// [`CkksError::LevelOutOfRange`] above `L`; as [`Self::gen_galois_key`].
+    pub fn gen_galois_key_at(
+        &mut self,
+        sk: &SecretKey<B>,
+        element: usize,
+        level: usize,
+    ) -> Result<GaloisKey<B>> {
+        let _span = tracing::debug_span!("gen_galois_key", element, level).entered();
         self.check(sk)?;
         galois::check_galois_element(element, self.ctx.params().n())?;
+        let params = self.ctx.params().clone();
+        if level > params.max_level() {
+            return Err(CkksError::LevelOutOfRange {
+                level,
+                max: params.max_level(),
+            });
+        }
         let ctx = self.ctx.clone();
         let be = ctx.backend();
         let mut sk_rot = Wiped::new(be, sk.s.clone());
         be.automorphism(&sk.s, element, &mut sk_rot)?;
-        let key = self.gen_switching_key(sk, &sk_rot)?;
+        let key = self.gen_switching_key_over(sk, &sk_rot, level, &params.p_basis())?;
         Ok(GaloisKey { element, key })
     }
 
@@ -562,38 +703,27 @@ impl<B: Backend> KeyGenerator<B> {
         })
     }
 
-    /// The evaluation keys asked for in `request`.
+    /// The evaluation keys asked for in `request`: one Galois key per element, at the
+    /// highest level asked for ([`EvaluationKeyRequest::galois_levels`]).
     ///
     /// # Errors
-    /// As [`Self::gen_galois_key`].
+    /// As [`Self::gen_galois_key_at`] and [`EvaluationKeyRequest::galois_levels`].
     pub fn gen_evaluation_keys(
         &mut self,
         sk: &SecretKey<B>,
         request: &EvaluationKeyRequest,
     ) -> Result<EvaluationKeySet<B>> {
-        let n = self.ctx.params().n();
+        let levels = request.galois_levels(self.ctx.params())?;
         let mut set = EvaluationKeySet::default();
         if request.relinearization {
             set.relin = Some(self.gen_relinearization_key(sk)?);
         }
-        let mut elements: Vec<usize> = request
-            .rotations
-            .iter()
-            .map(|&r| galois::galois_element_for_rotation(r, n))
-            .collect();
-        if request.conjugation {
-            elements.push(galois::galois_element_conjugation(n));
-        }
-        elements.sort_unstable();
-        elements.dedup();
         if let Some(h) = request.encapsulation {
             set.encapsulation = Some(self.gen_encapsulation_keys(sk, h)?);
         }
-        for k in elements {
-            if k != 1 {
-                let key = self.gen_galois_key(sk, k)?;
-                set.insert_galois_key(key);
-            }
+        for (k, level) in levels {
+            let key = self.gen_galois_key_at(sk, k, level)?;
+            set.insert_galois_key(key);
         }
         Ok(set)
     }

@@ -24,7 +24,7 @@
 //! let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
 //! let mut kg = KeyGenerator::new(&ctx);
 //! let sk = kg.gen_secret_key().unwrap();
-//! let req = EvaluationKeyRequest { relinearization: true, rotations: vec![1], conjugation: false, encapsulation: None };
+//! let req = EvaluationKeyRequest { relinearization: true, rotations: vec![1], ..Default::default() };
 //! let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
 //! let top = ctx.params().max_level();
 //! let x: Vec<f64> = (0..512).map(|i| i as f64 / 512.0).collect();

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Version of the encodings below; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 fn malformed(msg: impl std::fmt::Display) -> CkksError {
     CkksError::Malformed(msg.to_string())
@@ -123,6 +123,8 @@ struct PlaintextWire {
 
 #[derive(Serialize, Deserialize)]
 struct SwitchingKeyWire {
+    /// The highest level the key serves (its polynomials have `level + 1` limbs of `Q`).
+    level: u32,
     seed: [u8; 32],
     b: Vec<Vec<u64>>,
 }
@@ -310,6 +312,7 @@ impl<B: Backend> Context<B> {
 
     fn switching_key_wire(&self, k: &SwitchingKey<B>) -> Result<SwitchingKeyWire> {
         Ok(SwitchingKeyWire {
+            level: u32::try_from(k.level).map_err(malformed)?,
             seed: k.seed,
             b: k.digits
                 .iter()
@@ -318,12 +321,21 @@ impl<B: Backend> Context<B> {
         })
     }
 
+    /// A switching key with the special primes `P`, at the level the wire gives
+    /// (checked against `L`).
     fn switching_key_from_wire(&self, w: SwitchingKeyWire) -> Result<SwitchingKey<B>> {
-        self.switching_key_from_wire_over(w, self.params().max_level(), &self.params().p_basis())
+        let level = w.level as usize;
+        if level > self.params().max_level() {
+            return Err(malformed(format!(
+                "switching key at level {level} above the maximum {}",
+                self.params().max_level()
+            )));
+        }
+        self.switching_key_from_wire_over(w, level, &self.params().p_basis())
     }
 
     /// A switching key usable up to `level` with the special primes `special`
-    /// (polynomials over `q_0 … q_level ∪ special`).
+    /// (polynomials over `q_0 … q_level ∪ special`); the wire must say `level`.
     fn switching_key_from_wire_over(
         &self,
         w: SwitchingKeyWire,
@@ -331,6 +343,12 @@ impl<B: Backend> Context<B> {
         special: &[usize],
     ) -> Result<SwitchingKey<B>> {
         let params = self.params();
+        if w.level as usize != level {
+            return Err(malformed(format!(
+                "switching key at level {} where level {level} is expected",
+                w.level
+            )));
+        }
         let expected = params.digits_at(level);
         if w.b.len() != expected {
             return Err(malformed(format!(
@@ -353,6 +371,7 @@ impl<B: Backend> Context<B> {
         Ok(SwitchingKey {
             digits,
             seed: w.seed,
+            level,
         })
     }
 

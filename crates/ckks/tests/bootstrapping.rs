@@ -187,6 +187,7 @@ fn linear_transform_matches_plaintext() {
         rotations: m.rotations(),
         conjugation: false,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let ev = Evaluator::new(&k.ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
     let level = 6;
@@ -436,6 +437,7 @@ fn bootstrap_errors() {
                 rotations: vec![],
                 conjugation: false,
                 encapsulation: None,
+                rotations_up_to: Vec::new(),
             },
         )
         .unwrap();

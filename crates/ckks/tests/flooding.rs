@@ -20,6 +20,7 @@ fn flooding_follows_the_noise_and_adds_what_it_reports() {
         rotations: vec![],
         conjugation: false,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let eval = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
     let slots = ctx.params().n() / 2;

@@ -35,6 +35,7 @@ fn fixture() -> &'static Fixture {
                     rotations: vec![1],
                     conjugation: false,
                     encapsulation: Some(16),
+                    rotations_up_to: Vec::new(),
                 },
             )
             .unwrap();

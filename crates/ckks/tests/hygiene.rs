@@ -157,6 +157,7 @@ fn secret_copies_are_wiped() {
         rotations: vec![1],
         conjugation: false,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let _ = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let keygen = be.take();

@@ -41,6 +41,7 @@ fn setup<B: Backend>(ctx: Arc<Context<B>>, rotations: &[i64]) -> Setup<B> {
         rotations: rotations.to_vec(),
         conjugation: true,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let eval = Evaluator::new(&ctx, Arc::new(keys));

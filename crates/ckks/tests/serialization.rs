@@ -24,6 +24,7 @@ fn round_trips() {
         rotations: vec![1, -3],
         conjugation: true,
         encapsulation: None,
+        rotations_up_to: Vec::new(),
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let z: Vec<Complex64> = (0..p.max_slots())
@@ -210,6 +211,7 @@ fn encapsulation_keys_round_trip() {
         rotations: vec![1],
         conjugation: false,
         encapsulation: Some(16),
+        rotations_up_to: Vec::new(),
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     assert_eq!(keys.encapsulation_keys().unwrap().hamming_weight(), 16);
@@ -242,6 +244,7 @@ fn streamed_keys_round_trip_and_refuse_damage() {
         rotations: vec![1, -2],
         conjugation: true,
         encapsulation: Some(16),
+        rotations_up_to: Vec::new(),
     };
     let keys = kg.gen_evaluation_keys(&sk, &req).unwrap();
     let mut stream = Vec::new();

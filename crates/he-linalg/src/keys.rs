@@ -24,24 +24,34 @@ impl KeyRequirements {
     }
 
     /// The key-generation request (relinearization key included, no bootstrapping
-    /// keys).
+    /// keys), every key at the top level.
     pub fn to_request(&self) -> EvaluationKeyRequest {
         EvaluationKeyRequest {
             relinearization: true,
             rotations: self.rotations.iter().copied().collect(),
             conjugation: self.conjugation,
-            encapsulation: None,
+            ..EvaluationKeyRequest::default()
         }
     }
 
     /// Adds these keys to `req` (e.g. a bootstrapping request), with the
-    /// relinearization key; the rotations stay sorted and distinct.
+    /// relinearization key, at the top level; the rotations stay sorted and distinct.
     pub fn add_to(&self, req: &mut EvaluationKeyRequest) {
-        req.relinearization = true;
-        req.conjugation |= self.conjugation;
-        req.rotations.extend(self.rotations.iter().copied());
-        req.rotations.sort_unstable();
-        req.rotations.dedup();
+        req.merge(&self.to_request());
+    }
+
+    /// Adds these keys to `req` for ciphertexts at levels `≤ level` only (smaller
+    /// rotation keys, [`ckks::EvaluationKeyRequest::rotations_up_to`]): for an
+    /// application whose products never run above `level`, e.g. the output level of its
+    /// bootstrapping. The conjugation key, if needed, stays at the top level (one key
+    /// serves every level).
+    pub fn add_up_to(&self, req: &mut EvaluationKeyRequest, level: usize) {
+        req.merge(&EvaluationKeyRequest {
+            relinearization: true,
+            conjugation: self.conjugation,
+            rotations_up_to: self.rotations.iter().map(|&r| (r, level)).collect(),
+            ..EvaluationKeyRequest::default()
+        });
     }
 
     fn add(&mut self, k: i64, slots: usize) {

@@ -367,7 +367,10 @@ impl<B: Backend> Evaluator<B> {
         for &g in lt.giants.keys() {
             if g % lt.slots != 0 {
                 let e = galois::galois_element_for_rotation(g as i64, n);
-                giant_keys.insert(g, (e, &self.keys().galois_key(e, Some(g as i64))?.key));
+                giant_keys.insert(
+                    g,
+                    (e, &self.keys().galois_key_at(e, Some(g as i64), level)?.key),
+                );
             }
         }
         let babies: BTreeSet<usize> = lt
@@ -403,7 +406,7 @@ impl<B: Backend> Evaluator<B> {
             let mut c1 = be.zero(be.basis(&inner.parts[1]), be.repr(&inner.parts[1]))?;
             be.automorphism(&inner.parts[1], e, &mut c1)?;
             let dec = self.decompose(&c1, level)?;
-            let [u0, u1] = self.key_switch_lazy(&dec.digits, key)?;
+            let [u0, u1] = self.key_switch_lazy(&dec.digits, level, key)?;
             drop(dec);
             be.automorphism(&inner.parts[0], e, &mut c1)?;
             inner.parts[0] = c1;

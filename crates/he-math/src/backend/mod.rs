@@ -241,8 +241,8 @@ pub trait Backend: Send + Sync {
 
     /// Key-switching inner product `(Σ_j d_j ⊙ k_{j,0}, Σ_j d_j ⊙ k_{j,1})` of ModUp
     /// digits with key components. Digits share one basis; each key polynomial's basis
-    /// must contain it (keys live at the top level). All NTT form; result over the digits'
-    /// basis.
+    /// must contain it (a key made for level `ℓ` serves digits of any level `≤ ℓ`). All
+    /// NTT form; result over the digits' basis.
     ///
     /// # Errors
     /// [`MathError::LengthMismatch`] if the counts differ, basis/representation errors.

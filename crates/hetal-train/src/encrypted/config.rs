@@ -128,7 +128,9 @@ impl SessionConfig {
     }
 
     /// The evaluation keys a training session needs: bootstrapping's, DiagABT's,
-    /// DiagATB's (RotLeft), ASoftmax's and the weight refresh's rotations.
+    /// DiagATB's (RotLeft), ASoftmax's and the weight refresh's rotations; the last four
+    /// only up to the top user level (nothing in a step runs above it), so their keys
+    /// have `digits_at(U)` digits over `U + 1 + |P|` limbs instead of the top level's.
     ///
     /// # Errors
     /// As [`Self::unit_shape`]; bootstrapping configuration errors.
@@ -145,7 +147,7 @@ impl SessionConfig {
             .union(&he_linalg::keys::diag_atb_keys(shape, self.classes))
             .union(&self.weight_refresh(shape)?.keys(blocks));
         let mut req = softmax.key_request(params, boot)?;
-        linalg.add_to(&mut req);
+        linalg.add_up_to(&mut req, params.max_user_level());
         Ok(req)
     }
 }

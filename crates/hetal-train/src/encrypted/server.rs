@@ -164,6 +164,13 @@ impl<B: Backend> Server<B> {
         &self.config
     }
 
+    /// The evaluation keys the server holds: their number and their size in memory,
+    /// bytes (`ckks`'s `EvaluationKeySet::memory_bytes`).
+    pub fn evaluation_keys_size(&self) -> (usize, usize) {
+        let keys = self.ops.evaluator().keys();
+        (keys.num_keys(), keys.memory_bytes(self.ctx.params()))
+    }
+
     /// Bootstraps so far.
     pub fn bootstrap_stats(&self) -> BootstrapStats {
         self.refresher.stats()

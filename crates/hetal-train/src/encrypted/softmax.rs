@@ -145,7 +145,8 @@ impl EncryptedSoftmax {
     }
 
     /// The evaluation keys ASoftmax needs with `boot`'s bootstrapping: the full-slot
-    /// bootstrapper's, the sparse one's when folding, and [`Self::keys`].
+    /// bootstrapper's, the sparse one's when folding, and [`Self::keys`] for levels up
+    /// to the top user level (where bootstrapping lands; smaller keys).
     ///
     /// # Errors
     /// Bootstrapping configuration errors.
@@ -156,11 +157,9 @@ impl EncryptedSoftmax {
     ) -> Result<EvaluationKeyRequest> {
         let mut req = boot.key_request(params, self.slots)?;
         if let Some(n) = self.sparse_slots() {
-            let sparse = boot.key_request(params, n)?;
-            req.rotations.extend(sparse.rotations);
-            req.conjugation |= sparse.conjugation;
+            req.merge(&boot.key_request(params, n)?);
         }
-        self.keys().add_to(&mut req);
+        self.keys().add_up_to(&mut req, params.max_user_level());
         Ok(req)
     }
 

@@ -165,6 +165,12 @@ impl<B: Backend> ServerSession<B> {
         self.server.config()
     }
 
+    /// The evaluation keys' number and size in memory, bytes
+    /// ([`Server::evaluation_keys_size`]).
+    pub fn evaluation_keys_size(&self) -> (usize, usize) {
+        self.server.evaluation_keys_size()
+    }
+
     /// Where the session stands.
     pub fn status(&self) -> SessionStatus {
         SessionStatus {
