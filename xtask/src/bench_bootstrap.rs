@@ -1,5 +1,6 @@
 //! `cargo xtask bench-bootstrap`: key generation, timing (per stage) and precision of the
-//! CKKS bootstrapping on a bootstrappable preset, real inputs uniform in [-1, 1].
+//! CKKS bootstrapping on a bootstrappable preset, real inputs uniform in [-a, a]
+//! (`--amplitude a`, default 1).
 //!
 //! One JSON object per slot count with `--json` (one line each): preset, slots, keygen
 //! time and evaluation-key size, median bootstrap time and the per-stage split of the
@@ -42,6 +43,11 @@ pub struct Args {
     /// `s2c-first` (SlotsToCoeffs at the bottom first, as OpenFHE; full slots only).
     #[arg(long, default_value = "cts-first")]
     order: String,
+    /// Inputs uniform in `[-a, a]`, `0 < a ≤ 1` (errors stay absolute): how the error
+    /// scales with the message tells EvalMod's `sin(2πx)/2π ≈ x` distortion (cubic in
+    /// the message) from noise (independent of it).
+    #[arg(long, default_value_t = 1.0)]
+    amplitude: f64,
 }
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
@@ -71,6 +77,9 @@ fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
 /// Unknown preset, invalid slot count, or any scheme error.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (name, literal, mut config) = preset(&args.preset)?;
+    if !(args.amplitude > 0.0 && args.amplitude <= 1.0) {
+        return Err(format!("--amplitude {} is not in (0, 1]", args.amplitude).into());
+    }
     config.order = match args.order.as_str() {
         "cts-first" => BootstrapOrder::CoeffsToSlotsFirst,
         "s2c-first" => BootstrapOrder::SlotsToCoeffsFirst,
@@ -99,7 +108,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
         let mut rng = StdRng::seed_from_u64(slots as u64);
         let z: Vec<Complex64> = (0..slots)
-            .map(|_| Complex64::new(rng.random_range(-1.0..1.0), 0.0))
+            .map(|_| Complex64::new(args.amplitude * rng.random_range(-1.0..1.0), 0.0))
             .collect();
         // The lowest level the order accepts: 0, or the SlotsToCoeffs levels.
         let level_in = match config.order {
@@ -166,6 +175,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "usable_levels_after": level_out - level_in,
             "log2_max_err": max_err,
             "log2_mean_err": mean_err,
+            "amplitude": args.amplitude,
             "chain_log2_max_err": chain,
             "chain_added_log2_max_err": chain_added,
             "failure_log2": config.failure_log2(&params, slots),

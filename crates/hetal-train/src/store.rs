@@ -13,12 +13,16 @@
 //!   bit, a truncated or extended file, or a file of another kind is refused; a file
 //!   bound to something else (another key, seed, dataset or configuration: the caller's
 //!   [`Binding`]) is refused with a message that names the parts that differ.
+//! - [`write_sealed_atomic`]: [`seal`] and [`write_atomic`] in one pass for payloads too
+//!   large to hold twice (the server's state): the payload is streamed into the
+//!   temporary file while it is hashed, and the length and digest are written into the
+//!   header last. The bytes on disk are exactly [`seal`]'s.
 //! - [`read_private`]: refuses a symlink, a non-regular file, a file readable by group or
 //!   others (Unix), and files larger than a caller-given bound.
 
 use crate::error::{Result, TrainError};
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Envelope format version.
@@ -236,6 +240,81 @@ pub fn unseal<'a>(
     Ok(payload)
 }
 
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Replaces `path` atomically with the envelope of the payload that `payload` writes
+/// (the bytes [`seal`] would produce for it, see the module docs), without holding the
+/// payload in memory: it goes through a buffered, hashing writer into the temporary
+/// file, and the header's length and digest are filled in at the end.
+///
+/// # Errors
+/// [`TrainError::Io`] for any file-system failure, and `payload`'s own errors; the
+/// target is then unchanged.
+pub fn write_sealed_atomic(
+    path: &Path,
+    kind: &[u8; 8],
+    binding: &Binding,
+    payload: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    let b = binding.digest();
+    let (len, d) = {
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        file.write_all(kind).map_err(io(path))?;
+        file.write_all(&VERSION.to_le_bytes()).map_err(io(path))?;
+        file.write_all(&b).map_err(io(path))?;
+        file.write_all(&[0; 8 + 32]).map_err(io(path))?;
+        let mut hasher = Sha256::new();
+        hasher.update(kind);
+        hasher.update(b);
+        let mut body = Hashing {
+            inner: file,
+            hasher,
+            len: 0,
+        };
+        body.write_all(&binding.manifest()).map_err(io(path))?;
+        payload(&mut body)?;
+        body.flush().map_err(io(path))?;
+        let d: [u8; 32] = body.hasher.finalize().into();
+        (body.len, d)
+    };
+    let f = tmp.as_file_mut();
+    f.seek(SeekFrom::Start((HEADER - 40) as u64))
+        .map_err(io(path))?;
+    f.write_all(&len.to_le_bytes()).map_err(io(path))?;
+    f.write_all(&d).map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Replaces `path` with `bytes` atomically (see the module docs); creates the parent
 /// directory if needed.
 ///
@@ -371,5 +450,32 @@ mod tests {
             );
         }
         assert!(read_private(&dir.path().join("missing"), 10).is_err());
+    }
+
+    #[test]
+    fn streamed_seal_writes_seals_bytes_and_a_failing_payload_leaves_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.bin");
+        let b = Binding::new(&[("purpose", b"server-session"), ("id", b"s1")]);
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        write_sealed_atomic(&p, b"HETALSV2", &b, |w| {
+            for chunk in payload.chunks(4097) {
+                w.write_all(chunk).map_err(io(Path::new("x")))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(on_disk, seal(b"HETALSV2", &b, &payload));
+        assert_eq!(unseal(&p, b"HETALSV2", &b, &on_disk).unwrap(), &payload[..]);
+        // A payload that fails half-way: error, the old file stays, no temporary left.
+        let e = write_sealed_atomic(&p, b"HETALSV2", &b, |w| {
+            w.write_all(b"partial").map_err(io(Path::new("x")))?;
+            Err(TrainError::Message("serializer failed".into()))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("serializer failed"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), on_disk);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

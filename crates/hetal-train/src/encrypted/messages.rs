@@ -17,6 +17,53 @@ pub(crate) struct MatrixWire {
     cts: Vec<Vec<u8>>,
 }
 
+/// A [`MatrixWire`] serialized straight from the matrix: each ciphertext's bytes are
+/// made when the serializer reaches it and dropped after, so a streamed state file
+/// never holds more than one ciphertext's bytes. Same bytes as
+/// `matrix_wire(ctx, m)` under postcard (a `Vec<u8>` and `serialize_bytes` are both a
+/// varint length and the raw bytes there).
+pub(crate) struct MatrixRef<'a, B: Backend> {
+    pub(crate) ctx: &'a Context<B>,
+    pub(crate) m: &'a EncryptedMatrix<B>,
+}
+
+struct CiphertextsRef<'a, B: Backend>(&'a Context<B>, &'a [Ciphertext<B>]);
+
+impl<B: Backend> Serialize for CiphertextsRef<'_, B> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.1.len()))?;
+        for c in self.1 {
+            let bytes = self.0.serialize_ciphertext(c).map_err(S::Error::custom)?;
+            seq.serialize_element(&serde_bytes_ref(&bytes))?;
+        }
+        seq.end()
+    }
+}
+
+/// Bytes serialized with `serialize_bytes` (postcard: varint length, raw bytes — as a
+/// `Vec<u8>`), without a byte-by-byte sequence.
+fn serde_bytes_ref(b: &[u8]) -> impl Serialize + '_ {
+    struct Bytes<'a>(&'a [u8]);
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    Bytes(b)
+}
+
+impl<B: Backend> Serialize for MatrixRef<'_, B> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("MatrixWire", 2)?;
+        st.serialize_field("layout", self.m.layout())?;
+        st.serialize_field("cts", &CiphertextsRef(self.ctx, self.m.ciphertexts()))?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn matrix_wire<B: Backend>(
     ctx: &Context<B>,
     m: &EncryptedMatrix<B>,
@@ -225,10 +272,26 @@ macro_rules! matrix_message {
             /// # Errors
             /// Serialization errors.
             pub fn to_bytes(&self, ctx: &Context<B>) -> Result<Vec<u8>> {
-                to_bytes(&(
-                    $(matrix_wire(ctx, &self.$field)?,)*
-                    $(&self.$extra,)?
-                ))
+                let mut out = Vec::new();
+                self.write_to(ctx, &mut out)?;
+                Ok(out)
+            }
+
+            /// Writes [`Self::to_bytes`]'s bytes to `w`, one ciphertext's bytes in
+            /// memory at a time.
+            ///
+            /// # Errors
+            /// Serialization errors, a failing writer ([`TrainError::Message`]).
+            pub fn write_to(&self, ctx: &Context<B>, w: &mut dyn std::io::Write) -> Result<()> {
+                postcard::to_io(
+                    &(
+                        $(MatrixRef { ctx, m: &self.$field },)*
+                        $(&self.$extra,)?
+                    ),
+                    w,
+                )
+                .map_err(|e| TrainError::Message(e.to_string()))?;
+                Ok(())
             }
 
             /// Reads and validates the message.
@@ -324,5 +387,44 @@ impl StepTimings {
         self.bootstrap += o.bootstrap;
         self.other += o.other;
         self.bootstraps += o.bootstraps;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use he_linalg::ckks::{KeyGenerator, presets};
+    use he_linalg::{Matrix, UnitShape};
+
+    /// The streamed form of a matrix is byte for byte the materialized one, so files
+    /// written either way read back the same.
+    #[test]
+    fn streamed_matrix_bytes_equal_the_materialized_ones() {
+        let ctx = Context::new_cpu(presets::insecure_n10_depth3()).unwrap();
+        let sk = KeyGenerator::new(&ctx).gen_secret_key().unwrap();
+        let shape = UnitShape::new(16, 32).unwrap();
+        let z = Matrix::from_fn(40, 50, |i, j| (i as f64 - j as f64) / 64.0);
+        let layout = BlockLayout::new(40, 50, shape).unwrap();
+        let m = EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, 2).unwrap();
+        assert!(m.ciphertexts().len() > 1);
+        let streamed = to_bytes(&MatrixRef { ctx: &ctx, m: &m }).unwrap();
+        assert_eq!(streamed, to_bytes(&matrix_wire(&ctx, &m).unwrap()).unwrap());
+        let f = EncryptedFeatures { x: m };
+        let back = EncryptedFeatures::from_bytes(&ctx, &f.to_bytes(&ctx).unwrap()).unwrap();
+        assert_eq!(back.x.ciphertexts().len(), f.x.ciphertexts().len());
+        // A failing writer is an error, not a panic.
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(matches!(
+            f.write_to(&ctx, &mut Broken),
+            Err(TrainError::Message(_))
+        ));
     }
 }

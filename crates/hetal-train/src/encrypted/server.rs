@@ -15,8 +15,8 @@
 
 use super::config::SessionConfig;
 use super::messages::{
-    EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, MatrixWire,
-    SessionSetup, StepTimings, from_bytes, matrix_from_wire, matrix_wire, to_bytes,
+    EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, MatrixRef,
+    MatrixWire, SessionSetup, StepTimings, from_bytes, matrix_from_wire,
 };
 use super::ops::{BootstrapStats, Ops, Refresher};
 use super::plan::StepPlan;
@@ -49,6 +49,19 @@ struct StateWire {
     lambda: f64,
     steps: usize,
     kept: Vec<(usize, MatrixWire)>,
+    boot: BootstrapStats,
+}
+
+/// [`StateWire`]'s byte form written from the live state (field for field the same
+/// bytes), one ciphertext at a time.
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct StateRef<'a, B: Backend> {
+    w: MatrixRef<'a, B>,
+    v: MatrixRef<'a, B>,
+    lambda: f64,
+    steps: usize,
+    kept: Vec<(usize, MatrixRef<'a, B>)>,
     boot: BootstrapStats,
 }
 
@@ -378,22 +391,33 @@ impl<B: Backend> Server<B> {
     /// # Errors
     /// [`TrainError::Config`] before [`Self::start`]; serialization errors.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_checkpoint(&mut out)?;
+        Ok(out)
+    }
+
+    /// Writes [`Self::checkpoint`]'s bytes to `w` without building them in memory: each
+    /// ciphertext is serialized when its turn comes (the state is hundreds of MB at
+    /// N = 2^16; holding it, and copies of it, raised the server's peak memory).
+    ///
+    /// # Errors
+    /// As [`Self::checkpoint`]; [`TrainError::Message`] for a failing writer.
+    pub fn write_checkpoint(&self, w: &mut dyn std::io::Write) -> Result<()> {
         let st = self
             .state
             .as_ref()
             .ok_or_else(|| TrainError::Config("server not started".into()))?;
-        to_bytes(&StateWire {
-            w: matrix_wire(&self.ctx, &st.w)?,
-            v: matrix_wire(&self.ctx, &st.v)?,
+        let m = |m| MatrixRef { ctx: &self.ctx, m };
+        let state = StateRef {
+            w: m(&st.w),
+            v: m(&st.v),
             lambda: st.lambda,
             steps: st.steps,
-            kept: st
-                .kept
-                .iter()
-                .map(|(e, w)| Ok((*e, matrix_wire(&self.ctx, w)?)))
-                .collect::<Result<_>>()?,
+            kept: st.kept.iter().map(|(e, w)| (*e, m(w))).collect(),
             boot: self.refresher.stats(),
-        })
+        };
+        postcard::to_io(&state, w).map_err(|e| TrainError::Message(e.to_string()))?;
+        Ok(())
     }
 
     /// Restores a [`Self::checkpoint`].

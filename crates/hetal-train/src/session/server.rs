@@ -10,7 +10,7 @@
 //! [`crate::store`]) and `validation.bin` once, so a restarted server continues where
 //! it stopped.
 
-use crate::encrypted::messages::{from_bytes, to_bytes};
+use crate::encrypted::messages::to_bytes;
 use crate::encrypted::{
     BootstrapStats, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, Server,
     SessionSetup, StepTimings,
@@ -41,15 +41,18 @@ pub struct SessionStatus {
     pub bootstrap: BootstrapStats,
 }
 
-/// Kind tags of the server's files ([`crate::store`]).
-const STATE_KIND: &[u8; 8] = b"HETALSV1";
+/// Kind tags of the server's files ([`crate::store`]). The state file's payload is a
+/// [`StateHead`] followed by the [`Server::write_checkpoint`] bytes when started (the
+/// `V1` layout held them inside the head, built in memory).
+const STATE_KIND: &[u8; 8] = b"HETALSV2";
 const VALIDATION_KIND: &[u8; 8] = b"HETALSF1";
 /// Largest state or validation file read back.
 const MAX_STATE_BYTES: u64 = 64 << 30;
 
 #[derive(Serialize, Deserialize)]
-struct StateFile {
-    server: Option<Vec<u8>>,
+struct StateHead {
+    /// Whether the server's checkpoint follows.
+    started: bool,
     last_step: Option<StepTimings>,
     last_epoch: usize,
 }
@@ -118,10 +121,16 @@ impl<B: Backend> ServerSession<B> {
         if state.exists() {
             let bytes = read_bounded(&state)?;
             let payload = store::unseal(&state, STATE_KIND, &self.binding(), &bytes)?;
-            let f: StateFile = from_bytes(payload)?;
-            if let Some(s) = &f.server {
-                self.server.restore(s)?;
+            let (f, rest): (StateHead, &[u8]) = postcard::take_from_bytes(payload)
+                .map_err(|e| TrainError::Message(format!("state file: {e}")))?;
+            if f.started {
+                self.server.restore(rest)?;
                 self.started = true;
+            } else if !rest.is_empty() {
+                return Err(TrainError::Message(format!(
+                    "state file: {} bytes after the head of a session not started",
+                    rest.len()
+                )));
             }
             self.last_step = f.last_step;
             self.last_epoch = f.last_epoch;
@@ -137,17 +146,20 @@ impl<B: Backend> ServerSession<B> {
 
     fn persist(&self) -> Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        let f = StateFile {
-            server: if self.started {
-                Some(self.server.checkpoint()?)
-            } else {
-                None
-            },
+        let head = StateHead {
+            started: self.started,
             last_step: self.last_step,
             last_epoch: self.last_epoch,
         };
-        let sealed = store::seal(STATE_KIND, &self.binding(), &to_bytes(&f)?);
-        store::write_atomic(&dir.join("state.bin"), &sealed)
+        // Streamed: the state is never built in memory (it is hundreds of MB).
+        store::write_sealed_atomic(&dir.join("state.bin"), STATE_KIND, &self.binding(), |w| {
+            w.write_all(&to_bytes(&head)?)
+                .map_err(|e| TrainError::Message(format!("state file: {e}")))?;
+            if self.started {
+                self.server.write_checkpoint(w)?;
+            }
+            Ok(())
+        })
     }
 
     /// The session's CKKS context (to decode the client's messages).
@@ -234,12 +246,12 @@ impl<B: Backend> ServerSession<B> {
             )));
         }
         if let Some(dir) = &self.dir {
-            let sealed = store::seal(
+            store::write_sealed_atomic(
+                &dir.join("validation.bin"),
                 VALIDATION_KIND,
                 &self.binding(),
-                &features.to_bytes(&self.ctx)?,
-            );
-            store::write_atomic(&dir.join("validation.bin"), &sealed)?;
+                |w| features.write_to(&self.ctx, w),
+            )?;
         }
         self.validation = Some(features);
         Ok(())
