@@ -49,6 +49,7 @@ use crate::layout::{BlockLayout, Tiling, UnitShape, padded_classes};
 use crate::matrix::Matrix;
 use ckks::he_math::Backend;
 use ckks::{Ciphertext, Complex64, Context};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// DiagABT's `B` operand aligned for the products: for each column block `k` and pair
@@ -275,7 +276,10 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// `≥ c` zero), at level `min(level A, level B) − 3`.
     ///
     /// [`Self::prepare_abt_weights`] (the `B`-side diagonal alignment, `⌈b/s1⌉·c'/2`
-    /// rotations) followed by [`Self::diag_abt_prepared`].
+    /// rotations) followed by [`Self::diag_abt_prepared`]. A `B` above the product's
+    /// level is brought down to it first, so its rotations run on fewer limbs and its
+    /// rotated blocks exist at one level only (at DermaMNIST's shape, 164 rotated
+    /// blocks: they were the largest part of a training step's memory).
     ///
     /// # Errors
     /// [`LinalgError::Layout`] for other layouts or unit shapes, `c' > s0` or
@@ -289,6 +293,18 @@ impl<B: Backend> MatrixEvaluator<B> {
     ) -> Result<EncryptedMatrix<B>> {
         let level = a.level().min(b.level());
         need_levels(level, DIAG_ABT_DEPTH)?;
+        let lowered;
+        let b = if b.level() > level {
+            let cts = self
+                .align_all(b.ciphertexts(), level)?
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            lowered = EncryptedMatrix::from_parts(*b.layout(), cts)?;
+            &lowered
+        } else {
+            b
+        };
         let w = self.prepare_abt_weights(b)?;
         self.diag_abt_prepared(a, &w)
     }
