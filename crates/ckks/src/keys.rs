@@ -259,7 +259,8 @@ pub struct EvaluationKeyRequest {
 }
 
 impl EvaluationKeyRequest {
-    /// Adds everything `other` asks for (the union of both requests).
+    /// Adds everything `other` asks for (the union of both requests). When both ask
+    /// for encapsulation keys, `self`'s Hamming weight is kept (one pair per key set).
     pub fn merge(&mut self, other: &EvaluationKeyRequest) {
         self.relinearization |= other.relinearization;
         self.conjugation |= other.conjugation;

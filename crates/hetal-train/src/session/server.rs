@@ -152,9 +152,13 @@ impl<B: Backend> ServerSession<B> {
             last_epoch: self.last_epoch,
         };
         // Streamed: the state is never built in memory (it is hundreds of MB).
-        store::write_sealed_atomic(&dir.join("state.bin"), STATE_KIND, &self.binding(), |w| {
+        let path = dir.join("state.bin");
+        store::write_sealed_atomic(&path, STATE_KIND, &self.binding(), |w| {
             w.write_all(&to_bytes(&head)?)
-                .map_err(|e| TrainError::Message(format!("state file: {e}")))?;
+                .map_err(|source| TrainError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             if self.started {
                 self.server.write_checkpoint(w)?;
             }
