@@ -49,7 +49,6 @@ use crate::layout::{BlockLayout, Tiling, UnitShape, padded_classes};
 use crate::matrix::Matrix;
 use ckks::he_math::Backend;
 use ckks::{Ciphertext, Complex64, Context};
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// DiagABT's `B` operand aligned for the products: for each column block `k` and pair
@@ -295,11 +294,11 @@ impl<B: Backend> MatrixEvaluator<B> {
         need_levels(level, DIAG_ABT_DEPTH)?;
         let lowered;
         let b = if b.level() > level {
-            let cts = self
-                .align_all(b.ciphertexts(), level)?
-                .into_iter()
-                .map(Cow::into_owned)
-                .collect();
+            let cts = b
+                .ciphertexts()
+                .iter()
+                .map(|c| self.align(c, level))
+                .collect::<Result<_>>()?;
             lowered = EncryptedMatrix::from_parts(*b.layout(), cts)?;
             &lowered
         } else {

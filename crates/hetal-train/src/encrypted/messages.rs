@@ -94,6 +94,12 @@ pub(crate) fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(v).map_err(|e| TrainError::Message(e.to_string()))
 }
 
+/// Encodes `v` into `w` (postcard) without an intermediate buffer.
+pub(crate) fn write_postcard<T: Serialize>(v: &T, w: &mut dyn std::io::Write) -> Result<()> {
+    postcard::to_io(v, w).map_err(|e| TrainError::Message(e.to_string()))?;
+    Ok(())
+}
+
 /// Decodes one `T`; trailing bytes are refused.
 pub(crate) fn from_bytes<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
     let (v, rest) = postcard::take_from_bytes(b).map_err(|e| TrainError::Message(e.to_string()))?;
@@ -283,15 +289,13 @@ macro_rules! matrix_message {
             /// # Errors
             /// Serialization errors, a failing writer ([`TrainError::Message`]).
             pub fn write_to(&self, ctx: &Context<B>, w: &mut dyn std::io::Write) -> Result<()> {
-                postcard::to_io(
+                write_postcard(
                     &(
                         $(MatrixRef { ctx, m: &self.$field },)*
                         $(&self.$extra,)?
                     ),
                     w,
                 )
-                .map_err(|e| TrainError::Message(e.to_string()))?;
-                Ok(())
             }
 
             /// Reads and validates the message.

@@ -16,7 +16,7 @@
 use super::config::SessionConfig;
 use super::messages::{
     EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, MatrixRef,
-    MatrixWire, SessionSetup, StepTimings, from_bytes, matrix_from_wire,
+    MatrixWire, SessionSetup, StepTimings, from_bytes, matrix_from_wire, write_postcard,
 };
 use super::ops::{BootstrapStats, Ops, Refresher};
 use super::plan::StepPlan;
@@ -416,8 +416,7 @@ impl<B: Backend> Server<B> {
             kept: st.kept.iter().map(|(e, w)| (*e, m(w))).collect(),
             boot: self.refresher.stats(),
         };
-        postcard::to_io(&state, w).map_err(|e| TrainError::Message(e.to_string()))?;
-        Ok(())
+        write_postcard(&state, w)
     }
 
     /// Restores a [`Self::checkpoint`].
