@@ -293,3 +293,86 @@ fn pair_refresh_restores_both_parts() {
             .is_err()
     );
 }
+
+/// A passenger (`Refresher::board`) rides in the imaginary half of the next refresh and
+/// comes back close to what it was, even when the host carries an imaginary error (as
+/// every ciphertext that went through a circuit does); a passenger that found no ride
+/// is bootstrapped by `alight`, and a sparse or level-0 one is refused.
+#[test]
+fn passengers_ride_in_a_refresh() {
+    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let slots = ctx.params().max_slots();
+    let mut kg = KeyGenerator::new(&ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = boot_cfg.key_request(ctx.params(), slots).unwrap();
+    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
+    let ev = Arc::new(Evaluator::new(&ctx, keys));
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
+    let refresher = hetal_train::encrypted::Refresher::new(boot);
+    let ops = Ops::new(ev.clone());
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+    // A row-structured host with values up to 1.28, and small weights-like passengers.
+    let host: Vec<f64> = (0..slots)
+        .map(|i| {
+            if i % 32 < 8 {
+                rng.random_range(0.0..1.28)
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let small = |rng: &mut rand_chacha::ChaCha20Rng| -> Vec<f64> {
+        (0..slots)
+            .map(|i| {
+                if i < slots / 4 {
+                    rng.random_range(-0.05..0.05)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let (b, c) = (small(&mut rng), small(&mut rng));
+    let garbage: Vec<f64> = (0..slots).map(|_| rng.random_range(-0.01..0.01)).collect();
+    let enc =
+        |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
+    let err = |ct: &he_linalg::ckks::Ciphertext<_>, want: &[f64]| {
+        let got = ctx.decode(&sk.decrypt(ct).unwrap()).unwrap();
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max)
+    };
+    let alone = refresher.refresh(&ops, &enc(&b, 3), 1.0).unwrap();
+    let e_alone = err(&alone, &b);
+    // The host: `host + 0.01·i·garbage` (an imaginary part the decoder's real view hides).
+    let noisy_host = ev
+        .add(&enc(&host, 2), &ev.mul_by_i(&enc(&garbage, 2)).unwrap())
+        .unwrap();
+    refresher.board(enc(&b, 3), 1.0).unwrap();
+    refresher.board(enc(&c, 3), 1.0).unwrap();
+    let before = refresher.stats().count;
+    let h = refresher.refresh(&ops, &noisy_host, 1.28).unwrap();
+    // The first passenger rode with the host; the second is bootstrapped now.
+    let back = refresher.alight(&ops).unwrap();
+    assert_eq!(refresher.stats().count - before, 2);
+    assert_eq!(back.len(), 2);
+    let out = refresher.output_level();
+    assert!(back.iter().all(|p| p.level() == out) && h.level() == out);
+    let (eh, eb, ec) = (err(&h, &host), err(&back[0], &b), err(&back[1], &c));
+    println!(
+        "passengers: alone 2^-{:.1}; with a host 2^-{:.1}, alone after no ride 2^-{:.1}; \
+         host 2^-{:.1}",
+        bits(e_alone),
+        bits(eb),
+        bits(ec),
+        bits(eh)
+    );
+    // One bit for the pair's scaling, against the 0.01 the host's imaginary part would
+    // have added.
+    assert!(bits(eb) > bits(e_alone) - 2.0, "2^-{:.1}", bits(eb));
+    assert!(bits(ec) > 18.0 && bits(eh) > 16.0);
+    assert!(refresher.alight(&ops).unwrap().is_empty());
+    assert!(refresher.board(enc(&b, 0), 1.0).is_err());
+}

@@ -211,7 +211,12 @@ impl<B: Backend> ChiangServer<B> {
         self.w = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v = EncryptedMatrix::from_parts(layout, v_new)?;
         if v.level() < Self::V_MIN {
-            v = self.weights.refresh(&self.ops, &self.refresher, &v)?;
+            v = self.weights.refresh(
+                &self.ops,
+                &self.refresher,
+                &v,
+                self.refresher.output_level() - WeightRefresh::UNPACK_DEPTH,
+            )?;
         }
         self.v = v;
         self.timings.other += clock.elapsed().as_secs_f64();

@@ -7,7 +7,7 @@
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
 use he_linalg::{Backend, MatrixEvaluator};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -210,6 +210,23 @@ pub struct Refresher<B: Backend> {
     boot: Arc<Bootstrapper<B>>,
     sparse: Vec<Arc<Bootstrapper<B>>>,
     stats: Mutex<BootstrapStats>,
+    passengers: Mutex<Passengers<B>>,
+}
+
+/// Ciphertexts boarded with [`Refresher::board`]: those still waiting for a ride (their
+/// boarding index, the ciphertext, its bound) and the refreshed ones by index.
+struct Passengers<B: Backend> {
+    waiting: VecDeque<(usize, Ciphertext<B>, f64)>,
+    done: Vec<Option<Ciphertext<B>>>,
+}
+
+impl<B: Backend> Default for Passengers<B> {
+    fn default() -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            done: Vec::new(),
+        }
+    }
 }
 
 impl<B: Backend> std::fmt::Debug for Refresher<B> {
@@ -227,6 +244,7 @@ impl<B: Backend> Refresher<B> {
             boot,
             sparse: Vec::new(),
             stats: Mutex::new(BootstrapStats::default()),
+            passengers: Mutex::new(Passengers::default()),
         }
     }
 
@@ -278,8 +296,31 @@ impl<B: Backend> Refresher<B> {
     ///
     /// # Errors
     /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
+    ///
+    /// A full-slot `ct` above level 0 takes the first waiting passenger
+    /// ([`Self::board`]) along in its imaginary half: one bootstrap for both, at the price
+    /// of one bit of `ct`'s precision (it is scaled by `1/(2M)` instead of `1/M`, see
+    /// [`Self::refresh_pair`]).
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
         tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
+        if ct.level() >= 1 && self.pairs(ct.slots()) {
+            let next = self
+                .passengers
+                .lock()
+                .map_err(poisoned)?
+                .waiting
+                .pop_front();
+            if let Some((id, p, p_bound)) = next {
+                tracing::debug!(target: "hetal_train::refresh", level = ct.level(), "bootstrap (with a passenger)");
+                let (out, p) = self.pair_bootstrap(ops, (ct, bound), (&p, p_bound))?;
+                let mut passengers = self.passengers.lock().map_err(poisoned)?;
+                let slot = passengers.done.get_mut(id).ok_or_else(|| {
+                    TrainError::Config("passengers were taken during a ride".into())
+                })?;
+                *slot = Some(p);
+                return Ok(out);
+            }
+        }
         let clock = Instant::now();
         let boot = self.bootstrapper(ct.slots())?;
         let out = if bound > 1.0 {
@@ -306,8 +347,11 @@ impl<B: Backend> Refresher<B> {
     /// smallest power of two ≥ `2·bound`, with `bound` bounding both messages in absolute
     /// value, so the packed slots stay in `[−1, 1]`. A full-slot bootstrap refreshes the
     /// real and imaginary parts together (its CoeffsToSlots splits them anyway), so the
-    /// second ciphertext comes at the price of a conjugation; each part carries `M/2`
-    /// times the bootstrapping error. Counted as one bootstrap.
+    /// second ciphertext comes at the price of three conjugations (one separates the
+    /// parts; one per input keeps only its real part, since a ciphertext that went
+    /// through a circuit carries an imaginary error as large as its real one, which would
+    /// otherwise land in the other part: measured, a passenger 4–6 bits worse); each part
+    /// carries `M` times the bootstrapping error. Counted as one bootstrap.
     ///
     /// # Errors
     /// [`TrainError::Config`] for ciphertexts at different levels or scales, at level 0,
@@ -320,15 +364,9 @@ impl<B: Backend> Refresher<B> {
         b: &Ciphertext<B>,
         bound: f64,
     ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
-        if a.level() != b.level()
-            || a.scale() != b.scale()
-            || a.level() == 0
-            || a.slots() != self.boot.slots()
-            || b.slots() != self.boot.slots()
-        {
+        if a.level() != b.level() || a.scale() != b.scale() {
             return Err(TrainError::Config(format!(
-                "a pair refresh takes two full-slot ciphertexts at one level ≥ 1 and scale \
-                 (levels {} and {})",
+                "a pair refresh takes two ciphertexts at one level and scale (levels {} and {})",
                 a.level(),
                 b.level()
             )));
@@ -339,17 +377,95 @@ impl<B: Backend> Refresher<B> {
             bound,
             "bootstrap (pair)"
         );
+        self.pair_bootstrap(ops, (a, bound), (b, bound))
+    }
+
+    /// The pair refresh of [`Self::refresh_pair`] with a bound per part (`M_a`, `M_b`
+    /// each the smallest power of two ≥ twice its bound; the parts are scaled apart, in
+    /// the same level) after aligning both to the lower level.
+    fn pair_bootstrap(
+        &self,
+        ops: &Ops<B>,
+        (a, bound_a): (&Ciphertext<B>, f64),
+        (b, bound_b): (&Ciphertext<B>, f64),
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        let level = a.level().min(b.level());
+        if level == 0 || a.slots() != self.boot.slots() || b.slots() != self.boot.slots() {
+            return Err(TrainError::Config(format!(
+                "a pair refresh takes two full-slot ciphertexts above level 0 (levels {} and {})",
+                a.level(),
+                b.level()
+            )));
+        }
         let clock = Instant::now();
         let ev = ops.evaluator();
-        let m = (2.0 * bound.max(0.5)).log2().ceil().exp2();
-        let packed = ops.mul_const(&ev.add(a, &ev.mul_by_i(b)?)?, 1.0 / m)?;
-        let z = self.boot.bootstrap(&packed)?;
+        let factor = |bound: f64| (2.0 * bound.max(0.5)).log2().ceil().exp2();
+        let (ma, mb) = (factor(bound_a), factor(bound_b));
+        // Real parts only: a ciphertext that went through a circuit carries an imaginary
+        // error as large as its real one, which would land in the other part. `x + x̄` is
+        // twice the real part; the 1/2 joins the scaling.
+        let real = |x: &Ciphertext<B>, m: f64| -> Result<Ciphertext<B>> {
+            let x = ops.align(x, level)?;
+            ops.mul_const(&ev.add(&x, &ev.conjugate(&x)?)?, 0.5 / m)
+        };
+        let (a, b) = (real(a, ma)?, real(b, mb)?);
+        let z = self.boot.bootstrap(&ev.add(&a, &ev.mul_by_i(&b)?)?)?;
         let conj = ev.conjugate(&z)?;
-        let half = (m / 2.0) as i64;
-        let re = ev.mul_integer(&ev.add(&z, &conj)?, half)?;
-        let im = ev.mul_integer(&ev.neg(&ev.mul_by_i(&ev.sub(&z, &conj)?)?)?, half)?;
+        let re = ev.mul_integer(&ev.add(&z, &conj)?, (ma / 2.0) as i64)?;
+        let im = ev.mul_integer(
+            &ev.neg(&ev.mul_by_i(&ev.sub(&z, &conj)?)?)?,
+            (mb / 2.0) as i64,
+        )?;
         self.record(clock, false)?;
         Ok((re, im))
+    }
+
+    /// Boards `ct` (full-slot, level ≥ 1, slots bounded by `bound`) for a ride: the next
+    /// [`Self::refresh`] of a full-slot ciphertext above level 0 refreshes it in the
+    /// same bootstrap, in its imaginary half, and [`Self::alight`] hands it back. A
+    /// caller boards what it will need refreshed after a stretch of work that
+    /// bootstraps anyway (the weights during ASoftmax), and the ride is free.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for a sparse or level-0 ciphertext.
+    pub fn board(&self, ct: Ciphertext<B>, bound: f64) -> Result<()> {
+        if ct.level() == 0 || !self.pairs(ct.slots()) {
+            return Err(TrainError::Config(format!(
+                "a passenger is a full-slot ciphertext above level 0 ({} slots, level {})",
+                ct.slots(),
+                ct.level()
+            )));
+        }
+        let mut p = self.passengers.lock().map_err(poisoned)?;
+        let id = p.done.len();
+        p.done.push(None);
+        p.waiting.push_back((id, ct, bound));
+        Ok(())
+    }
+
+    /// Every ciphertext boarded since the last call, refreshed, in boarding order: those
+    /// that found no ride are bootstrapped now (two at a time as a pair).
+    ///
+    /// # Errors
+    /// As [`Self::refresh_pair`] and [`Self::refresh`].
+    pub fn alight(&self, ops: &Ops<B>) -> Result<Vec<Ciphertext<B>>> {
+        let Passengers { waiting, mut done } =
+            std::mem::take(&mut *self.passengers.lock().map_err(poisoned)?);
+        let mut waiting = waiting.into_iter();
+        while let Some((i, a, bound_a)) = waiting.next() {
+            if let Some((j, b, bound_b)) = waiting.next() {
+                tracing::debug!(target: "hetal_train::refresh", "bootstrap (two passengers)");
+                let (ra, rb) = self.pair_bootstrap(ops, (&a, bound_a), (&b, bound_b))?;
+                done[i] = Some(ra);
+                done[j] = Some(rb);
+            } else {
+                tracing::debug!(target: "hetal_train::refresh", "bootstrap (a passenger alone)");
+                done[i] = Some(self.refresh(ops, &a, bound_a)?);
+            }
+        }
+        done.into_iter()
+            .map(|c| c.ok_or_else(|| TrainError::Config("a passenger was lost".into())))
+            .collect()
     }
 
     /// Counts one bootstrap started at `clock`.

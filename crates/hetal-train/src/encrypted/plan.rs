@@ -8,14 +8,22 @@
 //! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
 //! plan, see [`crate::encrypted::EncryptedSoftmax`]) → `P` refreshed to
 //! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`) → `G` → `W' = V − (η/n)·G` (1)
-//! at ≥ [`StepPlan::w_min`] (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1)
-//! → compact refresh of `V'` (its mask needs 1 level) when `V'` falls below `v_min`.
+//! at ≥ [`StepPlan::w_min`] (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1).
+//!
+//! `V'` is one level below the lowest of `V`, `W` and `(η/n)·G`, so the weights lose a
+//! level every step and must be refreshed. When `V` enters a step below
+//! [`StepPlan::weights_level`] ([`StepPlan::refresh_weights`]), its compact form rides in
+//! the imaginary half of one of ASoftmax's bootstraps ([`super::Refresher::board`]) and
+//! is rebuilt at `weights_level` before the update: no bootstrap of its own. A `V'`
+//! below `v_min` all the same (a `W` or a `G` too low) is refreshed alone at the end of
+//! the step.
 //!
 //! The client encrypts the features `X` at [`StepPlan::x_level`], not at the top: `G`'s
 //! level is at most `X`'s minus DiagATB's right-hand depth, and `Z`'s is capped by `V`'s,
 //! which a step leaves near `v_min`, so levels of `X` above `x_level` would only cost
 //! memory and time.
 
+use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
 use he_linalg::{DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS};
 
@@ -39,6 +47,10 @@ pub struct StepPlan {
     /// combination 1 + the update 1 + DiagATB's right-hand depth 1 = 7 (at most
     /// `refresh_level`).
     pub x_level: usize,
+    /// Level refreshed weights are rebuilt at: `v_min + 1`, so that `V'` lands at
+    /// `v_min` when `W` and `(η/n)·G` are at least this high (5); rebuilding higher
+    /// would only make the rebuild's rotations run on more limbs.
+    pub weights_level: usize,
 }
 
 impl StepPlan {
@@ -62,14 +74,23 @@ impl StepPlan {
             w_min,
             x_level: (v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH + DIAG_ATB_DEPTH_RHS)
                 .min(refresh_level),
+            weights_level: v_min + Self::MOMENTUM_DEPTH,
         };
-        let need = plan.softmax_out.max(plan.v_min);
+        let need = plan
+            .softmax_out
+            .max(plan.weights_level + WeightRefresh::UNPACK_DEPTH);
         if refresh_level < need {
             return Err(TrainError::Config(format!(
                 "bootstrapping lands at level {refresh_level}; a training step needs {need}"
             )));
         }
         Ok(plan)
+    }
+
+    /// Whether weights `V` at `v_level` entering a step are refreshed during it: `V'`
+    /// would otherwise fall below `v_min`.
+    pub fn refresh_weights(&self, v_level: usize) -> bool {
+        v_level < self.v_min + Self::MOMENTUM_DEPTH
     }
 }
 
@@ -81,6 +102,9 @@ mod tests {
     fn levels_of_a_step() {
         let p = StepPlan::new(9).unwrap();
         assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 7, 3, 7));
+        assert_eq!(p.weights_level, 5);
+        // V at v_min would leave V' below it: refreshed in the step; one above is not.
+        assert!(p.refresh_weights(4) && !p.refresh_weights(5));
         // G from X at x_level keeps W' at v_min + 1 and V' at v_min.
         let g = p.x_level - he_linalg::DIAG_ATB_DEPTH_RHS;
         assert_eq!(

@@ -6,10 +6,11 @@
 //!
 //! One step on a batch `(X, Y)` of `n` rows, `V` the Nesterov look-ahead:
 //! `Z = X·Vᵀ` (DiagABT), `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X` (DiagATB, RotLeft),
-//! `W' = V − (η/n)·G`, `V' = W' + γ_t·(W' − W)`; `V'` is refreshed compactly
-//! ([`WeightRefresh`]) when it has fewer than [`StepPlan::v_min`] levels (DiagABT's 3
-//! and one for the softmax's input scaling); the thresholds come from the
-//! [`StepPlan`]. `P` comes out of ASoftmax at a level that depends on where its
+//! `W' = V − (η/n)·G`, `V' = W' + γ_t·(W' − W)`. `V` is refreshed compactly
+//! ([`WeightRefresh`]) as a passenger of one of ASoftmax's bootstraps when the step would
+//! leave `V'` below [`StepPlan::v_min`] (DiagABT's 3 levels and one for the softmax's
+//! input scaling), and `V'` alone at the end of a step if it falls below all the same;
+//! the levels come from the [`StepPlan`]. `P` comes out of ASoftmax at a level that depends on where its
 //! bootstraps fell, so levels differ from step to step; every operation aligns its
 //! operands to the lower one.
 
@@ -232,6 +233,16 @@ impl<B: Backend> Server<B> {
         let z = self.ops.matrix().diag_abt(&batch.x, &v)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
+        // V rides along in ASoftmax's bootstraps when the update would leave V' too low.
+        let clock = Instant::now();
+        let refresh_v = self.plan.refresh_weights(v.level());
+        if refresh_v {
+            for c in self.weights.pack(&self.ops, &v)? {
+                self.refresher.board(c, 1.0)?;
+            }
+        }
+        t.other += clock.elapsed().as_secs_f64();
+
         let clock = Instant::now();
         let p = self
             .softmax
@@ -259,18 +270,29 @@ impl<B: Backend> Server<B> {
         t.matmul += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
+        let v = if refresh_v {
+            let compacts = self.refresher.alight(&self.ops)?;
+            Cow::Owned(self.weights.unpack(
+                &self.ops,
+                *v.layout(),
+                &compacts,
+                self.plan.weights_level,
+            )?)
+        } else {
+            v
+        };
         let lr = self.config.learning_rate / batch.rows as f64;
-        let (gamma, next) = nesterov_gamma(self.state()?.lambda);
         let st = self
             .state
             .as_ref()
             .ok_or_else(|| TrainError::Config("no state".into()))?;
+        let (gamma, next) = nesterov_gamma(st.lambda);
         let mut w_new = Vec::with_capacity(g.ciphertexts().len());
         let mut v_new = Vec::with_capacity(g.ciphertexts().len());
         for ((gc, vc), wc) in g
             .ciphertexts()
             .iter()
-            .zip(st.v.ciphertexts())
+            .zip(v.ciphertexts())
             .zip(st.w.ciphertexts())
         {
             let (wn, vn) = nesterov_update(&self.ops, wc, vc, gc, lr, gamma)?;
@@ -281,8 +303,14 @@ impl<B: Backend> Server<B> {
         let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
         if v_new.level() < self.plan.v_min {
-            v_new = self.weights.refresh(&self.ops, &self.refresher, &v_new)?;
+            v_new = self.weights.refresh(
+                &self.ops,
+                &self.refresher,
+                &v_new,
+                self.plan.weights_level,
+            )?;
         }
+        drop(v);
         let boot2 = self.refresher.stats();
         t.other += clock.elapsed().as_secs_f64() - (boot2.seconds - boot1.seconds);
         t.bootstrap = boot2.seconds - boot0.seconds;
@@ -308,6 +336,7 @@ impl<B: Backend> Server<B> {
                 &self.ops,
                 &self.refresher,
                 w,
+                self.plan.weights_level.max(levels),
             )?))
         }
     }

@@ -3,25 +3,36 @@
 //! rows `s0/c'` times, so bootstrapping it block by block would refresh `s0/c'`
 //! copies of the same numbers. Instead each block's first segment (`c'·s1` slots) is
 //! masked out, the segments are packed side by side into `⌈blocks/(s0/c')⌉` compact
-//! ciphertexts (a binary tree of rotations right by `seg·2^j`), those are bootstrapped,
-//! and the tiling is rebuilt (rotations left by `seg·2^j` to bring each segment to the
-//! front, a mask, and `log2(s0/c')` rotate-and-add doublings).
+//! ciphertexts ([`WeightRefresh::pack`]: a binary tree of rotations right by `seg·2^j`),
+//! those are bootstrapped (alone, or as the passenger of another refresh:
+//! [`super::Refresher::board`]), and the tiling is rebuilt ([`WeightRefresh::unpack`]).
 //!
-//! Levels: one before the bootstrap (mask), one after it (mask); the masks also carry
-//! the factors `1/M` and `M` that keep the bootstrapped message within `[−1, 1]` for
-//! weights bounded by `M`. Rotations: `2(blocks − groups) + blocks·log2(s0/c')`.
+//! The rebuild works on groups of `g = 2^a` consecutive segments (the unit below is one
+//! segment, `s0/c'` units per ciphertext): the compact ciphertext is rotated left by
+//! `g` units per group, a mask keeps units `0 … g−1`, `log2(s0/c') − a` rotate-and-add
+//! doublings repeat them with period `g`, and for each of the group's segments a mask
+//! keeps the units `≡ i (mod g)` and `a` doublings fill the rest. That is
+//! `(1 + log2(s0/c') − a)` rotations per group and `a` per segment; `a` is chosen to
+//! minimize the total (DermaMNIST: 41 blocks, `s0/c' = 128`, `a = 2`: 147 rotations
+//! where one mask and `log2(s0/c')` doublings per segment took 327).
+//!
+//! Levels: one for the packing mask before the bootstrap, two after it (the group and
+//! the segment masks), and the rebuild starts by dropping the compact ciphertext to two
+//! levels above the level asked for, so its rotations run on as few limbs as the caller
+//! allows. The masks carry the factors `1/M` and `M` that keep the bootstrapped message
+//! within `[−1, 1]` for weights bounded by `M`.
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::Ciphertext;
-use he_linalg::{Backend, EncryptedMatrix, KeyRequirements, Tiling};
+use he_linalg::{Backend, BlockLayout, EncryptedMatrix, KeyRequirements, Tiling};
 
 /// Compact refresh of vertically tiled weight matrices of one layout.
 #[derive(Debug, Clone)]
 pub struct WeightRefresh {
     /// Segment length `c'·s1` (slots holding one block's distinct rows).
     seg: usize,
-    /// Segments per compact ciphertext, `s0/c'`.
+    /// Segments per compact ciphertext, `s0/c'` (a power of two).
     capacity: usize,
     slots: usize,
     /// Bound `M` on the weights' absolute values (a power of two).
@@ -29,6 +40,9 @@ pub struct WeightRefresh {
 }
 
 impl WeightRefresh {
+    /// Levels [`Self::unpack`] consumes (the group and the segment masks).
+    pub const UNPACK_DEPTH: usize = 2;
+
     /// For matrices with `padded` (`c'`) rows tiled in blocks of `s0×s1`, whose entries
     /// stay below `bound` in absolute value (rounded up to a power of two).
     ///
@@ -48,8 +62,22 @@ impl WeightRefresh {
         })
     }
 
-    fn tree_depth(&self, count: usize) -> usize {
+    fn tree_depth(count: usize) -> usize {
         count.next_power_of_two().trailing_zeros() as usize
+    }
+
+    fn capacity_log(&self) -> usize {
+        self.capacity.trailing_zeros() as usize
+    }
+
+    /// `log2 g` of the rebuild's groups for a compact ciphertext of `count` segments:
+    /// the `a` with the fewest rotations, `⌈count/2^a⌉·(1 + log2(s0/c') − a) + count·a`
+    /// (ties to the smaller `a`, which has fewer masks).
+    fn group_log(&self, count: usize) -> usize {
+        let k = self.capacity_log();
+        (0..=k)
+            .min_by_key(|&a| count.div_ceil(1 << a) * (1 + k - a) + count * a)
+            .unwrap_or(0)
     }
 
     /// Rotation keys for matrices of `blocks` column blocks.
@@ -57,48 +85,48 @@ impl WeightRefresh {
         let mut k = KeyRequirements::default();
         let seg = self.seg as i64;
         let group = blocks.min(self.capacity);
-        for j in 0..self.tree_depth(group) {
+        for j in 0..Self::tree_depth(group).max(self.capacity_log()) {
             k.rotations.insert(-(seg << j));
-            k.rotations.insert(seg << j);
         }
-        for j in 0..self.capacity.trailing_zeros() {
-            k.rotations.insert(-(seg << j));
+        let a = self.group_log(group);
+        if group > 1 << a {
+            k.rotations.insert(seg << a);
         }
         k.rotations.retain(|r| r.rem_euclid(self.slots as i64) != 0);
         k
     }
 
-    fn segment_mask(&self, factor: f64) -> impl Fn() -> Vec<f64> + '_ {
+    /// The mask that keeps the slots of the units `u` with `keep(u)` (`factor` there).
+    fn unit_mask(&self, factor: f64, keep: impl Fn(usize) -> bool) -> impl Fn() -> Vec<f64> {
+        let seg = self.seg;
+        let slots = self.slots;
         move || {
-            (0..self.slots)
-                .map(|i| if i < self.seg { factor } else { 0.0 })
+            (0..slots)
+                .map(|i| if keep(i / seg) { factor } else { 0.0 })
                 .collect()
         }
     }
 
-    /// Refreshes a vertically tiled matrix: the result has the same layout, at the
-    /// bootstrapping output level minus one.
+    /// Packs a vertically tiled matrix: one compact ciphertext per group of `s0/c'`
+    /// column blocks, segment `k` of a group at slots `k·seg …`, scaled by `1/M` so
+    /// that every slot lies in `[−1, 1]`; one level below `w`.
     ///
     /// # Errors
     /// [`TrainError::Config`] for an untiled matrix or a level-0 input; CKKS errors.
-    pub fn refresh<B: Backend>(
+    pub fn pack<B: Backend>(
         &self,
         ops: &Ops<B>,
-        refresher: &Refresher<B>,
         w: &EncryptedMatrix<B>,
-    ) -> Result<EncryptedMatrix<B>> {
-        let _span = tracing::debug_span!("weight_refresh").entered();
+    ) -> Result<Vec<Ciphertext<B>>> {
         if !matches!(w.layout().tiling(), Tiling::Vertical { .. }) || w.level() == 0 {
             return Err(TrainError::Config(
                 "weight refresh takes a vertically tiled matrix above level 0".into(),
             ));
         }
-        let inv = 1.0 / self.bound;
-        let shrink = self.segment_mask(inv);
-        let grow = self.segment_mask(self.bound);
-        let mut out = Vec::with_capacity(w.ciphertexts().len());
+        let shrink = self.unit_mask(1.0 / self.bound, |u| u == 0);
+        let mut out = Vec::with_capacity(w.ciphertexts().len().div_ceil(self.capacity));
         for group in w.ciphertexts().chunks(self.capacity) {
-            // Pack: segment k to offset k·seg.
+            // Segment k to offset k·seg.
             let mut items = group
                 .iter()
                 .map(|ct| ops.mul_mask(ct, &format!("segment/{}", self.bound), &shrink))
@@ -117,23 +145,109 @@ impl WeightRefresh {
                 items = next;
                 j += 1;
             }
-            let compact = refresher.refresh(ops, &items[0], 1.0)?;
-            // Unpack: shifted[k] = compact rotated left by k·seg.
-            let mut shifted: Vec<Ciphertext<B>> = Vec::with_capacity(group.len());
-            shifted.push(compact);
-            for k in 1..group.len() {
-                let high = 1usize << (usize::BITS - 1 - k.leading_zeros());
-                let r = ops.rotate(&shifted[k - high], (high * self.seg) as i64)?;
-                shifted.push(r);
-            }
-            for s in shifted {
-                let mut x = ops.mul_mask(&s, &format!("segment*{}", self.bound), &grow)?;
-                for j in 0..self.capacity.trailing_zeros() {
-                    x = ops.add(&x, &ops.rotate(&x, -((self.seg as i64) << j))?)?;
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the tiling of `layout` (a vertically tiled matrix) from its compact
+    /// ciphertexts as [`Self::pack`] left them (refreshed or not), at `level`: each compact
+    /// ciphertext is first dropped to `level + `[`Self::UNPACK_DEPTH`].
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for an untiled layout or a compact count that does not
+    /// match it; [`TrainError::Linalg`] for a compact ciphertext below
+    /// `level + UNPACK_DEPTH`; CKKS errors.
+    pub fn unpack<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        layout: BlockLayout,
+        compacts: &[Ciphertext<B>],
+        level: usize,
+    ) -> Result<EncryptedMatrix<B>> {
+        let _span = tracing::debug_span!("weight_unpack", level).entered();
+        let blocks = layout.col_blocks() * layout.row_blocks();
+        if !matches!(layout.tiling(), Tiling::Vertical { .. })
+            || compacts.len() != blocks.div_ceil(self.capacity)
+        {
+            return Err(TrainError::Config(format!(
+                "{} compact ciphertexts for a layout of {blocks} blocks ({:?})",
+                compacts.len(),
+                layout.tiling()
+            )));
+        }
+        let k = self.capacity_log();
+        let seg = self.seg as i64;
+        let mut out = Vec::with_capacity(blocks);
+        for (n, compact) in (0..blocks)
+            .step_by(self.capacity)
+            .map(|start| (blocks - start).min(self.capacity))
+            .zip(compacts)
+        {
+            let a = self.group_log(n);
+            let g = 1usize << a;
+            let group_mask = self.unit_mask(1.0, move |u| u < g);
+            let mut y = ops.align(compact, level + Self::UNPACK_DEPTH)?;
+            for b in (0..n).step_by(g) {
+                if b > 0 {
+                    y = ops.rotate(&y, seg << a)?;
                 }
-                out.push(x);
+                // Units 0 … g−1 of the group, repeated with period g.
+                let mut z = ops.mul_mask(&y, &format!("units<{g}"), &group_mask)?;
+                for j in a..k {
+                    z = ops.add(&z, &ops.rotate(&z, -(seg << j))?)?;
+                }
+                for i in 0..g.min(n - b) {
+                    let keep = self.unit_mask(self.bound, move |u| u % g == i);
+                    let mut x =
+                        ops.mul_mask(&z, &format!("units%{g}={i}*{}", self.bound), &keep)?;
+                    for j in 0..a {
+                        x = ops.add(&x, &ops.rotate(&x, -(seg << j))?)?;
+                    }
+                    out.push(x);
+                }
             }
         }
-        Ok(EncryptedMatrix::from_parts(*w.layout(), out)?)
+        Ok(EncryptedMatrix::from_parts(layout, out)?)
+    }
+
+    /// [`Self::pack`], a bootstrap of each compact ciphertext, [`Self::unpack`] at
+    /// `level`: the same matrix, refreshed.
+    ///
+    /// # Errors
+    /// As [`Self::pack`] and [`Self::unpack`] (`level + UNPACK_DEPTH` above the
+    /// bootstrap's output level); bootstrapping errors.
+    pub fn refresh<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        w: &EncryptedMatrix<B>,
+        level: usize,
+    ) -> Result<EncryptedMatrix<B>> {
+        let _span = tracing::debug_span!("weight_refresh").entered();
+        let compacts = self
+            .pack(ops, w)?
+            .iter()
+            .map(|c| refresher.refresh(ops, c, 1.0))
+            .collect::<Result<Vec<_>>>()?;
+        self.unpack(ops, *w.layout(), &compacts, level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WeightRefresh;
+
+    #[test]
+    fn groups_minimize_rotations() {
+        // DermaMNIST: c' = 8 rows in blocks of 1024×32, 41 column blocks.
+        let w = WeightRefresh::new(8, 1024, 32, 16.0).unwrap();
+        assert_eq!(w.group_log(41), 2);
+        // One segment: no groups to form.
+        assert_eq!(w.group_log(1), 0);
+        let keys = w.keys(41);
+        // Right rotations by seg·2^j (pack tree and doublings), one left rotation by 4 seg.
+        assert_eq!(keys.rotations.len(), 7 + 1);
+        assert!(keys.rotations.contains(&(256 << 2)));
     }
 }
