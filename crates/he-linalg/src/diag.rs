@@ -248,6 +248,27 @@ fn check_plain(l: &BlockLayout, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// DiagABT's operand checks: `A` plain, the same unit shapes, the same column counts.
+fn check_abt(la: &BlockLayout, lb: &BlockLayout) -> Result<UnitShape> {
+    check_plain(la, "A")?;
+    let shape = la.unit_shape();
+    if lb.unit_shape() != shape {
+        return Err(LinalgError::Layout(
+            "A and B have different unit shapes".into(),
+        ));
+    }
+    if la.cols() != lb.cols() {
+        return Err(LinalgError::Shape(format!(
+            "A·Bᵀ with A {}×{} and B {}×{}",
+            la.rows(),
+            la.cols(),
+            lb.rows(),
+            lb.cols()
+        )));
+    }
+    Ok(shape)
+}
+
 fn check_classes(shape: UnitShape, cp: usize) -> Result<()> {
     if cp > shape.s0 || cp > shape.s1 {
         return Err(LinalgError::Layout(format!(
@@ -274,11 +295,13 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// logits `X·Wᵀ`. Output: `a×c`, plain blocks of the same unit shape (columns
     /// `≥ c` zero), at level `min(level A, level B) − 3`.
     ///
-    /// [`Self::prepare_abt_weights`] (the `B`-side diagonal alignment, `⌈b/s1⌉·c'/2`
-    /// rotations) followed by [`Self::diag_abt_prepared`]. A `B` above the product's
-    /// level is brought down to it first, so its rotations run on fewer limbs and its
-    /// rotated blocks exist at one level only (at DermaMNIST's shape, 164 rotated
-    /// blocks: they were the largest part of a training step's memory).
+    /// The same products as [`Self::prepare_abt_weights`] followed by
+    /// [`Self::diag_abt_prepared`], streamed over the column blocks: each block of `B`
+    /// is brought to the product's level, aligned (`c'/2` hoisted rotations) and
+    /// multiplied into `⌈a/s0⌉·c'/2` unrelinearized accumulators, and its rotations are
+    /// dropped before the next block's. At DermaMNIST's shape that keeps 4 rotated blocks
+    /// alive instead of 164 (with the aligned copies of `A`, the largest part of a
+    /// training step's memory). The result is bit for bit the prepared path's.
     ///
     /// # Errors
     /// [`LinalgError::Layout`] for other layouts or unit shapes, `c' > s0` or
@@ -290,22 +313,43 @@ impl<B: Backend> MatrixEvaluator<B> {
         a: &EncryptedMatrix<B>,
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
+        let _span = tracing::debug_span!("diag_abt_streamed").entered();
+        let (la, lb) = (a.layout(), b.layout());
+        let cp = check_vertical(lb)?;
+        let shape = check_abt(la, lb)?;
+        check_classes(shape, cp)?;
         let level = a.level().min(b.level());
         need_levels(level, DIAG_ABT_DEPTH)?;
-        let lowered;
-        let b = if b.level() > level {
-            let cts = b
-                .ciphertexts()
-                .iter()
-                .map(|c| self.align(c, level))
-                .collect::<Result<_>>()?;
-            lowered = EncryptedMatrix::from_parts(*b.layout(), cts)?;
-            &lowered
-        } else {
-            b
-        };
-        let w = self.prepare_abt_weights(b)?;
-        self.diag_abt_prepared(a, &w)
+        let ev = self.evaluator();
+        let s1 = shape.s1;
+        let shifts: Vec<i64> = (0..cp / 2).map(|m| (2 * m * s1) as i64).collect();
+        let (rb, cb) = (la.row_blocks(), la.col_blocks());
+        // acc[i][m] = Σ_k A_{ik} ⊗ RotUp(B'_k, 2m), degree 2.
+        let mut acc: Vec<Vec<Option<Ciphertext<B>>>> = vec![vec![None; cp / 2]; rb];
+        for (k, bk) in b.ciphertexts().iter().enumerate() {
+            let bk = self.align_cow(bk, level)?;
+            let up = ev.rotate(&bk, s1 as i64)?;
+            let bp = ev.add(&bk, &ev.mul_by_i(&up)?)?;
+            drop((bk, up));
+            let rots = ev.rotate_hoisted(&bp, &shifts)?;
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ak = self.align_cow(&a.ciphertexts()[i * cb + k], level)?;
+                for (slot, r) in row.iter_mut().zip(&rots) {
+                    self.accumulate(slot, ev.mul(&ak, r)?)?;
+                }
+            }
+        }
+        let out = acc
+            .into_iter()
+            .map(|row| {
+                let zs = row.into_iter().map(|z| {
+                    let z = z.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
+                    Ok(ev.relinearize_rescale_owned(z)?)
+                });
+                self.abt_row_block(zs, shape, cp, lb.rows(), level)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        EncryptedMatrix::from_parts(BlockLayout::new(la.rows(), lb.rows(), shape)?, out)
     }
 
     /// The `B`-side alignment of DiagABT: for each column block `k`,
@@ -350,7 +394,6 @@ impl<B: Backend> MatrixEvaluator<B> {
     ///
     /// # Errors
     /// As [`Self::diag_abt`].
-    #[allow(clippy::needless_range_loop)] // m also names the masks
     pub fn diag_abt_prepared(
         &self,
         a: &EncryptedMatrix<B>,
@@ -358,30 +401,11 @@ impl<B: Backend> MatrixEvaluator<B> {
     ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("diag_abt").entered();
         let (la, lb) = (a.layout(), &w.layout);
-        check_plain(la, "A")?;
         let cp = check_vertical(lb)?;
-        let shape = la.unit_shape();
-        if lb.unit_shape() != shape {
-            return Err(LinalgError::Layout(
-                "A and B have different unit shapes".into(),
-            ));
-        }
-        if la.cols() != lb.cols() {
-            return Err(LinalgError::Shape(format!(
-                "A·Bᵀ with A {}×{} and B {}×{}",
-                la.rows(),
-                la.cols(),
-                lb.rows(),
-                lb.cols()
-            )));
-        }
+        let shape = check_abt(la, lb)?;
         check_classes(shape, cp)?;
         let level = a.level().min(w.level());
         need_levels(level, DIAG_ABT_DEPTH)?;
-        let ev = self.evaluator();
-        let UnitShape { s0, s1 } = shape;
-        let slots = s0 * s1;
-        let c = lb.rows();
         let a_cts = self.align_all(a.ciphertexts(), level)?;
         let b_rot = w
             .aligned
@@ -389,43 +413,63 @@ impl<B: Backend> MatrixEvaluator<B> {
             .map(|v| self.align_all(v, level))
             .collect::<Result<Vec<_>>>()?;
         let (rb, cb) = (la.row_blocks(), la.col_blocks());
+        let out = (0..rb)
+            .map(|i| {
+                let zs = (0..cp / 2).map(|m| {
+                    let pairs: Vec<_> = (0..cb)
+                        .map(|k| (&*a_cts[i * cb + k], &*b_rot[k][m]))
+                        .collect();
+                    self.dot(&pairs) // level − 1
+                });
+                self.abt_row_block(zs, shape, cp, lb.rows(), level)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        EncryptedMatrix::from_parts(BlockLayout::new(la.rows(), lb.rows(), shape)?, out)
+    }
 
+    /// The end of DiagABT for one row block, from its products
+    /// `z_m = Σ_k A_{ik} ⊙ RotUp(B'_k, 2m)` (`m < c'/2`, relinearized and rescaled, at
+    /// `level − 1`): row sums into column 0 (`log2 s1` rotate-and-adds), the column-0
+    /// mask, replication over `c'` columns, the complex diagonal mask (accumulated), and
+    /// `z + conj(z)`; at `level − 3`.
+    fn abt_row_block(
+        &self,
+        zs: impl Iterator<Item = Result<Ciphertext<B>>>,
+        shape: UnitShape,
+        cp: usize,
+        c: usize,
+        level: usize,
+    ) -> Result<Ciphertext<B>> {
+        let ev = self.evaluator();
+        let UnitShape { s0, s1 } = shape;
+        let slots = s0 * s1;
         let col0 = self.mask(format!("col0/{s0}x{s1}"), level - 1, || {
             real_mask(slots, |x| f64::from(u8::from(x % s1 == 0)))
         })?;
-        let mut out = Vec::with_capacity(rb);
-        for i in 0..rb {
-            let mut acc = None;
-            for m in 0..cp / 2 {
-                let pairs: Vec<_> = (0..cb)
-                    .map(|k| (&*a_cts[i * cb + k], &*b_rot[k][m]))
-                    .collect();
-                let z = self.dot(&pairs)?; // level − 1
-                let s = ev.rotate_and_sum(&z, s1, 1)?;
-                let w = self.mul_mask(&s, &col0)?; // level − 2
-                let w = ev.rotate_and_sum(&w, cp, -1)?;
-                let diag = self.mask(format!("abt/{s0}x{s1}/c{c}/m{m}"), level - 2, || {
-                    (0..slots)
-                        .map(|x| {
-                            let (r, t) = (x / s1, x % s1);
-                            let mut z = Complex64::new(0.0, 0.0);
-                            if t < c && t == (r + 2 * m) % cp {
-                                z.re = 0.5;
-                            }
-                            if t < c && t == (r + 2 * m + 1) % cp {
-                                z.im = -0.5;
-                            }
-                            z
-                        })
-                        .collect()
-                })?;
-                ev.mul_plain_accumulate(&mut acc, &w, &diag)?;
-            }
-            let t =
-                ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
-            out.push(ev.add(&t, &ev.conjugate(&t)?)?); // level − 3
+        let mut acc = None;
+        for (m, z) in zs.enumerate() {
+            let s = ev.rotate_and_sum(&z?, s1, 1)?;
+            let w = self.mul_mask(&s, &col0)?; // level − 2
+            let w = ev.rotate_and_sum(&w, cp, -1)?;
+            let diag = self.mask(format!("abt/{s0}x{s1}/c{c}/m{m}"), level - 2, || {
+                (0..slots)
+                    .map(|x| {
+                        let (r, t) = (x / s1, x % s1);
+                        let mut z = Complex64::new(0.0, 0.0);
+                        if t < c && t == (r + 2 * m) % cp {
+                            z.re = 0.5;
+                        }
+                        if t < c && t == (r + 2 * m + 1) % cp {
+                            z.im = -0.5;
+                        }
+                        z
+                    })
+                    .collect()
+            })?;
+            ev.mul_plain_accumulate(&mut acc, &w, &diag)?;
         }
-        EncryptedMatrix::from_parts(BlockLayout::new(la.rows(), c, shape)?, out)
+        let t = ev.rescale_owned(acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?)?;
+        Ok(ev.add(&t, &ev.conjugate(&t)?)?) // level − 3
     }
 
     /// DiagATB with the variant chosen by `variant` (see [`DiagAtbVariant`]).

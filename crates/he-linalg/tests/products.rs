@@ -87,6 +87,17 @@ fn diag_abt_many_shapes() {
         let (out, counts) = s.me.evaluator().counting(|| s.me.diag_abt(&ea, &eb));
         let out = out.unwrap();
         assert_eq!(out.level(), top - 3, "DiagABT depth is 3");
+        // The streamed product is the prepared one, bit for bit.
+        let prepared =
+            s.me.diag_abt_prepared(&ea, &s.me.prepare_abt_weights(&eb).unwrap())
+                .unwrap();
+        assert_eq!(
+            out.decrypt(&s.ctx, &s.sk)
+                .unwrap()
+                .max_abs_diff(&prepared.decrypt(&s.ctx, &s.sk).unwrap())
+                .unwrap(),
+            0.0
+        );
         assert_eq!(out.layout(), &BlockLayout::new(a, c, shape).unwrap());
         check(
             &out.decrypt(&s.ctx, &s.sk).unwrap(),

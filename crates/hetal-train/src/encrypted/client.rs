@@ -45,6 +45,8 @@ pub struct Client<B: Backend> {
     level: usize,
     /// Level of the training features ([`super::StepPlan::x_level`]).
     x_level: usize,
+    /// Level of validation and test features ([`super::StepPlan::features_level`]).
+    features_level: usize,
     stopping: EarlyStopping,
     flooding: Option<Flooding>,
 }
@@ -92,7 +94,8 @@ impl<B: Backend> Client<B> {
         config.key_request(&params, &bootstrapping)?;
         let level = params.max_user_level();
         // Bootstrapping lands at the top user level (`ckks`'s presets).
-        let x_level = super::StepPlan::new(level)?.x_level;
+        let plan = super::StepPlan::new(level)?;
+        let (x_level, features_level) = (plan.x_level, plan.features_level);
         let stopping = EarlyStopping::new(config.patience);
         Ok(Self {
             ctx,
@@ -102,6 +105,7 @@ impl<B: Backend> Client<B> {
             shape,
             level,
             x_level,
+            features_level,
             stopping,
             flooding: Some(Flooding::default()),
         })
@@ -185,7 +189,8 @@ impl<B: Backend> Client<B> {
         })
     }
 
-    /// Encrypts features for validation or inference.
+    /// Encrypts features for validation or inference, at the step plan's
+    /// [`super::StepPlan::features_level`] (4 on the presets: DiagABT's depth and one).
     ///
     /// # Errors
     /// [`TrainError::Config`] for the wrong width.
@@ -198,7 +203,7 @@ impl<B: Backend> Client<B> {
             )));
         }
         Ok(EncryptedFeatures {
-            x: self.encrypt(x, self.level)?,
+            x: self.encrypt(x, self.features_level)?,
         })
     }
 

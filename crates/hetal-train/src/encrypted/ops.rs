@@ -213,10 +213,10 @@ pub struct Refresher<B: Backend> {
     passengers: Mutex<Passengers<B>>,
 }
 
-/// Ciphertexts boarded with [`Refresher::board`]: those still waiting for a ride (their
-/// boarding index, the ciphertext, its bound) and the refreshed ones by index.
+/// Ciphertexts boarded with [`Refresher::board`]: those waiting for a ride, and the
+/// refreshed ones by boarding index (`None` while a ride or a correction is pending).
 struct Passengers<B: Backend> {
-    waiting: VecDeque<(usize, Ciphertext<B>, f64)>,
+    waiting: VecDeque<Rider<B>>,
     done: Vec<Option<Ciphertext<B>>>,
 }
 
@@ -228,6 +228,24 @@ impl<B: Backend> Default for Passengers<B> {
         }
     }
 }
+
+/// A passenger waiting for a ride.
+struct Rider<B: Backend> {
+    /// Boarding index.
+    id: usize,
+    /// What rides: the boarded ciphertext, or its first refresh's error scaled by
+    /// `2^CORRECTION_BITS`.
+    ct: Ciphertext<B>,
+    bound: f64,
+    /// For a correction: the first refresh, which the correction improves.
+    first: Option<Ciphertext<B>>,
+}
+
+/// `log2` of the factor a passenger's refresh error is scaled by before it rides again
+/// as a correction ([`Refresher::board`]). The error of one refresh is at most
+/// `2^-19.5` per slot at N = 2^16 (docs/results/bootstrap.md), twice that in a pair:
+/// scaled by `2^12` it stays below `2^-6.5`, far inside the `[−1, 1]` a bootstrap takes.
+pub const CORRECTION_BITS: u32 = 12;
 
 impl<B: Backend> std::fmt::Debug for Refresher<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -310,14 +328,16 @@ impl<B: Backend> Refresher<B> {
                 .map_err(poisoned)?
                 .waiting
                 .pop_front();
-            if let Some((id, p, p_bound)) = next {
-                tracing::debug!(target: "hetal_train::refresh", level = ct.level(), "bootstrap (with a passenger)");
-                let (out, p) = self.pair_bootstrap(ops, (ct, bound), (&p, p_bound))?;
-                let mut passengers = self.passengers.lock().map_err(poisoned)?;
-                let slot = passengers.done.get_mut(id).ok_or_else(|| {
-                    TrainError::Config("passengers were taken during a ride".into())
-                })?;
-                *slot = Some(p);
+            if let Some(rider) = next {
+                tracing::debug!(
+                    target: "hetal_train::refresh",
+                    level = ct.level(),
+                    correction = rider.first.is_some(),
+                    "bootstrap (with a passenger)"
+                );
+                let (out, back) =
+                    self.pair_bootstrap(ops, (ct, bound), (&rider.ct, rider.bound))?;
+                self.arrive(ops, rider, back)?;
                 return Ok(out);
             }
         }
@@ -426,6 +446,14 @@ impl<B: Backend> Refresher<B> {
     /// caller boards what it will need refreshed after a stretch of work that
     /// bootstraps anyway (the weights during ASoftmax), and the ride is free.
     ///
+    /// A passenger back from its ride boards again as a correction (Bae et al.,
+    /// "Meta-BTS", Eurocrypt 2022, §3): its refresh error `e = x' − x`, computed at `x`'s
+    /// level, scaled by `2^`[`CORRECTION_BITS`] (an integer multiplication, no level),
+    /// rides with the next refresh, and `x'' = x' − ê·2^-12` (one level) carries that
+    /// refresh's error divided by `2^12` instead of `x'`'s. A correction that finds no
+    /// ride before [`Self::alight`] is dropped (`x'` is handed back): it never costs a
+    /// bootstrap of its own.
+    ///
     /// # Errors
     /// [`TrainError::Config`] for a sparse or level-0 ciphertext.
     pub fn board(&self, ct: Ciphertext<B>, bound: f64) -> Result<()> {
@@ -439,31 +467,89 @@ impl<B: Backend> Refresher<B> {
         let mut p = self.passengers.lock().map_err(poisoned)?;
         let id = p.done.len();
         p.done.push(None);
-        p.waiting.push_back((id, ct, bound));
+        p.waiting.push_back(Rider {
+            id,
+            ct,
+            bound,
+            first: None,
+        });
+        Ok(())
+    }
+
+    /// A rider is back with its refresh `back`: a first ride boards its correction
+    /// (or, with no level left for it, is done), a correction completes the passenger.
+    fn arrive(&self, ops: &Ops<B>, rider: Rider<B>, back: Ciphertext<B>) -> Result<()> {
+        let ev = ops.evaluator();
+        let (done, next) = match rider.first {
+            None => {
+                let e = ops.sub(&ops.align(&back, rider.ct.level())?, &rider.ct)?;
+                let e = ev.mul_integer(&e, 1i64 << CORRECTION_BITS)?;
+                if e.level() == 0 {
+                    (Some(back), None)
+                } else {
+                    let next = Rider {
+                        id: rider.id,
+                        ct: e,
+                        bound: 1.0,
+                        first: Some(back),
+                    };
+                    (None, Some(next))
+                }
+            }
+            Some(first) => {
+                let fix = ops.mul_const(&back, -f64::from(CORRECTION_BITS).exp2().recip())?;
+                (Some(ops.add(&first, &fix)?), None)
+            }
+        };
+        let mut p = self.passengers.lock().map_err(poisoned)?;
+        let slot = p
+            .done
+            .get_mut(rider.id)
+            .ok_or_else(|| TrainError::Config("passengers were taken during a ride".into()))?;
+        *slot = done;
+        if let Some(next) = next {
+            p.waiting.push_back(next);
+        }
         Ok(())
     }
 
     /// Every ciphertext boarded since the last call, refreshed, in boarding order: those
-    /// that found no ride are bootstrapped now (two at a time as a pair).
+    /// that found no ride are bootstrapped now, two at a time as a pair (a pending
+    /// correction rides along with one for free, and is otherwise dropped).
     ///
     /// # Errors
     /// As [`Self::refresh_pair`] and [`Self::refresh`].
     pub fn alight(&self, ops: &Ops<B>) -> Result<Vec<Ciphertext<B>>> {
-        let Passengers { waiting, mut done } =
-            std::mem::take(&mut *self.passengers.lock().map_err(poisoned)?);
-        let mut waiting = waiting.into_iter();
-        while let Some((i, a, bound_a)) = waiting.next() {
-            if let Some((j, b, bound_b)) = waiting.next() {
-                tracing::debug!(target: "hetal_train::refresh", "bootstrap (two passengers)");
-                let (ra, rb) = self.pair_bootstrap(ops, (&a, bound_a), (&b, bound_b))?;
-                done[i] = Some(ra);
-                done[j] = Some(rb);
-            } else {
-                tracing::debug!(target: "hetal_train::refresh", "bootstrap (a passenger alone)");
-                done[i] = Some(self.refresh(ops, &a, bound_a)?);
+        let riders = std::mem::take(&mut self.passengers.lock().map_err(poisoned)?.waiting);
+        let (mut fresh, mut corrections): (VecDeque<_>, VecDeque<_>) =
+            riders.into_iter().partition(|r| r.first.is_none());
+        while let Some(a) = fresh.pop_front() {
+            match fresh.pop_front().or_else(|| corrections.pop_front()) {
+                Some(b) => {
+                    tracing::debug!(target: "hetal_train::refresh", "bootstrap (two passengers)");
+                    let (ra, rb) = self.pair_bootstrap(ops, (&a.ct, a.bound), (&b.ct, b.bound))?;
+                    self.arrive(ops, a, ra)?;
+                    self.arrive(ops, b, rb)?;
+                }
+                None => {
+                    tracing::debug!(target: "hetal_train::refresh", "bootstrap (a passenger alone)");
+                    let back = self.refresh(ops, &a.ct, a.bound)?;
+                    self.arrive(ops, a, back)?;
+                }
+            }
+            // Corrections boarded by these arrivals wait with the others.
+            corrections.extend(std::mem::take(
+                &mut self.passengers.lock().map_err(poisoned)?.waiting,
+            ));
+        }
+        let mut p = std::mem::take(&mut *self.passengers.lock().map_err(poisoned)?);
+        for r in corrections {
+            if let (Some(slot), Some(first)) = (p.done.get_mut(r.id), r.first) {
+                *slot = Some(first);
             }
         }
-        done.into_iter()
+        p.done
+            .into_iter()
             .map(|c| c.ok_or_else(|| TrainError::Config("a passenger was lost".into())))
             .collect()
     }

@@ -51,6 +51,11 @@ pub struct StepPlan {
     /// `v_min` when `W` and `(η/n)·G` are at least this high (5); rebuilding higher
     /// would only make the rebuild's rotations run on more limbs.
     pub weights_level: usize,
+    /// Level the client encrypts validation and test features at: DiagABT's depth and
+    /// one more, so that their logits come out at level 1 like the training's `Z` (4);
+    /// higher levels would only cost memory (the product runs at the lower operand's
+    /// level).
+    pub features_level: usize,
 }
 
 impl StepPlan {
@@ -75,6 +80,7 @@ impl StepPlan {
             x_level: (v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH + DIAG_ATB_DEPTH_RHS)
                 .min(refresh_level),
             weights_level: v_min + Self::MOMENTUM_DEPTH,
+            features_level: (w_min + 1).min(refresh_level),
         };
         let need = plan
             .softmax_out
@@ -102,7 +108,7 @@ mod tests {
     fn levels_of_a_step() {
         let p = StepPlan::new(9).unwrap();
         assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 7, 3, 7));
-        assert_eq!(p.weights_level, 5);
+        assert_eq!((p.weights_level, p.features_level), (5, 4));
         // V at v_min would leave V' below it: refreshed in the step; one above is not.
         assert!(p.refresh_weights(4) && !p.refresh_weights(5));
         // G from X at x_level keeps W' at v_min + 1 and V' at v_min.
