@@ -48,6 +48,37 @@ pub struct Args {
     /// the message) from noise (independent of it).
     #[arg(long, default_value_t = 1.0)]
     amplitude: f64,
+    /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `encoded` plaintexts
+    /// (fastest) or their `coefficients`, encoded when used (a twentieth of the memory).
+    #[arg(long, value_enum, default_value_t = Diagonals::Encoded)]
+    diagonals: Diagonals,
+}
+
+/// `--diagonals` ([`ckks::circuits::DiagonalStorage`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Diagonals {
+    /// Plaintexts encoded once (fastest).
+    Encoded,
+    /// Scaled coefficients, encoded when used (a twentieth of the memory).
+    Coefficients,
+}
+
+impl Diagonals {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Encoded => "encoded",
+            Self::Coefficients => "coefficients",
+        }
+    }
+
+    /// The storage it names.
+    pub fn storage(self) -> ckks::circuits::DiagonalStorage {
+        match self {
+            Self::Encoded => ckks::circuits::DiagonalStorage::Encoded,
+            Self::Coefficients => ckks::circuits::DiagonalStorage::Coefficients,
+        }
+    }
 }
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
@@ -103,7 +134,15 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let num_keys = keys.num_keys();
         let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
         let clock = Instant::now();
-        let bt = Bootstrapper::new(eval, config.clone(), slots)?;
+        let bt = Bootstrapper::with_options(
+            eval,
+            config.clone(),
+            slots,
+            ckks::circuits::BootstrapperOptions {
+                diagonals: args.diagonals.storage(),
+                ..Default::default()
+            },
+        )?;
         let setup_s = clock.elapsed().as_secs_f64();
 
         let mut rng = StdRng::seed_from_u64(slots as u64);
@@ -170,6 +209,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
             "order": args.order,
+            "diagonals": args.diagonals.name(),
+            "diagonal_bytes": bt.diagonal_bytes(),
             "level_in": level_in,
             "level_out": level_out,
             "usable_levels_after": level_out - level_in,

@@ -75,6 +75,11 @@ pub struct Args {
     /// `insecure-n12` (tests and CI smoke runs only).
     #[arg(long, default_value = "n16")]
     preset: String,
+    /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
+    /// mode): `encoded` (fastest) or `coefficients` (encoded when used: 3.1 GB less at
+    /// N = 2^16, a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
+    #[arg(long, value_enum, default_value_t = crate::bench_bootstrap::Diagonals::Encoded)]
+    diagonals: crate::bench_bootstrap::Diagonals,
     /// Override the batch size.
     #[arg(long)]
     batch: Option<usize>,
@@ -335,6 +340,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
                 + e.test_s;
             let obj = report.as_object_mut().ok_or("report")?;
             obj.insert("preset".into(), json!(e.preset));
+            obj.insert("diagonals".into(), json!(args.diagonals.name()));
             obj.insert(
                 "encrypted".into(),
                 json!({
@@ -666,7 +672,14 @@ fn encrypted_run(
 
     let server_dir = out_dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
-    let mut transport = InProcess::new(ctx.clone(), Some(server_dir.clone()));
+    let mut transport = InProcess::with_options(
+        ctx.clone(),
+        Some(server_dir.clone()),
+        he_linalg::ckks::circuits::BootstrapperOptions {
+            diagonals: args.diagonals.storage(),
+            ..Default::default()
+        },
+    );
     let opts = LoopOptions {
         epochs: hyper.epochs,
         max_steps: args.max_steps,

@@ -35,6 +35,7 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use he_linalg::CpuBackend;
 use he_linalg::ckks::Context;
+use he_linalg::ckks::circuits::{BootstrapperOptions, DiagonalStorage};
 use hetal_train::TrainError;
 use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{
@@ -70,6 +71,20 @@ pub struct Args {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Where each session's bootstrapping circuit keeps its DFT diagonals: `encoded`
+    /// (fastest) or `coefficients` (encoded when used: 3.1 GB less per N = 2^16 session,
+    /// a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
+    #[arg(long, value_enum, default_value_t = Diagonals::Encoded)]
+    diagonals: Diagonals,
+}
+
+/// `--diagonals` ([`he_linalg::ckks::circuits::DiagonalStorage`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Diagonals {
+    /// Plaintexts encoded once (fastest).
+    Encoded,
+    /// Scaled coefficients, encoded when used (a twentieth of the memory).
+    Coefficients,
 }
 
 type Slot = Arc<Mutex<Option<ServerSession<CpuBackend>>>>;
@@ -78,6 +93,7 @@ struct App {
     dir: PathBuf,
     allow_insecure: bool,
     max_setup_bytes: u64,
+    options: BootstrapperOptions,
     sessions: Mutex<HashMap<String, Slot>>,
 }
 
@@ -186,7 +202,7 @@ impl App {
         let ctx = Context::new_cpu(header.parameters.clone()).map_err(TrainError::from)?;
         let setup = SessionSetup::read_keys(&ctx, header, &mut r)?;
         let keys = setup.keys.num_keys();
-        let s = ServerSession::new(id, ctx, setup, Some(dir))?;
+        let s = ServerSession::with_options(id, ctx, setup, Some(dir), self.options)?;
         tracing::info!(
             session = id,
             preset = preset.name(),
@@ -407,6 +423,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         dir: args.state_dir.clone(),
         allow_insecure: args.allow_insecure,
         max_setup_bytes: args.max_setup_bytes,
+        options: BootstrapperOptions {
+            diagonals: match args.diagonals {
+                Diagonals::Encoded => DiagonalStorage::Encoded,
+                Diagonals::Coefficients => DiagonalStorage::Coefficients,
+            },
+            ..Default::default()
+        },
         sessions: Mutex::new(HashMap::new()),
     });
     let router = Router::new()

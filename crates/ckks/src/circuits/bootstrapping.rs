@@ -29,7 +29,7 @@
 //! [`BootstrappingConfig::failure_log2`] gives that probability.
 
 use super::dft;
-use super::linear_transform::{EncodedLinearTransform, LinearTransform};
+use super::linear_transform::{DiagonalStorage, EncodedLinearTransform, LinearTransform};
 use super::polynomial::Polynomial;
 use crate::ciphertext::Ciphertext;
 use crate::error::{CkksError, Result};
@@ -399,6 +399,29 @@ impl<B: Backend> std::fmt::Debug for Bootstrapper<B> {
 /// [`BootstrappingConfig::failure_log2`]) that [`Bootstrapper::new`] accepts.
 pub const DEFAULT_MAX_FAILURE_LOG2: f64 = -40.0;
 
+/// Choices of the party that bootstraps, which do not change the result's meaning
+/// ([`Bootstrapper::with_options`]); unlike [`BootstrappingConfig`], nothing a client
+/// has to agree with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BootstrapperOptions {
+    /// Largest accepted failure probability per bootstrap, log2
+    /// ([`DEFAULT_MAX_FAILURE_LOG2`]).
+    pub max_failure_log2: f64,
+    /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Encoded`]: fastest;
+    /// [`DiagonalStorage::Coefficients`]: 3.2 → 0.17 GB at N = 2^16 full slots, one NTT
+    /// per limb and diagonal each bootstrap; docs/results/bootstrap.md).
+    pub diagonals: DiagonalStorage,
+}
+
+impl Default for BootstrapperOptions {
+    fn default() -> Self {
+        Self {
+            max_failure_log2: DEFAULT_MAX_FAILURE_LOG2,
+            diagonals: DiagonalStorage::default(),
+        }
+    }
+}
+
 impl<B: Backend> Bootstrapper<B> {
     /// Encodes the bootstrapping circuit for `slots`-slot ciphertexts. The evaluator's
     /// key set must contain [`BootstrappingConfig::key_request`]'s keys (checked when a
@@ -425,6 +448,32 @@ impl<B: Backend> Bootstrapper<B> {
         slots: usize,
         max_failure_log2: f64,
     ) -> Result<Self> {
+        Self::with_options(
+            eval,
+            config,
+            slots,
+            BootstrapperOptions {
+                max_failure_log2,
+                ..BootstrapperOptions::default()
+            },
+        )
+    }
+
+    /// As [`Self::new`] with the server-side choices of `options` (failure bound, where
+    /// the CoeffsToSlots and SlotsToCoeffs diagonals live).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_options(
+        eval: Arc<Evaluator<B>>,
+        config: BootstrappingConfig,
+        slots: usize,
+        options: BootstrapperOptions,
+    ) -> Result<Self> {
+        let BootstrapperOptions {
+            max_failure_log2,
+            diagonals,
+        } = options;
         let _span = tracing::info_span!("bootstrapper_new", slots).entered();
         let ctx = eval.context().clone();
         let params = ctx.params().clone();
@@ -462,7 +511,7 @@ impl<B: Backend> Bootstrapper<B> {
         let mut cts = Vec::new();
         for (m, &level) in cts_m.iter().zip(&cts_at) {
             let out = params.scale_at(level - 1)?;
-            cts.push(m.encode(&ctx, level, scale, out)?);
+            cts.push(m.encode_with(&ctx, level, scale, out, diagonals)?);
             scale = out;
         }
         let sine = config.eval_mod_polynomial()?;
@@ -477,7 +526,7 @@ impl<B: Backend> Bootstrapper<B> {
                     } else {
                         m.clone()
                     };
-                    s2c.push(m.encode(&ctx, level, inp, out)?);
+                    s2c.push(m.encode_with(&ctx, level, inp, out, diagonals)?);
                 }
             }
             BootstrapOrder::SlotsToCoeffsFirst => {
@@ -490,7 +539,7 @@ impl<B: Backend> Bootstrapper<B> {
                 // SlotsToCoeffs at the bottom: levels s … 1, canonical scales.
                 for (m, &level) in s2c_m.iter().zip(&s2c_at) {
                     let (inp, out) = (params.scale_at(level)?, params.scale_at(level - 1)?);
-                    s2c.push(m.encode(&ctx, level, inp, out)?);
+                    s2c.push(m.encode_with(&ctx, level, inp, out, diagonals)?);
                 }
             }
         }
@@ -505,6 +554,15 @@ impl<B: Backend> Bootstrapper<B> {
             raised_scale,
             output_level,
         })
+    }
+
+    /// Bytes the CoeffsToSlots and SlotsToCoeffs diagonals take in memory.
+    pub fn diagonal_bytes(&self) -> usize {
+        self.cts
+            .iter()
+            .chain(&self.s2c)
+            .map(EncodedLinearTransform::diagonal_bytes)
+            .sum()
     }
 
     /// The evaluator.

@@ -20,6 +20,33 @@ use he_math::galois;
 use num_complex::Complex64;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Where an [`EncodedLinearTransform`] keeps its pre-rotated diagonals.
+///
+/// A diagonal encoded at level `ℓ` is `ℓ + 1` limbs of `N` words (13 MiB at N = 2^16 and
+/// 26 limbs): the CoeffsToSlots and SlotsToCoeffs matrices of the N = 2^16 bootstrapping
+/// preset take 3.2 GB that way (`Bootstrapper::diagonal_bytes`), a third of the bootstrapping
+/// benchmark's memory. The
+/// scaled, rounded coefficients the encoder reduces modulo each prime are integers held
+/// exactly in `f64` (the encoder rounds there), one word per coefficient: the same
+/// plaintext comes back bit for bit from them at the cost of one reduction pass and one
+/// NTT per limb each time it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiagonalStorage {
+    /// Encoded plaintexts (NTT form, every limb of the level): the fastest.
+    #[default]
+    Encoded,
+    /// The scaled coefficients (`2n` words for `n` slots), encoded when used: `1/(ℓ+1)`
+    /// of the memory (less for sparse slots), one NTT per limb per diagonal and use.
+    Coefficients,
+}
+
+/// One pre-rotated diagonal as kept by an [`EncodedLinearTransform`].
+enum StoredDiagonal<B: Backend> {
+    Encoded(Plaintext<B>),
+    Coefficients(Vec<f64>),
+}
+
 /// A linear map on `n` complex slots stored by diagonals (index in `0..n`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearTransform {
@@ -246,6 +273,27 @@ impl LinearTransform {
         input_scale: f64,
         output_scale: f64,
     ) -> Result<EncodedLinearTransform<B>> {
+        self.encode_with(
+            ctx,
+            level,
+            input_scale,
+            output_scale,
+            DiagonalStorage::Encoded,
+        )
+    }
+
+    /// [`Self::encode`] with the diagonals kept as `storage` says.
+    ///
+    /// # Errors
+    /// As [`Self::encode`].
+    pub fn encode_with<B: Backend>(
+        &self,
+        ctx: &Context<B>,
+        level: usize,
+        input_scale: f64,
+        output_scale: f64,
+        storage: DiagonalStorage,
+    ) -> Result<EncodedLinearTransform<B>> {
         let _span = tracing::debug_span!(
             "encode_linear_transform",
             level,
@@ -261,19 +309,28 @@ impl LinearTransform {
         let q = ctx.params().q()[level] as f64;
         let pt_scale = output_scale * q / input_scale;
         let n1 = self.baby_step();
-        let mut giants: BTreeMap<usize, Vec<(usize, Plaintext<B>)>> = BTreeMap::new();
+        let mut giants: BTreeMap<usize, Vec<(usize, StoredDiagonal<B>)>> = BTreeMap::new();
         for (&d, diag) in &self.diagonals {
             let b = d % n1;
             let g = d - b;
             let rotated = rotate_vec(diag, (self.slots - g % self.slots) % self.slots);
-            let pt = ctx.encode_complex(&rotated, level, pt_scale)?;
-            giants.entry(g).or_default().push((b, pt));
+            let stored = match storage {
+                DiagonalStorage::Encoded => {
+                    StoredDiagonal::Encoded(ctx.encode_complex(&rotated, level, pt_scale)?)
+                }
+                DiagonalStorage::Coefficients => StoredDiagonal::Coefficients(
+                    ctx.scaled_coefficients(&rotated, level, pt_scale)?,
+                ),
+            };
+            giants.entry(g).or_default().push((b, stored));
         }
         Ok(EncodedLinearTransform {
             slots: self.slots,
             level,
             input_scale,
             output_scale,
+            plaintext_scale: pt_scale,
+            n: ctx.params().n(),
             giants,
         })
     }
@@ -285,8 +342,12 @@ pub struct EncodedLinearTransform<B: Backend> {
     level: usize,
     input_scale: f64,
     output_scale: f64,
+    /// Scale of the diagonals' plaintexts.
+    plaintext_scale: f64,
+    /// Ring degree.
+    n: usize,
     /// giant step → (baby step, pre-rotated diagonal).
-    giants: BTreeMap<usize, Vec<(usize, Plaintext<B>)>>,
+    giants: BTreeMap<usize, Vec<(usize, StoredDiagonal<B>)>>,
 }
 
 impl<B: Backend> std::fmt::Debug for EncodedLinearTransform<B> {
@@ -322,6 +383,18 @@ impl<B: Backend> EncodedLinearTransform<B> {
     /// The scale of the output (at level `level − 1`).
     pub fn output_scale(&self) -> f64 {
         self.output_scale
+    }
+
+    /// Bytes the diagonals take in memory (words of 8 bytes).
+    pub fn diagonal_bytes(&self) -> usize {
+        self.giants
+            .values()
+            .flatten()
+            .map(|(_, d)| match d {
+                StoredDiagonal::Encoded(pt) => (pt.level() + 1) * self.n * 8,
+                StoredDiagonal::Coefficients(c) => c.len() * 8,
+            })
+            .sum()
     }
 }
 
@@ -389,8 +462,18 @@ impl<B: Backend> Evaluator<B> {
         let mut plain: Option<Ciphertext<B>> = None;
         for (&g, terms) in &lt.giants {
             let mut inner: Option<Ciphertext<B>> = None;
-            for (b, pt) in terms {
-                self.mul_plain_accumulate(&mut inner, &baby[b], pt)?;
+            for (b, diag) in terms {
+                match diag {
+                    StoredDiagonal::Encoded(pt) => {
+                        self.mul_plain_accumulate(&mut inner, &baby[b], pt)?;
+                    }
+                    StoredDiagonal::Coefficients(c) => {
+                        let pt =
+                            self.context()
+                                .plaintext_from_scaled(c, level, lt.plaintext_scale)?;
+                        self.mul_plain_accumulate(&mut inner, &baby[b], &pt)?;
+                    }
+                }
             }
             let Some(mut inner) = inner else { continue };
             let Some(&(e, key)) = giant_keys.get(&g) else {

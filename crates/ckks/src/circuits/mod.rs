@@ -6,6 +6,8 @@ pub mod dft;
 pub mod linear_transform;
 pub mod polynomial;
 
-pub use bootstrapping::{BootstrapOrder, Bootstrapper, BootstrappingConfig, StageTimings};
-pub use linear_transform::{EncodedLinearTransform, LinearTransform};
+pub use bootstrapping::{
+    BootstrapOrder, Bootstrapper, BootstrapperOptions, BootstrappingConfig, StageTimings,
+};
+pub use linear_transform::{DiagonalStorage, EncodedLinearTransform, LinearTransform};
 pub use polynomial::{Polynomial, PolynomialBasis};

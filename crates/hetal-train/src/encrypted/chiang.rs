@@ -92,7 +92,7 @@ impl<B: Backend> ChiangServer<B> {
             ev,
             boot,
             ..
-        } = super::server::server_parts(&ctx, setup)?;
+        } = super::server::server_parts(&ctx, setup, Default::default())?;
         if boot.output_level() < Self::D_MIN {
             return Err(TrainError::Config(format!(
                 "bootstrapping lands at level {}; Chiang's step needs {}",

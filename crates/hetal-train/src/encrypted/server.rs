@@ -25,6 +25,7 @@ use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
 use crate::train::{Decision, nesterov_gamma, nesterov_update};
+use he_linalg::ckks::circuits::BootstrapperOptions;
 use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Context, Evaluator};
 use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,7 @@ pub(crate) struct ServerParts<B: Backend> {
 pub(crate) fn server_parts<B: Backend>(
     ctx: &Arc<Context<B>>,
     setup: SessionSetup<B>,
+    options: BootstrapperOptions,
 ) -> Result<ServerParts<B>> {
     if &setup.parameters != ctx.params().literal() {
         return Err(TrainError::Message(
@@ -128,10 +130,11 @@ pub(crate) fn server_parts<B: Backend>(
     let slots = ctx.params().max_slots();
     let shape = config.unit_shape(slots)?;
     let ev = Arc::new(Evaluator::new(ctx, Arc::new(setup.keys)));
-    let boot = Arc::new(Bootstrapper::new(
+    let boot = Arc::new(Bootstrapper::with_options(
         ev.clone(),
         setup.bootstrapping.clone(),
         slots,
+        options,
     )?);
     Ok(ServerParts {
         config,
@@ -150,13 +153,27 @@ impl<B: Backend> Server<B> {
     /// [`TrainError::Message`] for a context of other parameters; bootstrapping setup
     /// errors (too few levels).
     pub fn new(ctx: Arc<Context<B>>, setup: SessionSetup<B>) -> Result<Self> {
+        Self::with_options(ctx, setup, BootstrapperOptions::default())
+    }
+
+    /// As [`Self::new`], with the server's own bootstrapping choices (for example
+    /// [`he_linalg::ckks::circuits::DiagonalStorage::Coefficients`], which trades one NTT
+    /// per limb and diagonal each bootstrap for 3.1 GB at N = 2^16).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_options(
+        ctx: Arc<Context<B>>,
+        setup: SessionSetup<B>,
+        options: BootstrapperOptions,
+    ) -> Result<Self> {
         let ServerParts {
             config,
             shape,
             ev,
             boot,
             bootstrapping,
-        } = server_parts(&ctx, setup)?;
+        } = server_parts(&ctx, setup, options)?;
         let slots = ctx.params().max_slots();
         let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
         let plan = StepPlan::new(boot.output_level())?;

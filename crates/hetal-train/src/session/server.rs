@@ -20,6 +20,7 @@ use crate::error::{Result, TrainError};
 use crate::store;
 use he_linalg::Backend;
 use he_linalg::ckks::Context;
+use he_linalg::ckks::circuits::BootstrapperOptions;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,7 +92,21 @@ impl<B: Backend> ServerSession<B> {
         setup: SessionSetup<B>,
         dir: Option<PathBuf>,
     ) -> Result<Self> {
-        let server = Server::new(ctx.clone(), setup)?;
+        Self::with_options(id, ctx, setup, dir, BootstrapperOptions::default())
+    }
+
+    /// As [`Self::new`] with the server's bootstrapping choices ([`Server::with_options`]).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_options(
+        id: &str,
+        ctx: Arc<Context<B>>,
+        setup: SessionSetup<B>,
+        dir: Option<PathBuf>,
+        options: BootstrapperOptions,
+    ) -> Result<Self> {
+        let server = Server::with_options(ctx.clone(), setup, options)?;
         let mut s = Self {
             id: id.to_string(),
             ctx,

@@ -11,6 +11,7 @@ use crate::encrypted::{
 use crate::error::{Result, TrainError};
 use he_linalg::Backend;
 use he_linalg::ckks::Context;
+use he_linalg::ckks::circuits::BootstrapperOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -101,6 +102,7 @@ pub trait Transport<B: Backend> {
 pub struct InProcess<B: Backend> {
     ctx: Arc<Context<B>>,
     dir: Option<PathBuf>,
+    options: BootstrapperOptions,
     session: Option<ServerSession<B>>,
 }
 
@@ -115,9 +117,20 @@ impl<B: Backend> std::fmt::Debug for InProcess<B> {
 impl<B: Backend> InProcess<B> {
     /// A transport whose server uses the context `ctx` and keeps its state in `dir`.
     pub fn new(ctx: Arc<Context<B>>, dir: Option<PathBuf>) -> Self {
+        Self::with_options(ctx, dir, BootstrapperOptions::default())
+    }
+
+    /// As [`Self::new`], the server bootstrapping with `options`
+    /// ([`crate::encrypted::Server::with_options`]).
+    pub fn with_options(
+        ctx: Arc<Context<B>>,
+        dir: Option<PathBuf>,
+        options: BootstrapperOptions,
+    ) -> Self {
         Self {
             ctx,
             dir,
+            options,
             session: None,
         }
     }
@@ -149,11 +162,12 @@ impl<B: Backend> Transport<B> for InProcess<B> {
                 }
             }
         }
-        self.session = Some(ServerSession::new(
+        self.session = Some(ServerSession::with_options(
             &id,
             self.ctx.clone(),
             setup,
             self.dir.clone(),
+            self.options,
         )?);
         Ok(id)
     }
@@ -164,11 +178,12 @@ impl<B: Backend> Transport<B> for InProcess<B> {
         setup: &mut dyn FnMut() -> Result<SessionSetup<B>>,
     ) -> Result<SessionStatus> {
         if self.session.as_ref().is_none_or(|s| s.id() != id) {
-            self.session = Some(ServerSession::new(
+            self.session = Some(ServerSession::with_options(
                 id,
                 self.ctx.clone(),
                 setup()?,
                 self.dir.clone(),
+                self.options,
             )?);
         }
         self.status()
