@@ -12,6 +12,7 @@
 //! refresh, the error against the original message and the error that refresh added
 //! (against the previous decryption): a drift would show as growing added errors.
 
+use ckks::circuits::DiagonalStorage;
 use ckks::circuits::bootstrapping::presets;
 use ckks::circuits::{BootstrapOrder, Bootstrapper, BootstrappingConfig, StageTimings};
 use ckks::{Complex64, Context, Evaluator, KeyGenerator, ParametersLiteral};
@@ -50,35 +51,15 @@ pub struct Args {
     amplitude: f64,
     /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `encoded` plaintexts
     /// (fastest) or their `coefficients`, encoded when used (a twentieth of the memory).
-    #[arg(long, value_enum, default_value_t = Diagonals::Encoded)]
-    diagonals: Diagonals,
+    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    diagonals: DiagonalStorage,
 }
 
-/// `--diagonals` ([`ckks::circuits::DiagonalStorage`]).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Diagonals {
-    /// Plaintexts encoded once (fastest).
-    Encoded,
-    /// Scaled coefficients, encoded when used (a twentieth of the memory).
-    Coefficients,
-}
-
-impl Diagonals {
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Encoded => "encoded",
-            Self::Coefficients => "coefficients",
-        }
-    }
-
-    /// The storage it names.
-    pub fn storage(self) -> ckks::circuits::DiagonalStorage {
-        match self {
-            Self::Encoded => ckks::circuits::DiagonalStorage::Encoded,
-            Self::Coefficients => ckks::circuits::DiagonalStorage::Coefficients,
-        }
-    }
+/// The command-line name of a diagonal storage (`--diagonals`).
+pub fn diagonal_storage_name(d: DiagonalStorage) -> String {
+    use clap::ValueEnum as _;
+    d.to_possible_value()
+        .map_or_else(|| format!("{d:?}"), |v| v.get_name().to_string())
 }
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
@@ -139,7 +120,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             config.clone(),
             slots,
             ckks::circuits::BootstrapperOptions {
-                diagonals: args.diagonals.storage(),
+                diagonals: args.diagonals,
                 ..Default::default()
             },
         )?;
@@ -209,7 +190,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
             "order": args.order,
-            "diagonals": args.diagonals.name(),
+            "diagonals": diagonal_storage_name(args.diagonals),
             "diagonal_bytes": bt.diagonal_bytes(),
             "level_in": level_in,
             "level_out": level_out,

@@ -38,6 +38,7 @@
 
 use he_linalg::Matrix;
 use he_linalg::ckks::Context;
+use he_linalg::ckks::circuits::DiagonalStorage;
 use hetal_train::chiang::{ChiangConfig, SigmoidKind, train_chiang};
 use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{BootstrapStats, Client, SessionConfig, StepTimings};
@@ -78,8 +79,8 @@ pub struct Args {
     /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
     /// mode): `encoded` (fastest) or `coefficients` (encoded when used: 3.1 GB less at
     /// N = 2^16, a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = crate::bench_bootstrap::Diagonals::Encoded)]
-    diagonals: crate::bench_bootstrap::Diagonals,
+    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    diagonals: DiagonalStorage,
     /// Override the batch size.
     #[arg(long)]
     batch: Option<usize>,
@@ -340,7 +341,12 @@ pub fn run(args: &Args) -> BoxResult<()> {
                 + e.test_s;
             let obj = report.as_object_mut().ok_or("report")?;
             obj.insert("preset".into(), json!(e.preset));
-            obj.insert("diagonals".into(), json!(args.diagonals.name()));
+            obj.insert(
+                "diagonals".into(),
+                json!(crate::bench_bootstrap::diagonal_storage_name(
+                    args.diagonals
+                )),
+            );
             obj.insert(
                 "encrypted".into(),
                 json!({
@@ -676,7 +682,7 @@ fn encrypted_run(
         ctx.clone(),
         Some(server_dir.clone()),
         he_linalg::ckks::circuits::BootstrapperOptions {
-            diagonals: args.diagonals.storage(),
+            diagonals: args.diagonals,
             ..Default::default()
         },
     );

@@ -74,17 +74,8 @@ pub struct Args {
     /// Where each session's bootstrapping circuit keeps its DFT diagonals: `encoded`
     /// (fastest) or `coefficients` (encoded when used: 3.1 GB less per N = 2^16 session,
     /// a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = Diagonals::Encoded)]
-    diagonals: Diagonals,
-}
-
-/// `--diagonals` ([`he_linalg::ckks::circuits::DiagonalStorage`]).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Diagonals {
-    /// Plaintexts encoded once (fastest).
-    Encoded,
-    /// Scaled coefficients, encoded when used (a twentieth of the memory).
-    Coefficients,
+    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    diagonals: DiagonalStorage,
 }
 
 type Slot = Arc<Mutex<Option<ServerSession<CpuBackend>>>>;
@@ -424,10 +415,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         allow_insecure: args.allow_insecure,
         max_setup_bytes: args.max_setup_bytes,
         options: BootstrapperOptions {
-            diagonals: match args.diagonals {
-                Diagonals::Encoded => DiagonalStorage::Encoded,
-                Diagonals::Coefficients => DiagonalStorage::Coefficients,
-            },
+            diagonals: args.diagonals,
             ..Default::default()
         },
         sessions: Mutex::new(HashMap::new()),

@@ -2,7 +2,8 @@
 //! (N = 2^12, `insecure_n12_train`), against the float64 simulation of the same
 //! circuit and against exact softmax. Errors are reported in bits.
 
-use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
+use he_linalg::CpuBackend;
+use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator, SecretKey};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
 use hetal_train::encrypted::{
     Client, EncryptedBatch, EncryptedSoftmax, Flooding, Ops, Server, SessionConfig, presets,
@@ -235,10 +236,16 @@ fn encrypted_steps_match_the_simulated_steps() {
     assert!((v.loss - exact_loss).abs() < 1e-12);
 }
 
-/// One bootstrap refreshes two real ciphertexts (`Refresher::refresh_pair`): both come
-/// back at the refresh level, close to their inputs, and the pair counts once.
-#[test]
-fn pair_refresh_restores_both_parts() {
+/// A context, a secret key, an evaluator and a refresher.
+type RefresherSetup = (
+    Arc<Context<CpuBackend>>,
+    SecretKey<CpuBackend>,
+    Arc<Evaluator<CpuBackend>>,
+    hetal_train::encrypted::Refresher<CpuBackend>,
+);
+
+/// [`RefresherSetup`] on the insecure N = 2^12 training preset.
+fn refresher_setup() -> RefresherSetup {
     let (lit, boot_cfg) = presets::insecure_n12_train();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();
@@ -248,7 +255,15 @@ fn pair_refresh_restores_both_parts() {
     let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
     let ev = Arc::new(Evaluator::new(&ctx, keys));
     let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
-    let refresher = hetal_train::encrypted::Refresher::new(boot);
+    (ctx, sk, ev, hetal_train::encrypted::Refresher::new(boot))
+}
+
+/// One bootstrap refreshes two real ciphertexts (`Refresher::refresh_pair`): both come
+/// back at the refresh level, close to their inputs, and the pair counts once.
+#[test]
+fn pair_refresh_restores_both_parts() {
+    let (ctx, sk, ev, refresher) = refresher_setup();
+    let slots = ctx.params().max_slots();
     let ops = Ops::new(ev);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
     let a: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -302,16 +317,8 @@ fn pair_refresh_restores_both_parts() {
 /// correction that finds no ride is dropped; a sparse or level-0 passenger is refused.
 #[test]
 fn passengers_ride_in_a_refresh() {
-    let (lit, boot_cfg) = presets::insecure_n12_train();
-    let ctx = Context::new_cpu(lit).unwrap();
+    let (ctx, sk, ev, refresher) = refresher_setup();
     let slots = ctx.params().max_slots();
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = boot_cfg.key_request(ctx.params(), slots).unwrap();
-    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
-    let ev = Arc::new(Evaluator::new(&ctx, keys));
-    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg, slots).unwrap());
-    let refresher = hetal_train::encrypted::Refresher::new(boot);
     let ops = Ops::new(ev.clone());
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
     // A row-structured host with values up to 1.28, and small weights-like passengers.

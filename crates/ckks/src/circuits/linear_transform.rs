@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// plaintext comes back bit for bit from them at the cost of one reduction pass and one
 /// NTT per limb each time it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum DiagonalStorage {
     /// Encoded plaintexts (NTT form, every limb of the level): the fastest.
