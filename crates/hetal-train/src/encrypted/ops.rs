@@ -247,6 +247,11 @@ struct Rider<B: Backend> {
 /// scaled by `2^12` it stays below `2^-6.5`, far inside the `[−1, 1]` a bootstrap takes.
 pub const CORRECTION_BITS: u32 = 12;
 
+/// The bound a correction rides with (`2^-5`, four times the largest scaled error
+/// above): small enough that its host keeps the scaling of a lone refresh when that
+/// is at least 2 ([`Refresher::refresh_pair`]'s factors).
+const CORRECTION_BOUND: f64 = 1.0 / 32.0;
+
 impl<B: Backend> std::fmt::Debug for Refresher<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Refresher")
@@ -317,8 +322,8 @@ impl<B: Backend> Refresher<B> {
     ///
     /// A full-slot `ct` above level 0 takes the first waiting passenger
     /// ([`Self::board`]) along in its imaginary half: one bootstrap for both, at the price
-    /// of one bit of `ct`'s precision (it is scaled by `1/(2M)` instead of `1/M`, see
-    /// [`Self::refresh_pair`]).
+    /// of one bit of `ct`'s precision for a passenger of its own size (it is scaled by
+    /// `1/(2M)` instead of `1/M`) and none for a correction when `M ≥ 2`.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
         tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
         if ct.level() >= 1 && self.pairs(ct.slots()) {
@@ -364,8 +369,8 @@ impl<B: Backend> Refresher<B> {
     /// scaled by `1/M` (one level: both must be at level ≥ 1, same level and scale) is
     /// refreshed, and its conjugate separates the parts, `a = (z + z̄)·M/2` and
     /// `b = −i·(z − z̄)·M/2` (one conjugation, `M/2` an integer; no level). `M` is the
-    /// smallest power of two ≥ `2·bound`, with `bound` bounding both messages in absolute
-    /// value, so the packed slots stay in `[−1, 1]`. A full-slot bootstrap refreshes the
+    /// smallest power of two ≥ `2·max(bound, 1)`, with `bound` bounding both messages in
+    /// absolute value, so the packed slots stay in `[−1, 1]`. A full-slot bootstrap refreshes the
     /// real and imaginary parts together (its CoeffsToSlots splits them anyway), so the
     /// second ciphertext comes at the price of three conjugations (one separates the
     /// parts; one per input keeps only its real part, since a ciphertext that went
@@ -400,9 +405,13 @@ impl<B: Backend> Refresher<B> {
         self.pair_bootstrap(ops, (a, bound), (b, bound))
     }
 
-    /// The pair refresh of [`Self::refresh_pair`] with a bound per part (`M_a`, `M_b`
-    /// each the smallest power of two ≥ twice its bound; the parts are scaled apart, in
-    /// the same level) after aligning both to the lower level.
+    /// The pair refresh of [`Self::refresh_pair`] with a bound per part, after aligning
+    /// both to the lower level: `M_b` the smallest power of two ≥ `2·max(bound_b, 1)` (at
+    /// least 2: `M_b/2` is the integer that restores `b`),
+    /// `M_a` the smallest power of two ≥ 2 with `bound_a/M_a + bound_b/M_b ≤ 1` (equal
+    /// bounds give [`Self::refresh_pair`]'s `M`; a small `b` leaves `a` the factor of a
+    /// lone refresh once that is ≥ 2, so a correction rides at no cost in precision to
+    /// a host bounded above 1). The parts are scaled apart, in the same level.
     fn pair_bootstrap(
         &self,
         ops: &Ops<B>,
@@ -419,8 +428,12 @@ impl<B: Backend> Refresher<B> {
         }
         let clock = Instant::now();
         let ev = ops.evaluator();
-        let factor = |bound: f64| (2.0 * bound.max(0.5)).log2().ceil().exp2();
-        let (ma, mb) = (factor(bound_a), factor(bound_b));
+        // b's factor as for a pair of equals; a's the smallest power of two ≥ 2 that keeps
+        // |Re| + |Im| ≤ 1 (for a small b, such as a correction, the one a lone refresh
+        // of a would use when that is ≥ 2).
+        let mb = (2.0 * bound_b.max(1.0)).log2().ceil().exp2();
+        let room = 1.0 - bound_b / mb;
+        let ma = (bound_a / room).max(2.0).log2().ceil().exp2();
         // Real parts only: a ciphertext that went through a circuit carries an imaginary
         // error as large as its real one, which would land in the other part. `x + x̄` is
         // twice the real part; the 1/2 joins the scaling.
@@ -490,7 +503,7 @@ impl<B: Backend> Refresher<B> {
                     let next = Rider {
                         id: rider.id,
                         ct: e,
-                        bound: 1.0,
+                        bound: CORRECTION_BOUND,
                         first: Some(back),
                     };
                     (None, Some(next))
