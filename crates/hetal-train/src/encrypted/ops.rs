@@ -489,6 +489,16 @@ impl<B: Backend> Refresher<B> {
         Ok(())
     }
 
+    /// Drops every passenger boarded since the last [`Self::alight`] (a step that failed
+    /// halfway leaves its own behind).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for a poisoned lock.
+    pub fn discard_passengers(&self) -> Result<()> {
+        *self.passengers.lock().map_err(poisoned)? = Passengers::default();
+        Ok(())
+    }
+
     /// A rider is back with its refresh `back`: a first ride boards its correction
     /// (or, with no level left for it, is done), a correction completes the passenger.
     fn arrive(&self, ops: &Ops<B>, rider: Rider<B>, back: Ciphertext<B>) -> Result<()> {

@@ -253,6 +253,7 @@ impl<B: Backend> Server<B> {
         // V rides along in ASoftmax's bootstraps when the update would leave V' too low.
         let clock = Instant::now();
         let refresh_v = self.plan.refresh_weights(v.level());
+        self.refresher.discard_passengers()?;
         if refresh_v {
             for c in self.weights.pack(&self.ops, &v)? {
                 self.refresher.board(c, 1.0)?;
