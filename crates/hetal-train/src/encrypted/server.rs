@@ -10,9 +10,9 @@
 //! ([`WeightRefresh`]) as a passenger of one of ASoftmax's bootstraps when the step would
 //! leave `V'` below [`StepPlan::v_min`] (DiagABT's 3 levels and one for the softmax's
 //! input scaling), and `V'` alone at the end of a step if it falls below all the same;
-//! the levels come from the [`StepPlan`]. `P` comes out of ASoftmax at a level that depends on where its
-//! bootstraps fell, so levels differ from step to step; every operation aligns its
-//! operands to the lower one.
+//! the levels come from the [`StepPlan`]. `P` comes out of ASoftmax at a level that
+//! depends on where its bootstraps fell, so levels differ from step to step; every
+//! operation aligns its operands to the lower one.
 
 use super::config::SessionConfig;
 use super::messages::{
