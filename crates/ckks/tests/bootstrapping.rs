@@ -238,6 +238,78 @@ fn linear_transform_matches_plaintext() {
     ));
 }
 
+/// Diagonals kept as coefficients on sparse slots (`2n < N` coefficients, placed with a
+/// gap): the same ciphertext as with encoded diagonals, bit for bit.
+#[test]
+fn coefficient_diagonals_on_sparse_slots() {
+    let k = boot_keys();
+    let n = 256;
+    let mut r = StdRng::seed_from_u64(4);
+    let mut diags = BTreeMap::new();
+    for d in [0usize, 1, 7, 64, 255] {
+        diags.insert(
+            d,
+            (0..n)
+                .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+                .collect(),
+        );
+    }
+    let m = LinearTransform::new(n, diags).unwrap();
+    let x: Vec<Complex64> = (0..n)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect();
+    let mut kg = KeyGenerator::new(&k.ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = EvaluationKeyRequest {
+        relinearization: false,
+        rotations: m.rotations(),
+        conjugation: false,
+        encapsulation: None,
+        rotations_up_to: Vec::new(),
+    };
+    let ev = Evaluator::new(&k.ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+    let level = 5;
+    let p = k.ctx.params();
+    let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
+    let ct = sk
+        .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
+        .unwrap();
+    let outs: Vec<Vec<u8>> = [
+        ckks::circuits::DiagonalStorage::Encoded,
+        ckks::circuits::DiagonalStorage::Coefficients,
+    ]
+    .into_iter()
+    .map(|storage| {
+        let lt = m.encode_with(&k.ctx, level, s_in, s_out, storage).unwrap();
+        let out = ev.linear_transform(&ct, &lt).unwrap();
+        k.ctx.serialize_ciphertext(&out).unwrap()
+    })
+    .collect();
+    assert_eq!(outs[0], outs[1]);
+    let want = m.apply(&x).unwrap();
+    let got = k
+        .ctx
+        .decode_complex(
+            &sk.decrypt(
+                &ev.linear_transform(
+                    &ct,
+                    &m.encode_with(
+                        &k.ctx,
+                        level,
+                        s_in,
+                        s_out,
+                        ckks::circuits::DiagonalStorage::Coefficients,
+                    )
+                    .unwrap(),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(log2_err(&got, &want) < -30.0);
+}
+
 #[test]
 fn linear_transform_algebra() {
     let n = 16;
