@@ -159,28 +159,25 @@ fn polynomial_errors() {
 
 // ----- linear transformations ----------------------------------------------------------
 
-#[test]
-fn linear_transform_matches_plaintext() {
-    let k = boot_keys();
-    let n = 2048;
-    let mut r = StdRng::seed_from_u64(3);
-    // Diagonals at a few offsets, including ones far apart.
-    let mut diags = BTreeMap::new();
-    for d in [0usize, 1, 2, 3, 5, 8, 100, 2047] {
-        diags.insert(
-            d,
-            (0..n)
-                .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-                .collect(),
-        );
-    }
-    let m = LinearTransform::new(n, diags).unwrap();
-    let x: Vec<Complex64> = (0..n)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
-    let want = m.apply(&x).unwrap();
-    // Keys for exactly the rotations the transform names.
-    let mut kg = KeyGenerator::new(&k.ctx);
+/// A transform on `n` slots with random complex diagonals at `offsets`, and a random
+/// input vector.
+fn random_transform(n: usize, offsets: &[usize], seed: u64) -> (LinearTransform, Vec<Complex64>) {
+    let mut r = StdRng::seed_from_u64(seed);
+    let mut random = |len: usize| -> Vec<Complex64> {
+        (0..len)
+            .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+            .collect()
+    };
+    let diags: BTreeMap<usize, Vec<Complex64>> = offsets.iter().map(|&d| (d, random(n))).collect();
+    (LinearTransform::new(n, diags).unwrap(), random(n))
+}
+
+/// A fresh secret key and an evaluator with exactly the rotation keys `m` names.
+fn transform_keys(
+    ctx: &Arc<Context<CpuBackend>>,
+    m: &LinearTransform,
+) -> (SecretKey<CpuBackend>, Evaluator<CpuBackend>) {
+    let mut kg = KeyGenerator::new(ctx);
     let sk = kg.gen_secret_key().unwrap();
     let req = EvaluationKeyRequest {
         relinearization: false,
@@ -189,7 +186,18 @@ fn linear_transform_matches_plaintext() {
         encapsulation: None,
         rotations_up_to: Vec::new(),
     };
-    let ev = Evaluator::new(&k.ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+    let ev = Evaluator::new(ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+    (sk, ev)
+}
+
+#[test]
+fn linear_transform_matches_plaintext() {
+    let k = boot_keys();
+    // Diagonals at a few offsets, including ones far apart.
+    let (m, x) = random_transform(2048, &[0, 1, 2, 3, 5, 8, 100, 2047], 3);
+    let want = m.apply(&x).unwrap();
+    // Keys for exactly the rotations the transform names.
+    let (sk, ev) = transform_keys(&k.ctx, &m);
     let level = 6;
     let p = k.ctx.params();
     let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
@@ -243,71 +251,27 @@ fn linear_transform_matches_plaintext() {
 #[test]
 fn coefficient_diagonals_on_sparse_slots() {
     let k = boot_keys();
-    let n = 256;
-    let mut r = StdRng::seed_from_u64(4);
-    let mut diags = BTreeMap::new();
-    for d in [0usize, 1, 7, 64, 255] {
-        diags.insert(
-            d,
-            (0..n)
-                .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-                .collect(),
-        );
-    }
-    let m = LinearTransform::new(n, diags).unwrap();
-    let x: Vec<Complex64> = (0..n)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
-    let mut kg = KeyGenerator::new(&k.ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = EvaluationKeyRequest {
-        relinearization: false,
-        rotations: m.rotations(),
-        conjugation: false,
-        encapsulation: None,
-        rotations_up_to: Vec::new(),
-    };
-    let ev = Evaluator::new(&k.ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap()));
+    let (m, x) = random_transform(256, &[0, 1, 7, 64, 255], 4);
+    let (sk, ev) = transform_keys(&k.ctx, &m);
     let level = 5;
     let p = k.ctx.params();
     let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
     let ct = sk
         .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
         .unwrap();
-    let outs: Vec<Vec<u8>> = [
-        ckks::circuits::DiagonalStorage::Encoded,
-        ckks::circuits::DiagonalStorage::Coefficients,
-    ]
-    .into_iter()
-    .map(|storage| {
+    let out = |storage| {
         let lt = m.encode_with(&k.ctx, level, s_in, s_out, storage).unwrap();
-        let out = ev.linear_transform(&ct, &lt).unwrap();
-        k.ctx.serialize_ciphertext(&out).unwrap()
-    })
-    .collect();
-    assert_eq!(outs[0], outs[1]);
-    let want = m.apply(&x).unwrap();
-    let got = k
-        .ctx
-        .decode_complex(
-            &sk.decrypt(
-                &ev.linear_transform(
-                    &ct,
-                    &m.encode_with(
-                        &k.ctx,
-                        level,
-                        s_in,
-                        s_out,
-                        ckks::circuits::DiagonalStorage::Coefficients,
-                    )
-                    .unwrap(),
-                )
-                .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    assert!(log2_err(&got, &want) < -30.0);
+        ev.linear_transform(&ct, &lt).unwrap()
+    };
+    let lean = out(ckks::circuits::DiagonalStorage::Coefficients);
+    assert_eq!(
+        k.ctx.serialize_ciphertext(&lean).unwrap(),
+        k.ctx
+            .serialize_ciphertext(&out(ckks::circuits::DiagonalStorage::Encoded))
+            .unwrap()
+    );
+    let got = k.ctx.decode_complex(&sk.decrypt(&lean).unwrap()).unwrap();
+    assert!(log2_err(&got, &m.apply(&x).unwrap()) < -30.0);
 }
 
 #[test]

@@ -317,13 +317,13 @@ impl<B: Backend> Refresher<B> {
     /// which keeps EvalMod's sine in its accurate range (its error grows with the
     /// cube of the message) at the price of `M` times the bootstrapping error.
     ///
-    /// # Errors
-    /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
-    ///
     /// A full-slot `ct` above level 0 takes the first waiting passenger
     /// ([`Self::board`]) along in its imaginary half: one bootstrap for both, at the price
     /// of one bit of `ct`'s precision for a passenger of its own size (it is scaled by
     /// `1/(2M)` instead of `1/M`) and none for a correction when `M ≥ 2`.
+    ///
+    /// # Errors
+    /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
         tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
         if ct.level() >= 1 && self.pairs(ct.slots()) {
