@@ -236,6 +236,20 @@ fn encrypted_steps_match_the_simulated_steps() {
     assert!((v.loss - exact_loss).abs() < 1e-12);
 }
 
+/// Largest slot error of `ct` (decrypted with `sk`) against `want`.
+fn max_err(
+    ctx: &Context<CpuBackend>,
+    sk: &SecretKey<CpuBackend>,
+    ct: &he_linalg::ckks::Ciphertext<CpuBackend>,
+    want: &[f64],
+) -> f64 {
+    let got = ctx.decode(&sk.decrypt(ct).unwrap()).unwrap();
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f64::max)
+}
+
 /// A context, a secret key, an evaluator and a refresher.
 type RefresherSetup = (
     Arc<Context<CpuBackend>>,
@@ -276,13 +290,8 @@ fn pair_refresh_restores_both_parts() {
         .unwrap();
     let out = refresher.output_level();
     assert_eq!((ra.level(), rb.level()), (out, out));
-    let err = |ct: &he_linalg::ckks::Ciphertext<_>, want: &[f64]| {
-        let got = ctx.decode(&sk.decrypt(ct).unwrap()).unwrap();
-        got.iter()
-            .zip(want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0.0, f64::max)
-    };
+    let err =
+        |ct: &he_linalg::ckks::Ciphertext<CpuBackend>, want: &[f64]| max_err(&ctx, &sk, ct, want);
     let (ea, eb) = (err(&ra, &a), err(&rb, &b));
     println!(
         "pair refresh: errors 2^-{:.1} and 2^-{:.1}",
@@ -346,13 +355,8 @@ fn passengers_ride_in_a_refresh() {
     let garbage: Vec<f64> = (0..slots).map(|_| rng.random_range(-0.01..0.01)).collect();
     let enc =
         |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
-    let err = |ct: &he_linalg::ckks::Ciphertext<_>, want: &[f64]| {
-        let got = ctx.decode(&sk.decrypt(ct).unwrap()).unwrap();
-        got.iter()
-            .zip(want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0.0, f64::max)
-    };
+    let err =
+        |ct: &he_linalg::ckks::Ciphertext<CpuBackend>, want: &[f64]| max_err(&ctx, &sk, ct, want);
     let alone = refresher.refresh(&ops, &enc(&b, 3), 1.0).unwrap();
     let e_alone = err(&alone, &b);
     // The host: `host + 0.01·i·garbage` (an imaginary part the decoder's real view hides).
