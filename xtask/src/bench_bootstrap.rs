@@ -15,7 +15,7 @@
 use ckks::circuits::DiagonalStorage;
 use ckks::circuits::bootstrapping::presets;
 use ckks::circuits::{BootstrapOrder, Bootstrapper, BootstrappingConfig, StageTimings};
-use ckks::{Complex64, Context, Evaluator, KeyGenerator, ParametersLiteral};
+use ckks::{Complex64, Context, Evaluator, KeyGenerator, KeyStorage, ParametersLiteral};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use std::sync::Arc;
@@ -53,13 +53,18 @@ pub struct Args {
     /// (fastest) or their `coefficients`, encoded when used (a twentieth of the memory).
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
+    /// How the evaluation keys keep their uniform parts `a_j`: `expanded` (stored:
+    /// fastest) or `seeded` (regenerated from their seed in each key switch: half the
+    /// keys' memory).
+    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    keys: KeyStorage,
 }
 
-/// The command-line name of a diagonal storage (`--diagonals`).
-pub fn diagonal_storage_name(d: DiagonalStorage) -> String {
-    use clap::ValueEnum as _;
-    d.to_possible_value()
-        .map_or_else(|| format!("{d:?}"), |v| v.get_name().to_string())
+/// The command-line name of an option's value (`--diagonals`, `--keys`), as the JSON
+/// reports print it.
+pub fn value_name<T: clap::ValueEnum + std::fmt::Debug>(v: T) -> String {
+    v.to_possible_value()
+        .map_or_else(|| format!("{v:?}"), |p| p.get_name().to_string())
 }
 
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
@@ -106,7 +111,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     for &slots in &slot_counts {
         let clock = Instant::now();
-        let mut kg = KeyGenerator::new(&ctx);
+        let mut kg = KeyGenerator::new(&ctx).with_key_storage(args.keys);
         let sk = kg.gen_secret_key()?;
         let request = config.key_request(&params, slots)?;
         let keys = kg.gen_evaluation_keys(&sk, &request)?;
@@ -190,7 +195,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
             "order": args.order,
-            "diagonals": diagonal_storage_name(args.diagonals),
+            "diagonals": value_name(args.diagonals),
+            "keys": value_name(args.keys),
             "diagonal_bytes": bt.diagonal_bytes(),
             "level_in": level_in,
             "level_out": level_out,

@@ -38,10 +38,11 @@
 
 use he_linalg::Matrix;
 use he_linalg::ckks::Context;
+use he_linalg::ckks::KeyStorage;
 use he_linalg::ckks::circuits::DiagonalStorage;
 use hetal_train::chiang::{ChiangConfig, SigmoidKind, train_chiang};
 use hetal_train::encrypted::presets::TrainPreset;
-use hetal_train::encrypted::{BootstrapStats, Client, SessionConfig, StepTimings};
+use hetal_train::encrypted::{BootstrapStats, Client, ServerOptions, SessionConfig, StepTimings};
 use hetal_train::model::SavedModel;
 use hetal_train::session::{self, Event, InProcess, LoopOptions, TrainData, Transport as _};
 use hetal_train::softmax::ASoftmaxParams;
@@ -81,6 +82,11 @@ pub struct Args {
     /// N = 2^16, a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
+    /// How the server keeps its evaluation keys' uniform parts (encrypted mode):
+    /// `expanded` (fastest) or `seeded` (regenerated in each key switch: about 3 GB less
+    /// at N = 2^16; docs/results/bootstrap.md).
+    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    keys: KeyStorage,
     /// Override the batch size.
     #[arg(long)]
     batch: Option<usize>,
@@ -343,9 +349,11 @@ pub fn run(args: &Args) -> BoxResult<()> {
             obj.insert("preset".into(), json!(e.preset));
             obj.insert(
                 "diagonals".into(),
-                json!(crate::bench_bootstrap::diagonal_storage_name(
-                    args.diagonals
-                )),
+                json!(crate::bench_bootstrap::value_name(args.diagonals)),
+            );
+            obj.insert(
+                "keys".into(),
+                json!(crate::bench_bootstrap::value_name(args.keys)),
             );
             obj.insert(
                 "encrypted".into(),
@@ -681,9 +689,12 @@ fn encrypted_run(
     let mut transport = InProcess::with_options(
         ctx.clone(),
         Some(server_dir.clone()),
-        he_linalg::ckks::circuits::BootstrapperOptions {
-            diagonals: args.diagonals,
-            ..Default::default()
+        ServerOptions {
+            bootstrapper: he_linalg::ckks::circuits::BootstrapperOptions {
+                diagonals: args.diagonals,
+                ..Default::default()
+            },
+            keys: args.keys,
         },
     );
     let opts = LoopOptions {

@@ -52,9 +52,7 @@ fn main() {
         rng.uniform_mod(ring.modulus(b), hk.limb_mut(j));
     }
     let k = be.upload(&hk).unwrap();
-    let key: Vec<[_; 2]> = (0..p.digits_at(level))
-        .map(|_| [k.clone(), k.clone()])
-        .collect();
+    let key: Vec<_> = (0..p.digits_at(level)).map(|_| k.clone()).collect();
     let r = 30;
     t("clone 13", r, || c.clone());
     let mut o = c.clone();
@@ -75,7 +73,12 @@ fn main() {
         })
         .collect();
     let [u0, _u1] = t("inner product", r, || {
-        be.key_switch_inner_product(&d, &key).unwrap()
+        be.key_switch_inner_product(&d, &key, ckks::he_math::UniformParts::Stored(&key))
+            .unwrap()
+    });
+    t("inner product, seeded a_j", r, || {
+        be.key_switch_inner_product(&d, &key, ckks::he_math::UniformParts::Seeded(&[7; 32]))
+            .unwrap()
     });
     t("mod_down", r, || be.mod_down(&u0, &pb).unwrap());
     let mut dd = d[0].clone();

@@ -706,17 +706,10 @@ impl<B: Backend> Evaluator<B> {
         key.check_level(a.level)?;
         let special = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[2], a.level)?;
-        if dec.digits.len() > key.digits.len() {
-            return Err(CkksError::ParameterMismatch(format!(
-                "switching key has {} digits, {} needed",
-                key.digits.len(),
-                dec.digits.len()
-            )));
-        }
+        let be = self.be();
+        let [u0, u1] = key.inner_product(be, &dec.digits)?;
         self.note(Op::KeySwitch, 1);
         self.note(Op::Rescale, 1);
-        let be = self.be();
-        let [u0, u1] = be.key_switch_inner_product(&dec.digits, &key.digits[..dec.digits.len()])?;
         drop(dec);
         let c1 = a.parts.swap_remove(1);
         let c0 = a.parts.swap_remove(0);
@@ -869,17 +862,9 @@ impl<B: Backend> Evaluator<B> {
         key: &SwitchingKey<B>,
     ) -> Result<[B::Poly; 2]> {
         key.check_level(level)?;
-        if digits.len() > key.digits.len() {
-            return Err(CkksError::ParameterMismatch(format!(
-                "switching key has {} digits, {} needed",
-                key.digits.len(),
-                digits.len()
-            )));
-        }
+        let out = key.inner_product(self.be(), digits)?;
         self.note(Op::KeySwitch, 1);
-        Ok(self
-            .be()
-            .key_switch_inner_product(digits, &key.digits[..digits.len()])?)
+        Ok(out)
     }
 
     /// Hybrid key switching (Han–Ki, CT-RSA 2020, §3) of `c` (NTT form over

@@ -12,14 +12,17 @@
 //! `Q̂_j = (Q/D_j)·[(Q/D_j)^{-1}]_{D_j}` and `s'` is the key switched from (`s²` for
 //! relinearization, `σ_k(s)` for the Galois element `k`). `P·Q̂_j` is `P mod q_i` on the
 //! primes of `D_j` and `0` on every other prime of `Q` and on `P`, so no big integer is
-//! needed. The uniform parts `a_j` are expanded from a public 32-byte seed, which allows a
-//! compact serialized form.
+//! needed. The uniform parts `a_j` are expanded from a public 32-byte seed
+//! (`he_math::expand`: each residue vector `a_j mod q_i` is its own AES-128-CTR stream),
+//! which gives the serialized form its half size and lets a holder keep only the seed
+//! and regenerate `a_j` in each key switch ([`KeyStorage::Seeded`]).
 
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::params::SecretDistribution;
+use he_math::expand::SeedExpander;
 use he_math::galois;
-use he_math::{Backend, Csprng, Representation, RnsPoly};
+use he_math::{Backend, Csprng, Representation, RnsPoly, UniformParts};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zeroize::Zeroize;
@@ -37,6 +40,38 @@ pub(crate) fn sample_uniform<B: Backend>(
         rng.uniform_mod(ring.modulus(bi), p.limb_mut(j));
     }
     Ok(ctx.backend().upload_owned(p)?)
+}
+
+/// Digit `digit`'s uniform part `a_digit` of a switching key with public seed `seed`,
+/// over `basis`, NTT form (`he_math::expand`, stream `(digit, i)` for each modulus `i`).
+pub(crate) fn expand_uniform<B: Backend>(
+    ctx: &Context<B>,
+    seed: &[u8; 32],
+    digit: usize,
+    basis: &[usize],
+) -> Result<B::Poly> {
+    let ring = ctx.params().ring();
+    let expander = SeedExpander::new(seed);
+    let mut p = RnsPoly::zero(ring.n(), basis, Representation::Ntt);
+    for (j, &bi) in basis.iter().enumerate() {
+        expander.fill(digit, bi, ring.modulus(bi), p.limb_mut(j));
+    }
+    Ok(ctx.backend().upload_owned(p)?)
+}
+
+/// How a holder of switching keys keeps their uniform parts `a_j` (both forms give the
+/// same key switch, bit for bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum KeyStorage {
+    /// `a_j` stored next to `b_j`: the fastest.
+    #[default]
+    Expanded,
+    /// Only the 32-byte seed of the `a_j` kept: half the memory; each key switch
+    /// regenerates the `a_j` limbs it reads (AES-128-CTR, about 0.1 ms per limb of
+    /// `2^16` words here; docs/results/bootstrap.md).
+    Seeded,
 }
 
 /// Samples the discrete Gaussian error over `basis`, NTT form. The host copies are
@@ -169,9 +204,13 @@ impl<B: Backend> PublicKey<B> {
 /// `≤ level`. A key for a lower level has fewer limbs and digits, so it is smaller: a
 /// key at level `ℓ` takes `digits_at(ℓ)·2·(ℓ + 1 + |P|)` limbs of `N` words (Lattigo
 /// generates evaluation keys at a chosen `LevelQ` the same way, `rlwe/keygenerator.go`).
-/// `seed` is the public seed the `a_j` were expanded from.
+/// `seed` is the public seed the `a_j` are expanded from; they are stored or not
+/// ([`KeyStorage`]).
 pub struct SwitchingKey<B: Backend> {
-    pub(crate) digits: Vec<[B::Poly; 2]>,
+    /// `b_j`, one per digit.
+    pub(crate) b: Vec<B::Poly>,
+    /// `a_j`, one per digit, or empty when only the seed is kept.
+    pub(crate) a: Vec<B::Poly>,
     pub(crate) seed: [u8; 32],
     pub(crate) level: usize,
 }
@@ -180,9 +219,10 @@ impl<B: Backend> std::fmt::Debug for SwitchingKey<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "SwitchingKey({} digits, level {})",
-            self.digits.len(),
-            self.level
+            "SwitchingKey({} digits, level {}, {:?})",
+            self.b.len(),
+            self.level,
+            self.storage()
         )
     }
 }
@@ -190,7 +230,57 @@ impl<B: Backend> std::fmt::Debug for SwitchingKey<B> {
 impl<B: Backend> SwitchingKey<B> {
     /// Number of digits ([`crate::Parameters::digits_at`] of [`Self::level`]).
     pub fn num_digits(&self) -> usize {
-        self.digits.len()
+        self.b.len()
+    }
+
+    /// Whether the `a_j` are stored or regenerated from the seed when used.
+    pub fn storage(&self) -> KeyStorage {
+        if self.a.is_empty() {
+            KeyStorage::Seeded
+        } else {
+            KeyStorage::Expanded
+        }
+    }
+
+    /// The key-switching inner product of ModUp `digits` with this key's first
+    /// `digits.len()` digits (`Backend::key_switch_inner_product`; the `a_j` stored or
+    /// regenerated from the seed).
+    ///
+    /// # Errors
+    /// [`CkksError::ParameterMismatch`] for more digits than the key has; backend errors.
+    pub(crate) fn inner_product(&self, be: &B, digits: &[B::Poly]) -> Result<[B::Poly; 2]> {
+        let t = digits.len();
+        if t > self.b.len() {
+            return Err(CkksError::ParameterMismatch(format!(
+                "switching key has {} digits, {t} needed",
+                self.b.len()
+            )));
+        }
+        let a = if self.a.is_empty() {
+            UniformParts::Seeded(&self.seed)
+        } else {
+            UniformParts::Stored(&self.a[..t])
+        };
+        Ok(be.key_switch_inner_product(digits, &self.b[..t], a)?)
+    }
+
+    /// Keeps the `a_j` as `storage` says: drops them ([`KeyStorage::Seeded`]) or
+    /// expands them from the seed over the key's basis ([`KeyStorage::Expanded`]).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub(crate) fn set_storage(&mut self, ctx: &Context<B>, storage: KeyStorage) -> Result<()> {
+        match storage {
+            KeyStorage::Seeded => self.a = Vec::new(),
+            KeyStorage::Expanded if self.a.is_empty() => {
+                let basis = ctx.backend().basis(&self.b[0]).to_vec();
+                self.a = (0..self.b.len())
+                    .map(|j| expand_uniform(ctx, &self.seed, j, &basis))
+                    .collect::<Result<_>>()?;
+            }
+            KeyStorage::Expanded => {}
+        }
+        Ok(())
     }
 
     /// The highest ciphertext level the key serves.
@@ -213,9 +303,10 @@ impl<B: Backend> SwitchingKey<B> {
     }
 
     /// Size in memory, bytes, of a key whose polynomials have `special` special primes:
-    /// `2·digits` polynomials of `level + 1 + special` limbs of `N` words of 8 bytes.
+    /// `2·digits` polynomials (`digits` when seeded) of `level + 1 + special` limbs of
+    /// `N` words of 8 bytes.
     fn memory_bytes(&self, n: usize, special: usize) -> usize {
-        self.digits.len() * 2 * (self.level + 1 + special) * n * 8
+        (self.b.len() + self.a.len()) * (self.level + 1 + special) * n * 8
     }
 }
 
@@ -370,10 +461,10 @@ impl<B: Backend> EvaluationKeySet<B> {
     }
 
     /// Size of the keys in memory, in bytes: each switching key has the digits of its
-    /// level, two polynomials each, over `q_0 … q_level ∪ P` (`N` words of 8 bytes per
-    /// limb); the encapsulation key to `s'` lives over `q_0 ∪ {p_0}`. The seeded
-    /// serialized form ([`crate::Context::serialize_evaluation_keys`]) is about half of
-    /// it.
+    /// level, two polynomials each (one when [`KeyStorage::Seeded`]), over
+    /// `q_0 … q_level ∪ P` (`N` words of 8 bytes per limb); the encapsulation key to `s'`
+    /// lives over `q_0 ∪ {p_0}`. The serialized form
+    /// ([`crate::Context::serialize_evaluation_keys`]) is the size of the seeded keys.
     pub fn memory_bytes(&self, params: &crate::Parameters) -> usize {
         let (n, p) = (params.n(), params.p_basis().len());
         let full: usize = self
@@ -388,6 +479,29 @@ impl<B: Backend> EvaluationKeySet<B> {
             e.to_sparse
                 .memory_bytes(n, params.encapsulation_special_basis().len())
         })
+    }
+
+    /// Keeps every switching key's `a_j` as `storage` says: drops them
+    /// ([`KeyStorage::Seeded`]: half the memory, each key switch regenerates what it
+    /// reads) or expands them from their seeds ([`KeyStorage::Expanded`]).
+    ///
+    /// # Errors
+    /// Backend errors (the set may then be partly converted; every key still works).
+    pub fn set_key_storage(&mut self, ctx: &Context<B>, storage: KeyStorage) -> Result<()> {
+        for k in self
+            .relin
+            .iter_mut()
+            .map(|k| &mut k.0)
+            .chain(self.galois.values_mut().map(|g| &mut g.key))
+            .chain(
+                self.encapsulation
+                    .iter_mut()
+                    .flat_map(|e| [&mut e.to_sparse, &mut e.from_sparse]),
+            )
+        {
+            k.set_storage(ctx, storage)?;
+        }
+        Ok(())
     }
 
     /// The keys' levels: `(Galois element, highest level it serves)`, increasing
@@ -449,6 +563,7 @@ impl<B: Backend> EvaluationKeySet<B> {
 pub struct KeyGenerator<B: Backend> {
     ctx: Arc<Context<B>>,
     rng: Csprng,
+    storage: KeyStorage,
 }
 
 impl<B: Backend> std::fmt::Debug for KeyGenerator<B> {
@@ -463,6 +578,7 @@ impl<B: Backend> KeyGenerator<B> {
         Self {
             ctx: ctx.clone(),
             rng: Csprng::from_entropy(),
+            storage: KeyStorage::default(),
         }
     }
 
@@ -472,7 +588,16 @@ impl<B: Backend> KeyGenerator<B> {
         Self {
             ctx: ctx.clone(),
             rng,
+            storage: KeyStorage::default(),
         }
+    }
+
+    /// Makes switching keys that keep their `a_j` as `storage` says
+    /// ([`KeyStorage::Expanded`] by default). A party that only sends its keys (a
+    /// client) needs [`KeyStorage::Seeded`]: the serialized form is the same.
+    pub fn with_key_storage(mut self, storage: KeyStorage) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// A fresh secret key.
@@ -550,7 +675,6 @@ impl<B: Backend> KeyGenerator<B> {
             .collect();
         let ring = params.ring();
         let seed = self.rng.seed_bytes();
-        let mut a_rng = Csprng::from_seed(seed);
         let special_primes: Vec<u64> = special.iter().map(|&i| ring.modulus(i).value()).collect();
         let p_mod: Vec<u64> = qp
             .iter()
@@ -563,9 +687,10 @@ impl<B: Backend> KeyGenerator<B> {
             .collect();
         let num_digits = params.digits_at(level);
         let s_out = Wiped::new(be, be.select_limbs(&sk.s, &qp)?);
-        let mut digits = Vec::with_capacity(num_digits);
+        let mut bs = Vec::with_capacity(num_digits);
+        let mut as_ = Vec::with_capacity(num_digits);
         for j in 0..num_digits {
-            let a = sample_uniform(&self.ctx, &mut a_rng, &qp)?;
+            let a = expand_uniform(&self.ctx, &seed, j, &qp)?;
             let mut b = sample_gaussian(&self.ctx, &mut self.rng, &qp)?;
             let mut t = Wiped::new(be, a.clone());
             be.mul_assign(&mut t, &s_out)?;
@@ -579,10 +704,14 @@ impl<B: Backend> KeyGenerator<B> {
             let mut g = Wiped::new(be, be.select_limbs(s_in, &qp)?);
             be.scalar_mul_assign(&mut g, &gadget)?;
             be.add_assign(&mut b, &g)?;
-            digits.push([b, a]);
+            bs.push(b);
+            if self.storage == KeyStorage::Expanded {
+                as_.push(a);
+            }
         }
         Ok(SwitchingKey {
-            digits,
+            b: bs,
+            a: as_,
             seed,
             level,
         })

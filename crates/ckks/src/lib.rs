@@ -58,8 +58,8 @@ pub use evaluator::{Decomposition, Evaluator, OpCounts};
 pub use flooding::{FloodedDecoding, Flooding, FloodingReport};
 pub use he_math;
 pub use keys::{
-    EncapsulationKeys, EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, PublicKey,
-    RelinearizationKey, SecretKey, SwitchingKey,
+    EncapsulationKeys, EvaluationKeyRequest, EvaluationKeySet, GaloisKey, KeyGenerator, KeyStorage,
+    PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
 };
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution, presets};

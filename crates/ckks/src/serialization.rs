@@ -10,14 +10,15 @@
 //!
 //! Compact seeded forms: a fresh secret-key ciphertext (from
 //! [`SecretKey::encrypt_compact`]) stores `c_0` and the 32-byte seed of `c_1` (half the
-//! size); switching keys always store the `b_j` and the seed of the `a_j`.
+//! size); switching keys always store the `b_j` and the seed of the `a_j`, which loading
+//! expands or not ([`KeyStorage`]).
 
 use crate::ciphertext::{Ciphertext, Plaintext};
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::keys::{
-    EncapsulationKeys, EvaluationKeySet, GaloisKey, PublicKey, RelinearizationKey, SecretKey,
-    SwitchingKey, sample_uniform,
+    EncapsulationKeys, EvaluationKeySet, GaloisKey, KeyStorage, PublicKey, RelinearizationKey,
+    SecretKey, SwitchingKey, sample_uniform,
 };
 use crate::params::{Parameters, ParametersLiteral};
 use he_math::{Backend, Csprng, Representation, RnsPoly};
@@ -26,8 +27,9 @@ use std::io::Read as _;
 use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
-/// Version of the encodings below; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 3;
+/// Version of the encodings below; bumped on any incompatible change (4: switching
+/// keys' `a_j` expanded limb by limb, `he_math::expand`).
+pub const FORMAT_VERSION: u16 = 4;
 
 fn malformed(msg: impl std::fmt::Display) -> CkksError {
     CkksError::Malformed(msg.to_string())
@@ -314,16 +316,20 @@ impl<B: Backend> Context<B> {
         Ok(SwitchingKeyWire {
             level: u32::try_from(k.level).map_err(malformed)?,
             seed: k.seed,
-            b: k.digits
+            b: k.b
                 .iter()
-                .map(|[b, _]| self.download_data(b))
+                .map(|b| self.download_data(b))
                 .collect::<Result<Vec<_>>>()?,
         })
     }
 
     /// A switching key with the special primes `P`, at the level the wire gives
     /// (checked against `L`).
-    fn switching_key_from_wire(&self, w: SwitchingKeyWire) -> Result<SwitchingKey<B>> {
+    fn switching_key_from_wire(
+        &self,
+        w: SwitchingKeyWire,
+        storage: KeyStorage,
+    ) -> Result<SwitchingKey<B>> {
         let level = w.level as usize;
         if level > self.params().max_level() {
             return Err(malformed(format!(
@@ -331,16 +337,18 @@ impl<B: Backend> Context<B> {
                 self.params().max_level()
             )));
         }
-        self.switching_key_from_wire_over(w, level, &self.params().p_basis())
+        self.switching_key_from_wire_over(w, level, &self.params().p_basis(), storage)
     }
 
     /// A switching key usable up to `level` with the special primes `special`
-    /// (polynomials over `q_0 … q_level ∪ special`); the wire must say `level`.
+    /// (polynomials over `q_0 … q_level ∪ special`); the wire must say `level`. The
+    /// `a_j` are expanded from the seed or not, as `storage` says.
     fn switching_key_from_wire_over(
         &self,
         w: SwitchingKeyWire,
         level: usize,
         special: &[usize],
+        storage: KeyStorage,
     ) -> Result<SwitchingKey<B>> {
         let params = self.params();
         if w.level as usize != level {
@@ -361,18 +369,18 @@ impl<B: Backend> Context<B> {
             .into_iter()
             .chain(special.iter().copied())
             .collect();
-        let mut a_rng = Csprng::from_seed(w.seed);
-        let mut digits = Vec::with_capacity(expected);
-        for b in w.b {
-            let b = self.upload_data(&qp, b)?;
-            let a = sample_uniform(self, &mut a_rng, &qp)?;
-            digits.push([b, a]);
-        }
-        Ok(SwitchingKey {
-            digits,
+        let b =
+            w.b.into_iter()
+                .map(|b| self.upload_data(&qp, b))
+                .collect::<Result<Vec<_>>>()?;
+        let mut key = SwitchingKey {
+            b,
+            a: Vec::new(),
             seed: w.seed,
             level,
-        })
+        };
+        key.set_storage(self, storage)?;
+        Ok(key)
     }
 
     /// An evaluation-key set as bytes (compact: the `a_j` are stored as their seed).
@@ -415,30 +423,50 @@ impl<B: Backend> Context<B> {
     /// # Errors
     /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
     pub fn deserialize_evaluation_keys(&self, bytes: &[u8]) -> Result<EvaluationKeySet<B>> {
+        self.deserialize_evaluation_keys_with(bytes, KeyStorage::Expanded)
+    }
+
+    /// [`Self::deserialize_evaluation_keys`] keeping the keys' `a_j` as `storage` says
+    /// ([`KeyStorage::Seeded`]: never expanded, half the memory).
+    ///
+    /// # Errors
+    /// As [`Self::deserialize_evaluation_keys`].
+    pub fn deserialize_evaluation_keys_with(
+        &self,
+        bytes: &[u8],
+        storage: KeyStorage,
+    ) -> Result<EvaluationKeySet<B>> {
         let w: EvaluationKeysWire = from_bytes(bytes)?;
         w.header.check(self.params())?;
         let mut set = EvaluationKeySet::default();
         if let Some(r) = w.relin {
-            self.insert_key(&mut set, KeyFrame::Relin(r))?;
+            self.insert_key(&mut set, KeyFrame::Relin(r), storage)?;
         }
         for (element, k) in w.galois {
-            self.insert_key(&mut set, KeyFrame::Galois(element, k))?;
+            self.insert_key(&mut set, KeyFrame::Galois(element, k), storage)?;
         }
         if let Some((h, to, from)) = w.encapsulation {
-            self.insert_key(&mut set, KeyFrame::Encapsulation(h, to, from))?;
+            self.insert_key(&mut set, KeyFrame::Encapsulation(h, to, from), storage)?;
         }
         Ok(set)
     }
 
     /// Validates one key and adds it to `set` (a second relinearization or
     /// encapsulation key, a repeated or trivial Galois element are refused).
-    fn insert_key(&self, set: &mut EvaluationKeySet<B>, frame: KeyFrame) -> Result<()> {
+    fn insert_key(
+        &self,
+        set: &mut EvaluationKeySet<B>,
+        frame: KeyFrame,
+        storage: KeyStorage,
+    ) -> Result<()> {
         match frame {
             KeyFrame::Relin(r) => {
                 if set.relin.is_some() {
                     return Err(malformed("two relinearization keys"));
                 }
-                set.relin = Some(RelinearizationKey(self.switching_key_from_wire(r)?));
+                set.relin = Some(RelinearizationKey(
+                    self.switching_key_from_wire(r, storage)?,
+                ));
             }
             KeyFrame::Galois(element, k) => {
                 let element = usize::try_from(element).map_err(malformed)?;
@@ -449,7 +477,7 @@ impl<B: Backend> Context<B> {
                         "Galois element {element} repeated or trivial"
                     )));
                 }
-                let key = self.switching_key_from_wire(k)?;
+                let key = self.switching_key_from_wire(k, storage)?;
                 set.galois.insert(element, GaloisKey { element, key });
             }
             KeyFrame::Encapsulation(h, to, from) => {
@@ -465,8 +493,9 @@ impl<B: Backend> Context<B> {
                         to,
                         0,
                         &self.params().encapsulation_special_basis(),
+                        storage,
                     )?,
-                    from_sparse: self.switching_key_from_wire(from)?,
+                    from_sparse: self.switching_key_from_wire(from, storage)?,
                     hamming_weight: h,
                 });
             }
@@ -544,6 +573,19 @@ impl<B: Backend> Context<B> {
     /// [`CkksError::Malformed`] (bad magic, oversized or truncated frame, invalid key,
     /// bytes after the end frame), [`CkksError::ParameterMismatch`], [`CkksError::Io`].
     pub fn read_evaluation_keys<R: std::io::Read>(&self, r: &mut R) -> Result<EvaluationKeySet<B>> {
+        self.read_evaluation_keys_with(r, KeyStorage::Expanded)
+    }
+
+    /// [`Self::read_evaluation_keys`] keeping the keys' `a_j` as `storage` says
+    /// ([`KeyStorage::Seeded`]: never expanded, half the memory).
+    ///
+    /// # Errors
+    /// As [`Self::read_evaluation_keys`].
+    pub fn read_evaluation_keys_with<R: std::io::Read>(
+        &self,
+        r: &mut R,
+        storage: KeyStorage,
+    ) -> Result<EvaluationKeySet<B>> {
         let mut magic = [0u8; 8];
         read_exact_or_malformed(r, &mut magic, "magic")?;
         if &magic != KEY_STREAM_MAGIC {
@@ -557,7 +599,7 @@ impl<B: Backend> Context<B> {
             let body = read_frame(r, max)?;
             match from_bytes::<KeyFrame>(&body)? {
                 KeyFrame::End => break,
-                frame => self.insert_key(&mut set, frame)?,
+                frame => self.insert_key(&mut set, frame, storage)?,
             }
         }
         let mut probe = [0u8; 1];

@@ -115,8 +115,13 @@ impl Backend for Counting {
     fn mod_raise(&self, a: &P, target: &[usize]) -> Result<P> {
         self.inner.mod_raise(a, target)
     }
-    fn key_switch_inner_product(&self, digits: &[P], key: &[[P; 2]]) -> Result<[P; 2]> {
-        self.inner.key_switch_inner_product(digits, key)
+    fn key_switch_inner_product(
+        &self,
+        digits: &[P],
+        key_b: &[P],
+        key_a: ckks::he_math::UniformParts<'_, P>,
+    ) -> Result<[P; 2]> {
+        self.inner.key_switch_inner_product(digits, key_b, key_a)
     }
 }
 

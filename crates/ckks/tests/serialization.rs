@@ -283,3 +283,90 @@ fn streamed_keys_round_trip_and_refuse_damage() {
         Err(CkksError::ParameterMismatch(_))
     ));
 }
+
+/// Keys that keep only the seed of their uniform parts (`KeyStorage::Seeded`) switch
+/// keys bit for bit like expanded ones, at every level, take half the memory, and
+/// serialize to the same bytes; the storage converts both ways.
+#[test]
+fn seeded_keys_switch_like_expanded_keys() {
+    use ckks::KeyStorage;
+    use ckks::he_math::Csprng;
+    let ctx = Context::new_cpu(presets::insecure_n12_depth6()).unwrap();
+    let p = ctx.params().clone();
+    let req = EvaluationKeyRequest {
+        relinearization: true,
+        rotations: vec![1, -3],
+        conjugation: true,
+        encapsulation: None,
+        rotations_up_to: vec![(5, 2)],
+    };
+    let gen_keys = |storage| {
+        let mut kg =
+            KeyGenerator::with_rng(&ctx, Csprng::from_seed([9; 32])).with_key_storage(storage);
+        let sk = kg.gen_secret_key().unwrap();
+        (kg.gen_evaluation_keys(&sk, &req).unwrap(), sk)
+    };
+    let (expanded, sk) = gen_keys(KeyStorage::Expanded);
+    let (seeded, _) = gen_keys(KeyStorage::Seeded);
+    let bytes = ctx.serialize_evaluation_keys(&expanded).unwrap();
+    assert_eq!(ctx.serialize_evaluation_keys(&seeded).unwrap(), bytes);
+    assert_eq!(
+        2 * seeded.memory_bytes(&p),
+        expanded.memory_bytes(&p),
+        "half the memory"
+    );
+    let loaded = ctx
+        .deserialize_evaluation_keys_with(&bytes, KeyStorage::Seeded)
+        .unwrap();
+    assert_eq!(loaded.memory_bytes(&p), seeded.memory_bytes(&p));
+
+    let z: Vec<Complex64> = (0..p.max_slots())
+        .map(|i| Complex64::new((i as f64 * 0.37).sin(), (i as f64 * 0.11).cos()))
+        .collect();
+    let evs = [
+        Evaluator::new(&ctx, Arc::new(expanded)),
+        Evaluator::new(&ctx, Arc::new(seeded)),
+        Evaluator::new(&ctx, Arc::new(loaded)),
+    ];
+    for level in [p.max_level(), 2] {
+        let ct = sk
+            .encrypt(
+                &ctx.encode_complex(&z, level, p.scale_at(level).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+        let outputs = |ev: &Evaluator<_>| {
+            let mut v = vec![
+                ev.rotate(&ct, 1).unwrap(),
+                ev.rotate(&ct, -3).unwrap(),
+                ev.conjugate(&ct).unwrap(),
+                ev.mul_relin(&ct, &ct).unwrap(),
+            ];
+            if level <= 2 {
+                v.push(ev.rotate(&ct, 5).unwrap());
+            }
+            v.iter()
+                .map(|c| ctx.serialize_ciphertext(c).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let want = outputs(&evs[0]);
+        assert_eq!(outputs(&evs[1]), want, "generated seeded, level {level}");
+        assert_eq!(outputs(&evs[2]), want, "loaded seeded, level {level}");
+        // And the rotation is right.
+        let got = ctx
+            .decode_complex(&sk.decrypt(&evs[1].rotate(&ct, 1).unwrap()).unwrap())
+            .unwrap();
+        let rotated: Vec<Complex64> = (0..z.len()).map(|i| z[(i + 1) % z.len()]).collect();
+        assert!(max_err(&got, &rotated) < 1e-4, "level {level}");
+    }
+
+    // Seeded → expanded → seeded.
+    let mut keys = ctx
+        .deserialize_evaluation_keys_with(&bytes, KeyStorage::Seeded)
+        .unwrap();
+    keys.set_key_storage(&ctx, KeyStorage::Expanded).unwrap();
+    assert_eq!(keys.memory_bytes(&p), 2 * evs[1].keys().memory_bytes(&p));
+    assert_eq!(ctx.serialize_evaluation_keys(&keys).unwrap(), bytes);
+    keys.set_key_storage(&ctx, KeyStorage::Seeded).unwrap();
+    assert_eq!(keys.memory_bytes(&p), evs[1].keys().memory_bytes(&p));
+}

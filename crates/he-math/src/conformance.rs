@@ -9,8 +9,9 @@
 //! The test rings mix prime sizes (36 to 61 bits) so that both the IFMA kernels
 //! (`q < 2^50`) and the 64-bit fallbacks run.
 
-use crate::backend::{Backend, ReferenceBackend};
+use crate::backend::{Backend, ReferenceBackend, UniformParts};
 use crate::error::MathError;
+use crate::expand::SeedExpander;
 use crate::galois;
 use crate::ntt::negacyclic_schoolbook;
 use crate::poly::{Representation, RnsPoly};
@@ -468,30 +469,57 @@ fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng)
     let digits: Vec<RnsPoly> = (0..3)
         .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
         .collect();
-    let keys: Vec<[RnsPoly; 2]> = (0..3)
-        .map(|_| {
-            [
-                random_poly(&ctx, &top, Representation::Ntt, rng),
-                random_poly(&ctx, &top, Representation::Ntt, rng),
-            ]
-        })
+    let key_b: Vec<RnsPoly> = (0..3)
+        .map(|_| random_poly(&ctx, &top, Representation::Ntt, rng))
         .collect();
-    let db: Vec<B::Poly> = digits.iter().map(|d| p.b.upload(d).unwrap()).collect();
-    let kb: Vec<[B::Poly; 2]> = keys
-        .iter()
-        .map(|k| [p.b.upload(&k[0]).unwrap(), p.b.upload(&k[1]).unwrap()])
+    let key_a: Vec<RnsPoly> = (0..3)
+        .map(|_| random_poly(&ctx, &top, Representation::Ntt, rng))
         .collect();
-    let out_b = p.b.key_switch_inner_product(&db, &kb).unwrap();
-    let out_r = p.r.key_switch_inner_product(&digits, &keys).unwrap();
-    for c in 0..2 {
+    let up = |v: &[RnsPoly]| -> Vec<B::Poly> { v.iter().map(|x| p.b.upload(x).unwrap()).collect() };
+    let (db, kb, ka) = (up(&digits), up(&key_b), up(&key_a));
+    let out_b =
+        p.b.key_switch_inner_product(&db, &kb, UniformParts::Stored(&ka))
+            .unwrap();
+    let out_r =
+        p.r.key_switch_inner_product(&digits, &key_b, UniformParts::Stored(&key_a))
+            .unwrap();
+    for (c, key) in [&key_b, &key_a].into_iter().enumerate() {
         p.same("key-switch inner product", &out_b[c], &out_r[c]);
         let mut want = RnsPoly::zero(ctx.n(), &basis, Representation::Ntt);
-        for (d, k) in digits.iter().zip(&keys) {
-            p.r.mul_add_assign(&mut want, d, &k[c].select_limbs(&basis).unwrap())
+        for (d, k) in digits.iter().zip(key) {
+            p.r.mul_add_assign(&mut want, d, &k.select_limbs(&basis).unwrap())
                 .unwrap();
         }
         assert_eq!(out_r[c], want, "key-switch inner product vs mul-add");
     }
+    // A seeded key's `a_j`, expanded on use, gives what the stored expansion gives.
+    let seed = rng.seed_bytes();
+    let expander = SeedExpander::new(&seed);
+    let expanded: Vec<RnsPoly> = (0..3)
+        .map(|d| {
+            let mut a = RnsPoly::zero(ctx.n(), &top, Representation::Ntt);
+            for (pos, &i) in top.iter().enumerate() {
+                expander.fill(d, i, ctx.modulus(i), a.limb_mut(pos));
+            }
+            a
+        })
+        .collect();
+    let seeded_b =
+        p.b.key_switch_inner_product(&db, &kb, UniformParts::Seeded(&seed))
+            .unwrap();
+    let seeded_r =
+        p.r.key_switch_inner_product(&digits, &key_b, UniformParts::Seeded(&seed))
+            .unwrap();
+    let stored_r =
+        p.r.key_switch_inner_product(&digits, &key_b, UniformParts::Stored(&expanded))
+            .unwrap();
+    p.same(
+        "seeded key-switch inner product",
+        &seeded_b[1],
+        &seeded_r[1],
+    );
+    assert_eq!(seeded_r[1], stored_r[1], "seeded vs stored expansion");
+    assert_eq!(seeded_r[0], out_r[0], "b part unchanged by the seeding");
 }
 
 fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
@@ -564,5 +592,13 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         p.b.mod_up(&ab, &[3], &TEST_P).is_err(),
         "digit outside the basis"
     );
-    assert!(p.b.key_switch_inner_product(&[ab.clone()], &[]).is_err());
+    assert!(
+        p.b.key_switch_inner_product(&[ab.clone()], &[], UniformParts::Stored(&[]))
+            .is_err()
+    );
+    assert!(
+        p.b.key_switch_inner_product(&[ab.clone()], &[ab.clone()], UniformParts::Stored(&[]))
+            .is_err(),
+        "missing a_j"
+    );
 }

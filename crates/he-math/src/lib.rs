@@ -9,6 +9,7 @@
 //! - [`basis_conv`]: fast RNS basis conversion (ModUp/ModDown building block);
 //! - [`ring`] and [`poly`]: the ring context and host RNS polynomials;
 //! - [`sampling`]: CSPRNG sampling of uniform, ternary and Gaussian polynomials;
+//! - [`expand`]: public uniform residues expanded from a seed, limb by limb (seeded keys);
 //! - [`backend`]: the [`Backend`] trait and its CPU implementations;
 //! - [`conformance`]: the test suite every backend must pass;
 //! - `allocator` (feature `mimalloc`): the binaries' global allocator and its settings.
@@ -21,6 +22,7 @@ pub mod backend;
 pub mod basis_conv;
 pub mod conformance;
 pub mod error;
+pub mod expand;
 pub mod galois;
 pub mod modulus;
 pub mod ntt;
@@ -31,7 +33,7 @@ pub mod rns;
 pub mod sampling;
 pub mod simd;
 
-pub use backend::{Backend, CpuBackend, ReferenceBackend};
+pub use backend::{Backend, CpuBackend, ReferenceBackend, UniformParts};
 pub use error::{MathError, Result};
 pub use modulus::Modulus;
 pub use ntt::{NttEngine, NttPlan};

@@ -34,12 +34,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use he_linalg::CpuBackend;
-use he_linalg::ckks::Context;
 use he_linalg::ckks::circuits::{BootstrapperOptions, DiagonalStorage};
+use he_linalg::ckks::{Context, KeyStorage};
 use hetal_train::TrainError;
 use hetal_train::encrypted::presets::TrainPreset;
 use hetal_train::encrypted::{
-    EncryptedBatch, EncryptedFeatures, EncryptedModel, EpochFeedback, SessionSetup, SetupHeader,
+    EncryptedBatch, EncryptedFeatures, EncryptedModel, EpochFeedback, ServerOptions, SessionSetup,
+    SetupHeader,
 };
 use hetal_train::session::ServerSession;
 use std::collections::HashMap;
@@ -76,6 +77,11 @@ pub struct Args {
     /// a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
+    /// How each session keeps its evaluation keys' uniform parts: `expanded` (fastest)
+    /// or `seeded` (never expanded; each key switch regenerates what it reads: about
+    /// 3 GB less per N = 2^16 session; docs/results/bootstrap.md).
+    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    keys: KeyStorage,
 }
 
 type Slot = Arc<Mutex<Option<ServerSession<CpuBackend>>>>;
@@ -84,7 +90,7 @@ struct App {
     dir: PathBuf,
     allow_insecure: bool,
     max_setup_bytes: u64,
-    options: BootstrapperOptions,
+    options: ServerOptions,
     sessions: Mutex<HashMap<String, Slot>>,
 }
 
@@ -191,7 +197,7 @@ impl App {
         let header = SetupHeader::read_from(&mut r)?;
         let preset = self.accepted(&header)?;
         let ctx = Context::new_cpu(header.parameters.clone()).map_err(TrainError::from)?;
-        let setup = SessionSetup::read_keys(&ctx, header, &mut r)?;
+        let setup = SessionSetup::read_keys(&ctx, header, &mut r, self.options.keys)?;
         let keys = setup.keys.num_keys();
         let s = ServerSession::with_options(id, ctx, setup, Some(dir), self.options)?;
         tracing::info!(
@@ -414,9 +420,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         dir: args.state_dir.clone(),
         allow_insecure: args.allow_insecure,
         max_setup_bytes: args.max_setup_bytes,
-        options: BootstrapperOptions {
-            diagonals: args.diagonals,
-            ..Default::default()
+        options: ServerOptions {
+            bootstrapper: BootstrapperOptions {
+                diagonals: args.diagonals,
+                ..Default::default()
+            },
+            keys: args.keys,
         },
         sessions: Mutex::new(HashMap::new()),
     });

@@ -5,9 +5,10 @@
 //! composite algorithms (rescale, ModUp, ModDown, key-switch inner product) are written
 //! once here, and the limb kernels are the part that differs.
 
-use super::Backend;
+use super::{Backend, UniformParts};
 use crate::basis_conv::BasisConverter;
 use crate::error::{MathError, Result};
+use crate::expand::SeedExpander;
 use crate::galois;
 use crate::modulus::Modulus;
 use crate::ntt::NttEngine;
@@ -18,6 +19,16 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
+
+/// Words of each digit's expanded `a_j` per pass of the seeded inner product (8 KiB:
+/// the digits' chunks stay in L1/L2 between expansion and use).
+const SEEDED_CHUNK: usize = 1024;
+
+thread_local! {
+    /// The seeded inner product's expansion buffer, one per thread, reused (no
+    /// allocation per limb once grown).
+    static SEEDED_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Limb-level kernels of a host backend. Every slice argument has length N unless said.
 pub trait LimbKernels: Send + Sync + 'static {
@@ -317,6 +328,48 @@ impl<K: LimbKernels> HostBackend<K> {
 
     /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
     /// the kernels ask for it.
+    /// Output limb `j` (modulus index `bi`) of `Σ_t d_t ⊙ a_t` with each `a_t` limb
+    /// expanded from `expander` chunk by chunk ([`SEEDED_CHUNK`] words per digit, in a
+    /// per-thread buffer), so a key's uniform part never exists whole in memory.
+    fn seeded_limb(
+        &self,
+        expander: &SeedExpander,
+        digits: &[RnsPoly],
+        j: usize,
+        bi: usize,
+        out: &mut [u64],
+    ) {
+        let m = self.ctx.modulus(bi);
+        let t = digits.len();
+        let chunk = SEEDED_CHUNK.min(out.len());
+        let mut streams: Vec<_> = (0..t).map(|d| expander.stream(d, bi, m)).collect();
+        SEEDED_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < t * chunk {
+                scratch.resize(t * chunk, 0);
+            }
+            let buf = &mut scratch[..t * chunk];
+            for (c, o) in out.chunks_mut(chunk).enumerate() {
+                let len = o.len();
+                let lo = c * chunk;
+                for (s, b) in streams.iter_mut().zip(buf.chunks_mut(chunk)) {
+                    s.fill(&mut b[..len]);
+                }
+                let mut xs = [&[][..]; 32];
+                let mut ys = [&[][..]; 32];
+                let t_max = t.min(32);
+                for (k, b) in buf.chunks(chunk).take(t_max).enumerate() {
+                    xs[k] = &digits[k].limb(j)[lo..lo + len];
+                    ys[k] = &b[..len];
+                }
+                K::dot(m, o, &xs[..t_max], &ys[..t_max]);
+                for (k, b) in buf.chunks(chunk).enumerate().skip(t_max) {
+                    K::mul_add(m, o, &digits[k].limb(j)[lo..lo + len], &b[..len]);
+                }
+            }
+        });
+    }
+
     fn limbs<F>(&self, basis: &[usize], data: &mut [u64], f: F)
     where
         F: Fn(usize, usize, &mut [u64]) + Send + Sync,
@@ -810,13 +863,22 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     fn key_switch_inner_product(
         &self,
         digits: &[RnsPoly],
-        key: &[[RnsPoly; 2]],
+        key_b: &[RnsPoly],
+        key_a: UniformParts<'_, RnsPoly>,
     ) -> Result<[RnsPoly; 2]> {
         let _span = tracing::trace_span!("key_switch_inner_product", backend = K::NAME).entered();
-        if digits.is_empty() || digits.len() != key.len() {
+        if digits.is_empty() || digits.len() != key_b.len() {
             return Err(MathError::LengthMismatch {
                 expected: digits.len(),
-                got: key.len(),
+                got: key_b.len(),
+            });
+        }
+        if let UniformParts::Stored(a) = key_a
+            && a.len() != digits.len()
+        {
+            return Err(MathError::LengthMismatch {
+                expected: digits.len(),
+                got: a.len(),
             });
         }
         let basis = digits[0].basis().to_vec();
@@ -824,12 +886,12 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             check_same(d, &digits[0])?;
             check_repr(d, Representation::Ntt)?;
         }
-        // Position of every digit-basis modulus in each key polynomial.
-        let mut positions = Vec::with_capacity(key.len());
-        for k in key {
-            for kp in k {
-                check_repr(kp, Representation::Ntt)?;
-                positions.push(
+        // Position of every digit-basis modulus in each stored key polynomial.
+        let positions = |polys: &[RnsPoly]| -> Result<Vec<Vec<usize>>> {
+            polys
+                .iter()
+                .map(|kp| {
+                    check_repr(kp, Representation::Ntt)?;
                     basis
                         .iter()
                         .map(|&bi| {
@@ -839,16 +901,13 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                                 ))
                             })
                         })
-                        .collect::<Result<Vec<usize>>>()?,
-                );
-            }
-        }
+                        .collect()
+                })
+                .collect()
+        };
+        let pos_b = positions(key_b)?;
         let n = self.ctx.n();
-        let mut out = [
-            RnsPoly::zero(n, &basis, Representation::Ntt),
-            RnsPoly::zero(n, &basis, Representation::Ntt),
-        ];
-        for (c, o) in out.iter_mut().enumerate() {
+        let stored = |o: &mut RnsPoly, key: &[RnsPoly], pos: &[Vec<usize>]| {
             let (b, data) = o.parts_mut();
             self.limbs(b, data, |j, bi, l| {
                 let m = self.ctx.modulus(bi);
@@ -857,14 +916,27 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 let t_max = digits.len().min(32);
                 for t in 0..t_max {
                     xs[t] = digits[t].limb(j);
-                    ys[t] = key[t][c].limb(positions[2 * t + c][j]);
+                    ys[t] = key[t].limb(pos[t][j]);
                 }
                 K::dot(m, l, &xs[..t_max], &ys[..t_max]);
                 for (t, d) in digits.iter().enumerate().skip(t_max) {
-                    K::mul_add(m, l, d.limb(j), key[t][c].limb(positions[2 * t + c][j]));
+                    K::mul_add(m, l, d.limb(j), key[t].limb(pos[t][j]));
                 }
             });
+        };
+        let mut out_b = RnsPoly::zero(n, &basis, Representation::Ntt);
+        stored(&mut out_b, key_b, &pos_b);
+        let mut out_a = RnsPoly::zero(n, &basis, Representation::Ntt);
+        match key_a {
+            UniformParts::Stored(a) => stored(&mut out_a, a, &positions(a)?),
+            UniformParts::Seeded(seed) => {
+                let expander = SeedExpander::new(seed);
+                let (b, data) = out_a.parts_mut();
+                self.limbs(b, data, |j, bi, l| {
+                    self.seeded_limb(&expander, digits, j, bi, l);
+                });
+            }
         }
-        Ok(out)
+        Ok([out_b, out_a])
     }
 }

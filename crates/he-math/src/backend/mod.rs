@@ -239,16 +239,30 @@ pub trait Backend: Send + Sync {
     /// unless `a` has exactly one limb and `target` is a valid basis containing it.
     fn mod_raise(&self, a: &Self::Poly, target: &[usize]) -> Result<Self::Poly>;
 
-    /// Key-switching inner product `(Σ_j d_j ⊙ k_{j,0}, Σ_j d_j ⊙ k_{j,1})` of ModUp
-    /// digits with key components. Digits share one basis; each key polynomial's basis
-    /// must contain it (a key made for level `ℓ` serves digits of any level `≤ ℓ`). All
-    /// NTT form; result over the digits' basis.
+    /// Key-switching inner product `(Σ_j d_j ⊙ b_j, Σ_j d_j ⊙ a_j)` of ModUp digits with
+    /// a switching key's parts: `key_b` stored, `key_a` stored or expanded from its seed
+    /// on use ([`UniformParts`]). Digits share one basis; each stored key polynomial's
+    /// basis must contain it (a key made for level `ℓ` serves digits of any level
+    /// `≤ ℓ`). All NTT form; result over the digits' basis.
     ///
     /// # Errors
     /// [`MathError::LengthMismatch`] if the counts differ, basis/representation errors.
     fn key_switch_inner_product(
         &self,
         digits: &[Self::Poly],
-        key: &[[Self::Poly; 2]],
+        key_b: &[Self::Poly],
+        key_a: UniformParts<'_, Self::Poly>,
     ) -> Result<[Self::Poly; 2]>;
+}
+
+/// The uniform parts `a_j` of a switching key, as [`Backend::key_switch_inner_product`]
+/// reads them.
+#[derive(Debug, Clone, Copy)]
+pub enum UniformParts<'a, P> {
+    /// One stored polynomial per digit (NTT form).
+    Stored(&'a [P]),
+    /// Expanded when used: digit `j`'s residues modulo the prime of moduli-table index
+    /// `i` are the stream `(j, i)` of [`crate::expand::SeedExpander`] for this public
+    /// seed, taken as NTT-form values (uniform in either form).
+    Seeded(&'a [u8; 32]),
 }

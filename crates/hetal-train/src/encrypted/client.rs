@@ -8,7 +8,7 @@ use super::messages::{
 use crate::error::{Result, TrainError};
 use crate::train::{EarlyStopping, SoftmaxKind, accuracy, cross_entropy, softmax_rows};
 use he_linalg::ckks::{
-    BootstrappingConfig, Context, Flooding, FloodingReport, KeyGenerator, SecretKey,
+    BootstrappingConfig, Context, Flooding, FloodingReport, KeyGenerator, KeyStorage, SecretKey,
 };
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix, Matrix, UnitShape};
 use std::sync::Arc;
@@ -114,14 +114,16 @@ impl<B: Backend> Client<B> {
     /// Generates the session's evaluation keys (bootstrapping, DiagABT, DiagATB,
     /// ASoftmax and weight-refresh rotations; never the secret key) and the message that
     /// carries them to the server. At N = 2^16 this takes tens of seconds and the keys
-    /// take gigabytes: call it once, send it, drop it.
+    /// take gigabytes: call it once, send it, drop it. The keys are made
+    /// [`KeyStorage::Seeded`] (the client only sends them; the serialized form is the
+    /// same); the server expands them or not ([`super::ServerOptions::keys`]).
     ///
     /// # Errors
     /// Key generation errors.
     pub fn session_setup(&self) -> Result<SessionSetup<B>> {
         let params = self.ctx.params().clone();
         let request = self.config.key_request(&params, &self.bootstrapping)?;
-        let mut kg = KeyGenerator::new(&self.ctx);
+        let mut kg = KeyGenerator::new(&self.ctx).with_key_storage(KeyStorage::Seeded);
         let keys = kg.gen_evaluation_keys(&self.sk, &request)?;
         Ok(SessionSetup {
             parameters: params.literal().clone(),

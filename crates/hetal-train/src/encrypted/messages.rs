@@ -6,7 +6,7 @@ use super::config::SessionConfig;
 use crate::error::{Result, TrainError};
 use crate::train::Decision;
 use he_linalg::ckks::{
-    BootstrappingConfig, Ciphertext, Context, EvaluationKeySet, ParametersLiteral,
+    BootstrappingConfig, Ciphertext, Context, EvaluationKeySet, KeyStorage, ParametersLiteral,
 };
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix};
 use serde::{Deserialize, Serialize};
@@ -239,16 +239,18 @@ impl<B: Backend> SessionSetup<B> {
         Ok(16 + header.len() as u64 + keys)
     }
 
-    /// Reads the keys that follow a [`SetupHeader`] in `r`; `ctx` must be built from
-    /// `header.parameters`. The stream must end after the keys.
+    /// Reads the keys that follow a [`SetupHeader`] in `r`, keeping their uniform parts
+    /// as `storage` says (a server with [`KeyStorage::Seeded`] never expands them);
+    /// `ctx` must be built from `header.parameters`. The stream must end after the keys.
     ///
     /// # Errors
     /// [`TrainError::Message`] for a context of other parameters; key validation errors
-    /// (`ckks`'s [`Context::read_evaluation_keys`]).
+    /// (`ckks`'s [`Context::read_evaluation_keys_with`]).
     pub fn read_keys<R: std::io::Read>(
         ctx: &Context<B>,
         header: SetupHeader,
         r: &mut R,
+        storage: KeyStorage,
     ) -> Result<Self> {
         if &header.parameters != ctx.params().literal() {
             return Err(TrainError::Message(
@@ -256,7 +258,7 @@ impl<B: Backend> SessionSetup<B> {
             ));
         }
         Ok(Self {
-            keys: ctx.read_evaluation_keys(r)?,
+            keys: ctx.read_evaluation_keys_with(r, storage)?,
             parameters: header.parameters,
             bootstrapping: header.bootstrapping,
             config: header.config,

@@ -34,6 +34,6 @@ pub use messages::{
 };
 pub use ops::{BootstrapStats, Ops, Refresher};
 pub use plan::StepPlan;
-pub use server::Server;
+pub use server::{Server, ServerOptions};
 pub use softmax::EncryptedSoftmax;
 pub use weights::WeightRefresh;

@@ -25,6 +25,7 @@ use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
 use crate::train::{Decision, nesterov_gamma, nesterov_update};
+use he_linalg::ckks::KeyStorage;
 use he_linalg::ckks::circuits::BootstrapperOptions;
 use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Context, Evaluator};
 use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
@@ -99,6 +100,21 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
     }
 }
 
+/// The server's own memory and speed choices: nothing a client has to agree with, and
+/// nothing that changes a result (the bootstraps and key switches give the same bits
+/// either way).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ServerOptions {
+    /// The bootstrapping circuit's choices (`DiagonalStorage::Coefficients`: 3.2 →
+    /// 0.17 GB of DFT diagonals at N = 2^16, one NTT per limb and diagonal each
+    /// bootstrap).
+    pub bootstrapper: BootstrapperOptions,
+    /// How the evaluation keys keep their uniform parts ([`KeyStorage::Seeded`]: half
+    /// the keys' memory, about 6 GB → 3 GB in the README's run, each key switch
+    /// regenerating what it reads; docs/results/bootstrap.md).
+    pub keys: KeyStorage,
+}
+
 /// What every training server builds from a client's setup: the validated
 /// configuration, its unit shape, the evaluator over the setup's keys and the
 /// bootstrapping circuit (shared by [`Server`] and [`super::ChiangServer`]).
@@ -117,8 +133,8 @@ pub(crate) struct ServerParts<B: Backend> {
 /// bootstrapping setup errors.
 pub(crate) fn server_parts<B: Backend>(
     ctx: &Arc<Context<B>>,
-    setup: SessionSetup<B>,
-    options: BootstrapperOptions,
+    mut setup: SessionSetup<B>,
+    options: ServerOptions,
 ) -> Result<ServerParts<B>> {
     if &setup.parameters != ctx.params().literal() {
         return Err(TrainError::Message(
@@ -129,12 +145,13 @@ pub(crate) fn server_parts<B: Backend>(
     config.validate()?;
     let slots = ctx.params().max_slots();
     let shape = config.unit_shape(slots)?;
+    setup.keys.set_key_storage(ctx, options.keys)?;
     let ev = Arc::new(Evaluator::new(ctx, Arc::new(setup.keys)));
     let boot = Arc::new(Bootstrapper::with_options(
         ev.clone(),
         setup.bootstrapping.clone(),
         slots,
-        options,
+        options.bootstrapper,
     )?);
     Ok(ServerParts {
         config,
@@ -153,19 +170,18 @@ impl<B: Backend> Server<B> {
     /// [`TrainError::Message`] for a context of other parameters; bootstrapping setup
     /// errors (too few levels).
     pub fn new(ctx: Arc<Context<B>>, setup: SessionSetup<B>) -> Result<Self> {
-        Self::with_options(ctx, setup, BootstrapperOptions::default())
+        Self::with_options(ctx, setup, ServerOptions::default())
     }
 
-    /// As [`Self::new`], with the server's own bootstrapping choices (for example
-    /// [`he_linalg::ckks::circuits::DiagonalStorage::Coefficients`], which trades one NTT
-    /// per limb and diagonal each bootstrap for 3.1 GB at N = 2^16).
+    /// As [`Self::new`], with the server's own memory and speed choices
+    /// ([`ServerOptions`]).
     ///
     /// # Errors
     /// As [`Self::new`].
     pub fn with_options(
         ctx: Arc<Context<B>>,
         setup: SessionSetup<B>,
-        options: BootstrapperOptions,
+        options: ServerOptions,
     ) -> Result<Self> {
         let ServerParts {
             config,

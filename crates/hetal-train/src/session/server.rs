@@ -10,6 +10,7 @@
 //! [`crate::store`]) and `validation.bin` once, so a restarted server continues where
 //! it stopped.
 
+use crate::encrypted::ServerOptions;
 use crate::encrypted::messages::to_bytes;
 use crate::encrypted::{
     BootstrapStats, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback, Server,
@@ -20,7 +21,6 @@ use crate::error::{Result, TrainError};
 use crate::store;
 use he_linalg::Backend;
 use he_linalg::ckks::Context;
-use he_linalg::ckks::circuits::BootstrapperOptions;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,10 +92,10 @@ impl<B: Backend> ServerSession<B> {
         setup: SessionSetup<B>,
         dir: Option<PathBuf>,
     ) -> Result<Self> {
-        Self::with_options(id, ctx, setup, dir, BootstrapperOptions::default())
+        Self::with_options(id, ctx, setup, dir, ServerOptions::default())
     }
 
-    /// As [`Self::new`] with the server's bootstrapping choices ([`Server::with_options`]).
+    /// As [`Self::new`] with the server's own choices ([`Server::with_options`]).
     ///
     /// # Errors
     /// As [`Self::new`].
@@ -104,7 +104,7 @@ impl<B: Backend> ServerSession<B> {
         ctx: Arc<Context<B>>,
         setup: SessionSetup<B>,
         dir: Option<PathBuf>,
-        options: BootstrapperOptions,
+        options: ServerOptions,
     ) -> Result<Self> {
         let server = Server::with_options(ctx.clone(), setup, options)?;
         let mut s = Self {

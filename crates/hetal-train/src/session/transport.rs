@@ -4,6 +4,7 @@
 //! `hetal-cli`'s HTTP client.
 
 use super::server::{ServerSession, SessionStatus};
+use crate::encrypted::ServerOptions;
 use crate::encrypted::{
     EncryptedBatch, EncryptedFeatures, EncryptedLogits, EncryptedModel, EpochFeedback,
     SessionSetup, StepTimings,
@@ -11,7 +12,6 @@ use crate::encrypted::{
 use crate::error::{Result, TrainError};
 use he_linalg::Backend;
 use he_linalg::ckks::Context;
-use he_linalg::ckks::circuits::BootstrapperOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -102,7 +102,7 @@ pub trait Transport<B: Backend> {
 pub struct InProcess<B: Backend> {
     ctx: Arc<Context<B>>,
     dir: Option<PathBuf>,
-    options: BootstrapperOptions,
+    options: ServerOptions,
     session: Option<ServerSession<B>>,
 }
 
@@ -117,15 +117,15 @@ impl<B: Backend> std::fmt::Debug for InProcess<B> {
 impl<B: Backend> InProcess<B> {
     /// A transport whose server uses the context `ctx` and keeps its state in `dir`.
     pub fn new(ctx: Arc<Context<B>>, dir: Option<PathBuf>) -> Self {
-        Self::with_options(ctx, dir, BootstrapperOptions::default())
+        Self::with_options(ctx, dir, ServerOptions::default())
     }
 
-    /// As [`Self::new`], the server bootstrapping with `options`
+    /// As [`Self::new`], the server built with `options`
     /// ([`crate::encrypted::Server::with_options`]).
     pub fn with_options(
         ctx: Arc<Context<B>>,
         dir: Option<PathBuf>,
-        options: BootstrapperOptions,
+        options: ServerOptions,
     ) -> Self {
         Self {
             ctx,
