@@ -54,8 +54,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
     /// How the evaluation keys keep their uniform parts `a_j`: `expanded` (stored:
-    /// fastest) or `seeded` (regenerated from their seed in each key switch: half the
-    /// keys' memory).
+    /// fastest) or `seeded` (regenerated from their seed in each key switch; the
+    /// relinearization key's stay stored: about half the keys' memory).
     #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
     keys: KeyStorage,
 }
@@ -114,7 +114,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut kg = KeyGenerator::new(&ctx).with_key_storage(args.keys);
         let sk = kg.gen_secret_key()?;
         let request = config.key_request(&params, slots)?;
-        let keys = kg.gen_evaluation_keys(&sk, &request)?;
+        let mut keys = kg.gen_evaluation_keys(&sk, &request)?;
+        // As a server would keep them (seeded: the relinearization key expanded).
+        keys.set_key_storage(&ctx, args.keys)?;
         let keygen_s = clock.elapsed().as_secs_f64();
         let keys_bytes = keys.memory_bytes(&params);
         let num_keys = keys.num_keys();

@@ -83,8 +83,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
     /// How the server keeps its evaluation keys' uniform parts (encrypted mode):
-    /// `expanded` (fastest) or `seeded` (regenerated in each key switch: about 3 GB less
-    /// at N = 2^16; docs/results/bootstrap.md).
+    /// `expanded` (fastest) or `seeded` (regenerated in each key switch, but for the
+    /// relinearization key's: about 3 GB less at N = 2^16; docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
     keys: KeyStorage,
     /// Override the batch size.

@@ -69,9 +69,22 @@ pub enum KeyStorage {
     #[default]
     Expanded,
     /// Only the 32-byte seed of the `a_j` kept: half the memory; each key switch
-    /// regenerates the `a_j` limbs it reads (AES-128-CTR, about 0.1 ms per limb of
-    /// `2^16` words here; docs/results/bootstrap.md).
+    /// regenerates the `a_j` limbs it reads (AES-128-CTR, 0.13–0.19 ms per limb of
+    /// `2^16` words here; docs/results/bootstrap.md). A key set loaded or converted this
+    /// way ([`EvaluationKeySet::set_key_storage`],
+    /// [`crate::Context::deserialize_evaluation_keys_with`]) still keeps its
+    /// relinearization key expanded ([`Self::for_relinearization`]).
     Seeded,
+}
+
+impl KeyStorage {
+    /// What a key set loaded or converted with `self` does with its relinearization
+    /// key: it stays expanded. It is one key of the 40–50 of a bootstrapping set, and
+    /// every ciphertext multiplication uses it (about a third of a full-slot
+    /// bootstrap's key switches, counted in limbs: EvalMod's products).
+    pub fn for_relinearization(self) -> KeyStorage {
+        KeyStorage::Expanded
+    }
 }
 
 /// Samples the discrete Gaussian error over `basis`, NTT form. The host copies are
@@ -483,22 +496,21 @@ impl<B: Backend> EvaluationKeySet<B> {
 
     /// Keeps every switching key's `a_j` as `storage` says: drops them
     /// ([`KeyStorage::Seeded`]: half the memory, each key switch regenerates what it
-    /// reads) or expands them from their seeds ([`KeyStorage::Expanded`]).
+    /// reads; the relinearization key stays expanded,
+    /// [`KeyStorage::for_relinearization`]) or expands them from their seeds
+    /// ([`KeyStorage::Expanded`]).
     ///
     /// # Errors
     /// Backend errors (the set may then be partly converted; every key still works).
     pub fn set_key_storage(&mut self, ctx: &Context<B>, storage: KeyStorage) -> Result<()> {
-        for k in self
-            .relin
-            .iter_mut()
-            .map(|k| &mut k.0)
-            .chain(self.galois.values_mut().map(|g| &mut g.key))
-            .chain(
-                self.encapsulation
-                    .iter_mut()
-                    .flat_map(|e| [&mut e.to_sparse, &mut e.from_sparse]),
-            )
-        {
+        if let Some(r) = &mut self.relin {
+            r.0.set_storage(ctx, storage.for_relinearization())?;
+        }
+        for k in self.galois.values_mut().map(|g| &mut g.key).chain(
+            self.encapsulation
+                .iter_mut()
+                .flat_map(|e| [&mut e.to_sparse, &mut e.from_sparse]),
+        ) {
             k.set_storage(ctx, storage)?;
         }
         Ok(())

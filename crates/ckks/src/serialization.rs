@@ -427,7 +427,8 @@ impl<B: Backend> Context<B> {
     }
 
     /// [`Self::deserialize_evaluation_keys`] keeping the keys' `a_j` as `storage` says
-    /// ([`KeyStorage::Seeded`]: never expanded, half the memory).
+    /// ([`KeyStorage::Seeded`]: never expanded but for the relinearization key's,
+    /// about half the memory).
     ///
     /// # Errors
     /// As [`Self::deserialize_evaluation_keys`].
@@ -465,7 +466,7 @@ impl<B: Backend> Context<B> {
                     return Err(malformed("two relinearization keys"));
                 }
                 set.relin = Some(RelinearizationKey(
-                    self.switching_key_from_wire(r, storage)?,
+                    self.switching_key_from_wire(r, storage.for_relinearization())?,
                 ));
             }
             KeyFrame::Galois(element, k) => {
@@ -577,7 +578,8 @@ impl<B: Backend> Context<B> {
     }
 
     /// [`Self::read_evaluation_keys`] keeping the keys' `a_j` as `storage` says
-    /// ([`KeyStorage::Seeded`]: never expanded, half the memory).
+    /// ([`KeyStorage::Seeded`]: never expanded but for the relinearization key's,
+    /// about half the memory).
     ///
     /// # Errors
     /// As [`Self::read_evaluation_keys`].

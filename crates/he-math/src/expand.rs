@@ -34,6 +34,9 @@ const PASS_BLOCKS: usize = 128;
 #[derive(Clone)]
 pub struct SeedExpander {
     cipher: Aes128,
+    /// The same key's round keys for the VAES kernel, when the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    vaes: Option<vaes::RoundKeys>,
 }
 
 impl std::fmt::Debug for SeedExpander {
@@ -49,8 +52,11 @@ impl SeedExpander {
             .chain_update(DOMAIN)
             .chain_update(seed)
             .finalize();
+        let key: [u8; 16] = digest[..16].try_into().expect("16 bytes");
         Self {
-            cipher: Aes128::new(GenericArray::from_slice(&digest[..16])),
+            cipher: Aes128::new(GenericArray::from_slice(&key)),
+            #[cfg(target_arch = "x86_64")]
+            vaes: vaes::RoundKeys::new(&key),
         }
     }
 
@@ -63,7 +69,7 @@ impl SeedExpander {
         m: &'a Modulus,
     ) -> UniformStream<'a> {
         UniformStream {
-            cipher: &self.cipher,
+            expander: self,
             id: (((digit as u64) << 32) | (modulus_index as u64 & 0xffff_ffff)).to_be_bytes(),
             counter: 0,
             modulus: m,
@@ -83,7 +89,7 @@ impl SeedExpander {
 /// One stream of uniform residues modulo a prime (see [`SeedExpander::stream`]); each
 /// [`Self::fill`] continues where the previous one stopped.
 pub struct UniformStream<'a> {
-    cipher: &'a Aes128,
+    expander: &'a SeedExpander,
     /// The stream id, big-endian: the first half of every counter block.
     id: [u8; 8],
     /// Index of the next counter block.
@@ -127,17 +133,119 @@ impl UniformStream<'_> {
 
     /// Encrypts the next [`PASS_BLOCKS`] counter blocks into [`Self::words`].
     fn refill(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(keys) = &self.expander.vaes {
+            let id = u64::from_be_bytes(self.id);
+            keys.ctr(id, self.counter, &mut self.words);
+            self.counter += PASS_BLOCKS as u64;
+            self.pos = 0;
+            return;
+        }
         for b in &mut self.blocks {
             b[..8].copy_from_slice(&self.id);
             b[8..].copy_from_slice(&self.counter.to_be_bytes());
             self.counter += 1;
         }
-        self.cipher.encrypt_blocks(&mut self.blocks);
+        self.expander.cipher.encrypt_blocks(&mut self.blocks);
         for (w, b) in self.words.chunks_exact_mut(2).zip(&self.blocks) {
             w[0] = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
             w[1] = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
         }
         self.pos = 0;
+    }
+}
+
+/// AES-128 in counter mode with VAES (four blocks per AVX-512 instruction), for the
+/// same key and counter blocks as the `aes` crate path (checked in the tests).
+#[cfg(target_arch = "x86_64")]
+mod vaes {
+    use super::PASS_BLOCKS;
+    use std::arch::x86_64::*;
+
+    /// The 11 round keys of AES-128, each broadcast to the four 128-bit lanes.
+    #[derive(Clone, Copy)]
+    pub(super) struct RoundKeys([__m512i; 11]);
+
+    impl RoundKeys {
+        /// The round keys of `key` if the CPU has VAES and AVX-512F (else `None`: the
+        /// `aes` crate's AES-NI or software path is used).
+        pub(super) fn new(key: &[u8; 16]) -> Option<Self> {
+            if is_x86_feature_detected!("vaes")
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("aes")
+            {
+                // SAFETY: the features were just detected.
+                Some(unsafe { Self::expand(key) })
+            } else {
+                None
+            }
+        }
+
+        /// FIPS-197 key expansion with AES-NI's `aeskeygenassist`.
+        #[target_feature(enable = "avx512f,aes")]
+        unsafe fn expand(key: &[u8; 16]) -> Self {
+            // SAFETY: 16 readable bytes.
+            let mut k = unsafe { _mm_loadu_si128(key.as_ptr() as *const __m128i) };
+            let mut rk = [_mm512_broadcast_i32x4(k); 11];
+            macro_rules! round {
+                ($i:expr, $rcon:expr) => {{
+                    let t = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(k, $rcon), 0xff);
+                    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+                    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+                    k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+                    k = _mm_xor_si128(k, t);
+                    rk[$i] = _mm512_broadcast_i32x4(k);
+                }};
+            }
+            round!(1, 0x01);
+            round!(2, 0x02);
+            round!(3, 0x04);
+            round!(4, 0x08);
+            round!(5, 0x10);
+            round!(6, 0x20);
+            round!(7, 0x40);
+            round!(8, 0x80);
+            round!(9, 0x1b);
+            round!(10, 0x36);
+            Self(rk)
+        }
+
+        /// Encrypts the counter blocks `id ‖ counter + b` (both big-endian) for
+        /// `b < PASS_BLOCKS` into `words` (two little-endian words per block).
+        pub(super) fn ctr(&self, id: u64, counter: u64, words: &mut [u64; 2 * PASS_BLOCKS]) {
+            // SAFETY: `Self` exists only when the features were detected.
+            unsafe { self.ctr_impl(id, counter, words) }
+        }
+
+        #[target_feature(enable = "avx512f,vaes")]
+        unsafe fn ctr_impl(&self, id: u64, counter: u64, words: &mut [u64; 2 * PASS_BLOCKS]) {
+            let lo = id.swap_bytes() as i64;
+            let rk = &self.0;
+            // Four registers (16 blocks) per iteration keep the AES units busy.
+            for (g, out) in words.chunks_exact_mut(32).enumerate() {
+                let c = counter + 16 * g as u64;
+                let hi = |j: u64| (c + j).swap_bytes() as i64;
+                let mut x = [
+                    _mm512_set_epi64(hi(3), lo, hi(2), lo, hi(1), lo, hi(0), lo),
+                    _mm512_set_epi64(hi(7), lo, hi(6), lo, hi(5), lo, hi(4), lo),
+                    _mm512_set_epi64(hi(11), lo, hi(10), lo, hi(9), lo, hi(8), lo),
+                    _mm512_set_epi64(hi(15), lo, hi(14), lo, hi(13), lo, hi(12), lo),
+                ];
+                for v in &mut x {
+                    *v = _mm512_xor_si512(*v, rk[0]);
+                }
+                for r in &rk[1..10] {
+                    for v in &mut x {
+                        *v = _mm512_aesenc_epi128(*v, *r);
+                    }
+                }
+                for (v, o) in x.iter().zip(out.chunks_exact_mut(8)) {
+                    let e = _mm512_aesenclast_epi128(*v, rk[10]);
+                    // SAFETY: `o` holds 8 words.
+                    unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, e) };
+                }
+            }
+        }
     }
 }
 
@@ -176,6 +284,30 @@ mod tests {
                 (mean / m.value() as f64 - 0.5).abs() < 0.05,
                 "{bits}: {mean}"
             );
+        }
+    }
+
+    #[test]
+    fn vaes_matches_the_aes_crate() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ex = SeedExpander::new(&[11u8; 32]);
+            if ex.vaes.is_none() {
+                eprintln!("SKIPPED vaes_matches_the_aes_crate: this CPU has no VAES");
+                return;
+            }
+            let m = modulus(61);
+            let plain = SeedExpander {
+                vaes: None,
+                ..ex.clone()
+            };
+            for (d, i) in [(0, 0), (3, 17), (1 << 20, 5)] {
+                let mut x = vec![0u64; 3000];
+                let mut y = vec![0u64; 3000];
+                ex.fill(d, i, &m, &mut x);
+                plain.fill(d, i, &m, &mut y);
+                assert_eq!(x, y, "stream ({d}, {i})");
+            }
         }
     }
 

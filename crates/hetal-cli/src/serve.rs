@@ -78,8 +78,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
     /// How each session keeps its evaluation keys' uniform parts: `expanded` (fastest)
-    /// or `seeded` (never expanded; each key switch regenerates what it reads: about
-    /// 3 GB less per N = 2^16 session; docs/results/bootstrap.md).
+    /// or `seeded` (each key switch regenerates what it reads; only the relinearization
+    /// key's are expanded: about 3 GB less per N = 2^16 session;
+    /// docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
     keys: KeyStorage,
 }

@@ -240,8 +240,9 @@ impl<B: Backend> SessionSetup<B> {
     }
 
     /// Reads the keys that follow a [`SetupHeader`] in `r`, keeping their uniform parts
-    /// as `storage` says (a server with [`KeyStorage::Seeded`] never expands them);
-    /// `ctx` must be built from `header.parameters`. The stream must end after the keys.
+    /// as `storage` says (a server with [`KeyStorage::Seeded`] expands only the
+    /// relinearization key's); `ctx` must be built from `header.parameters`. The stream
+    /// must end after the keys.
     ///
     /// # Errors
     /// [`TrainError::Message`] for a context of other parameters; key validation errors
