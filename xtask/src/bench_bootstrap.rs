@@ -53,10 +53,10 @@ pub struct Args {
     /// (fastest) or their `coefficients`, encoded when used (a twentieth of the memory).
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
-    /// How the evaluation keys keep their uniform parts `a_j`: `expanded` (stored:
-    /// fastest) or `seeded` (regenerated from their seed in each key switch; the
-    /// relinearization key's stay stored: about half the keys' memory).
-    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    /// How the evaluation keys keep their uniform parts `a_j`: `seeded` (the default:
+    /// regenerated from their seed in each key switch, the relinearization key's kept:
+    /// about half the keys' memory) or `expanded` (stored).
+    #[arg(long, value_enum, default_value_t = KeyStorage::default())]
     keys: KeyStorage,
 }
 

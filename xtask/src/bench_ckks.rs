@@ -32,6 +32,11 @@ pub struct Args {
     /// Levels to measure at (comma-separated); default `L, U, U/2`.
     #[arg(long, value_delimiter = ',')]
     levels: Vec<usize>,
+    /// How the evaluation keys keep their uniform parts: `seeded` (the default:
+    /// regenerated in each key switch; the relinearization key stays expanded, so
+    /// `rotate`, `conjugate` and `hoisted_rotate_8` show the difference) or `expanded`.
+    #[arg(long, value_enum, default_value_t = ckks::KeyStorage::default())]
+    keys: ckks::KeyStorage,
 }
 
 fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String> {
@@ -125,7 +130,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         encapsulation: None,
         rotations_up_to: Vec::new(),
     };
-    let keys = kg.gen_evaluation_keys(&sk, &req)?;
+    let mut keys = kg.gen_evaluation_keys(&sk, &req)?;
+    keys.set_key_storage(&ctx, args.keys)?;
     let keygen_s = t0.elapsed().as_secs_f64();
     let b = Bench {
         eval: Evaluator::new(&ctx, Arc::new(keys)),
@@ -230,6 +236,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "threads": rayon_threads(),
         "keygen_s": keygen_s,
         "keygen_keys": format!("sk, pk, relin, {} rotations, conjugation", hoisted.len()),
+        "keys": crate::bench_bootstrap::value_name(args.keys),
         "ops": ops,
     });
     if args.json {

@@ -80,12 +80,13 @@ pub struct Args {
     /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
     /// mode): `encoded` (fastest) or `coefficients` (encoded when used: 3.1 GB less at
     /// N = 2^16, a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    #[arg(long, value_enum, default_value_t = ServerOptions::default().bootstrapper.diagonals)]
     diagonals: DiagonalStorage,
     /// How the server keeps its evaluation keys' uniform parts (encrypted mode):
-    /// `expanded` (fastest) or `seeded` (regenerated in each key switch, but for the
-    /// relinearization key's: about 3 GB less at N = 2^16; docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    /// `seeded` (regenerated in each key switch, but for the relinearization key's:
+    /// about 3 GB less at N = 2^16, 1 % more time per step) or `expanded`
+    /// (docs/results/dermamnist.md).
+    #[arg(long, value_enum, default_value_t = ServerOptions::default().keys)]
     keys: KeyStorage,
     /// Override the batch size.
     #[arg(long)]

@@ -65,16 +65,18 @@ pub(crate) fn expand_uniform<B: Backend>(
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum KeyStorage {
-    /// `a_j` stored next to `b_j`: the fastest.
-    #[default]
-    Expanded,
-    /// Only the 32-byte seed of the `a_j` kept: half the memory; each key switch
-    /// regenerates the `a_j` limbs it reads (AES-128-CTR, 0.13–0.19 ms per limb of
-    /// `2^16` words here; docs/results/bootstrap.md). A key set loaded or converted this
-    /// way ([`EvaluationKeySet::set_key_storage`],
+    /// Only the 32-byte seed of the `a_j` kept (the default): half the memory; each key
+    /// switch regenerates the `a_j` limbs it reads (AES-128-CTR, 0.08–0.09 ms per limb
+    /// of `2^16` words with VAES here). On this machine that costs no measurable time:
+    /// reading a stored key from memory takes about as long (docs/results/bootstrap.md).
+    /// A key set loaded or converted this way ([`EvaluationKeySet::set_key_storage`],
     /// [`crate::Context::deserialize_evaluation_keys_with`]) still keeps its
-    /// relinearization key expanded ([`Self::for_relinearization`]).
+    /// relinearization key expanded ([`Self::for_relinearization`]); a
+    /// [`KeyGenerator::with_key_storage`] makes every key seeded.
+    #[default]
     Seeded,
+    /// `a_j` stored next to `b_j`: twice the memory, no regeneration.
+    Expanded,
 }
 
 impl KeyStorage {
@@ -604,9 +606,9 @@ impl<B: Backend> KeyGenerator<B> {
         }
     }
 
-    /// Makes switching keys that keep their `a_j` as `storage` says
-    /// ([`KeyStorage::Expanded`] by default). A party that only sends its keys (a
-    /// client) needs [`KeyStorage::Seeded`]: the serialized form is the same.
+    /// Makes switching keys that keep their `a_j` as `storage` says (every key,
+    /// relinearization included; [`KeyStorage::Seeded`] by default). The serialized
+    /// form is the same either way.
     pub fn with_key_storage(mut self, storage: KeyStorage) -> Self {
         self.storage = storage;
         self

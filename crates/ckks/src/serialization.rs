@@ -418,12 +418,13 @@ impl<B: Backend> Context<B> {
     }
 
     /// An evaluation-key set from [`Self::serialize_evaluation_keys`] bytes, validated
-    /// (digit counts, limb lengths, residues, Galois elements odd, below 2N and distinct).
+    /// (digit counts, limb lengths, residues, Galois elements odd, below 2N and distinct),
+    /// kept as [`KeyStorage::default`] says (seeded).
     ///
     /// # Errors
     /// [`CkksError::Malformed`], [`CkksError::ParameterMismatch`].
     pub fn deserialize_evaluation_keys(&self, bytes: &[u8]) -> Result<EvaluationKeySet<B>> {
-        self.deserialize_evaluation_keys_with(bytes, KeyStorage::Expanded)
+        self.deserialize_evaluation_keys_with(bytes, KeyStorage::default())
     }
 
     /// [`Self::deserialize_evaluation_keys`] keeping the keys' `a_j` as `storage` says
@@ -568,13 +569,14 @@ impl<B: Backend> Context<B> {
     /// [`Self::deserialize_evaluation_keys`] does. A frame longer than two top-level
     /// switching keys is refused before anything is allocated, and a frame's buffer grows
     /// only as its bytes arrive, so a forged length cannot make it allocate more than
-    /// the stream holds. The stream must end right after the end frame.
+    /// the stream holds. The stream must end right after the end frame. Keys are kept as
+    /// [`KeyStorage::default`] says (seeded).
     ///
     /// # Errors
     /// [`CkksError::Malformed`] (bad magic, oversized or truncated frame, invalid key,
     /// bytes after the end frame), [`CkksError::ParameterMismatch`], [`CkksError::Io`].
     pub fn read_evaluation_keys<R: std::io::Read>(&self, r: &mut R) -> Result<EvaluationKeySet<B>> {
-        self.read_evaluation_keys_with(r, KeyStorage::Expanded)
+        self.read_evaluation_keys_with(r, KeyStorage::default())
     }
 
     /// [`Self::read_evaluation_keys`] keeping the keys' `a_j` as `storage` says

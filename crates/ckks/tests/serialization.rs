@@ -204,7 +204,7 @@ fn forge_ciphertext(
 #[test]
 fn encapsulation_keys_round_trip() {
     let ctx = ckks::Context::new_cpu(ckks::presets::insecure_n10_depth3()).unwrap();
-    let mut kg = ckks::KeyGenerator::new(&ctx);
+    let mut kg = ckks::KeyGenerator::new(&ctx).with_key_storage(ckks::KeyStorage::Expanded);
     let sk = kg.gen_secret_key().unwrap();
     let req = ckks::EvaluationKeyRequest {
         relinearization: true,
@@ -217,7 +217,9 @@ fn encapsulation_keys_round_trip() {
     assert_eq!(keys.encapsulation_keys().unwrap().hamming_weight(), 16);
     assert_eq!(keys.num_keys(), 4);
     let bytes = ctx.serialize_evaluation_keys(&keys).unwrap();
-    let back = ctx.deserialize_evaluation_keys(&bytes).unwrap();
+    let back = ctx
+        .deserialize_evaluation_keys_with(&bytes, ckks::KeyStorage::Expanded)
+        .unwrap();
     assert_eq!(ctx.serialize_evaluation_keys(&back).unwrap(), bytes);
     assert_eq!(
         back.memory_bytes(ctx.params()),

@@ -75,13 +75,13 @@ pub struct Args {
     /// Where each session's bootstrapping circuit keeps its DFT diagonals: `encoded`
     /// (fastest) or `coefficients` (encoded when used: 3.1 GB less per N = 2^16 session,
     /// a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    #[arg(long, value_enum, default_value_t = ServerOptions::default().bootstrapper.diagonals)]
     diagonals: DiagonalStorage,
-    /// How each session keeps its evaluation keys' uniform parts: `expanded` (fastest)
-    /// or `seeded` (each key switch regenerates what it reads; only the relinearization
-    /// key's are expanded: about 3 GB less per N = 2^16 session;
-    /// docs/results/bootstrap.md).
-    #[arg(long, value_enum, default_value_t = KeyStorage::Expanded)]
+    /// How each session keeps its evaluation keys' uniform parts: `seeded` (each key
+    /// switch regenerates what it reads; only the relinearization key's are expanded:
+    /// about 3 GB less per N = 2^16 session, 1 % more time per step) or `expanded`
+    /// (docs/results/dermamnist.md).
+    #[arg(long, value_enum, default_value_t = ServerOptions::default().keys)]
     keys: KeyStorage,
 }
 

@@ -137,13 +137,13 @@ fn encrypted_steps_match_the_simulated_steps() {
     drop(setup);
     let mut r = stream.as_slice();
     let header = hetal_train::encrypted::SetupHeader::read_from(&mut r).unwrap();
-    // The server keeps only the keys' seeds for their uniform parts (the other storage,
-    // expanded, is what the in-process tests below use).
+    // This server stores the keys' uniform parts expanded (the other storage, seeded, is
+    // the default that the in-process tests below use).
     let setup = hetal_train::encrypted::SessionSetup::read_keys(
         &ctx,
         header,
         &mut r,
-        he_linalg::ckks::KeyStorage::Seeded,
+        he_linalg::ckks::KeyStorage::Expanded,
     )
     .unwrap();
     assert_eq!(setup.to_bytes(&ctx).unwrap().len(), bytes.len());
