@@ -288,10 +288,12 @@ impl<B: Backend> SwitchingKey<B> {
         match storage {
             KeyStorage::Seeded => self.a = Vec::new(),
             KeyStorage::Expanded if self.a.is_empty() => {
-                let basis = ctx.backend().basis(&self.b[0]).to_vec();
-                self.a = (0..self.b.len())
-                    .map(|j| expand_uniform(ctx, &self.seed, j, &basis))
-                    .collect::<Result<_>>()?;
+                if let Some(b0) = self.b.first() {
+                    let basis = ctx.backend().basis(b0).to_vec();
+                    self.a = (0..self.b.len())
+                        .map(|j| expand_uniform(ctx, &self.seed, j, &basis))
+                        .collect::<Result<_>>()?;
+                }
             }
             KeyStorage::Expanded => {}
         }

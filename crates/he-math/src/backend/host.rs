@@ -326,8 +326,6 @@ impl<K: LimbKernels> HostBackend<K> {
         Ok(p)
     }
 
-    /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
-    /// the kernels ask for it.
     /// Output limb `j` (modulus index `bi`) of `Σ_t d_t ⊙ a_t` with each `a_t` limb
     /// expanded from `expander` chunk by chunk ([`SEEDED_CHUNK`] words per digit, in a
     /// per-thread buffer), so a key's uniform part never exists whole in memory.
@@ -370,6 +368,8 @@ impl<K: LimbKernels> HostBackend<K> {
         });
     }
 
+    /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
+    /// the kernels ask for it.
     fn limbs<F>(&self, basis: &[usize], data: &mut [u64], f: F)
     where
         F: Fn(usize, usize, &mut [u64]) + Send + Sync,
