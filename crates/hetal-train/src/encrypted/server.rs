@@ -108,7 +108,7 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
 pub struct ServerOptions {
     /// The bootstrapping circuit's choices (default: `DiagonalStorage::Encoded`;
     /// `DiagonalStorage::Coefficients`: 3.2 → 0.17 GB of DFT diagonals at N = 2^16, one
-    /// NTT per limb and diagonal each bootstrap, about 17 % more time per step).
+    /// NTT per limb and diagonal each bootstrap, 17–29 % more time per step).
     pub bootstrapper: BootstrapperOptions,
     /// How the evaluation keys keep their uniform parts (default
     /// [`KeyStorage::Seeded`]: each key switch regenerates the `a_j` it reads; in the
