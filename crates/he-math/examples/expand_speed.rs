@@ -1,4 +1,6 @@
-//! Throwaway timing of `he_math::expand` (one limb of 2^16 words, 61-bit modulus).
+//! Timing of `he_math::expand`: one limb of 2^16 residues, filled whole and in chunks of
+//! 1024, for 61- and 41-bit moduli (docs/results/bootstrap.md). Run:
+//! `cargo run --release -p he-math --example expand_speed`.
 use he_math::Modulus;
 use he_math::expand::SeedExpander;
 use std::time::Instant;

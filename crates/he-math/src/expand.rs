@@ -76,7 +76,6 @@ impl SeedExpander {
             id: (((digit as u64) << 32) | (modulus_index as u64 & 0xffff_ffff)).to_be_bytes(),
             counter: 0,
             modulus: m,
-            blocks: [GenericArray::default(); PASS_BLOCKS],
             words: [0; 2 * PASS_BLOCKS],
             pos: 2 * PASS_BLOCKS,
         }
@@ -98,7 +97,6 @@ pub struct UniformStream<'a> {
     /// Index of the next counter block.
     counter: u64,
     modulus: &'a Modulus,
-    blocks: [GenericArray<u8, aes::cipher::consts::U16>; PASS_BLOCKS],
     /// Keystream words of the last pass; `words[pos..]` are not consumed yet.
     words: [u64; 2 * PASS_BLOCKS],
     pos: usize,
@@ -144,13 +142,14 @@ impl UniformStream<'_> {
             self.pos = 0;
             return;
         }
-        for b in &mut self.blocks {
+        let mut blocks = [GenericArray::default(); PASS_BLOCKS];
+        for b in &mut blocks {
             b[..8].copy_from_slice(&self.id);
             b[8..].copy_from_slice(&self.counter.to_be_bytes());
             self.counter += 1;
         }
-        self.expander.cipher.encrypt_blocks(&mut self.blocks);
-        for (w, b) in self.words.chunks_exact_mut(2).zip(&self.blocks) {
+        self.expander.cipher.encrypt_blocks(&mut blocks);
+        for (w, b) in self.words.chunks_exact_mut(2).zip(&blocks) {
             w[0] = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
             w[1] = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
         }
