@@ -58,6 +58,13 @@ pub struct Args {
     /// about half the keys' memory) or `expanded` (stored).
     #[arg(long, value_enum, default_value_t = KeyStorage::default())]
     keys: KeyStorage,
+    /// EvalMod's polynomial degree (default: the preset's); an even degree `d` costs
+    /// `⌈log2(d+1)⌉` levels, so the preset's bootstrapping primes fix how far it can go.
+    #[arg(long)]
+    eval_mod_degree: Option<usize>,
+    /// EvalMod's number of double-angle steps (default: the preset's; each one level).
+    #[arg(long)]
+    double_angles: Option<u32>,
 }
 
 /// The command-line name of an option's value (`--diagonals`, `--keys`), as the JSON
@@ -96,6 +103,12 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (name, literal, mut config) = preset(&args.preset)?;
     if !(args.amplitude > 0.0 && args.amplitude <= 1.0) {
         return Err(format!("--amplitude {} is not in (0, 1]", args.amplitude).into());
+    }
+    if let Some(d) = args.eval_mod_degree {
+        config.sine_degree = d;
+    }
+    if let Some(r) = args.double_angles {
+        config.double_angle = r;
     }
     config.order = match args.order.as_str() {
         "cts-first" => BootstrapOrder::CoeffsToSlotsFirst,
@@ -197,6 +210,13 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
             "order": args.order,
+            "eval_mod": {
+                "k": config.k,
+                "degree": config.sine_degree,
+                "double_angles": config.double_angle,
+                "depth": config.eval_mod_depth()?,
+                "approximation_log2": config.eval_mod_approximation_error()?.log2(),
+            },
             "diagonals": value_name(args.diagonals),
             "keys": value_name(args.keys),
             "diagonal_bytes": bt.diagonal_bytes(),

@@ -478,14 +478,17 @@ impl<B: Backend> Evaluator<B> {
     /// `round(c · acc.scale / a.scale)`, so that the product lands at `acc`'s scale: the
     /// constant carries `log2(acc.scale / a.scale)` bits, so `acc` is meant to be at a
     /// product scale such as `Δ·q_{ℓ+1}`, rescaled afterwards. `a` may be at a higher
-    /// level than `acc`: its extra limbs are not read (no copy, no level drop). The
-    /// accumulation of the polynomial evaluator's leaves.
+    /// level than `acc`: its extra limbs are not read (no copy, no level drop). `acc` may
+    /// be of higher degree than `a` (an unrelinearized product: `a`'s parts are added to
+    /// its first ones). The accumulation of the polynomial evaluator's leaves, and its
+    /// `− T_{a−b}` before a product's rescale.
     ///
     /// # Errors
     /// [`CkksError::ScaleMismatch`] unless `acc.scale > a.scale`;
     /// [`CkksError::LevelMismatch`] if `a` is below `acc`'s level,
-    /// [`CkksError::SlotsMismatch`], [`CkksError::DegreeTooHigh`] for different degrees,
-    /// [`CkksError::InvalidValue`] for a non-finite or too large scaled constant.
+    /// [`CkksError::SlotsMismatch`], [`CkksError::DegreeTooHigh`] if `a`'s degree is
+    /// higher than `acc`'s, [`CkksError::InvalidValue`] for a non-finite or too large
+    /// scaled constant.
     pub fn mul_const_add_assign(
         &self,
         acc: &mut Ciphertext<B>,
@@ -501,8 +504,8 @@ impl<B: Backend> Evaluator<B> {
         if a.slots != acc.slots {
             return Err(CkksError::SlotsMismatch(acc.slots, a.slots));
         }
-        if acc.parts.len() != a.parts.len() {
-            return Err(CkksError::DegreeTooHigh(acc.degree().max(a.degree())));
+        if acc.parts.len() < a.parts.len() {
+            return Err(CkksError::DegreeTooHigh(a.degree()));
         }
         let s = self.int_residues((c * acc.scale / a.scale).round(), acc.level)?;
         self.note(Op::ConstMult, 1);

@@ -327,7 +327,7 @@ fn each_stage_against_float64() {
     let n = 2048;
     let cfg = bt.config().clone();
     let q0 = k.ctx.params().q()[0] as f64;
-    let kk = cfg.k as f64;
+    let kk = cfg.eval_mod_range();
     let z = real_uniform(n, -1.0, 1.0, 4);
     let ct = k.enc(&z, 0);
 
@@ -337,9 +337,9 @@ fn each_stage_against_float64() {
     let t = decrypted_coefficients(k, &raised);
     let max_i = t.iter().map(|x| (x / q0).round().abs()).fold(0.0, f64::max);
     eprintln!("ModRaise: max |I| = {max_i}");
-    assert!(max_i < kk - 1.0);
+    assert!(max_i < f64::from(cfg.k) - 1.0);
 
-    // CoeffsToSlots: bit-reversed coefficients over q0·K, real and imaginary halves.
+    // CoeffsToSlots: bit-reversed coefficients over q0·K' (K' = K + 1/4), real and imaginary halves.
     let u: Vec<Complex64> = (0..n)
         .map(|i| Complex64::new(t[i], t[n + i]) / (q0 * kk))
         .collect();
@@ -359,7 +359,7 @@ fn each_stage_against_float64() {
         k.ctx.params().max_level() - cfg.cts_levels
     );
 
-    // EvalMod on a fresh encryption of the exact CtS output: sin(2πK y).
+    // EvalMod on a fresh encryption of the exact CtS output: sin(2πK' y).
     let fresh = k.enc(&re, halves[0].level());
     let em = bt.eval_mod(&fresh).unwrap();
     let want: Vec<Complex64> = re

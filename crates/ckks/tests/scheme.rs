@@ -291,6 +291,22 @@ fn adjust_levels<B: Backend>(ctx: Arc<Context<B>>) {
         s.eval.mul_const_add_assign(&mut high, &cy, 1.0),
         Err(CkksError::LevelMismatch(..))
     ));
+    // An unrelinearized product (degree 2) takes a degree-1 term before its rescale, as
+    // the polynomial evaluator's `2(T_a·T_b − ½T_{a−b})`; the converse is refused.
+    let cz = encrypt(&s, &x, 2);
+    let mut prod = s.eval.mul(&cy, &cz).unwrap();
+    s.eval.mul_const_add_assign(&mut prod, &cx, -0.5).unwrap();
+    let want: Vec<_> = x.iter().zip(&y).map(|(a, b)| b * a - a * 0.5).collect();
+    let got = s.eval.relinearize_rescale_owned(prod.clone()).unwrap();
+    let e = log2_err(&decrypt(&s, &got), &want);
+    assert!(e < -25.0, "degree-2 mul_const_add_assign error 2^{e:.1}");
+    let mut low = (s.eval)
+        .mul_const_complex_with_scale(&cy, one, 2.0 * prod.scale() / cy.scale())
+        .unwrap();
+    assert!(matches!(
+        s.eval.mul_const_add_assign(&mut low, &prod, 1.0),
+        Err(CkksError::DegreeTooHigh(2))
+    ));
 }
 
 fn errors<B: Backend>(ctx: Arc<Context<B>>) {

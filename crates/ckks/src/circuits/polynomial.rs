@@ -19,14 +19,31 @@
 //! where needed. Only the chain of leading quotients is that tight, so the extra
 //! products stay few (about `log2 n1`), and the whole polynomial costs the optimum
 //! `⌈log2(d+1)⌉` levels (degree 7 in 3, degree 60 in 6). Zero coefficients are skipped,
-//! so odd or even polynomials use odd or even powers only.
+//! so odd or even polynomials use odd or even powers only: an even one of degree 60 takes
+//! 14 products instead of 16 (`T_3` is still computed, as the step to `T_6 = 2T_3² − 1`;
+//! Lattigo's `circuits/ckks/mod1` keeps only the even coefficients of the
+//! bootstrapping's cosine for the same reason). Two ways with fewer products were
+//! measured less precise in the bootstrapping's EvalMod, whose inputs cluster near
+//! `x = 0`: `T_6 = 2T_4T_2 − T_2` (13 products, 0.1 bits) and `q(T_2(x))` with
+//! `T_{2k} = T_k ∘ T_2` (12 products, 0.2 bits; near `x = 0` lies `T_2 = −1`, where the
+//! `T_k(T_2)` are steepest): both feed `T_2`'s rounding, amplified most there, into
+//! every power, where `T_3 = 2T_2T_1 − T_1` damps it by `T_1 ≈ 0`.
 //!
 //! # Scales
-//! Every intermediate ciphertext sits at the canonical scale `Δ_ℓ` of its level
-//! ([`crate::Parameters::scale_at`]): products of two canonical operands rescale onto the
-//! next canonical scale, leaf constants are encoded at the scale that makes every term
-//! land exactly on it, and operands at different levels are aligned with
-//! [`Evaluator::adjust`]. The result is at the canonical scale of its level.
+//! No power is ever brought to another level by a rescale of its own (each would round
+//! it once more, and the powers are where rounding errors are amplified most). A product
+//! of operands at different levels drops the higher one to the lower level (limbs
+//! discarded: exact, the scale is kept), and its scale is whatever the product gives;
+//! `T_{a−b}` in `T_{a+b} = 2T_aT_b − T_{a−b}` is subtracted before the rescale, with a
+//! constant encoded at the product's scale. Sub-polynomials are asked for at an exact
+//! target scale instead: for `q·T_g + r` at scale `S`, `q` is evaluated at
+//! `S·q_{t+1}/scale(T_g)` so that the product lands on `S` (Bossuat et al., Eurocrypt
+//! 2021, §5; Lattigo's `he/hefloat/polynomial_evaluator.go`), and leaf constants are
+//! encoded at the scale that makes every term land on its target. The whole polynomial
+//! lands exactly on the canonical scale `Δ_ℓ` of its level
+//! ([`crate::Parameters::scale_at`]). The former evaluator brought every power to the
+//! canonical scale of the level where it was used, one constant multiplication and one
+//! rescale each time (docs/results/bootstrap.md compares the two).
 //!
 //! # Depth
 //! [`Polynomial::depth`]: `⌈log2(d+1)⌉` for degree `d` on a canonical-scale input, plus
@@ -266,8 +283,9 @@ fn split(c: &[f64], g: usize, chebyshev: bool) -> (Vec<f64>, Vec<f64>) {
     (q, r)
 }
 
-/// Memoized powers (`T_i` or `x^i`) of one input ciphertext, each at the canonical scale
-/// of its level `top − power_depth(i)`.
+/// Memoized powers (`T_i` or `x^i`) of one input ciphertext, `T_i` at level
+/// `top − power_depth(i)` and at whatever scale its products gave it (about the
+/// canonical one; never adjusted, so never rounded more than once per product).
 struct Powers<'a, B: Backend> {
     ev: &'a Evaluator<B>,
     chebyshev: bool,
@@ -276,14 +294,6 @@ struct Powers<'a, B: Backend> {
 }
 
 impl<B: Backend> Powers<'_, B> {
-    fn canonical_at(&self, ct: &Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
-        if ct.level == level {
-            return Ok(ct.clone());
-        }
-        let scale = self.ev.context().params().scale_at(level)?;
-        self.ev.adjust(ct, level, scale)
-    }
-
     /// `T_i` (or `x^i`), computed on first use and cached; borrowed, not copied.
     fn get(&mut self, i: usize) -> Result<&Ciphertext<B>> {
         if !self.cache.contains_key(&i) {
@@ -293,7 +303,13 @@ impl<B: Backend> Powers<'_, B> {
         Ok(&self.cache[&i])
     }
 
+    /// `T_i = 2T_aT_b − T_{a−b}` (or `x^i = x^a x^b`): the operand above the other's
+    /// level is dropped to it (limbs discarded: exact), `T_{a−b}` is subtracted before
+    /// the rescale with its constant encoded at the product's scale (read in place, not
+    /// brought to the product's level by a rescale of its own), and one fused
+    /// relinearization + rescale rounds the result once.
     fn compute(&mut self, i: usize) -> Result<Ciphertext<B>> {
+        let ev = self.ev;
         let (a, b) = if i.is_power_of_two() {
             (i / 2, i / 2)
         } else {
@@ -306,22 +322,30 @@ impl<B: Backend> Powers<'_, B> {
         };
         self.get(a)?;
         self.get(b)?;
+        if self.chebyshev && a != b {
+            self.get(a - b)?;
+        }
         let (ta, tb) = (&self.cache[&a], &self.cache[&b]);
-        let level = ta.level.min(tb.level);
-        let ta = self.canonical_at(ta, level)?;
-        let tb = self.canonical_at(tb, level)?;
-        let mut out = self.ev.mul_relin_rescale(&ta, &tb)?;
-        let want = self.top - power_depth(i);
-        debug_assert_eq!(out.level, want);
-        out.scale = self.ev.context().params().scale_at(out.level)?;
+        let (lo, hi) = if ta.level <= tb.level {
+            (ta, tb)
+        } else {
+            (tb, ta)
+        };
+        let mut prod = if hi.level == lo.level {
+            ev.mul(lo, hi)?
+        } else {
+            ev.mul(lo, &ev.drop_level(hi, lo.level)?)?
+        };
+        if self.chebyshev && a != b {
+            // 2(T_aT_b − ½T_{a−b}): the factor 2 after the rescale (exact).
+            ev.mul_const_add_assign(&mut prod, &self.cache[&(a - b)], -0.5)?;
+        }
+        let mut out = ev.relinearize_rescale_owned(prod)?;
+        debug_assert_eq!(out.level, self.top - power_depth(i));
         if self.chebyshev {
-            out = self.ev.mul_integer(&out, 2)?;
+            out = ev.mul_integer(&out, 2)?;
             if a == b {
-                out = self.ev.add_const(&out, -1.0)?;
-            } else {
-                self.get(a - b)?;
-                let t = self.canonical_at(&self.cache[&(a - b)], out.level)?;
-                self.ev.sub_assign(&mut out, &t)?;
+                out = ev.add_const(&out, -1.0)?;
             }
         }
         Ok(out)
@@ -411,26 +435,31 @@ impl<B: Backend> Evaluator<B> {
             top,
             cache: BTreeMap::from([(1, x)]),
         };
-        self.eval_rec(&mut powers, &plan, &p.coeffs[..=deg], top - depth, max)
+        let target = top - depth;
+        let scale = params.scale_at(target)?;
+        self.eval_rec(&mut powers, &plan, &p.coeffs[..=deg], (target, scale), max)
     }
 
-    /// `Σ c_i T_i` at level `target` (canonical scale); every power it needs sits at or
-    /// above `target + ⌈log2(deg+1)⌉` (the caller's budget).
+    /// `Σ c_i T_i` at level `target` and scale exactly `scale`; every power it needs sits
+    /// at or above `target + ⌈log2(deg+1)⌉` (the caller's budget). A split
+    /// `q·T_g + r` asks for `q` at the scale that makes its product with `T_g` (dropped to
+    /// `target + 1`, exact) land on `scale` after the rescale, as Lattigo's evaluator and
+    /// Bossuat et al. (Eurocrypt 2021, §5) do, so no power is ever re-scaled on its own.
     fn eval_rec(
         &self,
         pw: &mut Powers<'_, B>,
         plan: &Plan,
         c: &[f64],
-        target: usize,
+        (target, scale): (usize, f64),
         max: f64,
     ) -> Result<Ciphertext<B>> {
-        let params = self.context().params().clone();
+        let q_next = self.context().params().q()[target + 1] as f64;
         let deg = last_nonzero(c, max);
         if deg == 0 || plan.is_leaf(c, deg, pw.top - target, max) {
-            // Leaf: Σ c_i T_i with every term at product scale Δ_t·q_{t+1}.
+            // Leaf: Σ c_i T_i with every term at product scale `scale·q_{t+1}`.
+            let product_scale = scale * q_next;
             let mut acc: Option<Ciphertext<B>> = None;
             if deg > 0 {
-                let product_scale = params.scale_at(target)? * params.q()[target + 1] as f64;
                 for (i, &ci) in c.iter().enumerate().take(deg + 1).skip(1) {
                     if negligible(ci, max) {
                         continue;
@@ -454,18 +483,13 @@ impl<B: Backend> Evaluator<B> {
                 }
             }
             let mut out = match acc {
-                Some(a) => {
-                    let mut o = self.rescale_owned(a)?;
-                    o.scale = params.scale_at(target)?;
-                    o
-                }
+                Some(a) => self.rescale_owned(a)?,
                 None => {
                     let t = self.drop_level(pw.get(1)?, target)?;
-                    let mut z = self.mul_integer(&t, 0)?;
-                    z.scale = params.scale_at(target)?;
-                    z
+                    self.mul_integer(&t, 0)?
                 }
             };
+            out.scale = scale;
             if !negligible(c[0], max) {
                 out = self.add_const(&out, c[0])?;
             }
@@ -473,12 +497,17 @@ impl<B: Backend> Evaluator<B> {
         }
         let g = giant_step(deg);
         let (q, r) = split(&c[..=deg], g, pw.chebyshev);
-        let qc = self.eval_rec(pw, plan, &q, target + 1, max)?;
-        pw.get(g)?;
-        let tg = pw.canonical_at(&pw.cache[&g], target + 1)?;
-        let mut out = self.mul_relin_rescale(&qc, &tg)?;
-        out.scale = params.scale_at(target)?;
-        let rc = self.eval_rec(pw, plan, &r, target, max)?;
+        let g_scale = pw.get(g)?.scale;
+        let qc = self.eval_rec(pw, plan, &q, (target + 1, scale * q_next / g_scale), max)?;
+        let tg = &pw.cache[&g];
+        let prod = if tg.level == target + 1 {
+            self.mul(&qc, tg)?
+        } else {
+            self.mul(&qc, &self.drop_level(tg, target + 1)?)?
+        };
+        let mut out = self.relinearize_rescale_owned(prod)?;
+        out.scale = scale;
+        let rc = self.eval_rec(pw, plan, &r, (target, scale), max)?;
         self.add_assign(&mut out, &rc)?;
         Ok(out)
     }
