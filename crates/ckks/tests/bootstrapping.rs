@@ -339,7 +339,8 @@ fn each_stage_against_float64() {
     eprintln!("ModRaise: max |I| = {max_i}");
     assert!(max_i < f64::from(cfg.k) - 1.0);
 
-    // CoeffsToSlots: bit-reversed coefficients over q0·K' (K' = K + 1/4), real and imaginary halves.
+    // CoeffsToSlots: bit-reversed coefficients over q0·K' (K' = K + 1/4), real and
+    // imaginary halves.
     let u: Vec<Complex64> = (0..n)
         .map(|i| Complex64::new(t[i], t[n + i]) / (q0 * kk))
         .collect();

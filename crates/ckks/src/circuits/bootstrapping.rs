@@ -10,8 +10,8 @@
 //! With fewer than `N/2` slots the trace over the Galois elements `5^{n·2^i}` then
 //! projects `t` onto the slots' subring. [`Bootstrapper::coeffs_to_slots`] evaluates the
 //! inverse special FFT ([`super::dft`]) so the slots hold the coefficients
-//! `y = t/(q_0 K') ∈ [−1, 1]`, `K' = K + ¼` (bit-reversed; real and imaginary halves in two ciphertexts
-//! at full slots, side by side in `2n` slots otherwise). [`Bootstrapper::eval_mod`]
+//! `y = t/(q_0 K') ∈ [−1, 1]`, `K' = K + ¼` (bit-reversed; real and imaginary halves in
+//! two ciphertexts at full slots, side by side in `2n` slots otherwise). [`Bootstrapper::eval_mod`]
 //! evaluates `sin(2πK' y)/2π ≈ (t mod q_0)/q_0 = m/q_0`: the even Chebyshev interpolant of
 //! `cos(2πK'u/2^r)` at `u = y − 1/(4K')`, that is `cos(2π(K'y − ¼)/2^r)`, followed by `r`
 //! double-angle steps `c ↦ 2c² − 1`.
@@ -94,8 +94,8 @@ impl BootstrappingConfig {
     /// `cos(2π(K'y − ¼)/2^r)` (Han–Ki, CT-RSA 2020, with the shift of Lattigo's
     /// `circuits/ckks/mod1`). The odd coefficients, zero in exact arithmetic (the nodes
     /// are symmetric), are set to exactly zero, so the evaluator skips them (degree 60:
-    /// 14 products instead of the 16 of the former, non-even interpolant of
-    /// `cos(2π(Ky − ¼)/2^r)`, and 31 leaf terms instead of 61).
+    /// 14 products and 31 leaf terms; a non-even interpolant of `cos(2π(Ky − ¼)/2^r)`
+    /// takes 16 and 61).
     ///
     /// # Errors
     /// [`CkksError::InvalidValue`] for `K = 0` or degree 0.
