@@ -713,8 +713,16 @@ fn encrypted_run(
     let mut setup_s = 0.0;
     let mut progress = |e: &Event| {
         match e {
-            Event::Opened { seconds, .. } => setup_s = *seconds,
-            Event::Resumed(s) => bar.set_position(s.steps as u64),
+            Event::Opened { seconds, .. } => {
+                setup_s = *seconds;
+                // The setup's temporaries (key generation, the keys' bytes, the circuit's
+                // encoding) are freed now; give them back before the steps.
+                he_math::allocator::release_freed();
+            }
+            Event::Resumed(s) => {
+                bar.set_position(s.steps as u64);
+                he_math::allocator::release_freed();
+            }
             Event::Step { steps, .. } => {
                 bar.set_position(*steps as u64);
                 bar.set_message(e.message());

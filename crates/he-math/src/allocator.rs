@@ -8,16 +8,18 @@
 //! kernel's zeroing of the pages (`clear_page_erms`) when the memory is touched again:
 //! 16 % of a bootstrap's profile at the default delay (docs/results/bootstrap.md).
 //!
-//! [`configure`] turns purging off ([`PURGE_DELAY_MS`] = −1): memory freed during a
-//! computation stays mapped and is reused by the next allocation. A delay of 30 s (the
-//! setting before) still left 10 000–12 000 huge-page faults per N = 2^16 bootstrap (the
-//! kernel's zeroing was 19 % of the bootstrap's profile); with purging off there are about
-//! 150, and the bootstrap's median fell from 13.9 to 10.8 and 13.4 s in two paired runs
-//! (docs/results/bootstrap.md). The cost: the process keeps its high-water mark mapped
-//! until it exits, and memory freed in one phase stays with the allocator for the next:
-//! the bootstrap benchmark's peak hardly moves (10.08 → 10.10 GB), the README's bounded
-//! training run's rises from 16.1–16.2 to 17.0 GB (docs/results/dermamnist.md).
-//! `MIMALLOC_PURGE_DELAY=1000` (mimalloc's default) gives the memory back instead.
+//! [`configure`] sets the purge delay to ten minutes ([`PURGE_DELAY_MS`]): memory freed
+//! during a computation stays mapped and is reused by the next allocation, and mimalloc
+//! returns what is free at most once per ten minutes. A delay of 30 s (an earlier setting)
+//! still left 10 000–12 000 huge-page faults per N = 2^16 bootstrap (the kernel's zeroing
+//! was 19 % of the bootstrap's profile); with purging off there were about 150, and the
+//! bootstrap's median fell from 13.9 to 10.8 and 13.4 s in two paired runs
+//! (docs/results/bootstrap.md). The cost of keeping freed memory: the process holds its
+//! high-water mark, and memory freed in one phase (key generation, serialization of the
+//! keys, the circuit's setup) stays with the allocator for the next. [`release_freed`]
+//! returns it at a phase boundary: the binaries call it once a training session is set
+//! up (docs/results/dermamnist.md). `MIMALLOC_PURGE_DELAY=1000` (mimalloc's default)
+//! returns freed memory after a second instead.
 //!
 //! Use in a binary:
 //!
@@ -37,8 +39,11 @@
 pub use mimalloc::MiMalloc;
 
 /// How long (milliseconds) freed memory stays mapped before mimalloc returns it to the
-/// kernel, as [`configure`] sets it: −1, never (see the module docs for the measurements).
-pub const PURGE_DELAY_MS: i64 = -1;
+/// kernel, as [`configure`] sets it: ten minutes, so that a computation reuses what it
+/// frees and [`release_freed`] can return it at a phase boundary (a negative delay, never
+/// purging, would leave nothing for [`release_freed`] to return: mimalloc then does not
+/// record freed ranges for purging). See the module docs for the measurements.
+pub const PURGE_DELAY_MS: i64 = 600_000;
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`; the
 /// `libmimalloc-sys` crate does not name it). Its default there is 1000 ms; a test checks
@@ -55,6 +60,20 @@ pub fn configure() {
     // SAFETY: mi_option_set writes one integer option; any value is valid for the purge
     // delay (−1: never, 0: at once, otherwise milliseconds).
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _) };
+}
+
+/// Returns the memory that mimalloc holds free to the kernel now: `mi_collect(true)` on
+/// every thread of rayon's global pool (each thread's heap keeps the pages it freed) and
+/// on the calling thread, which forces the purges [`PURGE_DELAY_MS`] would delay. Call it
+/// between phases, after a large working set was freed (a training session's setup); it
+/// costs the page faults of the memory touched again afterwards. Memory held by threads
+/// outside rayon's pool stays with them. Harmless when mimalloc is not the global
+/// allocator; does nothing while purging is off (`MIMALLOC_PURGE_DELAY` negative).
+pub fn release_freed() {
+    // SAFETY: mi_collect takes no pointer; it may be called from any thread at any time.
+    rayon::broadcast(|_| unsafe { libmimalloc_sys::mi_collect(true) });
+    // SAFETY: as above.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// The purge delay mimalloc uses now, in milliseconds.

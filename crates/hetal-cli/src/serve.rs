@@ -201,6 +201,8 @@ impl App {
         let setup = SessionSetup::read_keys(&ctx, header, &mut r, self.options.keys)?;
         let keys = setup.keys.num_keys();
         let s = ServerSession::with_options(id, ctx, setup, Some(dir), self.options)?;
+        // Reading the keys and encoding the circuit freed large buffers: return them.
+        he_math::allocator::release_freed();
         tracing::info!(
             session = id,
             preset = preset.name(),

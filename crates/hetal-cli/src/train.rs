@@ -205,7 +205,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         checkpoint: Some((key_dir.join("checkpoint.bin"), binding)),
         resume: args.resume,
     };
-    let mut progress = |e: &Event| eprintln!("{}", e.message());
+    let mut progress = |e: &Event| {
+        if matches!(e, Event::Opened { .. } | Event::Resumed(_)) {
+            // The keys were generated and sent: their temporaries go back to the kernel.
+            he_math::allocator::release_freed();
+        }
+        eprintln!("{}", e.message());
+    };
     let train_clock = Instant::now();
     let data = TrainData {
         train: (&xt, &ds.train.y),
