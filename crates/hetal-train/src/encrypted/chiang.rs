@@ -278,17 +278,21 @@ pub fn run_in_process<B: Backend>(
     let config = client.config().clone();
     let setup = client.session_setup()?;
     let inv = inverse_hessian_bound(x, crate::chiang::ChiangConfig::default().epsilon);
+    // Chiang's plan takes its operands at the top user level (it refreshes V below
+    // `V_MIN`), not at HETAL's `weights_level`.
+    let top = client.context().params().max_user_level();
     let inv_b = client
-        .encrypt_model(
+        .encrypt_model_at(
             &Matrix::from_fn(config.classes, config.features, |_, j| inv[j]),
             0,
+            top,
         )?
         .w;
     let mut server = ChiangServer::new(
         Arc::clone(client.context()),
         setup,
         inv_b,
-        client.initial_model()?,
+        client.encrypt_model_at(&Matrix::zeros(config.classes, config.features), 0, top)?,
     )?;
     let setup_s = clock.elapsed().as_secs_f64();
     let mut timings = Vec::new();

@@ -41,12 +41,14 @@ pub struct Client<B: Backend> {
     bootstrapping: BootstrappingConfig,
     config: SessionConfig,
     shape: UnitShape,
-    /// Level of everything but the training features: the top user level.
+    /// Level of the labels: the top user level.
     level: usize,
     /// Level of the training features ([`super::StepPlan::x_level`]).
     x_level: usize,
     /// Level of validation and test features ([`super::StepPlan::features_level`]).
     features_level: usize,
+    /// Level of encrypted models ([`super::StepPlan::weights_level`]).
+    weights_level: usize,
     stopping: EarlyStopping,
     flooding: Option<Flooding>,
 }
@@ -95,7 +97,8 @@ impl<B: Backend> Client<B> {
         let level = params.max_user_level();
         // Bootstrapping lands at the top user level (`ckks`'s presets).
         let plan = super::StepPlan::new(level)?;
-        let (x_level, features_level) = (plan.x_level, plan.features_level);
+        let (x_level, features_level, weights_level) =
+            (plan.x_level, plan.features_level, plan.weights_level);
         let stopping = EarlyStopping::new(config.patience);
         Ok(Self {
             ctx,
@@ -106,6 +109,7 @@ impl<B: Backend> Client<B> {
             level,
             x_level,
             features_level,
+            weights_level,
             stopping,
             flooding: Some(Flooding::default()),
         })
@@ -209,7 +213,7 @@ impl<B: Backend> Client<B> {
         })
     }
 
-    /// The initial model `W = 0`, encrypted.
+    /// The initial model `W = 0`, encrypted as [`Self::encrypt_model`] does.
     ///
     /// # Errors
     /// Encryption errors.
@@ -217,13 +221,32 @@ impl<B: Backend> Client<B> {
         self.encrypt_model(&Matrix::zeros(self.config.classes, self.config.features), 0)
     }
 
-    /// Encrypts a (decrypted, chosen) weight matrix `c×(d+1)` afresh, e.g. to send it
-    /// back for encrypted inference without telling the server which of its candidates
-    /// it is.
+    /// Encrypts a weight matrix `c×(d+1)`: the initial model, or a decrypted, chosen one
+    /// sent back afresh for encrypted inference (the server does not learn which of its
+    /// candidates it is). At the step plan's [`super::StepPlan::weights_level`] (5 on the
+    /// presets), the level refreshed weights are rebuilt at: the first step then runs
+    /// like every other, inference needs only DiagABT's depth below it, and the model's
+    /// copies on the server (`W` and `V`, 41 ciphertexts each at DermaMNIST's shape)
+    /// take half the memory they would at the top user level.
     ///
     /// # Errors
     /// [`TrainError::Config`] for the wrong shape; encryption errors.
     pub fn encrypt_model(&self, w: &Matrix, epoch: usize) -> Result<EncryptedModel<B>> {
+        self.encrypt_model_at(w, epoch, self.weights_level)
+    }
+
+    /// [`Self::encrypt_model`] at a chosen `level` (for circuits with another level plan,
+    /// such as Chiang's training).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for the wrong shape or a level above the top user level;
+    /// encryption errors.
+    pub fn encrypt_model_at(
+        &self,
+        w: &Matrix,
+        epoch: usize,
+        level: usize,
+    ) -> Result<EncryptedModel<B>> {
         if w.rows() != self.config.classes || w.cols() != self.config.features {
             return Err(TrainError::Config(format!(
                 "model of {}×{} (session: {}×{})",
@@ -233,9 +256,15 @@ impl<B: Backend> Client<B> {
                 self.config.features
             )));
         }
+        if level > self.level {
+            return Err(TrainError::Config(format!(
+                "model level {level} above the top user level {}",
+                self.level
+            )));
+        }
         let layout = BlockLayout::vertical(w.rows(), w.cols(), self.shape)?;
         Ok(EncryptedModel {
-            w: EncryptedMatrix::encrypt(&self.ctx, &self.sk, w, layout, self.level)?,
+            w: EncryptedMatrix::encrypt(&self.ctx, &self.sk, w, layout, level)?,
             epoch,
         })
     }

@@ -49,7 +49,9 @@ pub struct StepPlan {
     pub x_level: usize,
     /// Level refreshed weights are rebuilt at: `v_min + 1`, so that `V'` lands at
     /// `v_min` when `W` and `(η/n)·G` are at least this high (5); rebuilding higher
-    /// would only make the rebuild's rotations run on more limbs.
+    /// would only make the rebuild's rotations run on more limbs. The client encrypts
+    /// models (the initial one, and chosen ones sent back for inference) at this level
+    /// too.
     pub weights_level: usize,
     /// Level the client encrypts validation and test features at: DiagABT's depth and
     /// one more, so that their logits come out at level 1 like the training's `Z` (4);
