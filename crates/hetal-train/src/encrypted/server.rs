@@ -27,7 +27,7 @@ use crate::error::{Result, TrainError};
 use crate::train::{Decision, nesterov_gamma, nesterov_update};
 use he_linalg::ckks::KeyStorage;
 use he_linalg::ckks::circuits::BootstrapperOptions;
-use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Context, Evaluator};
+use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Ciphertext, Context, Evaluator};
 use he_linalg::{Backend, DiagAtbVariant, EncryptedMatrix};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -323,19 +323,21 @@ impl<B: Backend> Server<B> {
             .as_ref()
             .ok_or_else(|| TrainError::Config("no state".into()))?;
         let (gamma, next) = nesterov_gamma(st.lambda);
-        let mut w_new = Vec::with_capacity(g.ciphertexts().len());
-        let mut v_new = Vec::with_capacity(g.ciphertexts().len());
-        for ((gc, vc), wc) in g
-            .ciphertexts()
-            .iter()
-            .zip(v.ciphertexts())
-            .zip(st.w.ciphertexts())
-        {
-            let (wn, vn) = nesterov_update(&self.ops, wc, vc, gc, lr, gamma)?;
+        let layout = *g.layout();
+        // G and a rebuilt V are consumed block by block: each block is freed once its
+        // update is done, so the loop never holds five copies of the weights.
+        let (_, g_blocks) = g.into_parts();
+        let v_blocks: Vec<Cow<'_, Ciphertext<B>>> = match v {
+            Cow::Owned(m) => m.into_parts().1.into_iter().map(Cow::Owned).collect(),
+            Cow::Borrowed(m) => m.ciphertexts().iter().map(Cow::Borrowed).collect(),
+        };
+        let mut w_new = Vec::with_capacity(g_blocks.len());
+        let mut v_new = Vec::with_capacity(g_blocks.len());
+        for ((gc, vc), wc) in g_blocks.into_iter().zip(v_blocks).zip(st.w.ciphertexts()) {
+            let (wn, vn) = nesterov_update(&self.ops, wc, &vc, &gc, lr, gamma)?;
             v_new.push(vn);
             w_new.push(wn);
         }
-        let layout = *g.layout();
         let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
         if v_new.level() < self.plan.v_min {
@@ -346,7 +348,6 @@ impl<B: Backend> Server<B> {
                 self.plan.weights_level,
             )?;
         }
-        drop(v);
         let boot2 = self.refresher.stats();
         t.other += clock.elapsed().as_secs_f64() - (boot2.seconds - boot1.seconds);
         t.bootstrap = boot2.seconds - boot0.seconds;
