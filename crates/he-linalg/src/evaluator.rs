@@ -52,8 +52,16 @@ impl<B: Backend> MatrixEvaluator<B> {
         self.masks.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// The mask `name` at `level` (canonical scale), built by `f` on a cache miss.
-    pub(crate) fn mask(
+    /// The mask `name` at `level` (canonical scale), built by `f` on a cache miss. The
+    /// one cache of encoded slot masks on the server side: the products here and the
+    /// training's circuits (`hetal-train`'s `Ops`) share it, so the names form one
+    /// namespace (this crate's carry a `/`-separated shape suffix, for example
+    /// `atbdiag/1024x32/cp8/m0`).
+    ///
+    /// # Errors
+    /// [`LinalgError::Layout`] if the cache's lock was poisoned; encoding errors (a level
+    /// above the chain, more values than slots).
+    pub fn mask(
         &self,
         name: String,
         level: usize,

@@ -5,9 +5,9 @@
 //! bootstrap.
 
 use crate::error::{Result, TrainError};
-use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Evaluator, Plaintext};
+use he_linalg::ckks::{self, Bootstrapper, Ciphertext, Complex64, Evaluator, Plaintext};
 use he_linalg::{Backend, MatrixEvaluator};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,15 +22,12 @@ pub struct BootstrapStats {
     pub seconds: f64,
 }
 
-/// Encoded masks by (name, level).
-type MaskCache<B> = Mutex<HashMap<(String, usize), Arc<Plaintext<B>>>>;
-
-/// Canonical-scale arithmetic on one evaluator, with a cache of encoded slot masks
-/// (keyed by a caller-chosen name and the level).
+/// Canonical-scale arithmetic on one evaluator, with encoded slot masks (keyed by a
+/// caller-chosen name and the level) from the matrix evaluator's cache
+/// ([`MatrixEvaluator::mask`]).
 pub struct Ops<B: Backend> {
     ev: Arc<Evaluator<B>>,
     mev: MatrixEvaluator<B>,
-    masks: MaskCache<B>,
 }
 
 impl<B: Backend> std::fmt::Debug for Ops<B> {
@@ -45,7 +42,6 @@ impl<B: Backend> Ops<B> {
         Self {
             mev: MatrixEvaluator::new(ev.clone()),
             ev,
-            masks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,13 +128,14 @@ impl<B: Backend> Ops<B> {
         level: usize,
         values: &dyn Fn() -> Vec<f64>,
     ) -> Result<Arc<Plaintext<B>>> {
-        let key = (name.to_owned(), level);
-        if let Some(p) = self.masks.lock().map_err(poisoned)?.get(&key) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(self.ev.context().encode_at_level(&values(), level)?);
-        self.masks.lock().map_err(poisoned)?.insert(key, p.clone());
-        Ok(p)
+        // The matrix evaluator's cache (one cache per server); real slots as complex
+        // values encode to the same plaintext as `Context::encode_at_level`.
+        Ok(self.mev.mask(name.to_owned(), level, || {
+            values()
+                .into_iter()
+                .map(|x| Complex64::new(x, 0.0))
+                .collect()
+        })?)
     }
 
     /// Errors unless `a` is at its level's canonical scale (no copy).
