@@ -11,6 +11,7 @@
 //! additionally refreshes the same ciphertext `k` times in a row and reports, after each
 //! refresh, the error against the original message and the error that refresh added
 //! (against the previous decryption): a drift would show as growing added errors.
+//! `--meta-log-gain k` times two-pass refreshes (Meta-BTS) instead of single ones.
 
 use ckks::circuits::DiagonalStorage;
 use ckks::circuits::bootstrapping::presets;
@@ -65,6 +66,11 @@ pub struct Args {
     /// EvalMod's number of double-angle steps (default: the preset's; each one level).
     #[arg(long)]
     double_angles: Option<u32>,
+    /// Two-pass refreshes (Meta-BTS, `Bootstrapper::bootstrap_meta`) with the first
+    /// pass's error amplified by `2^k` for the second, `1 ≤ k ≤ 20` (16 fits N = 2^16):
+    /// every timed refresh and the chain run both passes and leave one level less.
+    #[arg(long, value_name = "K")]
+    meta_log_gain: Option<u32>,
 }
 
 /// The command-line name of an option's value (`--diagonals`, `--keys`), as the JSON
@@ -162,7 +168,10 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (user0, sys0, faults0) = crate::cpu_usage();
         for _ in 0..args.reps.max(1) {
             let clock = Instant::now();
-            let (o, t) = bt.bootstrap_timed(&ct)?;
+            let (o, t) = match args.meta_log_gain {
+                Some(g) => bt.bootstrap_meta_timed(&ct, g)?,
+                None => bt.bootstrap_timed(&ct)?,
+            };
             runs.push((clock.elapsed().as_secs_f64(), t));
             out = Some(o);
         }
@@ -183,14 +192,20 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             let mut c = ct.clone();
             let mut previous = z.clone();
             for _ in 0..args.chain {
-                c = bt.bootstrap(&c)?;
+                c = match args.meta_log_gain {
+                    Some(g) => bt.bootstrap_meta(&c, g)?,
+                    None => bt.bootstrap(&c)?,
+                };
                 let got = ctx.decode_complex(&sk.decrypt(&c)?)?;
                 chain.push(errors(&got, &z).0);
                 chain_added.push(errors(&got, &previous).0);
                 previous = got;
             }
         }
-        let level_out = bt.output_level();
+        let level_out = match args.meta_log_gain {
+            Some(_) => bt.meta_output_level(),
+            None => bt.output_level(),
+        };
         let report = json!({
             "preset": name,
             "slots": slots,
@@ -210,6 +225,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
             "order": args.order,
+            "meta_log_gain": args.meta_log_gain,
             "eval_mod": {
                 "k": config.k,
                 "degree": config.sine_degree,

@@ -390,15 +390,29 @@ impl<B: Backend> Evaluator<B> {
     /// [`CkksError::InvalidValue`] for a non-finite or too large constant.
     pub fn add_const_complex(&self, a: &Ciphertext<B>, c: Complex64) -> Result<Ciphertext<B>> {
         let mut out = a.clone();
+        self.add_const_complex_assign(&mut out, c)?;
+        Ok(out)
+    }
+
+    /// [`Self::add_const_complex`] in place (no copy of `a`).
+    ///
+    /// # Errors
+    /// As [`Self::add_const_complex`]; `a` is unchanged on error.
+    pub fn add_const_complex_assign(&self, a: &mut Ciphertext<B>, c: Complex64) -> Result<()> {
         let re = self.int_residues((c.re * a.scale).round(), a.level)?;
-        self.be().scalar_add_assign(&mut out.parts[0], &re)?;
-        if c.im != 0.0 {
+        let im = if c.im != 0.0 {
             let im = self.int_residues((c.im * a.scale).round(), a.level)?;
             let mut mono = self.ctx.monomial_half(a.level)?;
             self.be().scalar_mul_assign(&mut mono, &im)?;
-            self.be().add_assign(&mut out.parts[0], &mono)?;
+            Some(mono)
+        } else {
+            None
+        };
+        self.be().scalar_add_assign(&mut a.parts[0], &re)?;
+        if let Some(mono) = im {
+            self.be().add_assign(&mut a.parts[0], &mono)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `a + c` for a real constant `c` in every slot.
@@ -407,6 +421,14 @@ impl<B: Backend> Evaluator<B> {
     /// As [`Self::add_const_complex`].
     pub fn add_const(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
         self.add_const_complex(a, Complex64::new(c, 0.0))
+    }
+
+    /// [`Self::add_const`] in place (no copy of `a`).
+    ///
+    /// # Errors
+    /// As [`Self::add_const_complex`]; `a` is unchanged on error.
+    pub fn add_const_assign(&self, a: &mut Ciphertext<B>, c: f64) -> Result<()> {
+        self.add_const_complex_assign(a, Complex64::new(c, 0.0))
     }
 
     // ----- multiplicative ---------------------------------------------------------------
@@ -592,8 +614,18 @@ impl<B: Backend> Evaluator<B> {
     /// # Errors
     /// As [`Self::mul_const_complex_with_scale`].
     pub fn mul_integer(&self, a: &Ciphertext<B>, k: i64) -> Result<Ciphertext<B>> {
-        let mut out = self.mul_const_complex_with_scale(a, Complex64::new(k as f64, 0.0), 1.0)?;
-        out.scale = a.scale;
+        self.mul_integer_owned(a.clone(), k)
+    }
+
+    /// [`Self::mul_integer`] on an owned ciphertext, in place (no copy).
+    ///
+    /// # Errors
+    /// As [`Self::mul_const_complex_with_scale`].
+    pub fn mul_integer_owned(&self, a: Ciphertext<B>, k: i64) -> Result<Ciphertext<B>> {
+        let scale = a.scale;
+        let mut out =
+            self.mul_const_complex_with_scale_owned(a, Complex64::new(k as f64, 0.0), 1.0)?;
+        out.scale = scale;
         Ok(out)
     }
 

@@ -729,7 +729,8 @@ impl<B: Backend> Bootstrapper<B> {
         for _ in 0..self.config.double_angle {
             let mut sq = ev.mul_relin_rescale(&c, &c)?;
             sq.scale = params.scale_at(sq.level)?;
-            c = ev.add_const(&ev.mul_integer(&sq, 2)?, -1.0)?;
+            c = ev.mul_integer_owned(sq, 2)?;
+            ev.add_const_assign(&mut c, -1.0)?;
         }
         Ok(c)
     }
@@ -852,7 +853,94 @@ impl<B: Backend> Bootstrapper<B> {
         self.eval.note(crate::evaluator::Op::Bootstrap, 1);
         Ok((out, t))
     }
+
+    /// The level a two-pass refresh ([`Self::bootstrap_meta`]) leaves: one below
+    /// [`Self::output_level`].
+    pub fn meta_output_level(&self) -> usize {
+        self.output_level.saturating_sub(1)
+    }
+
+    /// Two-pass bootstrapping, Meta-BTS (Bae, Cheon, Cho, Kim, Kim, "META-BTS:
+    /// Bootstrapping Precision Beyond the Limit", CCS 2022, §3; Lattigo's bootstrapping
+    /// `IterationsParameters`): `c_1 = BTS(ct)` carries the first pass's error `e_1`;
+    /// `d = c_1 − ct` at the bootstrapper's input level measures it exactly (bringing `c_1`
+    /// down is exact up to one rescale's rounding), `2^log_gain·d` is refreshed by a
+    /// second pass, whose own error `e_2` is relative to that larger message, and
+    /// `c_1 − BTS(2^log_gain·d)·2^-log_gain` leaves `e_2·2^-log_gain` plus the rounding of
+    /// the two final rescales. Twice the time of [`Self::bootstrap`], and one level: the
+    /// result is at [`Self::meta_output_level`] and its canonical scale.
+    ///
+    /// `log_gain` must keep `2^log_gain·|e_1|` well inside the message range `[−1, 1]`
+    /// the circuit is built for (at N = 2^16 the first pass errs by up to 2^-19.5,
+    /// docs/results/bootstrap.md: [`DEFAULT_META_LOG_GAIN`] = 16 leaves 2^-3.5), and
+    /// the final rescaling constant `≈ Δ/2^log_gain` at least 2^20 (so at most 20 with
+    /// 40-bit scales).
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for `log_gain` outside `1..=20` or an output level
+    /// below 1; as [`Self::bootstrap`]; [`CkksError::InvalidValue`] from
+    /// [`Evaluator::adjust`] if the gain leaves too coarse a rescaling constant.
+    pub fn bootstrap_meta(&self, ct: &Ciphertext<B>, log_gain: u32) -> Result<Ciphertext<B>> {
+        Ok(self.bootstrap_meta_timed(ct, log_gain)?.0)
+    }
+
+    /// [`Self::bootstrap_meta`] with the stage times of both passes summed.
+    ///
+    /// # Errors
+    /// As [`Self::bootstrap_meta`].
+    pub fn bootstrap_meta_timed(
+        &self,
+        ct: &Ciphertext<B>,
+        log_gain: u32,
+    ) -> Result<(Ciphertext<B>, StageTimings)> {
+        let _span = tracing::info_span!("bootstrap_meta", slots = self.slots, log_gain).entered();
+        if !(1..=20).contains(&log_gain) {
+            return Err(CkksError::InvalidValue(format!(
+                "Meta-BTS gain 2^{log_gain} is outside 2^1 … 2^20"
+            )));
+        }
+        if self.output_level < 1 {
+            return Err(CkksError::InvalidValue(
+                "Meta-BTS needs a refresh that leaves at least one level".into(),
+            ));
+        }
+        let ev = &self.eval;
+        let params = ev.context().params();
+        // The input at the level and scale the first pass reads it at.
+        let level_in = match self.config.order {
+            BootstrapOrder::CoeffsToSlotsFirst => 0,
+            BootstrapOrder::SlotsToCoeffsFirst => self.config.s2c_levels,
+        };
+        let scale_in = params.scale_at(level_in)?;
+        let input = if ct.level == level_in && ct.scale == scale_in {
+            ct.clone()
+        } else {
+            ev.adjust(ct, level_in, scale_in)?
+        };
+        let (c1, mut t) = self.bootstrap_timed(&input)?;
+        // d = c_1 − input: the first pass's error, amplified by 2^log_gain.
+        let d = ev.sub(&ev.adjust(&c1, level_in, scale_in)?, &input)?;
+        let d = ev.mul_integer_owned(d, 1i64 << log_gain)?;
+        let (mut c2, t2) = self.bootstrap_timed(&d)?;
+        t.mod_raise += t2.mod_raise;
+        t.coeffs_to_slots += t2.coeffs_to_slots;
+        t.eval_mod += t2.eval_mod;
+        t.slots_to_coeffs += t2.slots_to_coeffs;
+        // Read c_2 as e_1 (its scale label times 2^log_gain); both to one level lower.
+        c2.scale *= f64::from(1u32 << log_gain);
+        let level = self.meta_output_level();
+        let scale = params.scale_at(level)?;
+        let out = ev.sub(
+            &ev.adjust(&c1, level, scale)?,
+            &ev.adjust(&c2, level, scale)?,
+        )?;
+        Ok((out, t))
+    }
 }
+
+/// The gain [`Bootstrapper::bootstrap_meta`] is used with by default (log2): the first
+/// pass's error at N = 2^16 (at most 2^-19.5) times 2^16 stays below 2^-3.
+pub const DEFAULT_META_LOG_GAIN: u32 = 16;
 
 /// Bootstrappable parameter sets: a [`crate::ParametersLiteral`] whose chain has room for
 /// the circuit, and the [`BootstrappingConfig`] that fits it.

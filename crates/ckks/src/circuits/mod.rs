@@ -7,7 +7,8 @@ pub mod linear_transform;
 pub mod polynomial;
 
 pub use bootstrapping::{
-    BootstrapOrder, Bootstrapper, BootstrapperOptions, BootstrappingConfig, StageTimings,
+    BootstrapOrder, Bootstrapper, BootstrapperOptions, BootstrappingConfig, DEFAULT_META_LOG_GAIN,
+    StageTimings,
 };
 pub use linear_transform::{DiagonalStorage, EncodedLinearTransform, LinearTransform};
 pub use polynomial::{Polynomial, PolynomialBasis};

@@ -343,9 +343,9 @@ impl<B: Backend> Powers<'_, B> {
         let mut out = ev.relinearize_rescale_owned(prod)?;
         debug_assert_eq!(out.level, self.top - power_depth(i));
         if self.chebyshev {
-            out = ev.mul_integer(&out, 2)?;
+            out = ev.mul_integer_owned(out, 2)?;
             if a == b {
-                out = ev.add_const(&out, -1.0)?;
+                ev.add_const_assign(&mut out, -1.0)?;
             }
         }
         Ok(out)
@@ -409,7 +409,7 @@ impl<B: Backend> Evaluator<B> {
             let mut y = self.rescale_owned(y)?;
             y.scale = params.scale_at(target)?;
             if beta != 0.0 {
-                y = self.add_const(&y, beta)?;
+                self.add_const_assign(&mut y, beta)?;
             }
             y
         };
@@ -491,7 +491,7 @@ impl<B: Backend> Evaluator<B> {
             };
             out.scale = scale;
             if !negligible(c[0], max) {
-                out = self.add_const(&out, c[0])?;
+                self.add_const_assign(&mut out, c[0])?;
             }
             return Ok(out);
         }
