@@ -397,7 +397,7 @@ impl<B: Backend> Evaluator<B> {
     /// [`Self::add_const_complex`] in place (no copy of `a`).
     ///
     /// # Errors
-    /// As [`Self::add_const_complex`]; `a` is unchanged on error.
+    /// As [`Self::add_const_complex`]; a refused constant leaves `a` unchanged.
     pub fn add_const_complex_assign(&self, a: &mut Ciphertext<B>, c: Complex64) -> Result<()> {
         let re = self.int_residues((c.re * a.scale).round(), a.level)?;
         let im = if c.im != 0.0 {
@@ -426,7 +426,7 @@ impl<B: Backend> Evaluator<B> {
     /// [`Self::add_const`] in place (no copy of `a`).
     ///
     /// # Errors
-    /// As [`Self::add_const_complex`]; `a` is unchanged on error.
+    /// As [`Self::add_const_complex_assign`].
     pub fn add_const_assign(&self, a: &mut Ciphertext<B>, c: f64) -> Result<()> {
         self.add_const_complex_assign(a, Complex64::new(c, 0.0))
     }

@@ -867,8 +867,11 @@ impl<B: Backend> Bootstrapper<B> {
     /// down is exact up to one rescale's rounding), `2^log_gain·d` is refreshed by a
     /// second pass, whose own error `e_2` is relative to that larger message, and
     /// `c_1 − BTS(2^log_gain·d)·2^-log_gain` leaves `e_2·2^-log_gain` plus the rounding of
-    /// the two final rescales. Twice the time of [`Self::bootstrap`], and one level: the
-    /// result is at [`Self::meta_output_level`] and its canonical scale.
+    /// the two rescales that bring `c_1` down (to the input level for `d`, to the output
+    /// level; under a dense secret at N = 2^16 and Δ = 2^40 that rounding is what
+    /// remains, about 2^-23 at the largest slot, docs/results/bootstrap.md). Twice the
+    /// time of [`Self::bootstrap`], and one level: the result is at
+    /// [`Self::meta_output_level`] and its canonical scale.
     ///
     /// `log_gain` must keep `2^log_gain·|e_1|` well inside the message range `[−1, 1]`
     /// the circuit is built for (at N = 2^16 the first pass errs by up to 2^-19.5,
@@ -938,8 +941,9 @@ impl<B: Backend> Bootstrapper<B> {
     }
 }
 
-/// The gain [`Bootstrapper::bootstrap_meta`] is used with by default (log2): the first
-/// pass's error at N = 2^16 (at most 2^-19.5) times 2^16 stays below 2^-3.
+/// A gain (log2) for [`Bootstrapper::bootstrap_meta`] that fits the N = 2^16 presets: the
+/// first pass's error there (at most 2^-19.5) times 2^16 stays below 2^-3 (the value of
+/// docs/results/bootstrap.md's `bench-bootstrap --meta-log-gain 16` runs).
 pub const DEFAULT_META_LOG_GAIN: u32 = 16;
 
 /// Bootstrappable parameter sets: a [`crate::ParametersLiteral`] whose chain has room for
