@@ -867,10 +867,10 @@ impl<B: Backend> Bootstrapper<B> {
     /// down is exact up to one rescale's rounding), `2^log_gain·d` is refreshed by a
     /// second pass, whose own error `e_2` is relative to that larger message, and
     /// `c_1 − BTS(2^log_gain·d)·2^-log_gain` leaves `e_2·2^-log_gain` plus the rounding of
-    /// the two rescales that bring `c_1` down (to the input level for `d`, to the output
-    /// level; under a dense secret at N = 2^16 and Δ = 2^40 that rounding is what
-    /// remains, about 2^-23 at the largest slot, docs/results/bootstrap.md). Twice the
-    /// time of [`Self::bootstrap`], and one level: the result is at
+    /// the three rescales that bring `c_1` (to the input level for `d`, and to the output
+    /// level) and the correction down (under a dense secret at N = 2^16 and Δ = 2^40
+    /// that rounding is most of what remains, docs/results/bootstrap.md). Twice the time
+    /// of [`Self::bootstrap`], and one level: the result is at
     /// [`Self::meta_output_level`] and its canonical scale.
     ///
     /// `log_gain` must keep `2^log_gain·|e_1|` well inside the message range `[−1, 1]`
