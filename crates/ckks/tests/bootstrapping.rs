@@ -23,6 +23,14 @@ fn log2_err(got: &[Complex64], want: &[Complex64]) -> f64 {
         .log2()
 }
 
+/// `n` complex values with real and imaginary parts uniform in [-1, 1].
+fn complex_uniform(n: usize, seed: u64) -> Vec<Complex64> {
+    let mut r = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
+        .collect()
+}
+
 fn real_uniform(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<Complex64> {
     let mut r = StdRng::seed_from_u64(seed);
     (0..n)
@@ -415,10 +423,7 @@ fn full_slot_bootstrap_real_and_complex() {
     assert_eq!(out.level(), k.ctx.params().max_user_level());
     assert!(e < -20.0, "2^{e}");
 
-    let mut r = StdRng::seed_from_u64(6);
-    let zc: Vec<Complex64> = (0..2048)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
+    let zc = complex_uniform(2048, 6);
     // From a higher level: brought down to level 0 by the bootstrapper.
     let out = bt.bootstrap(&k.enc(&zc, 2)).unwrap();
     let e = log2_err(&k.dec(&out), &zc);
@@ -430,10 +435,7 @@ fn full_slot_bootstrap_real_and_complex() {
 fn sparse_slot_bootstrap() {
     let k = boot_keys();
     let bt = bootstrapper(512);
-    let mut r = StdRng::seed_from_u64(7);
-    let z: Vec<Complex64> = (0..512)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
+    let z = complex_uniform(512, 7);
     let out = bt.bootstrap(&k.enc(&z, 0)).unwrap();
     assert_eq!(out.slots(), 512);
     let e = log2_err(&k.dec(&out), &z);
@@ -462,10 +464,7 @@ fn ten_refreshes_do_not_drift() {
 fn meta_bts_gains_precision_for_one_level() {
     let k = boot_keys();
     let bt = bootstrapper(2048);
-    let mut r = StdRng::seed_from_u64(11);
-    let z: Vec<Complex64> = (0..2048)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
+    let z = complex_uniform(2048, 11);
     let ct = k.enc(&z, 0);
     let single = log2_err(&k.dec(&bt.bootstrap(&ct).unwrap()), &z);
     let out = bt
@@ -663,10 +662,7 @@ fn slots_to_coeffs_first_order() {
         bt.output_level(),
         top - cfg.cts_levels - cfg.eval_mod_depth().unwrap() - 1
     );
-    let mut r = StdRng::seed_from_u64(12);
-    let z: Vec<Complex64> = (0..2048)
-        .map(|_| Complex64::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)))
-        .collect();
+    let z = complex_uniform(2048, 12);
     // Input at the top user level (SlotsToCoeffs needs s2c_levels = 2 levels).
     let out = bt.bootstrap(&k.enc(&z, 2)).unwrap();
     let e = log2_err(&k.dec(&out), &z);
