@@ -43,12 +43,9 @@ pub struct Client<B: Backend> {
     shape: UnitShape,
     /// Level of the labels: the top user level.
     level: usize,
-    /// Level of the training features ([`super::StepPlan::x_level`]).
-    x_level: usize,
-    /// Level of validation and test features ([`super::StepPlan::features_level`]).
-    features_level: usize,
-    /// Level of encrypted models ([`super::StepPlan::weights_level`]).
-    weights_level: usize,
+    /// The step plan: levels of the training features, of validation and test
+    /// features, and of encrypted models.
+    plan: super::StepPlan,
     stopping: EarlyStopping,
     flooding: Option<Flooding>,
 }
@@ -97,8 +94,6 @@ impl<B: Backend> Client<B> {
         let level = params.max_user_level();
         // Bootstrapping lands at the top user level (`ckks`'s presets).
         let plan = super::StepPlan::new(level)?;
-        let (x_level, features_level, weights_level) =
-            (plan.x_level, plan.features_level, plan.weights_level);
         let stopping = EarlyStopping::new(config.patience);
         Ok(Self {
             ctx,
@@ -107,9 +102,7 @@ impl<B: Backend> Client<B> {
             config,
             shape,
             level,
-            x_level,
-            features_level,
-            weights_level,
+            plan,
             stopping,
             flooding: Some(Flooding::default()),
         })
@@ -189,7 +182,7 @@ impl<B: Backend> Client<B> {
         }
         let y = crate::data::one_hot(labels, self.config.classes);
         Ok(EncryptedBatch {
-            x: self.encrypt(x, self.x_level)?,
+            x: self.encrypt(x, self.plan.x_level)?,
             y: self.encrypt(&y, self.level)?,
             rows: x.rows(),
         })
@@ -209,7 +202,7 @@ impl<B: Backend> Client<B> {
             )));
         }
         Ok(EncryptedFeatures {
-            x: self.encrypt(x, self.features_level)?,
+            x: self.encrypt(x, self.plan.features_level)?,
         })
     }
 
@@ -232,7 +225,7 @@ impl<B: Backend> Client<B> {
     /// # Errors
     /// [`TrainError::Config`] for the wrong shape; encryption errors.
     pub fn encrypt_model(&self, w: &Matrix, epoch: usize) -> Result<EncryptedModel<B>> {
-        self.encrypt_model_at(w, epoch, self.weights_level)
+        self.encrypt_model_at(w, epoch, self.plan.weights_level)
     }
 
     /// [`Self::encrypt_model`] at a chosen `level` (for circuits with another level plan,
