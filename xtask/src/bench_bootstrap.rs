@@ -28,8 +28,9 @@ pub struct Args {
     /// Print one JSON object per slot count instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (`n16_logqp1755_dense_boot`, N = 2^16, 128-bit per its secret's
-    /// table) or `insecure-n12` (tests).
+    /// Preset: `n16` (`n16_logqp1732_dense_s2c`, N = 2^16, SlotsToCoeffs first, 128-bit
+    /// per its secret's table), `n16-cts` (`n16_logqp1755_dense_boot`, the former
+    /// default, CoeffsToSlots first) or `insecure-n12` (tests).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
@@ -41,10 +42,11 @@ pub struct Args {
     /// Refresh one ciphertext this many times in a row and report the error after each.
     #[arg(long, default_value_t = 0)]
     chain: usize,
-    /// Stage order: `cts-first` (ModRaise, CoeffsToSlots, EvalMod, SlotsToCoeffs) or
-    /// `s2c-first` (SlotsToCoeffs at the bottom first, as OpenFHE; full slots only).
-    #[arg(long, default_value = "cts-first")]
-    order: String,
+    /// Stage order (default: the preset's): `cts-first` (ModRaise, CoeffsToSlots,
+    /// EvalMod, SlotsToCoeffs) or `s2c-first` (SlotsToCoeffs at the bottom first, as
+    /// HEaaN and OpenFHE; full slots only).
+    #[arg(long, value_enum)]
+    order: Option<Order>,
     /// Inputs uniform in `[-a, a]`, `0 < a ≤ 1` (errors stay absolute): how the error
     /// scales with the message tells EvalMod's `sin(2πx)/2π ≈ x` distortion (cubic in
     /// the message) from noise (independent of it).
@@ -71,6 +73,20 @@ pub struct Args {
     /// every timed refresh and the chain run both passes and leave one level less.
     #[arg(long, value_name = "K")]
     meta_log_gain: Option<u32>,
+    /// `s2c-first` order: SlotsToCoeffs shrinks the message by `2^-k` so that EvalMod's
+    /// sine stays close to linear (default: the preset's;
+    /// `BootstrappingConfig::s2c_shrink_log2`).
+    #[arg(long, value_name = "K")]
+    s2c_shrink_log2: Option<u32>,
+}
+
+/// `--order`: the stage order of `BootstrapOrder`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// `BootstrapOrder::CoeffsToSlotsFirst`.
+    CtsFirst,
+    /// `BootstrapOrder::SlotsToCoeffsFirst`.
+    S2cFirst,
 }
 
 /// The command-line name of an option's value (`--diagonals`, `--keys`), as the JSON
@@ -83,6 +99,10 @@ pub fn value_name<T: clap::ValueEnum + std::fmt::Debug>(v: T) -> String {
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
     Ok(match name {
         "n16" => {
+            let (l, c) = presets::n16_logqp1732_dense_s2c();
+            ("n16_logqp1732_dense_s2c", l, c)
+        }
+        "n16-cts" => {
             let (l, c) = presets::n16_logqp1755_dense_boot();
             ("n16_logqp1755_dense_boot", l, c)
         }
@@ -116,11 +136,14 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(r) = args.double_angles {
         config.double_angle = r;
     }
-    config.order = match args.order.as_str() {
-        "cts-first" => BootstrapOrder::CoeffsToSlotsFirst,
-        "s2c-first" => BootstrapOrder::SlotsToCoeffsFirst,
-        other => return Err(format!("unknown order {other:?}").into()),
-    };
+    if let Some(k) = args.s2c_shrink_log2 {
+        config.s2c_shrink_log2 = k;
+    }
+    match args.order {
+        Some(Order::CtsFirst) => config.order = BootstrapOrder::CoeffsToSlotsFirst,
+        Some(Order::S2cFirst) => config.order = BootstrapOrder::SlotsToCoeffsFirst,
+        None => {}
+    }
     let ctx = Context::new_cpu(literal)?;
     let params = ctx.params().clone();
     let slot_counts = if args.slots.is_empty() {
@@ -157,10 +180,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .map(|_| Complex64::new(args.amplitude * rng.random_range(-1.0..1.0), 0.0))
             .collect();
         // The lowest level the order accepts: 0, or the SlotsToCoeffs levels.
-        let level_in = match config.order {
-            BootstrapOrder::CoeffsToSlotsFirst => 0,
-            BootstrapOrder::SlotsToCoeffsFirst => config.s2c_levels,
-        };
+        let level_in = bt.input_level();
         let scale_in = params.scale_at(level_in)?;
         let ct = sk.encrypt(&ctx.encode_complex(&z, level_in, scale_in)?)?;
         let mut runs: Vec<(f64, StageTimings)> = Vec::new();
@@ -224,7 +244,10 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "eval_mod": stages.eval_mod,
                 "slots_to_coeffs": stages.slots_to_coeffs,
             },
-            "order": args.order,
+            "order": value_name(match config.order {
+                BootstrapOrder::CoeffsToSlotsFirst => Order::CtsFirst,
+                BootstrapOrder::SlotsToCoeffsFirst => Order::S2cFirst,
+            }),
             "meta_log_gain": args.meta_log_gain,
             "eval_mod": {
                 "k": config.k,
@@ -233,6 +256,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "depth": config.eval_mod_depth()?,
                 "approximation_log2": config.eval_mod_approximation_error()?.log2(),
             },
+            "s2c_shrink_log2": config.s2c_shrink_log2,
             "diagonals": value_name(args.diagonals),
             "keys": value_name(args.keys),
             "diagonal_bytes": bt.diagonal_bytes(),

@@ -19,6 +19,7 @@ fn secure_presets() -> Vec<(&'static str, ParametersLiteral)> {
             "n16_logqp1755_dense_boot",
             boot::n16_logqp1755_dense_boot().0,
         ),
+        ("n16_logqp1732_dense_s2c", boot::n16_logqp1732_dense_s2c().0),
     ]
 }
 
@@ -39,6 +40,7 @@ fn secure_presets_are_within_their_bound() {
         let bound = security::max_log_qp_128(lit.log_n, lit.secret)
             .unwrap_or_else(|| panic!("{name}: no bound for its secret"));
         assert!(p.log_qp() <= bound.max_log_q as f64, "{name}");
+        eprintln!("{name}: log QP {:.2} ≤ {}", p.log_qp(), bound.max_log_q);
         assert!(p.is_secure_128(), "{name}");
     }
 }

@@ -13,6 +13,23 @@ use hetal_train::{ASoftmaxParams, Nesterov, softmax_row};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 
+/// The training preset's ring and user chain with the bootstrapping of `ckks`'s
+/// `insecure_n12_boot` in its CoeffsToSlots-first order (SlotsToCoeffs on its own
+/// 61-bit primes): the folded ASoftmax refreshes sparse-slot ciphertexts, which the
+/// SlotsToCoeffs-first order of the training presets does not take.
+fn cts_first_train() -> (
+    he_linalg::ckks::ParametersLiteral,
+    he_linalg::ckks::BootstrappingConfig,
+) {
+    let (mut lit, cfg) = he_linalg::ckks::circuits::bootstrapping::presets::insecure_n12_boot();
+    let mut log_q = vec![52];
+    log_q.extend([42; 9]);
+    lit.log_q = log_q;
+    lit.log_p = vec![61; 7];
+    lit.dnum = 4;
+    (lit, cfg)
+}
+
 fn bits(err: f64) -> f64 {
     -err.max(f64::MIN_POSITIVE).log2()
 }
@@ -24,7 +41,7 @@ fn random_matrix(rows: usize, cols: usize, range: f64, seed: u64) -> Matrix {
 
 #[test]
 fn encrypted_asoftmax_matches_simulated_and_exact() {
-    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let (lit, boot_cfg) = cts_first_train();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();
     let classes = 5;
@@ -293,8 +310,11 @@ fn pair_refresh_restores_both_parts() {
     let enc =
         |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
     assert!(refresher.pairs(slots));
+    // The preset refreshes SlotsToCoeffs first: from level 2, not 0.
+    let f = refresher.floor();
+    assert_eq!(f, 2);
     let (ra, rb) = refresher
-        .refresh_pair(&ops, &enc(&a, 1), &enc(&b, 1), 1.0)
+        .refresh_pair(&ops, &enc(&a, f + 1), &enc(&b, f + 1), 1.0)
         .unwrap();
     let out = refresher.output_level();
     assert_eq!((ra.level(), rb.level()), (out, out));
@@ -313,15 +333,15 @@ fn pair_refresh_restores_both_parts() {
         bits(eb)
     );
     assert_eq!(refresher.stats().count, 1);
-    // Different levels, or level 0 (no room for the scaling), are refused.
+    // Different levels, or the floor (no room for the scaling), are refused.
     assert!(
         refresher
-            .refresh_pair(&ops, &enc(&a, 1), &enc(&b, 2), 1.0)
+            .refresh_pair(&ops, &enc(&a, f + 1), &enc(&b, f + 2), 1.0)
             .is_err()
     );
     assert!(
         refresher
-            .refresh_pair(&ops, &enc(&a, 0), &enc(&b, 0), 1.0)
+            .refresh_pair(&ops, &enc(&a, f), &enc(&b, f), 1.0)
             .is_err()
     );
 }
@@ -331,7 +351,8 @@ fn pair_refresh_restores_both_parts() {
 /// every ciphertext that went through a circuit does); its refresh error then rides
 /// again as a correction (Meta-BTS), here with the second passenger's bootstrap in
 /// `alight`, which leaves the first far more precise than a refresh alone; a
-/// correction that finds no ride is dropped; a sparse or level-0 passenger is refused.
+/// correction that finds no ride is dropped; a sparse passenger, or one at the refresh
+/// floor, is refused.
 #[test]
 fn passengers_ride_in_a_refresh() {
     let (ctx, sk, ev, refresher) = refresher_setup();
@@ -365,14 +386,18 @@ fn passengers_ride_in_a_refresh() {
         |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
     let err =
         |ct: &he_linalg::ckks::Ciphertext<CpuBackend>, want: &[f64]| max_err(&ctx, &sk, ct, want);
-    let alone = refresher.refresh(&ops, &enc(&b, 3), 1.0).unwrap();
+    let f = refresher.floor();
+    let alone = refresher.refresh(&ops, &enc(&b, f + 3), 1.0).unwrap();
     let e_alone = err(&alone, &b);
     // The host: `host + 0.01·i·garbage` (an imaginary part the decoder's real view hides).
     let noisy_host = ev
-        .add(&enc(&host, 2), &ev.mul_by_i(&enc(&garbage, 2)).unwrap())
+        .add(
+            &enc(&host, f + 2),
+            &ev.mul_by_i(&enc(&garbage, f + 2)).unwrap(),
+        )
         .unwrap();
-    refresher.board(enc(&b, 3), 1.0).unwrap();
-    refresher.board(enc(&c, 3), 1.0).unwrap();
+    refresher.board(enc(&b, f + 3), 1.0).unwrap();
+    refresher.board(enc(&c, f + 3), 1.0).unwrap();
     let before = refresher.stats().count;
     let h = refresher.refresh(&ops, &noisy_host, 1.28).unwrap();
     // The first passenger rode with the host; the second is bootstrapped now, paired
@@ -401,5 +426,5 @@ fn passengers_ride_in_a_refresh() {
     assert!(bits(eb) > bits(e_alone) + 2.0, "2^-{:.1}", bits(eb));
     assert!(bits(ec) > bits(e_alone) - 2.0 && bits(eh) > 16.0);
     assert!(refresher.alight(&ops).unwrap().is_empty());
-    assert!(refresher.board(enc(&b, 0), 1.0).is_err());
+    assert!(refresher.board(enc(&b, f), 1.0).is_err());
 }

@@ -52,9 +52,10 @@ pub enum BootstrapOrder {
     CoeffsToSlotsFirst,
     /// SlotsToCoeffs → ModRaise → CoeffsToSlots → EvalMod (OpenFHE's and HEaaN's order,
     /// Chen–Chillotti–Song, Eurocrypt 2019): SlotsToCoeffs runs at the bottom of the
-    /// user chain (input at level ≥ `s2c_levels`), the message is already in the slots
-    /// after EvalMod; the factor `q_0/2πΔ_0` then costs one level (a scale adjustment),
-    /// so the output is at `L − cts_levels − eval_mod_depth − 1`. Full slots only.
+    /// user chain (input at level ≥ `s2c_levels`), on `s2c_levels + 1` limbs at most;
+    /// the message is already in the slots after EvalMod, whose output scale carries the
+    /// factor `q_0/(2πΔ_0)` (and [`BootstrappingConfig::s2c_shrink_log2`]), so the output
+    /// is at `L − cts_levels − eval_mod_depth` at its canonical scale. Full slots only.
     SlotsToCoeffsFirst,
 }
 
@@ -79,6 +80,16 @@ pub struct BootstrappingConfig {
     /// The order of the stages.
     #[serde(default)]
     pub order: BootstrapOrder,
+    /// [`BootstrapOrder::SlotsToCoeffsFirst`] only: SlotsToCoeffs multiplies the message
+    /// by `2^-k`, and the output's scale gives the factor back. In that order the slot
+    /// values themselves become the coefficients EvalMod reduces, so `x = t/q_0` is as
+    /// large as `m·Δ_0/q_0` and `sin(2πx)/2π` deviates from `x` by `(2πx)³/6`, a relative
+    /// `(2πx)²/6` (2^-17.3 for `|m| = 1` at `q_0/Δ_0 = 2^10`); shrinking by `2^-k` divides
+    /// that by `2^2k` and multiplies EvalMod's noise, which this order does not spread
+    /// over the `N` coefficients as the other order's SlotsToCoeffs does, by `2^k`.
+    /// Ignored in the other order.
+    #[serde(default)]
+    pub s2c_shrink_log2: u32,
 }
 
 impl BootstrappingConfig {
@@ -120,6 +131,15 @@ impl BootstrappingConfig {
             .map(|(i, &c)| if i % 2 == 1 { 0.0 } else { c })
             .collect();
         Polynomial::chebyshev(even, -1.0, 1.0)
+    }
+
+    /// The level a ciphertext is refreshed from ([`Bootstrapper::input_level`]): 0, or
+    /// `s2c_levels` in the [`BootstrapOrder::SlotsToCoeffsFirst`] order.
+    pub fn input_level(&self) -> usize {
+        match self.order {
+            BootstrapOrder::CoeffsToSlotsFirst => 0,
+            BootstrapOrder::SlotsToCoeffsFirst => self.s2c_levels,
+        }
     }
 
     /// Levels consumed by EvalMod.
@@ -217,12 +237,6 @@ impl BootstrappingConfig {
                 "bootstrapping needs {depth} levels above the output, the chain has {top}"
             )));
         }
-        if self.order == BootstrapOrder::SlotsToCoeffsFirst && top < depth + 2 {
-            return Err(CkksError::InvalidParameters(format!(
-                "SlotsToCoeffs-first bootstrapping needs {} levels, the chain has {top}",
-                depth + 2
-            )));
-        }
         let cts: Vec<usize> = (0..self.cts_levels).map(|i| top - i).collect();
         let below_eval_mod = top - self.cts_levels - self.eval_mod_depth()?;
         Ok(match self.order {
@@ -231,8 +245,15 @@ impl BootstrappingConfig {
                 (cts, s2c, below_eval_mod - self.s2c_levels)
             }
             BootstrapOrder::SlotsToCoeffsFirst => {
+                if below_eval_mod < self.s2c_levels {
+                    return Err(CkksError::InvalidParameters(format!(
+                        "SlotsToCoeffs-first bootstrapping lands at level {below_eval_mod}, \
+                         below its input level {}",
+                        self.s2c_levels
+                    )));
+                }
                 let s2c = (0..self.s2c_levels).map(|i| self.s2c_levels - i).collect();
-                (cts, s2c, below_eval_mod - 1)
+                (cts, s2c, below_eval_mod)
             }
         })
     }
@@ -404,6 +425,10 @@ pub struct Bootstrapper<B: Backend> {
     sine: Polynomial,
     /// Scale label given to the ModRaised ciphertext (see [`Self::mod_raise`]).
     raised_scale: f64,
+    /// SlotsToCoeffs-first order: the scale EvalMod's polynomial lands on, chosen so that
+    /// after the double angles the output reads `g·m` at the scale `Δ_out/g`, `g` the
+    /// factor [`Self::recombine`] gives back. `None`: canonical scales.
+    eval_mod_scale: Option<f64>,
     output_level: usize,
 }
 
@@ -537,6 +562,7 @@ impl<B: Backend> Bootstrapper<B> {
         }
         let sine = config.eval_mod_polynomial()?;
         let mut s2c = Vec::new();
+        let mut eval_mod_scale = None;
         match config.order {
             BootstrapOrder::CoeffsToSlotsFirst => {
                 let g = q0 / (2.0 * PI * delta0);
@@ -557,11 +583,27 @@ impl<B: Backend> Bootstrapper<B> {
                         max: params.max_slots(),
                     });
                 }
-                // SlotsToCoeffs at the bottom: levels s … 1, canonical scales.
-                for (m, &level) in s2c_m.iter().zip(&s2c_at) {
+                // SlotsToCoeffs at the bottom: levels s … 1, canonical scales; the first
+                // matrix shrinks the message by 2^-k.
+                let shrink = (-f64::from(config.s2c_shrink_log2)).exp2();
+                for (i, (m, &level)) in s2c_m.iter().zip(&s2c_at).enumerate() {
                     let (inp, out) = (params.scale_at(level)?, params.scale_at(level - 1)?);
+                    let m = if i == 0 {
+                        m.scaled(Complex64::new(shrink, 0.0))
+                    } else {
+                        m.clone()
+                    };
                     s2c.push(m.encode_with(&ctx, level, inp, out, diagonals)?);
                 }
+                // EvalMod's result reads g·m, g = 2πΔ_0·2^-k/q_0: it must end at the
+                // scale Δ_out/g. Each double angle squares and rescales by the prime
+                // below it, so its input scale is √(S·q); the polynomial lands there.
+                let g = 2.0 * PI * delta0 * shrink / q0;
+                let mut s = params.scale_at(output_level)? / g;
+                for i in 1..=config.double_angle as usize {
+                    s = (s * params.q()[output_level + i] as f64).sqrt();
+                }
+                eval_mod_scale = Some(s);
             }
         }
         Ok(Self {
@@ -573,6 +615,7 @@ impl<B: Backend> Bootstrapper<B> {
             s2c,
             sine,
             raised_scale,
+            eval_mod_scale,
             output_level,
         })
     }
@@ -601,8 +644,15 @@ impl<B: Backend> Bootstrapper<B> {
         self.slots
     }
 
-    /// The level of a refreshed ciphertext: `L − depth` (one less in the
-    /// SlotsToCoeffs-first order).
+    /// The level a ciphertext is refreshed from (a higher one is brought down first): 0,
+    /// or `s2c_levels` in the [`BootstrapOrder::SlotsToCoeffsFirst`] order. An
+    /// application has `output_level − input_level` levels per refresh.
+    pub fn input_level(&self) -> usize {
+        self.config.input_level()
+    }
+
+    /// The level of a refreshed ciphertext: `L − cts_levels − eval_mod_depth`, and
+    /// `s2c_levels` below that in the CoeffsToSlots-first order.
     pub fn output_level(&self) -> usize {
         self.output_level
     }
@@ -716,7 +766,8 @@ impl<B: Backend> Bootstrapper<B> {
     /// EvalMod: `sin(2πK' y)` on one output of [`Self::coeffs_to_slots`] (the constant
     /// `−1/(4K')` added, the even polynomial, the double angles), that is
     /// `≈ 2π m/q_0` per coefficient (the factor `q_0/(2πΔ_0)` is applied by
-    /// SlotsToCoeffs). Consumes [`BootstrappingConfig::eval_mod_depth`] levels.
+    /// SlotsToCoeffs, or in the other order by the output's scale, which EvalMod then
+    /// lands on exactly). Consumes [`BootstrappingConfig::eval_mod_depth`] levels.
     ///
     /// # Errors
     /// Errors of the polynomial evaluation and multiplications.
@@ -725,10 +776,17 @@ impl<B: Backend> Bootstrapper<B> {
         let ev = &self.eval;
         let params = ev.context().params();
         let shift = -0.25 / self.config.eval_mod_range();
-        let mut c = ev.evaluate_polynomial(&ev.add_const(ct, shift)?, &self.sine)?;
+        let x = ev.add_const(ct, shift)?;
+        let mut c = match self.eval_mod_scale {
+            Some(s) => ev.evaluate_polynomial_to_scale(&x, &self.sine, s)?,
+            None => ev.evaluate_polynomial(&x, &self.sine)?,
+        };
         for _ in 0..self.config.double_angle {
             let mut sq = ev.mul_relin_rescale(&c, &c)?;
-            sq.scale = params.scale_at(sq.level)?;
+            if self.eval_mod_scale.is_none() {
+                // Canonical scales: S_ℓ²/q_ℓ is S_{ℓ−1} up to float rounding.
+                sq.scale = params.scale_at(sq.level)?;
+            }
             c = ev.mul_integer_owned(sq, 2)?;
             ev.add_const_assign(&mut c, -1.0)?;
         }
@@ -784,11 +842,13 @@ impl<B: Backend> Bootstrapper<B> {
     }
 
     /// SlotsToCoeffs-first order, last step: `re + i·im` of the EvalMod outputs holds
-    /// `2πΔ_0/q_0` times the message; the scale is relabelled by that factor and brought
-    /// to the canonical scale of [`Self::output_level`] (one level).
+    /// `g = 2πΔ_0·2^-k/q_0` times the message at the scale `Δ_out/g`
+    /// ([`BootstrappingConfig::s2c_shrink_log2`] = `k`), that is the message at the
+    /// canonical scale of [`Self::output_level`]: the label is set to it, no level spent.
     ///
     /// # Errors
-    /// [`CkksError::InvalidValue`] unless two halves are given.
+    /// [`CkksError::InvalidValue`] unless two halves are given;
+    /// [`CkksError::ScaleMismatch`] if they are not at the scale EvalMod lands on.
     pub fn recombine(&self, halves: &[Ciphertext<B>]) -> Result<Ciphertext<B>> {
         let ev = &self.eval;
         let [re, im] = halves else {
@@ -799,9 +859,16 @@ impl<B: Backend> Bootstrapper<B> {
         };
         let params = ev.context().params();
         let mut x = ev.add(re, &ev.mul_by_i(im)?)?;
+        let want = params.scale_at(self.output_level)?;
         let q0 = params.q()[0] as f64;
-        x.scale *= 2.0 * PI * params.scale_at(0)? / q0;
-        ev.adjust(&x, self.output_level, params.scale_at(self.output_level)?)
+        let shrink = (-f64::from(self.config.s2c_shrink_log2)).exp2();
+        let read = x.scale * 2.0 * PI * params.scale_at(0)? * shrink / q0;
+        // Equal up to the float rounding of the square roots in `with_options`.
+        if x.level != self.output_level || ((read - want) / want).abs() > 1e-9 {
+            return Err(CkksError::ScaleMismatch(read, want));
+        }
+        x.scale = want;
+        Ok(x)
     }
 
     /// The whole bootstrapping: a ciphertext at any level (brought to level 0 first;
@@ -910,10 +977,7 @@ impl<B: Backend> Bootstrapper<B> {
         let ev = &self.eval;
         let params = ev.context().params();
         // The input at the level and scale the first pass reads it at.
-        let level_in = match self.config.order {
-            BootstrapOrder::CoeffsToSlotsFirst => 0,
-            BootstrapOrder::SlotsToCoeffsFirst => self.config.s2c_levels,
-        };
+        let level_in = self.input_level();
         let scale_in = params.scale_at(level_in)?;
         let input = if ct.level == level_in && ct.scale == scale_in {
             ct.clone()
@@ -968,16 +1032,19 @@ pub mod presets {
             sine_degree: 60,
             encapsulation: Some(32),
             order: BootstrapOrder::CoeffsToSlotsFirst,
+            s2c_shrink_log2: 0,
         }
     }
 
-    /// The default bootstrappable N = 2^16 preset: a dense main secret (exactly N/2 = 32768
+    /// The CoeffsToSlots-first N = 2^16 preset (the default until
+    /// [`n16_logqp1732_dense_s2c`] replaced it): a dense main secret (exactly N/2 = 32768
     /// non-zero ±1 coefficients, as Lattigo's `N16QP1767H32768H32`) with sparse-secret
-    /// encapsulation (h = 32) for ModRaise.
+    /// encapsulation (h = 32) for ModRaise. It also bootstraps sparse slots, which the
+    /// SlotsToCoeffs-first order does not.
     ///
-    /// Level budget (what applications plan with): a refreshed ciphertext lands at level
-    /// 11 with Δ = 2^40, so **11 usable levels** (multiplications) before the next
-    /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
+    /// Level budget: a refreshed ciphertext lands at level 11 with Δ = 2^40, so **11
+    /// usable levels** (multiplications) before the next bootstrap; bootstrapping takes
+    /// its input at level 0 (any level is brought there).
     ///
     /// Modulus chain, from level 0 up: `q_0` 50 bits (message ratio `q_0/Δ_0 = 2^10`, see
     /// below); 11 user primes of ≈40 bits; 14 bootstrapping primes, consumed from the
@@ -989,7 +1056,7 @@ pub mod presets {
     /// `log2(QP) ≈ 1755`. All user primes, `q_0` and the special primes but `p_0` are
     /// below 2^50, where the IFMA kernels are fastest.
     ///
-    /// It replaces `n16_logqp1755_dense_boot` (`q_0` 52 bits, 9 user primes of 42 bits,
+    /// It replaced `n16_logqp1695_dense_boot` (`q_0` 52 bits, 9 user primes of 42 bits,
     /// digits of 6 primes): two more levels per refresh at the same message ratio, for
     /// 60 more bits of `Q`.
     ///
@@ -1026,6 +1093,49 @@ pub mod presets {
                 security: SecurityLevel::Classical128,
             },
             standard_config(),
+        )
+    }
+
+    /// The default bootstrappable N = 2^16 preset, SlotsToCoeffs first: the secret,
+    /// encapsulation, special primes and EvalMod/CoeffsToSlots primes of
+    /// [`n16_logqp1755_dense_boot`], with SlotsToCoeffs moved to the bottom of the chain
+    /// ([`BootstrapOrder::SlotsToCoeffsFirst`], as HEaaN and OpenFHE order it), so the
+    /// three 61-bit primes it needed at the top become four more 40-bit user primes.
+    ///
+    /// Level budget (what applications plan with): a refreshed ciphertext lands at level
+    /// 15 with Δ = 2^40 and is refreshed again from level 3 (SlotsToCoeffs' input; a
+    /// ciphertext above it is brought down first): **12 usable levels** per refresh
+    /// (the other order's preset: 11, from level 11 down to 0). Levels 2, 1 and 0 remain
+    /// usable for a result that is decrypted rather than refreshed.
+    ///
+    /// Modulus chain, from level 0 up: `q_0` 50 bits, 15 user primes of ≈40 bits, 11
+    /// bootstrapping primes of 61 bits consumed from the top (CoeffsToSlots 3, EvalMod 8);
+    /// `p_0` 61 bits then 7 × 50 bits, dnum 4 with digits balanced by bits. `L = 26`,
+    /// `log2(QP) ≈ 1732`. SlotsToCoeffs runs on 4, 3 and 2 limbs instead of 15, 14 and 13,
+    /// and its diagonals and keys shrink with them.
+    ///
+    /// Precision: in this order the slot values themselves become the coefficients that
+    /// EvalMod reduces, so SlotsToCoeffs shrinks them by `2^-4`
+    /// ([`BootstrappingConfig::s2c_shrink_log2`]) to keep the sine's cubic distortion
+    /// (2^-25.3 for `|m| = 1`) below the noise; EvalMod's noise reaches each slot once
+    /// instead of summed over the N coefficients, which is where the gain over the other
+    /// order comes from (docs/results/bootstrap.md).
+    ///
+    /// Security: as [`n16_logqp1755_dense_boot`] (dense h = N/2 main secret, HE
+    /// Standard bound 1772 ≥ log QP; encapsulation key over `q_0·p_0`, 111 bits).
+    pub fn n16_logqp1732_dense_s2c() -> (ParametersLiteral, BootstrappingConfig) {
+        let (mut lit, cfg) = n16_logqp1755_dense_boot();
+        let mut log_q = vec![50];
+        log_q.extend([40; 15]);
+        lit.log_q = log_q;
+        lit.log_q_boot = vec![61; 11];
+        (
+            lit,
+            BootstrappingConfig {
+                order: BootstrapOrder::SlotsToCoeffsFirst,
+                s2c_shrink_log2: 4,
+                ..cfg
+            },
         )
     }
 

@@ -364,6 +364,39 @@ impl<B: Backend> Evaluator<B> {
     /// [`CkksError::LevelTooLow`] if `ct` has fewer levels than needed; errors of the
     /// underlying operations (missing relinearization key, …).
     pub fn evaluate_polynomial(&self, ct: &Ciphertext<B>, p: &Polynomial) -> Result<Ciphertext<B>> {
+        self.evaluate_polynomial_impl(ct, p, None)
+    }
+
+    /// [`Self::evaluate_polynomial`] with the result at scale exactly `scale` instead of
+    /// its level's canonical scale, at no extra level: the leaves' constants and the
+    /// split quotients' target scales absorb the difference (Bossuat et al., Eurocrypt
+    /// 2021, §5; Lattigo's polynomial evaluator takes a target scale the same way).
+    /// Bootstrapping uses it to land EvalMod's output on a scale that carries a constant
+    /// factor of the message.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] unless `scale` is finite and positive; as
+    /// [`Self::evaluate_polynomial`].
+    pub fn evaluate_polynomial_to_scale(
+        &self,
+        ct: &Ciphertext<B>,
+        p: &Polynomial,
+        scale: f64,
+    ) -> Result<Ciphertext<B>> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(CkksError::InvalidValue(format!(
+                "target scale {scale} is not a positive finite number"
+            )));
+        }
+        self.evaluate_polynomial_impl(ct, p, Some(scale))
+    }
+
+    fn evaluate_polynomial_impl(
+        &self,
+        ct: &Ciphertext<B>,
+        p: &Polynomial,
+        out_scale: Option<f64>,
+    ) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("evaluate_polynomial", degree = p.degree()).entered();
         let params = self.context().params().clone();
         let (alpha, beta) = match p.basis {
@@ -416,8 +449,11 @@ impl<B: Backend> Evaluator<B> {
         let max = p.max_abs();
         let deg = last_nonzero(&p.coeffs, max);
         if deg == 0 {
-            // A constant: 0·x + c keeps the level and scale.
-            let z = self.mul_integer(&x, 0)?;
+            // A constant: 0·x + c keeps the level; the scale is only a label of zero.
+            let mut z = self.mul_integer(&x, 0)?;
+            if let Some(s) = out_scale {
+                z.scale = s;
+            }
             return self.add_const(&z, p.coeffs[0]);
         }
         let depth = optimal_depth(deg);
@@ -436,7 +472,10 @@ impl<B: Backend> Evaluator<B> {
             cache: BTreeMap::from([(1, x)]),
         };
         let target = top - depth;
-        let scale = params.scale_at(target)?;
+        let scale = match out_scale {
+            Some(s) => s,
+            None => params.scale_at(target)?,
+        };
         self.eval_rec(&mut powers, &plan, &p.coeffs[..=deg], (target, scale), max)
     }
 

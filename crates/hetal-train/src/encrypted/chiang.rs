@@ -8,11 +8,13 @@
 //! One iteration = one pass over every batch, then one update. Per batch: `Z = X·Vᵀ`
 //! (DiagABT, 3 levels), `P = cubic(Z)` (2), `D = Y − P` masked to the batch's rows
 //! and classes (1; the cubic is ½ on the padding, where DiagATB needs zeros), refreshed
-//! to the top when it has fewer than [`ChiangServer::D_MIN`] levels (one bootstrap of
+//! to the top when it has fewer than [`ChiangServer::D_MIN`] levels above the refresh
+//! floor ([`super::Refresher::floor`]; one bootstrap of
 //! one ciphertext per batch of `s0` rows), `G += Dᵀ·X` (DiagATB, 3). Then `G̃ = G ⊙ B̄⁻¹` (1; `B̄⁻¹` is zero
 //! on the padded class rows, which also clears what the padding's `P = ½` put there),
 //! [`crate::chiang::chiang_update`] (2: `T`, then `W'`), and a compact refresh of
-//! `V' = T` when it has fewer than [`ChiangServer::V_MIN`] levels. About `batches + 1`
+//! `V' = T` when it has fewer than [`ChiangServer::V_MIN`] levels above the floor. About
+//! `batches + 1`
 //! bootstraps per iteration.
 //!
 //! Not implemented: Chiang's "Volley Revolver" packing (the block packing serves both
@@ -57,11 +59,11 @@ impl<B: Backend> std::fmt::Debug for ChiangServer<B> {
 }
 
 impl<B: Backend> ChiangServer<B> {
-    /// Levels `D = Y − P` needs: DiagATB's 3, `⊙ B̄⁻¹` 1, the update's 2, and the 3 the
-    /// new `W'` keeps for DiagABT (9).
+    /// Levels `D = Y − P` needs above the refresh floor: DiagATB's 3, `⊙ B̄⁻¹` 1, the
+    /// update's 2, and the 3 the new `W'` keeps for DiagABT (9).
     pub const D_MIN: usize = DIAG_ATB_DEPTH_LHS + 1 + 2 + DIAG_ABT_DEPTH;
-    /// Levels `V` needs at the start of an iteration: DiagABT's 3, the cubic's 2 and
-    /// the mask's 1 (6).
+    /// Levels `V` needs above the refresh floor at the start of an iteration: DiagABT's
+    /// 3, the cubic's 2 and the mask's 1 (6), so that `D` arrives at the floor.
     pub const V_MIN: usize = DIAG_ABT_DEPTH + 3;
     /// Bound on `|Y − P|` for the bootstrap's message scaling (the cubic stays within
     /// `[−0.2, 1.2]` for `|z| ≤ 9.6`; 4 leaves room).
@@ -73,8 +75,8 @@ impl<B: Backend> ChiangServer<B> {
     ///
     /// # Errors
     /// [`TrainError::Message`] for a context of other parameters or `inv_b` in another
-    /// layout than the weights; [`TrainError::Config`] if a refresh lands below
-    /// [`Self::D_MIN`]; bootstrapping setup errors.
+    /// layout than the weights; [`TrainError::Config`] if a refresh provides fewer than
+    /// [`Self::D_MIN`] levels; bootstrapping setup errors.
     pub fn new(
         ctx: Arc<Context<B>>,
         setup: SessionSetup<B>,
@@ -93,9 +95,10 @@ impl<B: Backend> ChiangServer<B> {
             boot,
             ..
         } = super::server::server_parts(&ctx, setup, Default::default())?;
-        if boot.output_level() < Self::D_MIN {
+        if boot.output_level() - boot.input_level() < Self::D_MIN {
             return Err(TrainError::Config(format!(
-                "bootstrapping lands at level {}; Chiang's step needs {}",
+                "bootstrapping refreshes from level {} to {}; Chiang's step needs {} levels",
+                boot.input_level(),
                 boot.output_level(),
                 Self::D_MIN
             )));
@@ -210,7 +213,7 @@ impl<B: Backend> ChiangServer<B> {
         let layout = *g.layout();
         self.w = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v = EncryptedMatrix::from_parts(layout, v_new)?;
-        if v.level() < Self::V_MIN {
+        if v.level() < self.refresher.floor() + Self::V_MIN {
             v = self.weights.refresh(
                 &self.ops,
                 &self.refresher,

@@ -92,8 +92,9 @@ impl<B: Backend> Client<B> {
         // Fail early if the parameters cannot carry the circuit.
         config.key_request(&params, &bootstrapping)?;
         let level = params.max_user_level();
-        // Bootstrapping lands at the top user level (`ckks`'s presets).
-        let plan = super::StepPlan::new(level)?;
+        // The levels the server's bootstrapper will refresh from and to.
+        let (_, _, output) = bootstrapping.stage_levels(&params)?;
+        let plan = super::StepPlan::new(output, bootstrapping.input_level())?;
         let stopping = EarlyStopping::new(config.patience);
         Ok(Self {
             ctx,

@@ -271,13 +271,17 @@ impl<B: Backend> Refresher<B> {
     /// Adds a bootstrapper for ciphertexts of its (sparse) slot count.
     ///
     /// # Errors
-    /// [`TrainError::Config`] if its output level differs from the main one's (the step
-    /// plans with one refresh level).
+    /// [`TrainError::Config`] if its output or input level differs from the main one's
+    /// (the step plans with one refresh level and one floor).
     pub fn with_sparse(mut self, boot: Arc<Bootstrapper<B>>) -> Result<Self> {
-        if boot.output_level() != self.boot.output_level() {
+        if boot.output_level() != self.boot.output_level()
+            || boot.input_level() != self.boot.input_level()
+        {
             return Err(TrainError::Config(format!(
-                "sparse bootstrapping lands at level {}, full-slot at {}",
+                "sparse bootstrapping refreshes from level {} to {}, full-slot from {} to {}",
+                boot.input_level(),
                 boot.output_level(),
+                self.boot.input_level(),
                 self.boot.output_level()
             )));
         }
@@ -288,6 +292,18 @@ impl<B: Backend> Refresher<B> {
     /// The level a refreshed ciphertext lands at.
     pub fn output_level(&self) -> usize {
         self.boot.output_level()
+    }
+
+    /// The floor: the level a ciphertext is refreshed from (`Bootstrapper::input_level`:
+    /// 0, or 3 with SlotsToCoeffs first at N = 2^16). A ciphertext that will be
+    /// refreshed must not go below it; one that is only decrypted may.
+    pub fn floor(&self) -> usize {
+        self.boot.input_level()
+    }
+
+    /// Levels a refresh provides: [`Self::output_level`] − [`Self::floor`].
+    pub fn budget(&self) -> usize {
+        self.output_level() - self.floor()
     }
 
     fn bootstrapper(&self, slots: usize) -> Result<&Bootstrapper<B>> {
@@ -310,20 +326,22 @@ impl<B: Backend> Refresher<B> {
 
     /// Bootstraps `ct`, whose slots are bounded by `bound` in absolute value: above 1
     /// the message is first scaled by `1/M` (`M` the next power of two, one level, so
-    /// the input needs level ≥ 1) and multiplied back by the integer `M` afterwards,
+    /// the input needs a level above the [`Self::floor`]) and multiplied back by the
+    /// integer `M` afterwards,
     /// which keeps EvalMod's sine in its accurate range (its error grows with the
     /// cube of the message) at the price of `M` times the bootstrapping error.
     ///
-    /// A full-slot `ct` above level 0 takes the first waiting passenger
+    /// A full-slot `ct` above the floor takes the first waiting passenger
     /// ([`Self::board`]) along in its imaginary half: one bootstrap for both, at the price
     /// of one bit of `ct`'s precision for a passenger of its own size (it is scaled by
     /// `1/(2M)` instead of `1/M`) and none for a correction when `M ≥ 2`.
     ///
     /// # Errors
-    /// [`ckks::CkksError::LevelTooLow`] for `bound > 1` at level 0; bootstrapping errors.
+    /// [`ckks::CkksError::LevelTooLow`] below the floor, or for `bound > 1` at it;
+    /// bootstrapping errors.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
         tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
-        if ct.level() >= 1 && self.pairs(ct.slots()) {
+        if ct.level() > self.floor() && self.pairs(ct.slots()) {
             let next = self
                 .passengers
                 .lock()
@@ -364,7 +382,7 @@ impl<B: Backend> Refresher<B> {
 
     /// Bootstraps two real-valued ciphertexts with one full-slot bootstrap: `a + i·b`
     /// scaled by `1/M` (one level: both must be at level ≥ 1, same level and scale) is
-    /// refreshed, and its conjugate separates the parts, `a = (z + z̄)·M/2` and
+    /// refreshed (both above the floor), and its conjugate separates the parts, `a = (z + z̄)·M/2` and
     /// `b = −i·(z − z̄)·M/2` (one conjugation, `M/2` an integer; no level). `M` is the
     /// smallest power of two ≥ `2·max(bound, 1)`, with `bound` bounding both messages in
     /// absolute value, so the packed slots stay in `[−1, 1]`. A full-slot bootstrap refreshes the
@@ -376,8 +394,8 @@ impl<B: Backend> Refresher<B> {
     /// carries `M` times the bootstrapping error. Counted as one bootstrap.
     ///
     /// # Errors
-    /// [`TrainError::Config`] for ciphertexts at different levels or scales, at level 0,
-    /// or not full-slot; bootstrapping errors (the conjugation key is one that full-slot
+    /// [`TrainError::Config`] for ciphertexts at different levels or scales, at the
+    /// floor, or not full-slot; bootstrapping errors (the conjugation key is one that full-slot
     /// bootstrapping needs anyway).
     pub fn refresh_pair(
         &self,
@@ -416,9 +434,11 @@ impl<B: Backend> Refresher<B> {
         (b, bound_b): (&Ciphertext<B>, f64),
     ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
         let level = a.level().min(b.level());
-        if level == 0 || a.slots() != self.boot.slots() || b.slots() != self.boot.slots() {
+        if level <= self.floor() || a.slots() != self.boot.slots() || b.slots() != self.boot.slots()
+        {
             return Err(TrainError::Config(format!(
-                "a pair refresh takes two full-slot ciphertexts above level 0 (levels {} and {})",
+                "a pair refresh takes two full-slot ciphertexts above level {} (levels {} and {})",
+                self.floor(),
                 a.level(),
                 b.level()
             )));
@@ -450,8 +470,8 @@ impl<B: Backend> Refresher<B> {
         Ok((re, im))
     }
 
-    /// Boards `ct` (full-slot, level ≥ 1, slots bounded by `bound`) for a ride: the next
-    /// [`Self::refresh`] of a full-slot ciphertext above level 0 refreshes it in the
+    /// Boards `ct` (full-slot, above the floor, slots bounded by `bound`) for a ride: the
+    /// next [`Self::refresh`] of a full-slot ciphertext above the floor refreshes it in the
     /// same bootstrap, in its imaginary half, and [`Self::alight`] hands it back. A
     /// caller boards what it will need refreshed after a stretch of work that
     /// bootstraps anyway (the weights during ASoftmax), and the ride is free.
@@ -465,11 +485,12 @@ impl<B: Backend> Refresher<B> {
     /// bootstrap of its own.
     ///
     /// # Errors
-    /// [`TrainError::Config`] for a sparse or level-0 ciphertext.
+    /// [`TrainError::Config`] for a sparse ciphertext or one at or below the floor.
     pub fn board(&self, ct: Ciphertext<B>, bound: f64) -> Result<()> {
-        if ct.level() == 0 || !self.pairs(ct.slots()) {
+        if ct.level() <= self.floor() || !self.pairs(ct.slots()) {
             return Err(TrainError::Config(format!(
-                "a passenger is a full-slot ciphertext above level 0 ({} slots, level {})",
+                "a passenger is a full-slot ciphertext above level {} ({} slots, level {})",
+                self.floor(),
                 ct.slots(),
                 ct.level()
             )));
@@ -504,7 +525,7 @@ impl<B: Backend> Refresher<B> {
             None => {
                 let e = ops.sub(&ops.align(&back, rider.ct.level())?, &rider.ct)?;
                 let e = ev.mul_integer(&e, 1i64 << CORRECTION_BITS)?;
-                if e.level() == 0 {
+                if e.level() <= self.floor() {
                     (Some(back), None)
                 } else {
                     let next = Rider {
@@ -583,7 +604,8 @@ impl<B: Backend> Refresher<B> {
         Ok(())
     }
 
-    /// `ct` itself if it has at least `levels` levels, else [`Self::refresh`]ed.
+    /// `ct` itself if it has at least `levels` levels above the [`Self::floor`] (so that
+    /// what consumes them can still be refreshed), else [`Self::refresh`]ed.
     ///
     /// # Errors
     /// [`TrainError::Config`] if even a refreshed ciphertext would have fewer levels;
@@ -595,12 +617,27 @@ impl<B: Backend> Refresher<B> {
         levels: usize,
         bound: f64,
     ) -> Result<Ciphertext<B>> {
-        if ct.level() >= levels {
+        self.ensure_level(ops, ct, self.floor() + levels, bound)
+    }
+
+    /// `ct` itself if it is at `level` or above, else [`Self::refresh`]ed (the step
+    /// plan's absolute levels, [`super::StepPlan`]).
+    ///
+    /// # Errors
+    /// As [`Self::ensure`].
+    pub fn ensure_level(
+        &self,
+        ops: &Ops<B>,
+        ct: &Ciphertext<B>,
+        level: usize,
+        bound: f64,
+    ) -> Result<Ciphertext<B>> {
+        if ct.level() >= level {
             return Ok(ct.clone());
         }
-        if self.output_level() < levels {
+        if self.output_level() < level {
             return Err(TrainError::Config(format!(
-                "a step needs {levels} levels; bootstrapping only provides {}",
+                "a step needs level {level}; bootstrapping only provides {}",
                 self.output_level()
             )));
         }
@@ -608,7 +645,7 @@ impl<B: Backend> Refresher<B> {
         tracing::debug!(
             target: "hetal_train::refresh",
             level = ct.level(),
-            need = levels,
+            need = level,
             bound,
             "bootstrap"
         );

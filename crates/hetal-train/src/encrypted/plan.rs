@@ -1,8 +1,14 @@
 //! The level plan of one encrypted training step: the one place that says at which
 //! level each intermediate of HETAL's step (Lee et al., ICML 2023, Algorithm 1) must
 //! arrive, derived from the depths of the matrix products (`he-linalg`'s
-//! [`DIAG_ABT_DEPTH`], [`DIAG_ATB_DEPTH_LHS`]) and the level a bootstrap leaves
-//! (read from the bootstrapper, not assumed).
+//! [`DIAG_ABT_DEPTH`], [`DIAG_ATB_DEPTH_LHS`]) and the levels a bootstrap leaves and
+//! takes (read from the bootstrapper, not assumed).
+//!
+//! Levels are counted from the refresh floor `f`, the level a bootstrap takes its input
+//! at (0, or 3 when SlotsToCoeffs runs first as in the default N = 2^16 preset): every
+//! ciphertext that will be refreshed stays at or above it, so the weights' and the
+//! logits' levels below are `f` plus what the module docs give for `f = 0`. Only
+//! results the client decrypts (validation and test logits) go below it.
 //!
 //! A step, with `Z = X·Vᵀ`, `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X`:
 //! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
@@ -32,29 +38,35 @@ use he_linalg::{DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS};
 pub struct StepPlan {
     /// Level a bootstrap leaves (the preset's budget).
     pub refresh_level: usize,
+    /// Level a bootstrap takes its input at (`f`): the floor of every ciphertext that
+    /// will be refreshed.
+    pub floor: usize,
     /// Level the weights `V` need at the start of a step: DiagABT's depth plus the one
-    /// level ASoftmax spends scaling the logits by `1/(2·R_max)` (4).
+    /// level ASoftmax spends scaling the logits by `1/(2·R_max)`, above the floor
+    /// (`f + 4`).
     pub v_min: usize,
     /// Level the softmax output `P` is brought to before `P − Y`: DiagATB's depth from
     /// its left operand, the update's constant multiplication, and `w_min` for the
-    /// updated `W'` (7).
+    /// updated `W'` (`f + 7`).
     pub softmax_out: usize,
-    /// Level the kept weights `W` need for validation and inference: DiagABT's depth (3).
+    /// Level the kept weights `W` need: DiagABT's depth (3) for validation and
+    /// inference, above the floor (`f + 3`) so that `V' = W' + γ(W' − W)` can still be
+    /// refreshed.
     pub w_min: usize,
     /// Level the client encrypts the training features `X` at: the lowest that lets `G`
     /// (DiagATB's right-hand operand costs [`DIAG_ATB_DEPTH_RHS`]) carry `W'` and
     /// `V' = W' + γ(W' − W)` to `v_min` without a refresh: `v_min` + Nesterov's
-    /// combination 1 + the update 1 + DiagATB's right-hand depth 1 = 7 (at most
+    /// combination 1 + the update 1 + DiagATB's right-hand depth 1 = `f + 7` (at most
     /// `refresh_level`).
     pub x_level: usize,
     /// Level refreshed weights are rebuilt at: `v_min + 1`, so that `V'` lands at
-    /// `v_min` when `W` and `(η/n)·G` are at least this high (5); rebuilding higher
+    /// `v_min` when `W` and `(η/n)·G` are at least this high (`f + 5`); rebuilding higher
     /// would only make the rebuild's rotations run on more limbs. The client encrypts
     /// models (the initial one, and chosen ones sent back for inference) at this level
     /// too.
     pub weights_level: usize,
     /// Level the client encrypts validation and test features at: DiagABT's depth and
-    /// one more, so that their logits come out at level 1 like the training's `Z` (4);
+    /// one more (4), whatever the floor: their logits are decrypted, never refreshed;
     /// higher levels would only cost memory (the product runs at the lower operand's
     /// level).
     pub features_level: usize,
@@ -66,30 +78,33 @@ impl StepPlan {
     /// Levels of Nesterov's combination `V' = W' + γ(W' − W)` (1).
     pub const MOMENTUM_DEPTH: usize = 1;
 
-    /// The plan for a bootstrapper whose output is at `refresh_level`.
+    /// The plan for a bootstrapper that refreshes from `floor` to `refresh_level`
+    /// (`Bootstrapper::input_level`, `Bootstrapper::output_level`).
     ///
     /// # Errors
     /// [`TrainError::Config`] if a refreshed ciphertext cannot reach the levels the step
     /// needs.
-    pub fn new(refresh_level: usize) -> Result<Self> {
-        let w_min = DIAG_ABT_DEPTH;
-        let v_min = DIAG_ABT_DEPTH + 1;
+    pub fn new(refresh_level: usize, floor: usize) -> Result<Self> {
+        let w_min = floor + DIAG_ABT_DEPTH;
+        let v_min = floor + DIAG_ABT_DEPTH + 1;
         let plan = Self {
             refresh_level,
+            floor,
             v_min,
             softmax_out: DIAG_ATB_DEPTH_LHS + Self::UPDATE_DEPTH + w_min,
             w_min,
             x_level: (v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH + DIAG_ATB_DEPTH_RHS)
                 .min(refresh_level),
             weights_level: v_min + Self::MOMENTUM_DEPTH,
-            features_level: (w_min + 1).min(refresh_level),
+            features_level: (DIAG_ABT_DEPTH + 1).min(refresh_level),
         };
         let need = plan
             .softmax_out
             .max(plan.weights_level + WeightRefresh::UNPACK_DEPTH);
         if refresh_level < need {
             return Err(TrainError::Config(format!(
-                "bootstrapping lands at level {refresh_level}; a training step needs {need}"
+                "bootstrapping lands at level {refresh_level} (from {floor}); a training \
+                 step needs {need}"
             )));
         }
         Ok(plan)
@@ -108,7 +123,7 @@ mod tests {
 
     #[test]
     fn levels_of_a_step() {
-        let p = StepPlan::new(9).unwrap();
+        let p = StepPlan::new(9, 0).unwrap();
         assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 7, 3, 7));
         assert_eq!((p.weights_level, p.features_level), (5, 4));
         // V at v_min would leave V' below it: refreshed in the step; one above is not.
@@ -121,6 +136,13 @@ mod tests {
         );
         // V' = W' + γ(W' − W) and the refresh mask fit below W' at w_min.
         assert!(p.w_min >= 2);
-        assert!(StepPlan::new(6).is_err());
+        assert!(StepPlan::new(6, 0).is_err());
+        // SlotsToCoeffs first (default N = 2^16 preset): everything that is refreshed
+        // moves up by the floor; the decrypted validation logits do not.
+        let f = StepPlan::new(15, 3).unwrap();
+        assert_eq!((f.v_min, f.softmax_out, f.w_min, f.x_level), (7, 10, 6, 10));
+        assert_eq!((f.weights_level, f.features_level), (8, 4));
+        assert!(f.refresh_weights(7) && !f.refresh_weights(8));
+        assert!(StepPlan::new(9, 3).is_err());
     }
 }

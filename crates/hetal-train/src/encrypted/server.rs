@@ -194,7 +194,7 @@ impl<B: Backend> Server<B> {
         } = server_parts(&ctx, setup, options)?;
         let slots = ctx.params().max_slots();
         let softmax = EncryptedSoftmax::new(&config.softmax, config.classes, shape.s1, slots)?;
-        let plan = StepPlan::new(boot.output_level())?;
+        let plan = StepPlan::new(boot.output_level(), boot.input_level())?;
         let refresher = softmax.refresher(&ev, &bootstrapping, boot)?;
         Ok(Self {
             plan,
@@ -290,7 +290,7 @@ impl<B: Backend> Server<B> {
             .map(|(pc, yc)| {
                 let pc = self
                     .refresher
-                    .ensure(&self.ops, pc, self.plan.softmax_out, 1.0)?;
+                    .ensure_level(&self.ops, pc, self.plan.softmax_out, 1.0)?;
                 self.ops.sub(&pc, yc)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -292,7 +292,7 @@ impl EncryptedSoftmax {
                 if !self.fold {
                     let z = ops.mul_const(&ct, 1.0 / (2.0 * self.params.r_max))?;
                     let p = self.evaluate_block(ops, refresher, &z, out_level)?;
-                    return refresher.ensure(ops, &p, out_level, 1.0);
+                    return refresher.ensure_level(ops, &p, out_level, 1.0);
                 }
                 let p = self.evaluate_block(
                     ops,
@@ -301,7 +301,7 @@ impl EncryptedSoftmax {
                     out_level + 1,
                 )?;
                 // The unfold takes one level.
-                let p = refresher.ensure(ops, &p, out_level + 1, 1.0)?;
+                let p = refresher.ensure_level(ops, &p, out_level + 1, 1.0)?;
                 self.unfold_block(ops, &p)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -350,7 +350,7 @@ impl EncryptedSoftmax {
         let p = &self.params;
         let (c, cp) = (self.classes, self.padded);
         let (cpi, r_max) = (cp as i64, p.r_max);
-        let out_level = refresher.output_level();
+        let budget = refresher.budget();
         // 1. z = logits/(2R) (scaled by the caller) with padded classes at −1/2, copied
         //    right by c'.
         let z = ops.add_mask(z, &format!("pad{c}"), &|| {
@@ -387,7 +387,7 @@ impl EncryptedSoftmax {
         let w = ops.sub(&z, &m)?;
         // One level to spare after p: its output is refreshed with a bound above 1,
         // and the refresh scales by 1/M first.
-        let block = (2 * p.ext_n + self.exp.depth() + 1).min(out_level);
+        let block = (2 * p.ext_n + self.exp.depth() + 1).min(budget);
         let mut u = refresher.ensure(ops, &w, block, 1.0)?;
         let (mut s_in, mut bound) = (2.0 * r_max, 1.0);
         for i in (0..p.ext_n).rev() {
@@ -440,10 +440,11 @@ impl EncryptedSoftmax {
         //    get y = 1 (t = 0) so nothing there grows. When the levels run out before the
         //    output reaches `p_level`, the running product and the current power of t are
         //    refreshed together in one bootstrap ([`Refresher::refresh_pair`]), as late as
-        //    the pair's scaling allows (level 1): both stay in [−1, 1] (the partial product
+        //    the pair's scaling allows (one level above the floor): both stay in [−1, 1] (the partial product
         //    is below e'/y, t^(2^i) in [0, 1) after the first square).
         let iters = p.inverse_iters;
-        let (mut num, y) = if e.level().min(y.level()) == 0 {
+        let floor = refresher.floor();
+        let (mut num, y) = if e.level().min(y.level()) <= floor {
             (
                 refresher.ensure(ops, &e, 1, 1.0)?,
                 refresher.ensure(ops, &y, 1, 2.0)?,
@@ -458,7 +459,7 @@ impl EncryptedSoftmax {
         for i in 0..iters {
             let left = iters - i;
             let level = num.level().min(t.level());
-            if level < p_level + left && level <= 1 {
+            if level < p_level + left && level <= floor + 1 {
                 if refresher.pairs(num.slots()) {
                     (num, t) = refresher.refresh_pair(
                         ops,
