@@ -28,9 +28,9 @@ pub struct Args {
     /// Print one JSON object per slot count instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (`n16_logqp1732_dense_s2c`, N = 2^16, SlotsToCoeffs first, 128-bit
-    /// per its secret's table), `n16-cts` (`n16_logqp1755_dense_boot`, the former
-    /// default, CoeffsToSlots first) or `insecure-n12` (tests).
+    /// Preset: `n16` (`n16_logqp1755_dense_boot`, N = 2^16, 128-bit per its secret's
+    /// table; the training's), `n16-s2c` (`n16_logqp1732_dense_s2c`, SlotsToCoeffs
+    /// first, full slots only) or `insecure-n12` (tests).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
@@ -99,12 +99,12 @@ pub fn value_name<T: clap::ValueEnum + std::fmt::Debug>(v: T) -> String {
 fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
     Ok(match name {
         "n16" => {
-            let (l, c) = presets::n16_logqp1732_dense_s2c();
-            ("n16_logqp1732_dense_s2c", l, c)
-        }
-        "n16-cts" => {
             let (l, c) = presets::n16_logqp1755_dense_boot();
             ("n16_logqp1755_dense_boot", l, c)
+        }
+        "n16-s2c" => {
+            let (l, c) = presets::n16_logqp1732_dense_s2c();
+            ("n16_logqp1732_dense_s2c", l, c)
         }
         "insecure-n12" => {
             let (l, c) = presets::insecure_n12_boot();

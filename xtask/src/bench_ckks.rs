@@ -48,8 +48,8 @@ fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String>
         "n15" => ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
         "n14" => ("n14_logqp304_depth3", presets::n14_logqp304_depth3()),
         "n16-boot" => (
-            "n16_logqp1732_dense_s2c",
-            ckks::circuits::bootstrapping::presets::n16_logqp1732_dense_s2c().0,
+            "n16_logqp1755_dense_boot",
+            ckks::circuits::bootstrapping::presets::n16_logqp1755_dense_boot().0,
         ),
         "insecure-n10" => ("insecure_n10_depth3", presets::insecure_n10_depth3()),
         "insecure-n12" => ("insecure_n12_depth6", presets::insecure_n12_depth6()),

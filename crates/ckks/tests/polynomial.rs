@@ -159,3 +159,48 @@ fn off_scale_input_folds_the_affine_map() {
     let e = s.check(&ct, &xs, &p, 6);
     assert!(e < -25.0, "2^{e}");
 }
+
+/// `evaluate_polynomial_to_scale` lands on the scale asked for, at the same level as the
+/// canonical evaluation, and reads the same values (the scale a bootstrap's EvalMod
+/// lands on to carry `q_0/(2πΔ_0)` in the SlotsToCoeffs-first order).
+#[test]
+fn target_scale_costs_no_level() {
+    let s = setup();
+    let mut rng = StdRng::seed_from_u64(21);
+    let slots = s.ctx.params().max_slots();
+    let xs: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let ct = s.enc(&xs);
+    let mut crng = StdRng::seed_from_u64(5);
+    for (d, even) in [(7, false), (60, true), (31, false)] {
+        let p = Polynomial::chebyshev(coeffs(d, &mut crng, |i| !even || i % 2 == 0), -1.0, 1.0)
+            .unwrap();
+        let canonical = s.eval.evaluate_polynomial(&ct, &p).unwrap();
+        for factor in [2f64.powf(-7.35), 1.0 / 3.0, 2f64.powf(6.5)] {
+            let want = s.ctx.params().scale_at(canonical.level()).unwrap() * factor;
+            let out = s.eval.evaluate_polynomial_to_scale(&ct, &p, want).unwrap();
+            assert_eq!(out.level(), canonical.level(), "degree {d}");
+            assert_eq!(out.scale(), want);
+            let got = s.ctx.decode_complex(&s.sk.decrypt(&out).unwrap()).unwrap();
+            let e = xs
+                .iter()
+                .zip(&got)
+                .map(|(&x, g)| (g.re - p.eval(x)).abs())
+                .fold(0.0f64, f64::max)
+                .log2();
+            // The scale's factor moves the output rounding by its own size.
+            assert!(
+                e < -25.0 + factor.log2().min(0.0).abs(),
+                "degree {d}, ×{factor}: 2^{e}"
+            );
+        }
+    }
+    assert!(
+        s.eval
+            .evaluate_polynomial_to_scale(
+                &ct,
+                &Polynomial::chebyshev(vec![0.0, 1.0], -1.0, 1.0).unwrap(),
+                f64::NAN
+            )
+            .is_err()
+    );
+}

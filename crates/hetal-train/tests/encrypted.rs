@@ -13,23 +13,6 @@ use hetal_train::{ASoftmaxParams, Nesterov, softmax_row};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 
-/// The training preset's ring and user chain with the bootstrapping of `ckks`'s
-/// `insecure_n12_boot` in its CoeffsToSlots-first order (SlotsToCoeffs on its own
-/// 61-bit primes): the folded ASoftmax refreshes sparse-slot ciphertexts, which the
-/// SlotsToCoeffs-first order of the training presets does not take.
-fn cts_first_train() -> (
-    he_linalg::ckks::ParametersLiteral,
-    he_linalg::ckks::BootstrappingConfig,
-) {
-    let (mut lit, cfg) = he_linalg::ckks::circuits::bootstrapping::presets::insecure_n12_boot();
-    let mut log_q = vec![52];
-    log_q.extend([42; 9]);
-    lit.log_q = log_q;
-    lit.log_p = vec![61; 7];
-    lit.dnum = 4;
-    (lit, cfg)
-}
-
 fn bits(err: f64) -> f64 {
     -err.max(f64::MIN_POSITIVE).log2()
 }
@@ -41,7 +24,7 @@ fn random_matrix(rows: usize, cols: usize, range: f64, seed: u64) -> Matrix {
 
 #[test]
 fn encrypted_asoftmax_matches_simulated_and_exact() {
-    let (lit, boot_cfg) = cts_first_train();
+    let (lit, boot_cfg) = presets::insecure_n12_train();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();
     let classes = 5;
@@ -261,6 +244,44 @@ fn encrypted_steps_match_the_simulated_steps() {
     assert!((v.loss - exact_loss).abs() < 1e-12);
 }
 
+/// The same steps on a preset whose bootstrap runs SlotsToCoeffs first (refresh floor
+/// 2): the plan moves every refreshed ciphertext up by the floor, ASoftmax and the
+/// weights' rides refresh from it, and the weights still follow the float64 run.
+#[test]
+fn encrypted_steps_with_a_refresh_floor() {
+    let (lit, boot_cfg) = presets::insecure_n12_s2c_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let (features, classes) = (41, 5);
+    let config = small_session(features, classes);
+    let client = Client::new(ctx.clone(), boot_cfg, config.clone()).unwrap();
+    let mut server = Server::new(ctx.clone(), client.session_setup().unwrap()).unwrap();
+    server.start(client.initial_model().unwrap());
+    let (x, y) = toy_data(120, features, classes, 11);
+    let mut sim = Nesterov::zeros(classes, features);
+    let params = ASoftmaxParams::default();
+    for (step, rows) in [(0..64), (64..120)].into_iter().enumerate() {
+        let idx: Vec<usize> = rows.collect();
+        let xb = hetal_train::train::rows_of(&x, &idx);
+        let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
+        let t = server
+            .train_step(&client.encrypt_batch(&xb, &yb).unwrap())
+            .unwrap();
+        let (g, _) = gradient(&xb, &yb, &sim.v, SoftmaxKind::Approximate, &params).unwrap();
+        sim.step(&g, config.learning_rate);
+        let w = client
+            .decrypt_model(&server.current_model().unwrap())
+            .unwrap();
+        let err = w.max_abs_diff(&sim.w).unwrap();
+        println!(
+            "floor 2, step {step}: max |W_enc − W_sim| = 2^-{:.1}, {} bootstraps",
+            bits(err),
+            t.bootstraps
+        );
+        assert!(bits(err) > 10.0, "step {step}: 2^-{:.1}", bits(err));
+        assert!(t.bootstraps > 0);
+    }
+}
+
 /// Largest slot error of `ct` (decrypted with `sk`) against `want`.
 fn max_err(
     ctx: &Context<CpuBackend>,
@@ -283,9 +304,10 @@ type RefresherSetup = (
     hetal_train::encrypted::Refresher<CpuBackend>,
 );
 
-/// [`RefresherSetup`] on the insecure N = 2^12 training preset.
+/// [`RefresherSetup`] on the insecure N = 2^12 training preset whose SlotsToCoeffs
+/// runs first (refresh floor 2), so that the floor's bookkeeping is exercised.
 fn refresher_setup() -> RefresherSetup {
-    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let (lit, boot_cfg) = presets::insecure_n12_s2c_train();
     let ctx = Context::new_cpu(lit).unwrap();
     let slots = ctx.params().max_slots();
     let mut kg = KeyGenerator::new(&ctx);

@@ -1036,15 +1036,14 @@ pub mod presets {
         }
     }
 
-    /// The CoeffsToSlots-first N = 2^16 preset (the default until
-    /// [`n16_logqp1732_dense_s2c`] replaced it): a dense main secret (exactly N/2 = 32768
+    /// The default bootstrappable N = 2^16 preset: a dense main secret (exactly N/2 = 32768
     /// non-zero ±1 coefficients, as Lattigo's `N16QP1767H32768H32`) with sparse-secret
-    /// encapsulation (h = 32) for ModRaise. It also bootstraps sparse slots, which the
-    /// SlotsToCoeffs-first order does not.
+    /// encapsulation (h = 32) for ModRaise.
     ///
-    /// Level budget: a refreshed ciphertext lands at level 11 with Δ = 2^40, so **11
-    /// usable levels** (multiplications) before the next bootstrap; bootstrapping takes
-    /// its input at level 0 (any level is brought there).
+    /// Level budget (what applications plan with): a refreshed ciphertext lands at level
+    /// 11 with Δ = 2^40, so **11 usable levels** (multiplications) before the next
+    /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
+    /// [`n16_logqp1732_dense_s2c`] refreshes more precisely, but from level 3.
     ///
     /// Modulus chain, from level 0 up: `q_0` 50 bits (message ratio `q_0/Δ_0 = 2^10`, see
     /// below); 11 user primes of ≈40 bits; 14 bootstrapping primes, consumed from the
@@ -1096,11 +1095,19 @@ pub mod presets {
         )
     }
 
-    /// The default bootstrappable N = 2^16 preset, SlotsToCoeffs first: the secret,
-    /// encapsulation, special primes and EvalMod/CoeffsToSlots primes of
-    /// [`n16_logqp1755_dense_boot`], with SlotsToCoeffs moved to the bottom of the chain
+    /// A bootstrappable N = 2^16 preset, SlotsToCoeffs first: the secret, encapsulation,
+    /// special primes and EvalMod/CoeffsToSlots primes of [`n16_logqp1755_dense_boot`],
+    /// with SlotsToCoeffs moved to the bottom of the chain
     /// ([`BootstrapOrder::SlotsToCoeffsFirst`], as HEaaN and OpenFHE order it), so the
     /// three 61-bit primes it needed at the top become four more 40-bit user primes.
+    /// Full slots only.
+    ///
+    /// Against the default preset it refreshes about 2 bits more precisely and a little
+    /// faster and leaves one more level, but an application runs three levels higher
+    /// (everything it will refresh stays at or above level 3): each operation on more
+    /// limbs, and from level 8 up on two key-switching digits instead of one. For HETAL's
+    /// training step that made the matrix products twice as slow, more than the
+    /// refresh saved (docs/results/dermamnist.md), so the training keeps the default.
     ///
     /// Level budget (what applications plan with): a refreshed ciphertext lands at level
     /// 15 with Δ = 2^40 and is refreshed again from level 3 (SlotsToCoeffs' input; a
