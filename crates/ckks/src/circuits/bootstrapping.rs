@@ -1106,8 +1106,8 @@ pub mod presets {
     /// faster and leaves one more level, but an application runs three levels higher
     /// (everything it will refresh stays at or above level 3): each operation on more
     /// limbs, and from level 8 up on two key-switching digits instead of one. For HETAL's
-    /// training step that made the matrix products twice as slow, more than the
-    /// refresh saved (docs/results/dermamnist.md), so the training keeps the default.
+    /// training step that made the matrix products about 1.5 times as slow, more than
+    /// the refresh saved (docs/results/dermamnist.md), so the training keeps the default.
     ///
     /// Level budget (what applications plan with): a refreshed ciphertext lands at level
     /// 15 with Δ = 2^40 and is refreshed again from level 3 (SlotsToCoeffs' input; a

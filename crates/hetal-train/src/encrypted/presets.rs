@@ -15,8 +15,9 @@ use he_linalg::ckks::{BootstrappingConfig, ParametersLiteral};
 /// Not the SlotsToCoeffs-first `n16_logqp1732_dense_s2c`, although its refresh is more
 /// precise and a little faster and leaves 12 levels: it refreshes from level 3, so the
 /// whole step runs three levels higher, and the matrix products, on 3 more limbs and
-/// partly past the first key-switching digit, took twice as long (64 against 34 s per
-/// step on DermaMNIST; docs/results/dermamnist.md).
+/// partly past the first key-switching digit, took about 1.5 times as long (63.8
+/// against 42.0 s per step on DermaMNIST, the latter in a slower hour;
+/// docs/results/dermamnist.md).
 pub fn n16_train() -> (ParametersLiteral, BootstrappingConfig) {
     boot::n16_logqp1755_dense_boot()
 }
