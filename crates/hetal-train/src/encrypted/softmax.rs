@@ -258,7 +258,7 @@ impl EncryptedSoftmax {
 
     /// ASoftmax of every row of `logits` (`a×c`, plain block layout, one column block,
     /// columns `≥ c` zero as DiagABT leaves them). The result has the same layout, is
-    /// zero outside the class columns, and has at least `out_level` levels (refreshed
+    /// zero outside the class columns, and is at level `out_level` or above (refreshed
     /// where needed: in the sparse domain when folded, so that no full-slot bootstrap
     /// follows).
     ///
@@ -440,8 +440,9 @@ impl EncryptedSoftmax {
         //    get y = 1 (t = 0) so nothing there grows. When the levels run out before the
         //    output reaches `p_level`, the running product and the current power of t are
         //    refreshed together in one bootstrap ([`Refresher::refresh_pair`]), as late as
-        //    the pair's scaling allows (one level above the floor): both stay in [−1, 1] (the partial product
-        //    is below e'/y, t^(2^i) in [0, 1) after the first square).
+        //    the pair's scaling allows (one level above the floor): both stay in [−1, 1]
+        //    (the partial product is below e'/y, t^(2^i) in [0, 1) after the first
+        //    square).
         let iters = p.inverse_iters;
         let floor = refresher.floor();
         let (mut num, y) = if e.level().min(y.level()) <= floor {
