@@ -142,6 +142,18 @@ impl BootstrappingConfig {
         }
     }
 
+    /// [`BootstrapOrder::SlotsToCoeffsFirst`]: the factor `g = 2πΔ_0·2^-k/q_0`
+    /// ([`Self::s2c_shrink_log2`] = `k`) by which EvalMod's output differs from the
+    /// message; that output is read at the scale `Δ_out/g`.
+    ///
+    /// # Errors
+    /// [`CkksError::LevelOutOfRange`] if the chain has no level 0 scale (never for
+    /// built parameters).
+    pub fn s2c_output_factor(&self, params: &Parameters) -> Result<f64> {
+        let shrink = (-f64::from(self.s2c_shrink_log2)).exp2();
+        Ok(2.0 * PI * params.scale_at(0)? * shrink / params.q()[0] as f64)
+    }
+
     /// Levels consumed by EvalMod.
     ///
     /// # Errors
@@ -598,8 +610,7 @@ impl<B: Backend> Bootstrapper<B> {
                 // EvalMod's result reads g·m, g = 2πΔ_0·2^-k/q_0: it must end at the
                 // scale Δ_out/g. Each double angle squares and rescales by the prime
                 // below it, so its input scale is √(S·q); the polynomial lands there.
-                let g = 2.0 * PI * delta0 * shrink / q0;
-                let mut s = params.scale_at(output_level)? / g;
+                let mut s = params.scale_at(output_level)? / config.s2c_output_factor(&params)?;
                 for i in 1..=config.double_angle as usize {
                     s = (s * params.q()[output_level + i] as f64).sqrt();
                 }
@@ -860,9 +871,7 @@ impl<B: Backend> Bootstrapper<B> {
         let params = ev.context().params();
         let mut x = ev.add(re, &ev.mul_by_i(im)?)?;
         let want = params.scale_at(self.output_level)?;
-        let q0 = params.q()[0] as f64;
-        let shrink = (-f64::from(self.config.s2c_shrink_log2)).exp2();
-        let read = x.scale * 2.0 * PI * params.scale_at(0)? * shrink / q0;
+        let read = x.scale * self.config.s2c_output_factor(params)?;
         // Equal up to the float rounding of the square roots in `with_options`.
         if x.level != self.output_level || ((read - want) / want).abs() > 1e-9 {
             return Err(CkksError::ScaleMismatch(read, want));
