@@ -59,6 +59,49 @@ fn kernels(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("scalar_mul", bits), &bits, |bn, _| {
             bn.iter(|| simd::scalar_mul_assign(&m, black_box(&mut a), 12345))
         });
+        let acc0 = a.clone();
+        g.bench_with_input(BenchmarkId::new("mul_add", bits), &bits, |bn, _| {
+            let mut acc = acc0.clone();
+            bn.iter(|| simd::mul_add_assign(&m, black_box(&mut acc), &a, &b))
+        });
+    }
+    g.finish();
+}
+
+/// The sums of products of key switching: one output limb of the fast basis conversion
+/// from 8 source limbs of 61 bits (ModDown's `P` → `q_i`), and the inner product of 4
+/// digits, at 40, 50 and 61 bits of the output modulus.
+fn sums_of_products(c: &mut Criterion) {
+    let n = 1usize << LOG_N;
+    let mut g = c.benchmark_group("sums_of_products_n65536");
+    let mut rng = Csprng::from_seed([4; 32]);
+    let src = Modulus::new(ntt_primes(61, n, 1, &[]).unwrap()[0]).unwrap();
+    let terms = 8;
+    let mut y = vec![0u64; terms * n];
+    for limb in y.chunks_mut(n) {
+        rng.uniform_mod(&src, limb);
+    }
+    for bits in [40u32, 50, 61] {
+        let m = Modulus::new(ntt_primes(bits, n, 1, &[src.value()]).unwrap()[0]).unwrap();
+        let mut row = vec![0u64; terms];
+        rng.uniform_mod(&m, &mut row);
+        let mut out = vec![0u64; n];
+        g.bench_with_input(BenchmarkId::new("convert_limb_8", bits), &bits, |bn, _| {
+            bn.iter(|| simd::basis_convert_limb(&m, &row, &y, src.value(), black_box(&mut out)))
+        });
+        let digits: Vec<Vec<u64>> = (0..8)
+            .map(|_| {
+                let mut v = vec![0u64; n];
+                rng.uniform_mod(&m, &mut v);
+                v
+            })
+            .collect();
+        let (a, b) = digits.split_at(4);
+        let a: Vec<&[u64]> = a.iter().map(Vec::as_slice).collect();
+        let b: Vec<&[u64]> = b.iter().map(Vec::as_slice).collect();
+        g.bench_with_input(BenchmarkId::new("dot_4", bits), &bits, |bn, _| {
+            bn.iter(|| simd::dot_assign(&m, black_box(&mut out), &a, &b))
+        });
     }
     g.finish();
 }
@@ -105,5 +148,5 @@ fn rns_ops(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ntt, kernels, rns_ops);
+criterion_group!(benches, ntt, kernels, sums_of_products, rns_ops);
 criterion_main!(benches);

@@ -165,7 +165,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let eval = Arc::new(Evaluator::new(&ctx, Arc::new(keys)));
         let clock = Instant::now();
         let bt = Bootstrapper::with_options(
-            eval,
+            Arc::clone(&eval),
             config.clone(),
             slots,
             ckks::circuits::BootstrapperOptions {
@@ -186,6 +186,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut runs: Vec<(f64, StageTimings)> = Vec::new();
         let mut out = None;
         let (user0, sys0, faults0) = crate::cpu_usage();
+        let counts0 = eval.op_counts();
         for _ in 0..args.reps.max(1) {
             let clock = Instant::now();
             let (o, t) = match args.meta_log_gain {
@@ -196,6 +197,16 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             out = Some(o);
         }
         let (user1, sys1, faults1) = crate::cpu_usage();
+        // Every repetition runs the same circuit: the counts of one.
+        let per_bootstrap = eval.op_counts() - counts0;
+        let op_counts = json!({
+            "key_switch": per_bootstrap.key_switch / args.reps.max(1) as u64,
+            "rot": per_bootstrap.rot / args.reps.max(1) as u64,
+            "conj": per_bootstrap.conj / args.reps.max(1) as u64,
+            "mult": per_bootstrap.mult / args.reps.max(1) as u64,
+            "cmult": per_bootstrap.cmult / args.reps.max(1) as u64,
+            "rescale": per_bootstrap.rescale / args.reps.max(1) as u64,
+        });
         let reps = args.reps.max(1) as f64;
         let (cpu_user_s, cpu_sys_s) = ((user1 - user0) / reps, (sys1 - sys0) / reps);
         let page_faults = (faults1 - faults0) as f64 / reps;
@@ -238,6 +249,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "cpu_user_s": cpu_user_s,
             "cpu_sys_s": cpu_sys_s,
             "page_faults": page_faults,
+            "op_counts": op_counts,
             "stages_s": {
                 "mod_raise": stages.mod_raise,
                 "coeffs_to_slots": stages.coeffs_to_slots,

@@ -520,6 +520,12 @@ fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng)
     );
     assert_eq!(seeded_r[1], stored_r[1], "seeded vs stored expansion");
     assert_eq!(seeded_r[0], out_r[0], "b part unchanged by the seeding");
+    // The seeded pass computes the b part beside the expanded a part.
+    p.same(
+        "seeded key-switch inner product, b part",
+        &seeded_b[0],
+        &out_r[0],
+    );
 }
 
 fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

@@ -26,6 +26,8 @@ pub struct Modulus {
     bits: u32,
     /// `floor(2^128 / q)` as (low word, high word).
     ratio: [u64; 2],
+    /// `floor((2^(bits+63) − 1) / q)`, the one-word constant of [`Self::reduce_product`].
+    mu: u64,
 }
 
 impl TryFrom<u64> for Modulus {
@@ -51,10 +53,14 @@ impl Modulus {
             return Err(MathError::ModulusOutOfRange(q));
         }
         let ratio = u128::MAX / q as u128 + u128::from(u128::MAX % q as u128 == q as u128 - 1);
+        let bits = 64 - q.leading_zeros();
+        // q ≥ 2^(bits−1), so the quotient is below 2^64.
+        let mu = (((1u128 << (bits + 63)) - 1) / q as u128) as u64;
         Ok(Self {
             q,
-            bits: 64 - q.leading_zeros(),
+            bits,
             ratio: [ratio as u64, (ratio >> 64) as u64],
+            mu,
         })
     }
 
@@ -120,6 +126,27 @@ impl Modulus {
         let carry = (t >> 64) + (t2 >> 64);
         let qest = (x1 as u128 * r1 as u128 + carry) as u64;
         x0.wrapping_sub(qest.wrapping_mul(self.q))
+    }
+
+    /// `x mod q` for `x < 2^(bits + 63)` by Barrett reduction with a one-word constant:
+    /// the quotient estimate `floor(t · μ / 2^64)`, `t = floor(x / 2^(bits−1))` (below
+    /// 2^64), `μ = floor((2^(bits+63) − 1) / q)`, is at most 3 below `floor(x / q)`, so
+    /// two conditional subtractions (of `2q`, then `q`) finish. Three word products
+    /// instead of the six of [`Self::reduce_u128`] (Barrett, Crypto 1986; the same
+    /// shifted estimate as the IFMA kernels of `crate::simd`).
+    ///
+    /// The bound covers `a·b + c` for `a, b, c < q`, and a sum of up to `2^(63 − bits)`
+    /// products of residues plus one residue (the scalar dot product of `crate::simd`).
+    #[inline(always)]
+    pub fn reduce_product(&self, x: u128) -> u64 {
+        debug_assert!(x >> (self.bits + 63) == 0, "reduce_product input too large");
+        let t = (x >> (self.bits - 1)) as u64;
+        let qe = ((t as u128 * self.mu as u128) >> 64) as u64;
+        let r = (x as u64).wrapping_sub(qe.wrapping_mul(self.q));
+        // Branch-free: the estimate's deficit (0 to 3) is data-dependent, so a branch
+        // would be mispredicted; `min` with the wrapped difference compiles to cmov.
+        let r = r.min(r.wrapping_sub(self.q << 1));
+        r.min(r.wrapping_sub(self.q))
     }
 
     /// `x mod q` for any 64-bit `x`.
@@ -258,6 +285,37 @@ mod tests {
     }
 
     #[test]
+    fn one_word_barrett_at_the_edges() {
+        // Powers of two (the largest μ), the smallest modulus, the largest, and primes of
+        // the presets' sizes, at the largest input the bound allows and at q² − 1.
+        for q in [
+            2u64,
+            3,
+            1 << 40,
+            (1 << 60) + 1,
+            (1 << 61) - 1,
+            1_152_921_504_606_584_833,
+        ] {
+            let m = Modulus::new(q).unwrap();
+            let top = 1u128 << (m.bits() + 63);
+            for x in [
+                0,
+                1,
+                q as u128,
+                top - 1,
+                top - q as u128,
+                (q as u128 - 1).pow(2),
+            ] {
+                assert_eq!(
+                    m.reduce_product(x) as u128,
+                    x % q as u128,
+                    "q = {q}, x = {x}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn not_invertible_is_error() {
         let m = Modulus::new(12).unwrap();
         assert!(matches!(m.inv(4), Err(MathError::NotInvertible { .. })));
@@ -268,6 +326,17 @@ mod tests {
         #[test]
         fn barrett_matches_u128(m in modulus_strategy(), x in any::<u128>()) {
             prop_assert_eq!(m.reduce_u128(x) as u128, x % m.value() as u128);
+        }
+
+        #[test]
+        fn one_word_barrett_matches_u128(m in modulus_strategy(), x in any::<u128>(), a in any::<u64>(), b in any::<u64>(), c in any::<u64>()) {
+            let q = m.value();
+            let top = 1u128 << (m.bits() + 63);
+            let x = x % top;
+            prop_assert_eq!(m.reduce_product(x) as u128, x % q as u128);
+            prop_assert_eq!(m.reduce_product(top - 1) as u128, (top - 1) % q as u128);
+            let (a, b, c) = (a % q, b % q, c % q);
+            prop_assert_eq!(m.reduce_product(a as u128 * b as u128 + c as u128), m.mul_add(a, b, c));
         }
 
         #[test]

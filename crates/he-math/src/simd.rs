@@ -12,8 +12,8 @@
 //!   IFMA partial products in three radix-2^52 lane accumulators (weights `1`, `2^52`,
 //!   `2^104`), with no reduction inside a sum; each output is reduced once in registers:
 //!   `2^104` folded as `2^104 mod q`, then a Barrett quotient of at most 52 bits.
-//! - Additions and subtractions are plain loops compiled with AVX-512 enabled so the
-//!   compiler vectorises them.
+//! - Additions and subtractions are plain loops compiled with AVX-512 (else AVX2)
+//!   enabled so the compiler vectorises them.
 //!
 //! Every entry point checks the CPU at run time (`is_x86_feature_detected!`, cached by
 //! the standard library) and falls back to the scalar code of [`crate::modulus`].
@@ -57,6 +57,20 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// Whether this CPU has AVX2 (the vector width the element-wise loops fall back to
+/// without AVX-512, e.g. on AMD Zen 3 and most laptop CPUs).
+#[inline]
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[inline(always)]
 fn use_ifma(m: &Modulus) -> bool {
     m.value() < IFMA_MAX_MODULUS && has_ifma()
@@ -81,6 +95,16 @@ macro_rules! autovec {
                 }
                 // SAFETY: the CPU supports AVX-512F/VL (checked just above).
                 unsafe { wide(m, $($arg),*) };
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                #[target_feature(enable = "avx2")]
+                fn narrow(m: &Modulus, $($arg: $ty),*) {
+                    $inner(m, $($arg),*)
+                }
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { narrow(m, $($arg),*) };
                 return;
             }
             $inner(m, $($arg),*)
@@ -151,7 +175,7 @@ pub fn mul_assign(m: &Modulus, a: &mut [u64], b: &[u64]) {
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
-        *x = m.mul(*x, y);
+        *x = m.reduce_product(*x as u128 * y as u128);
     }
 }
 
@@ -170,7 +194,7 @@ pub fn mul_add_assign(m: &Modulus, acc: &mut [u64], a: &[u64], b: &[u64]) {
         return;
     }
     for ((x, &u), &v) in acc.iter_mut().zip(a).zip(b) {
-        *x = m.mul_add(u, v, *x);
+        *x = m.reduce_product(u as u128 * v as u128 + *x as u128);
     }
 }
 
@@ -197,18 +221,46 @@ pub fn dot_assign(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         unsafe { ifma::dot_wide(m, out, a, b) };
         return;
     }
-    // Lazy reduction: products of residues below q < 2^61 are below 2^122, so 32 of
-    // them (and a reduced carry) fit in a u128; one Barrett reduction per 32 terms
-    // instead of one per term.
-    for (t, o) in out.iter_mut().enumerate() {
-        let mut acc: u128 = 0;
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            acc += x[t] as u128 * y[t] as u128;
-            if i % 32 == 31 {
-                acc = m.reduce_u128(acc) as u128;
+    dot_scalar(m, out, a, b);
+}
+
+/// Outputs computed together by the scalar sums of products: independent 128-bit
+/// accumulation chains, so that the multiplier is not waiting on one chain's carries.
+const SCALAR_LANES: usize = 4;
+
+/// The scalar dot product: lazy 128-bit sums of `2^(63 − bits)` products at most (the
+/// bound of [`Modulus::reduce_product`], with the carried residue), each reduced with the
+/// one-word Barrett constant; [`SCALAR_LANES`] outputs at a time.
+fn dot_scalar(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
+    let per = 1usize << (63 - m.bits()).min(20);
+    let len = out.len();
+    let body = len - len % SCALAR_LANES;
+    for t in (0..body).step_by(SCALAR_LANES) {
+        let mut acc = [0u128; SCALAR_LANES];
+        for (ca, cb) in a.chunks(per).zip(b.chunks(per)) {
+            for (x, y) in ca.iter().zip(cb) {
+                let (x, y) = (&x[t..t + SCALAR_LANES], &y[t..t + SCALAR_LANES]);
+                for j in 0..SCALAR_LANES {
+                    acc[j] += x[j] as u128 * y[j] as u128;
+                }
+            }
+            for v in &mut acc {
+                *v = m.reduce_product(*v) as u128;
             }
         }
-        *o = m.reduce_u128(acc);
+        for (o, v) in out[t..t + SCALAR_LANES].iter_mut().zip(acc) {
+            *o = v as u64;
+        }
+    }
+    for (t, o) in out.iter_mut().enumerate().skip(body) {
+        let mut acc = 0u128;
+        for (ca, cb) in a.chunks(per).zip(b.chunks(per)) {
+            for (x, y) in ca.iter().zip(cb) {
+                acc += x[t] as u128 * y[t] as u128;
+            }
+            acc = m.reduce_product(acc) as u128;
+        }
+        *o = acc as u64;
     }
 }
 
@@ -290,15 +342,44 @@ pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out
         unsafe { ifma::convert_limb_wide(c, row, y, out) };
         return;
     }
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut acc: u128 = 0;
-        for (i, &w) in row.iter().enumerate() {
-            acc += y[i * len + k] as u128 * w as u128;
-            if i % 64 == 63 {
-                acc = c.reduce_u128(acc) as u128;
+    convert_limb_scalar(c, row, y, y_bound, out);
+}
+
+/// The scalar basis conversion: lazy 128-bit sums of as many products (each below
+/// `y_bound · c`) as fit beside a carried residue (63 for `y_bound ≤ 2^61`), one
+/// [`Modulus::reduce_u128`] per sum; [`SCALAR_LANES`] outputs at a time.
+fn convert_limb_scalar(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]) {
+    let cq = c.value() as u128;
+    let per = ((u128::MAX - cq) / (u128::from(y_bound.max(1)) * cq)).clamp(1, 64) as usize;
+    let len = out.len();
+    let body = len - len % SCALAR_LANES;
+    for k in (0..body).step_by(SCALAR_LANES) {
+        let mut acc = [0u128; SCALAR_LANES];
+        for (chunk, ws) in row.chunks(per).enumerate() {
+            for (i, &w) in ws.iter().enumerate() {
+                let at = (chunk * per + i) * len + k;
+                let ys = &y[at..at + SCALAR_LANES];
+                for j in 0..SCALAR_LANES {
+                    acc[j] += ys[j] as u128 * w as u128;
+                }
+            }
+            for v in &mut acc {
+                *v = c.reduce_u128(*v) as u128;
             }
         }
-        *o = c.reduce_u128(acc);
+        for (o, v) in out[k..k + SCALAR_LANES].iter_mut().zip(acc) {
+            *o = v as u64;
+        }
+    }
+    for (k, o) in out.iter_mut().enumerate().skip(body) {
+        let mut acc = 0u128;
+        for (chunk, ws) in row.chunks(per).enumerate() {
+            for (i, &w) in ws.iter().enumerate() {
+                acc += y[(chunk * per + i) * len + k] as u128 * w as u128;
+            }
+            acc = c.reduce_u128(acc) as u128;
+        }
+        *o = acc as u64;
     }
 }
 

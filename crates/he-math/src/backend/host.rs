@@ -326,20 +326,26 @@ impl<K: LimbKernels> HostBackend<K> {
         Ok(p)
     }
 
-    /// Output limb `j` (modulus index `bi`) of `Σ_t d_t ⊙ a_t` with each `a_t` limb
+    /// Output limb `j` (modulus index `bi`) of both parts of the seeded inner product,
+    /// in one pass over the digits: `out_b = Σ_t d_t ⊙ b_t` (`b_t` stored, its limb at
+    /// `key_b[t].limb(pos_b[t])`) and `out_a = Σ_t d_t ⊙ a_t` with each `a_t` limb
     /// expanded from `expander` chunk by chunk ([`SEEDED_CHUNK`] words per digit, in a
-    /// per-thread buffer), so a key's uniform part never exists whole in memory.
+    /// per-thread buffer), so a key's uniform part never exists whole in memory and each
+    /// chunk of the digits is read from memory once for both parts.
+    #[allow(clippy::too_many_arguments)]
     fn seeded_limb(
         &self,
         expander: &SeedExpander,
         digits: &[RnsPoly],
+        key_b: &[&[u64]],
         j: usize,
         bi: usize,
-        out: &mut [u64],
+        out_b: &mut [u64],
+        out_a: &mut [u64],
     ) {
         let m = self.ctx.modulus(bi);
         let t = digits.len();
-        let chunk = SEEDED_CHUNK.min(out.len());
+        let chunk = SEEDED_CHUNK.min(out_a.len());
         let mut streams: Vec<_> = (0..t).map(|d| expander.stream(d, bi, m)).collect();
         SEEDED_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -347,22 +353,31 @@ impl<K: LimbKernels> HostBackend<K> {
                 scratch.resize(t * chunk, 0);
             }
             let buf = &mut scratch[..t * chunk];
-            for (c, o) in out.chunks_mut(chunk).enumerate() {
-                let len = o.len();
+            for (c, (oa, ob)) in out_a
+                .chunks_mut(chunk)
+                .zip(out_b.chunks_mut(chunk))
+                .enumerate()
+            {
+                let len = oa.len();
                 let lo = c * chunk;
                 for (s, b) in streams.iter_mut().zip(buf.chunks_mut(chunk)) {
                     s.fill(&mut b[..len]);
                 }
                 let mut xs = [&[][..]; 32];
                 let mut ys = [&[][..]; 32];
+                let mut ks = [&[][..]; 32];
                 let t_max = t.min(32);
                 for (k, b) in buf.chunks(chunk).take(t_max).enumerate() {
                     xs[k] = &digits[k].limb(j)[lo..lo + len];
                     ys[k] = &b[..len];
+                    ks[k] = &key_b[k][lo..lo + len];
                 }
-                K::dot(m, o, &xs[..t_max], &ys[..t_max]);
+                K::dot(m, ob, &xs[..t_max], &ks[..t_max]);
+                K::dot(m, oa, &xs[..t_max], &ys[..t_max]);
                 for (k, b) in buf.chunks(chunk).enumerate().skip(t_max) {
-                    K::mul_add(m, o, &digits[k].limb(j)[lo..lo + len], &b[..len]);
+                    let d = &digits[k].limb(j)[lo..lo + len];
+                    K::mul_add(m, ob, d, &key_b[k][lo..lo + len]);
+                    K::mul_add(m, oa, d, &b[..len]);
                 }
             }
         });
@@ -925,16 +940,37 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             });
         };
         let mut out_b = RnsPoly::zero(n, &basis, Representation::Ntt);
-        stored(&mut out_b, key_b, &pos_b);
         let mut out_a = RnsPoly::zero(n, &basis, Representation::Ntt);
         match key_a {
-            UniformParts::Stored(a) => stored(&mut out_a, a, &positions(a)?),
+            UniformParts::Stored(a) => {
+                stored(&mut out_b, key_b, &pos_b);
+                stored(&mut out_a, a, &positions(a)?);
+            }
             UniformParts::Seeded(seed) => {
                 let expander = SeedExpander::new(seed);
-                let (b, data) = out_a.parts_mut();
-                self.limbs(b, data, |j, bi, l| {
-                    self.seeded_limb(&expander, digits, j, bi, l);
-                });
+                let fused = |j: usize, lb: &mut [u64], la: &mut [u64]| {
+                    // One small vector per limb (a few pointers) beside the limb's
+                    // ~N·digits multiply-adds.
+                    let kb: Vec<&[u64]> = key_b
+                        .iter()
+                        .zip(&pos_b)
+                        .map(|(key, pos)| key.limb(pos[j]))
+                        .collect();
+                    self.seeded_limb(&expander, digits, &kb, j, basis[j], lb, la);
+                };
+                let (_, db) = out_b.parts_mut();
+                let (_, da) = out_a.parts_mut();
+                if K::PARALLEL {
+                    db.par_chunks_mut(n)
+                        .zip(da.par_chunks_mut(n))
+                        .enumerate()
+                        .for_each(|(j, (lb, la))| fused(j, lb, la));
+                } else {
+                    db.chunks_mut(n)
+                        .zip(da.chunks_mut(n))
+                        .enumerate()
+                        .for_each(|(j, (lb, la))| fused(j, lb, la));
+                }
             }
         }
         Ok([out_b, out_a])
