@@ -288,6 +288,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "encapsulation_hamming_weight": config.encapsulation,
             "peak_rss_bytes": crate::peak_rss_bytes(),
             "threads": rayon::current_num_threads(),
+            "machine": crate::machine_report(),
         });
         if args.json {
             println!("{report}");

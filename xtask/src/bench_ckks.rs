@@ -234,6 +234,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "log_qp": p.log_qp(),
         "dnum": p.dnum(),
         "threads": rayon_threads(),
+        "machine": crate::machine_report(),
         "keygen_s": keygen_s,
         "keygen_keys": format!("sk, pk, relin, {} rotations, conjugation", hoisted.len()),
         "keys": crate::bench_bootstrap::value_name(args.keys),

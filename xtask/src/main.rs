@@ -77,6 +77,11 @@ enum Command {
     Cryptotl(cryptotl::Args),
 }
 
+/// The CPU model and kernel tier ([`hetal_train::session::machine_report`]).
+pub(crate) fn machine_report() -> serde_json::Value {
+    hetal_train::session::machine_report()
+}
+
 /// Peak resident set size of this process ([`hetal_train::session::peak_rss_bytes`]).
 pub(crate) fn peak_rss_bytes() -> Option<u64> {
     hetal_train::session::peak_rss_bytes()

@@ -403,6 +403,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
     obj.insert("total_s".into(), json!(clock.elapsed().as_secs_f64()));
     obj.insert("per_step_s".into(), json!(per_step));
     obj.insert("peak_rss_bytes".into(), json!(crate::peak_rss_bytes()));
+    obj.insert("machine".into(), crate::machine_report());
     obj.insert("history".into(), json!(history));
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     obj.insert("command".into(), json!(format!("cargo xtask {command}")));

@@ -57,6 +57,51 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// The widest kernels this CPU runs (runtime detection): which of this module's code
+/// paths the CPU-SIMD backend takes, so that a benchmark's numbers can be read for the
+/// machine that produced them (the IFMA kernels run the key-switching sums of products
+/// about twice as fast as the portable ones, docs/results/ckks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelTier {
+    /// AVX-512F and AVX-512 IFMA: the vector products of this module and tfhe-ntt's
+    /// IFMA transform for primes below 2^51.
+    Avx512Ifma,
+    /// AVX-512F without IFMA: vectorised element-wise loops, scalar products.
+    Avx512,
+    /// AVX2 (e.g. AMD Zen 2/3): vectorised element-wise loops, scalar 64-bit products
+    /// (one-word Barrett, 128-bit sums), tfhe-ntt's AVX2 transform.
+    Avx2,
+    /// None of the above: scalar code throughout.
+    Portable,
+}
+
+impl KernelTier {
+    /// The tier of the CPU this runs on.
+    pub fn detect() -> Self {
+        if has_ifma() {
+            Self::Avx512Ifma
+        } else if has_avx512() {
+            Self::Avx512
+        } else if has_avx2() {
+            Self::Avx2
+        } else {
+            Self::Portable
+        }
+    }
+
+    /// Short name (`"avx512-ifma"`, `"avx512"`, `"avx2"`, `"portable"`), as the
+    /// benchmarks' JSON reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512Ifma => "avx512-ifma",
+            Self::Avx512 => "avx512",
+            Self::Avx2 => "avx2",
+            Self::Portable => "portable",
+        }
+    }
+}
+
 /// Whether this CPU has AVX2 (the vector width the element-wise loops fall back to
 /// without AVX-512, e.g. on AMD Zen 3 and most laptop CPUs).
 #[inline]

@@ -282,6 +282,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "bytes_sent": sent,
         "bytes_received": received,
         "peak_rss_bytes": session::peak_rss_bytes(),
+        "machine": session::machine_report(),
         "flooding": client.flooding().map(|f| json!({
             "statistical_security_bits": f.statistical_security(),
             "queries": f.queries(),

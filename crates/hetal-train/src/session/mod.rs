@@ -40,6 +40,23 @@ pub fn flooding_policy(
     )?))
 }
 
+/// The machine a measurement ran on, for its report: the CPU's model name (Linux
+/// `/proc/cpuinfo`, `null` elsewhere), the kernel tier the CPU-SIMD backend runs
+/// ([`he_linalg::ckks::he_math::simd::KernelTier`]) and the logical CPUs available.
+pub fn machine_report() -> serde_json::Value {
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    serde_json::json!({
+        "cpu_model": model,
+        "kernels": he_linalg::ckks::he_math::simd::KernelTier::detect().name(),
+        "logical_cpus": std::thread::available_parallelism().map(usize::from).ok(),
+    })
+}
+
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes; `None` where
 /// `/proc/self/status` does not exist. Both front ends report it.
 pub fn peak_rss_bytes() -> Option<u64> {
