@@ -131,12 +131,14 @@ impl Modulus {
     /// `x mod q` for `x < 2^(bits + 63)` by Barrett reduction with a one-word constant:
     /// the quotient estimate `floor(t · μ / 2^64)`, `t = floor(x / 2^(bits−1))` (below
     /// 2^64), `μ = floor((2^(bits+63) − 1) / q)`, is at most 3 below `floor(x / q)`, so
-    /// two conditional subtractions (of `2q`, then `q`) finish. Three word products
-    /// instead of the six of [`Self::reduce_u128`] (Barrett, Crypto 1986; the same
-    /// shifted estimate as the IFMA kernels of `crate::simd`).
+    /// two branch-free conditional subtractions (of `2q`, then `q`) finish. Two word
+    /// products instead of the five of [`Self::reduce_u128`] (Barrett, Crypto 1986; the
+    /// same shifted estimate as the IFMA kernels of `crate::simd`).
     ///
-    /// The bound covers `a·b + c` for `a, b, c < q`, and a sum of up to `2^(63 − bits)`
-    /// products of residues plus one residue (the scalar dot product of `crate::simd`).
+    /// The bound covers `a·b + c` for `a, b, c < q` (the scalar pointwise products of
+    /// `crate::simd`), and a sum of up to `2^(63 − bits)` products of residues plus one
+    /// residue. For one reduction per long sum [`Self::reduce_u128`] measured faster (its
+    /// single correction is predictable; docs/results/ckks.md).
     #[inline(always)]
     pub fn reduce_product(&self, x: u128) -> u64 {
         debug_assert!(x >> (self.bits + 63) == 0, "reduce_product input too large");
