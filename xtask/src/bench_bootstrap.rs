@@ -198,14 +198,15 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         let (user1, sys1, faults1) = crate::cpu_usage();
         // Every repetition runs the same circuit: the counts of one.
-        let per_bootstrap = eval.op_counts() - counts0;
+        let all = eval.op_counts() - counts0;
+        let one = |c: u64| c / args.reps.max(1) as u64;
         let op_counts = json!({
-            "key_switch": per_bootstrap.key_switch / args.reps.max(1) as u64,
-            "rot": per_bootstrap.rot / args.reps.max(1) as u64,
-            "conj": per_bootstrap.conj / args.reps.max(1) as u64,
-            "mult": per_bootstrap.mult / args.reps.max(1) as u64,
-            "cmult": per_bootstrap.cmult / args.reps.max(1) as u64,
-            "rescale": per_bootstrap.rescale / args.reps.max(1) as u64,
+            "key_switch": one(all.key_switch),
+            "rot": one(all.rot),
+            "conj": one(all.conj),
+            "mult": one(all.mult),
+            "cmult": one(all.cmult),
+            "rescale": one(all.rescale),
         });
         let reps = args.reps.max(1) as f64;
         let (cpu_user_s, cpu_sys_s) = ((user1 - user0) / reps, (sys1 - sys0) / reps);

@@ -134,24 +134,25 @@ macro_rules! autovec {
         $(#[$doc])*
         pub fn $name(m: &Modulus, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
-            if has_avx512() {
+            {
                 #[target_feature(enable = "avx512f,avx512vl")]
                 fn wide(m: &Modulus, $($arg: $ty),*) {
                     $inner(m, $($arg),*)
                 }
-                // SAFETY: the CPU supports AVX-512F/VL (checked just above).
-                unsafe { wide(m, $($arg),*) };
-                return;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if has_avx2() {
                 #[target_feature(enable = "avx2")]
                 fn narrow(m: &Modulus, $($arg: $ty),*) {
                     $inner(m, $($arg),*)
                 }
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                unsafe { narrow(m, $($arg),*) };
-                return;
+                if has_avx512() {
+                    // SAFETY: the CPU supports AVX-512F/VL (checked just above).
+                    unsafe { wide(m, $($arg),*) };
+                    return;
+                }
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    unsafe { narrow(m, $($arg),*) };
+                    return;
+                }
             }
             $inner(m, $($arg),*)
         }

@@ -328,7 +328,7 @@ impl<K: LimbKernels> HostBackend<K> {
 
     /// Output limb `j` (modulus index `bi`) of both parts of the seeded inner product,
     /// in one pass over the digits: `out_b = Σ_t d_t ⊙ b_t` (`b_t` stored, its limb at
-    /// `key_b[t].limb(pos_b[t])`) and `out_a = Σ_t d_t ⊙ a_t` with each `a_t` limb
+    /// `key_b[t].limb(pos_b[t][j])`) and `out_a = Σ_t d_t ⊙ a_t` with each `a_t` limb
     /// expanded from `expander` chunk by chunk ([`SEEDED_CHUNK`] words per digit, in a
     /// per-thread buffer), so a key's uniform part never exists whole in memory and each
     /// chunk of the digits is read from memory once for both parts.
@@ -337,7 +337,8 @@ impl<K: LimbKernels> HostBackend<K> {
         &self,
         expander: &SeedExpander,
         digits: &[RnsPoly],
-        key_b: &[&[u64]],
+        key_b: &[RnsPoly],
+        pos_b: &[Vec<usize>],
         j: usize,
         bi: usize,
         out_b: &mut [u64],
@@ -370,13 +371,13 @@ impl<K: LimbKernels> HostBackend<K> {
                 for (k, b) in buf.chunks(chunk).take(t_max).enumerate() {
                     xs[k] = &digits[k].limb(j)[lo..lo + len];
                     ys[k] = &b[..len];
-                    ks[k] = &key_b[k][lo..lo + len];
+                    ks[k] = &key_b[k].limb(pos_b[k][j])[lo..lo + len];
                 }
                 K::dot(m, ob, &xs[..t_max], &ks[..t_max]);
                 K::dot(m, oa, &xs[..t_max], &ys[..t_max]);
                 for (k, b) in buf.chunks(chunk).enumerate().skip(t_max) {
                     let d = &digits[k].limb(j)[lo..lo + len];
-                    K::mul_add(m, ob, d, &key_b[k][lo..lo + len]);
+                    K::mul_add(m, ob, d, &key_b[k].limb(pos_b[k][j])[lo..lo + len]);
                     K::mul_add(m, oa, d, &b[..len]);
                 }
             }
@@ -949,14 +950,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             UniformParts::Seeded(seed) => {
                 let expander = SeedExpander::new(seed);
                 let fused = |j: usize, lb: &mut [u64], la: &mut [u64]| {
-                    // One small vector per limb (a few pointers) beside the limb's
-                    // ~N·digits multiply-adds.
-                    let kb: Vec<&[u64]> = key_b
-                        .iter()
-                        .zip(&pos_b)
-                        .map(|(key, pos)| key.limb(pos[j]))
-                        .collect();
-                    self.seeded_limb(&expander, digits, &kb, j, basis[j], lb, la);
+                    self.seeded_limb(&expander, digits, key_b, &pos_b, j, basis[j], lb, la);
                 };
                 let (_, db) = out_b.parts_mut();
                 let (_, da) = out_a.parts_mut();
