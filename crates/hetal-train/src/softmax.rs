@@ -317,6 +317,47 @@ impl ASoftmaxParams {
             + self.inverse_iters)
     }
 
+    /// Upper bound, in logits, on how far the shared row maximum of step 2 falls short
+    /// of the true maximum, for `padded_classes` (`c'`) columns. One round's output
+    /// `b + (a−b)·(1 + sign(a−b))/2` lies between its operands (`|sign| ≤ 1` on
+    /// `[−1, 1]`), so every round sees differences in `[−1, 1]` and loses at most
+    /// `max_{d ∈ [0, 1]} d·(1 − sign(d))/2` in scaled units; `log2 c'` rounds add up.
+    /// The maximum is taken on a grid of `2^16 + 1` points, plus a margin of 1/8 logit
+    /// per round (a numerical bound, not a proof). Defaults (`g² f`, `R_max = 128`,
+    /// `c' = 8`): `3 × 1.306 + 0.375 ≈ 4.29` logits (the largest shortfall measured over
+    /// 200 000 uniform rows is 3.1, docs/results/softmax.md). The encrypted circuit
+    /// scales its refreshes of the exponential by this bound.
+    pub fn max_shortfall(&self, padded_classes: usize) -> f64 {
+        const GRID: u32 = 1 << 16;
+        let rounds = f64::from(padded_classes.max(1).trailing_zeros());
+        let per_round = (0..=GRID)
+            .map(|i| {
+                let d = f64::from(i) / f64::from(GRID);
+                d * (1.0 - self.sign(d)) / 2.0
+            })
+            .fold(0.0, f64::max);
+        rounds * (per_round * 2.0 * self.r_max + 0.125)
+    }
+
+    /// The shared row maximum of step 2 on logits already scaled by `1/(2R_max)` and
+    /// padded to `c'` columns: `log2 c'` pairwise rounds against cyclic rotations, the
+    /// first slot's value (module docs).
+    pub fn approx_row_max(&self, scaled: &[f64]) -> f64 {
+        let cp = scaled.len();
+        let mut m = scaled.to_vec();
+        let mut step = 1;
+        while step < cp {
+            let rot: Vec<f64> = (0..cp).map(|j| m[(j + step) % cp]).collect();
+            m = m
+                .iter()
+                .zip(&rot)
+                .map(|(&a, &b)| b + (a - b) * (1.0 + self.sign(a - b)) / 2.0)
+                .collect();
+            step *= 2;
+        }
+        m.first().copied().unwrap_or(0.0)
+    }
+
     /// ASoftmax of one row of `c` logits in float64 (the simulated path), step by step
     /// as the encrypted circuit computes it. The row is padded to
     /// `c' = `[`he_linalg::padded_classes`]`(c)`.
@@ -329,20 +370,7 @@ impl ASoftmaxParams {
         let z: Vec<f64> = (0..cp)
             .map(|j| logits.get(j).map_or(-0.5, |&v| v * scale))
             .collect();
-        // Row maximum by log2(c') pairwise rounds against cyclic rotations; the first
-        // slot's value is shared by the row.
-        let mut m = z.clone();
-        let mut step = 1;
-        while step < cp {
-            let rot: Vec<f64> = (0..cp).map(|j| m[(j + step) % cp]).collect();
-            m = m
-                .iter()
-                .zip(&rot)
-                .map(|(&a, &b)| b + (a - b) * (1.0 + self.sign(a - b)) / 2.0)
-                .collect();
-            step *= 2;
-        }
-        let m0 = m[0];
+        let m0 = self.approx_row_max(&z);
         let e: Vec<f64> = (0..c)
             .map(|j| {
                 let u = self.extend((z[j] - m0) * 2.0 * self.r_max);

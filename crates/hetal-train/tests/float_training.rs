@@ -35,6 +35,46 @@ fn asoftmax_matches_softmax_on_its_range() {
     }
 }
 
+/// The encrypted circuit scales the exponential's refreshes by
+/// `ASoftmaxParams::max_shortfall`: the shared maximum must never fall further below the
+/// true one, on random rows and on rows built to sit at one round's worst difference.
+#[test]
+fn row_maximum_stays_within_its_shortfall_bound() {
+    let p = ASoftmaxParams::default();
+    let bound = p.max_shortfall(8);
+    assert!((4.0..4.5).contains(&bound), "default bound {bound}");
+    let scale = 1.0 / (2.0 * p.r_max);
+    let shortfall = |logits: &[f64]| {
+        let mut z: Vec<f64> = logits.iter().map(|v| v * scale).collect();
+        z.resize(8, -0.5);
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        max - p.approx_row_max(&z) / scale
+    };
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut worst = 0.0f64;
+    for _ in 0..20_000 {
+        let z: Vec<f64> = (0..7).map(|_| rng.random_range(-128.0..128.0)).collect();
+        worst = worst.max(shortfall(&z));
+    }
+    // One round's worst difference is near 234 logits: a pair (−128, 106) in every
+    // round's reach.
+    for d in [200.0, 220.0, 233.7, 240.0] {
+        worst = worst.max(shortfall(&[
+            -128.0,
+            -128.0 + d,
+            -128.0,
+            -128.0,
+            -128.0,
+            -128.0,
+            -128.0,
+        ]));
+    }
+    eprintln!("largest shortfall {worst:.3} logits, bound {bound:.3}");
+    assert!(worst <= bound, "shortfall {worst} above the bound {bound}");
+    // Fewer classes, fewer rounds.
+    assert!(p.max_shortfall(2) < bound / 2.0);
+}
+
 #[test]
 fn sign_and_domain_extension_behave() {
     let p = ASoftmaxParams::default();

@@ -37,11 +37,6 @@ use he_linalg::ckks::{
 use he_linalg::{Backend, BlockLayout, EncryptedMatrix, KeyRequirements, padded_classes};
 use std::sync::Arc;
 
-/// The most the broadcast row maximum is assumed to fall short of the true one, in
-/// logits (measured: at most 3.1 with the default sign `g² f`, docs/results/softmax.md);
-/// it bounds the values the exponential's refresh sees.
-const MAX_SHORTFALL: f64 = 8.0;
-
 /// Encrypted ASoftmax for `c` classes in blocks of `s1` columns, with its polynomials
 /// prepared once.
 #[derive(Debug, Clone)]
@@ -52,6 +47,10 @@ pub struct EncryptedSoftmax {
     /// The block layout's row width and slots.
     s1: usize,
     slots: usize,
+    /// How far the broadcast row maximum may fall short of the true one, in logits
+    /// ([`ASoftmaxParams::max_shortfall`]); it bounds the values the exponential's
+    /// refreshes see.
+    shortfall: f64,
     /// Whether blocks are folded into `slots/2` (see the module docs).
     fold: bool,
     sign_g: Polynomial,
@@ -89,6 +88,7 @@ impl EncryptedSoftmax {
             padded,
             s1,
             slots,
+            shortfall: params.max_shortfall(padded),
             fold: false,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
@@ -405,23 +405,23 @@ impl EncryptedSoftmax {
             };
             s_in = 1.0;
         }
-        // 5. exp(u) = p(u/r)^(2^k). Every slot has u ≤ MAX_SHORTFALL (class columns and
+        // 5. exp(u) = p(u/r)^(2^k). Every slot has u ≤ shortfall (class columns and
         //    their copies sit below the broadcast maximum, which falls short of the true
         //    one by a few logits; other slots have u = 0), so after i squarings the value
-        //    is at most exp(MAX_SHORTFALL·2^i/2^k). The refresh comes as late as the
+        //    is at most exp(shortfall·2^i/2^k). The refresh comes as late as the
         //    levels allow (each squaring keeps one level spare for the refresh's
         //    scaling): its error is multiplied by the squarings that follow it.
         u = refresher.ensure(ops, &u, self.exp.depth(), 1.0)?;
         let mut e = ops.poly(&u, &self.exp)?;
         let k = f64::from(1u32 << p.exp_squarings);
         for i in 0..p.exp_squarings {
-            let bound = (MAX_SHORTFALL * f64::from(1u32 << i) / k).exp();
+            let bound = (self.shortfall * f64::from(1u32 << i) / k).exp();
             // The last squaring also leaves the mask's and the final product's levels.
             let need = if i + 1 == p.exp_squarings { 3 } else { 2 };
             e = refresher.ensure(ops, &e, need, bound)?;
             e = ops.mul(&e, &e)?;
         }
-        let bound = MAX_SHORTFALL.exp();
+        let bound = self.shortfall.exp();
         // 6. e' = e/B on the true classes; y = row sum of e' in every class column.
         // Two levels: the mask, and the final product.
         e = refresher.ensure(ops, &e, 2, bound)?;
