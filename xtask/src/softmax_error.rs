@@ -62,6 +62,11 @@ pub struct Args {
     /// e.g. `--encrypted-batch 1024` at N = 2^16 for 7 classes).
     #[arg(long, requires = "encrypted")]
     fold: bool,
+    /// With `--encrypted`: the level the logits are encrypted at (default: the top user
+    /// level). A training step's logits come out of DiagABT one level above the refresh
+    /// floor (`StepPlan::v_min` − 3), e.g. 1 on the N = 2^16 preset.
+    #[arg(long, requires = "encrypted")]
+    encrypted_level: Option<usize>,
     /// CKKS preset for `--encrypted`: `n16` or `insecure-n12`.
     #[arg(long, default_value = "n16")]
     preset: String,
@@ -227,7 +232,14 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let rows = args.encrypted_rows.min(args.samples).min(shape.s0);
         let sub = Matrix::from_fn(rows, args.classes, |i, j| z.get(i, j));
         let layout = BlockLayout::new(rows, args.classes, shape)?;
-        let enc = EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, ctx.params().max_user_level())?;
+        let top = ctx.params().max_user_level();
+        let level = args.encrypted_level.unwrap_or(top);
+        if level > top {
+            return Err(
+                format!("--encrypted-level {level} is above the top user level {top}").into(),
+            );
+        }
+        let enc = EncryptedMatrix::encrypt(&ctx, &sk, &sub, layout, level)?;
         let clock = Instant::now();
         let out = sm.evaluate(&ops, &refresher, &enc, 0)?;
         let eval_s = clock.elapsed().as_secs_f64();
@@ -240,6 +252,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "preset": args.preset,
                 "variant": first.name(),
                 "rows": rows,
+                "logits_level": level,
                 "ciphertexts": enc.ciphertexts().len(),
                 "unit_shape": [shape.s0, shape.s1],
                 "sparse_slots": sm.sparse_slots(),

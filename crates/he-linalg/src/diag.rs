@@ -33,6 +33,10 @@
 //! loop prepares once per step, and a client that holds the small operand in the clear
 //! can encrypt it already prepared ([`AbtWeights::encrypt`], [`AtbLhs::encrypt`]), as
 //! the baselines' clients encrypt their replicated packings.
+//!
+//! **Scaled products.** [`MatrixEvaluator::diag_atb_scaled`] computes `η·Aᵀ·B` with the
+//! constant inside a mask the product applies anyway, at the levels and with the
+//! operations of the unscaled one: a gradient step `η·G` costs no level of its own.
 
 /// Levels [`MatrixEvaluator::diag_abt`] consumes (from either operand; see the table in
 /// the module docs).
@@ -482,18 +486,40 @@ impl<B: Backend> MatrixEvaluator<B> {
         b: &EncryptedMatrix<B>,
         variant: DiagAtbVariant,
     ) -> Result<EncryptedMatrix<B>> {
+        self.diag_atb_scaled(a, b, variant, 1.0)
+    }
+
+    /// `scale·Aᵀ·B` by [`Self::diag_atb_with`], the constant folded into a mask that the
+    /// product multiplies by anyway (the `A`-side column mask for RotLeft, the final
+    /// complex mask for PRotUp): same levels and operations as `scale = 1`, so a
+    /// gradient step `η·Gᵀ` costs no level of its own.
+    ///
+    /// # Errors
+    /// As [`Self::diag_atb_with`]; [`LinalgError::Shape`] for a scale that is not finite.
+    pub fn diag_atb_scaled(
+        &self,
+        a: &EncryptedMatrix<B>,
+        b: &EncryptedMatrix<B>,
+        variant: DiagAtbVariant,
+        scale: f64,
+    ) -> Result<EncryptedMatrix<B>> {
+        if !scale.is_finite() {
+            return Err(LinalgError::Shape(format!(
+                "DiagATB scale {scale} is not finite"
+            )));
+        }
         match variant {
-            DiagAtbVariant::RotLeft => self.diag_atb(a, b),
-            DiagAtbVariant::PRotUp => self.diag_atb_prot_up(a, b),
+            DiagAtbVariant::RotLeft => self.diag_atb_rot_left_scaled(a, b, scale),
+            DiagAtbVariant::PRotUp => self.diag_atb_prot_up_scaled(a, b, scale),
             DiagAtbVariant::Auto => {
                 // Output levels: RotLeft min(ℓA − 3, ℓB − 1); PRotUp min(ℓA − 2, ℓB − 3).
                 let (la, lb) = (a.level() as i64, b.level() as i64);
                 let rot_left = (la - 3).min(lb - 1);
                 let prot_up = (la - 2).min(lb - 3);
                 if prot_up > rot_left {
-                    self.diag_atb_prot_up(a, b)
+                    self.diag_atb_prot_up_scaled(a, b, scale)
                 } else {
-                    self.diag_atb(a, b)
+                    self.diag_atb_rot_left_scaled(a, b, scale)
                 }
             }
         }
@@ -541,10 +567,20 @@ impl<B: Backend> MatrixEvaluator<B> {
         a: &EncryptedMatrix<B>,
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
+        self.diag_atb_rot_left_scaled(a, b, 1.0)
+    }
+
+    /// [`Self::diag_atb`] of `scale·A` (the constant folded into the `A`-side mask).
+    fn diag_atb_rot_left_scaled(
+        &self,
+        a: &EncryptedMatrix<B>,
+        b: &EncryptedMatrix<B>,
+        scale: f64,
+    ) -> Result<EncryptedMatrix<B>> {
         self.check_atb(a.layout(), b)?;
         need_levels(a.level(), DIAG_ATB_DEPTH_LHS)?;
         need_levels(b.level(), DIAG_ATB_DEPTH_RHS)?;
-        let lhs = self.prepare_atb_lhs(a)?;
+        let lhs = self.prepare_atb_lhs_scaled(a, scale)?;
         self.diag_atb_prepared(&lhs, b)
     }
 
@@ -558,8 +594,14 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// # Errors
     /// [`LinalgError::Layout`] for a tiled `A` or `c' > s1`;
     /// [`LinalgError::LevelTooLow`] below level 2; missing rotation keys.
-    #[allow(clippy::needless_range_loop)] // m also names the masks
     pub fn prepare_atb_lhs(&self, a: &EncryptedMatrix<B>) -> Result<AtbLhs<B>> {
+        self.prepare_atb_lhs_scaled(a, 1.0)
+    }
+
+    /// [`Self::prepare_atb_lhs`] of `scale·A`: the constant rides in the mask that
+    /// already carries the factor ½ (no level, no operation).
+    #[allow(clippy::needless_range_loop)] // m also names the masks
+    fn prepare_atb_lhs_scaled(&self, a: &EncryptedMatrix<B>, scale: f64) -> Result<AtbLhs<B>> {
         let _span = tracing::debug_span!("prepare_atb_lhs").entered();
         let la = a.layout();
         check_plain(la, "A")?;
@@ -571,8 +613,9 @@ impl<B: Backend> MatrixEvaluator<B> {
         let UnitShape { s0, s1 } = shape;
         let slots = s0 * s1;
         let level_a = a.level();
-        let col0_half = self.mask(format!("col0half/{s0}x{s1}"), level_a - 1, || {
-            real_mask(slots, |x| if x % s1 == 0 { 0.5 } else { 0.0 })
+        let half = 0.5 * scale;
+        let col0_half = self.mask(format!("col0half/{s0}x{s1}/{half:e}"), level_a - 1, || {
+            real_mask(slots, |x| if x % s1 == 0 { half } else { 0.0 })
         })?;
         let mut diagonals = Vec::with_capacity(la.row_blocks());
         for ai in a.ciphertexts() {
@@ -676,6 +719,17 @@ impl<B: Backend> MatrixEvaluator<B> {
         a: &EncryptedMatrix<B>,
         b: &EncryptedMatrix<B>,
     ) -> Result<EncryptedMatrix<B>> {
+        self.diag_atb_prot_up_scaled(a, b, 1.0)
+    }
+
+    /// [`Self::diag_atb_prot_up`] of `scale·A` (the constant folded into the final
+    /// complex mask).
+    fn diag_atb_prot_up_scaled(
+        &self,
+        a: &EncryptedMatrix<B>,
+        b: &EncryptedMatrix<B>,
+        scale: f64,
+    ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("diag_atb_prot_up").entered();
         let (shape, cp) = self.check_atb(a.layout(), b)?;
         need_levels(a.level(), 2)?;
@@ -741,8 +795,9 @@ impl<B: Backend> MatrixEvaluator<B> {
                 let x = x.ok_or_else(|| LinalgError::Shape("no rows".into()))?;
                 let x = ev.relinearize_rescale_owned(x)?;
                 let s = ev.rotate_and_sum(&x, s0, s1 as i64)?;
+                let half = 0.5 * scale;
                 let mask = self.mask(
-                    format!("protupmask/{s0}x{s1}/cp{cp}/m{m}"),
+                    format!("protupmask/{s0}x{s1}/cp{cp}/m{m}/{half:e}"),
                     level - 1,
                     || {
                         (0..slots)
@@ -750,10 +805,10 @@ impl<B: Backend> MatrixEvaluator<B> {
                                 let (r, t) = (x / s1, x % s1);
                                 let mut z = Complex64::new(0.0, 0.0);
                                 if r % cp == (t + 2 * m) % cp {
-                                    z.re = 0.5;
+                                    z.re = half;
                                 }
                                 if r % cp == (t + 2 * m + 1) % cp {
-                                    z.im = -0.5;
+                                    z.im = -half;
                                 }
                                 z
                             })

@@ -209,6 +209,34 @@ fn diag_atb_variants_many_shapes() {
         );
         assert_eq!(counts.mult, cp * rb * cb);
         assert_eq!(counts.cmult, (cp - 1) * rb * cb + cp / 2 * cb);
+
+        // A gradient step's η·Aᵀ·B: the constant rides in a mask, so the level and
+        // every operation count are those of the unscaled product.
+        let eta = -0.0123;
+        let want_scaled = Matrix::from_fn(want.rows(), want.cols(), |i, j| eta * want.get(i, j));
+        for variant in [DiagAtbVariant::RotLeft, DiagAtbVariant::PRotUp] {
+            let (plain, plain_counts) =
+                s.me.evaluator()
+                    .counting(|| s.me.diag_atb_with(&ea, &eb, variant));
+            let (scaled, scaled_counts) =
+                s.me.evaluator()
+                    .counting(|| s.me.diag_atb_scaled(&ea, &eb, variant, eta));
+            let scaled = scaled.unwrap();
+            assert_eq!(scaled.level(), plain.unwrap().level());
+            assert_eq!(
+                (scaled_counts.mult, scaled_counts.cmult, scaled_counts.rot),
+                (plain_counts.mult, plain_counts.cmult, plain_counts.rot)
+            );
+            check(
+                &scaled.decrypt(&s.ctx, &s.sk).unwrap(),
+                &want_scaled,
+                &format!("{eta}·DiagATB ({variant:?}) {a}x{c}x{b} in ({s0},{s1})"),
+            );
+        }
+        assert!(
+            s.me.diag_atb_scaled(&ea, &eb, DiagAtbVariant::RotLeft, f64::NAN)
+                .is_err()
+        );
     }
 }
 

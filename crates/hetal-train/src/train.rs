@@ -176,7 +176,23 @@ pub fn nesterov_update<T, A: UpdateArith<T>>(
     lr: f64,
     gamma: f64,
 ) -> crate::Result<(T, T)> {
-    let wn = arith.sub(v, &arith.scale(g, lr)?)?;
+    nesterov_update_scaled(arith, w, v, &arith.scale(g, lr)?, gamma)
+}
+
+/// [`nesterov_update`] with the step `η·g` already computed (the encrypted server folds
+/// `η` into DiagATB, `he_linalg::MatrixEvaluator::diag_atb_scaled`, so the update costs
+/// no level of its own): `w' = v − step`, `v' = w' + γ·(w' − w)`. Returns `(w', v')`.
+///
+/// # Errors
+/// As the arithmetic's.
+pub fn nesterov_update_scaled<T, A: UpdateArith<T>>(
+    arith: &A,
+    w: &T,
+    v: &T,
+    step: &T,
+    gamma: f64,
+) -> crate::Result<(T, T)> {
+    let wn = arith.sub(v, step)?;
     let momentum = arith.scale(&arith.sub(&wn, w)?, gamma)?;
     let vn = arith.add(&wn, &momentum)?;
     Ok((wn, vn))

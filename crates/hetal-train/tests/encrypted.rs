@@ -450,3 +450,65 @@ fn passengers_ride_in_a_refresh() {
     assert!(refresher.alight(&ops).unwrap().is_empty());
     assert!(refresher.board(enc(&b, f), 1.0).is_err());
 }
+
+/// A correction of the caller's own refresh (`Refresher::board_correction`) rides ahead
+/// of waiting passengers in the next refresh, and `collect` returns the corrected
+/// ciphertext at the refresh level (no level spent): a refresh of a value bounded by 64,
+/// scaled by 1/64, carries 64 times the bootstrapping error; corrected, the error is that
+/// of the correction's ride. Without a ride `collect` returns the first refresh;
+/// `alight` never returns a correction's ciphertext.
+#[test]
+fn corrections_ride_ahead_and_are_collected() {
+    let (ctx, sk, ev, refresher) = refresher_setup();
+    let slots = ctx.params().max_slots();
+    let ops = Ops::new(ev.clone());
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+    let x: Vec<f64> = (0..slots).map(|_| rng.random_range(-64.0..64.0)).collect();
+    let p: Vec<f64> = (0..slots).map(|_| rng.random_range(-0.1..0.1)).collect();
+    let host: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let enc =
+        |v: &[f64], level: usize| sk.encrypt(&ctx.encode_at_level(v, level).unwrap()).unwrap();
+    let err =
+        |ct: &he_linalg::ckks::Ciphertext<CpuBackend>, want: &[f64]| max_err(&ctx, &sk, ct, want);
+    let f = refresher.floor();
+    let out = refresher.output_level();
+    let exact = enc(&x, f + 2);
+    let first = refresher.refresh(&ops, &exact, 64.0).unwrap();
+    let e_first = err(&first, &x);
+    let error = ops.sub(&ops.align(&first, f + 2).unwrap(), &exact).unwrap();
+    // A passenger boarded earlier waits behind the correction.
+    refresher.board(enc(&p, f + 3), 1.0).unwrap();
+    let id = refresher
+        .board_correction(first.clone(), error.clone(), 1.0 / 32.0)
+        .unwrap();
+    refresher.refresh(&ops, &enc(&host, f + 1), 1.0).unwrap();
+    let fixed = refresher.collect(id).unwrap();
+    let e_fixed = err(&fixed, &x);
+    println!(
+        "logit-sized refresh (bound 64): 2^-{:.1}; corrected 2^-{:.1}",
+        bits(e_first),
+        bits(e_fixed)
+    );
+    assert_eq!(fixed.level(), out);
+    assert!(
+        bits(e_fixed) > bits(e_first) + 4.0,
+        "2^-{:.1}",
+        bits(e_fixed)
+    );
+    assert!(refresher.collect(id).is_err(), "collected twice");
+    // The passenger had no ride yet: alight bootstraps it and returns it alone.
+    let back = refresher.alight(&ops).unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(bits(err(&back[0], &p)) > 14.0);
+    // No ride before collect: the first refresh comes back, and alight stays empty.
+    let id = refresher
+        .board_correction(first.clone(), error, 1.0 / 32.0)
+        .unwrap();
+    assert_eq!(err(&refresher.collect(id).unwrap(), &x), e_first);
+    assert!(refresher.alight(&ops).unwrap().is_empty());
+    assert!(
+        refresher
+            .board_correction(first, enc(&p, f), 1.0 / 32.0)
+            .is_err()
+    );
+}

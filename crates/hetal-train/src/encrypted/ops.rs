@@ -210,11 +210,24 @@ pub struct Refresher<B: Backend> {
     passengers: Mutex<Passengers<B>>,
 }
 
-/// Ciphertexts boarded with [`Refresher::board`]: those waiting for a ride, and the
-/// refreshed ones by boarding index (`None` while a ride or a correction is pending).
+/// Ciphertexts boarded with [`Refresher::board`] and [`Refresher::board_correction`]:
+/// those waiting for a ride, and each boarding's state by boarding index.
 struct Passengers<B: Backend> {
     waiting: VecDeque<Rider<B>>,
-    done: Vec<Option<Ciphertext<B>>>,
+    done: Vec<Seat<B>>,
+    /// Boardings of [`Refresher::board_correction`], which only
+    /// [`Refresher::collect`] hands back.
+    owned: Vec<usize>,
+}
+
+/// Where a boarding stands.
+enum Seat<B: Backend> {
+    /// A ride or a correction is pending.
+    Riding,
+    /// Refreshed (and corrected where a correction found its ride).
+    Back(Ciphertext<B>),
+    /// Taken by [`Refresher::collect`]; [`Refresher::alight`] skips it.
+    Collected,
 }
 
 impl<B: Backend> Default for Passengers<B> {
@@ -222,6 +235,7 @@ impl<B: Backend> Default for Passengers<B> {
         Self {
             waiting: VecDeque::new(),
             done: Vec::new(),
+            owned: Vec::new(),
         }
     }
 }
@@ -236,6 +250,9 @@ struct Rider<B: Backend> {
     bound: f64,
     /// For a correction: the first refresh, which the correction improves.
     first: Option<Ciphertext<B>>,
+    /// For a correction: `log2` of the factor its error was scaled by (the refreshed
+    /// correction is divided by it, one level when not 0).
+    gain_bits: u32,
 }
 
 /// `log2` of the factor a passenger's refresh error is scaled by before it rides again
@@ -497,14 +514,89 @@ impl<B: Backend> Refresher<B> {
         }
         let mut p = self.passengers.lock().map_err(poisoned)?;
         let id = p.done.len();
-        p.done.push(None);
+        p.done.push(Seat::Riding);
         p.waiting.push_back(Rider {
             id,
             ct,
             bound,
             first: None,
+            gain_bits: CORRECTION_BITS,
         });
         Ok(())
+    }
+
+    /// Boards the correction of a refresh the caller made itself (Bae et al.,
+    /// "Meta-BTS", Eurocrypt 2022, §3, as for [`Self::board`]'s second ride): `first` is
+    /// the refreshed ciphertext and `error = first − exact`, computed by the caller at a
+    /// level above the floor, bounded by `bound`. It rides in the imaginary half of the
+    /// **next** full-slot refresh above the floor, ahead of waiting passengers (the
+    /// caller needs it back within its own circuit), and [`Self::collect`] returns
+    /// `first − refresh(error)`: no level (the error is not scaled), and the refresh
+    /// error of `first` replaced by that of the correction's ride, whose host scales it
+    /// by 2 where `first`'s own refresh scaled by the message's bound.
+    ///
+    /// Returns the boarding index for [`Self::collect`].
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for a sparse `error` or one at or below the floor.
+    pub fn board_correction(
+        &self,
+        first: Ciphertext<B>,
+        error: Ciphertext<B>,
+        bound: f64,
+    ) -> Result<usize> {
+        if error.level() <= self.floor() || !self.pairs(error.slots()) {
+            return Err(TrainError::Config(format!(
+                "a correction is a full-slot ciphertext above level {} ({} slots, level {})",
+                self.floor(),
+                error.slots(),
+                error.level()
+            )));
+        }
+        let mut p = self.passengers.lock().map_err(poisoned)?;
+        let id = p.done.len();
+        p.done.push(Seat::Riding);
+        p.owned.push(id);
+        p.waiting.push_front(Rider {
+            id,
+            ct: error,
+            bound,
+            first: Some(first),
+            gain_bits: 0,
+        });
+        Ok(id)
+    }
+
+    /// Takes back the ciphertext boarded under `id` by [`Self::board_correction`]: the
+    /// corrected one if its correction has had its ride, else the uncorrected first
+    /// refresh (the correction is dropped). [`Self::alight`] no longer returns it.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for an unknown or already collected index.
+    pub fn collect(&self, id: usize) -> Result<Ciphertext<B>> {
+        let mut p = self.passengers.lock().map_err(poisoned)?;
+        let seat = p
+            .done
+            .get_mut(id)
+            .map(|s| std::mem::replace(s, Seat::Collected))
+            .ok_or_else(|| TrainError::Config(format!("no passenger {id}")))?;
+        match seat {
+            Seat::Back(ct) => Ok(ct),
+            Seat::Collected => Err(TrainError::Config(format!(
+                "passenger {id} collected twice"
+            ))),
+            Seat::Riding => {
+                let pos = p
+                    .waiting
+                    .iter()
+                    .position(|r| r.id == id)
+                    .ok_or_else(|| TrainError::Config(format!("passenger {id} is lost")))?;
+                p.waiting
+                    .remove(pos)
+                    .and_then(|r| r.first)
+                    .ok_or_else(|| TrainError::Config(format!("passenger {id} has no refresh")))
+            }
+        }
     }
 
     /// Drops every passenger boarded since the last [`Self::alight`] (a step that failed
@@ -533,13 +625,19 @@ impl<B: Backend> Refresher<B> {
                         ct: e,
                         bound: CORRECTION_BOUND,
                         first: Some(back),
+                        gain_bits: CORRECTION_BITS,
                     };
                     (None, Some(next))
                 }
             }
             Some(first) => {
-                let fix = ops.mul_const(&back, -f64::from(CORRECTION_BITS).exp2().recip())?;
-                (Some(ops.add(&first, &fix)?), None)
+                let fixed = if rider.gain_bits == 0 {
+                    ops.sub(&first, &back)?
+                } else {
+                    let fix = ops.mul_const(&back, -f64::from(rider.gain_bits).exp2().recip())?;
+                    ops.add(&first, &fix)?
+                };
+                (Some(fixed), None)
             }
         };
         let mut p = self.passengers.lock().map_err(poisoned)?;
@@ -547,16 +645,20 @@ impl<B: Backend> Refresher<B> {
             .done
             .get_mut(rider.id)
             .ok_or_else(|| TrainError::Config("passengers were taken during a ride".into()))?;
-        *slot = done;
+        if let (Some(ct), Seat::Riding) = (done, &*slot) {
+            *slot = Seat::Back(ct);
+        }
         if let Some(next) = next {
             p.waiting.push_back(next);
         }
         Ok(())
     }
 
-    /// Every ciphertext boarded since the last call, refreshed, in boarding order: those
-    /// that found no ride are bootstrapped now, two at a time as a pair (a pending
-    /// correction rides along with one for free, and is otherwise dropped).
+    /// Every ciphertext boarded with [`Self::board`] since the last call, refreshed, in
+    /// boarding order: those that found no ride are bootstrapped now, two at a time as a
+    /// pair (a pending correction rides along with one for free, and is otherwise
+    /// dropped). Boardings of [`Self::board_correction`] are not returned (uncollected
+    /// ones are dropped).
     ///
     /// # Errors
     /// As [`Self::refresh_pair`] and [`Self::refresh`].
@@ -586,12 +688,19 @@ impl<B: Backend> Refresher<B> {
         let mut p = std::mem::take(&mut *self.passengers.lock().map_err(poisoned)?);
         for r in corrections {
             if let (Some(slot), Some(first)) = (p.done.get_mut(r.id), r.first) {
-                *slot = Some(first);
+                *slot = Seat::Back(first);
             }
         }
+        let owned = std::mem::take(&mut p.owned);
         p.done
             .into_iter()
-            .map(|c| c.ok_or_else(|| TrainError::Config("a passenger was lost".into())))
+            .enumerate()
+            .filter(|(id, _)| !owned.contains(id))
+            .filter_map(|(_, seat)| match seat {
+                Seat::Back(ct) => Some(Ok(ct)),
+                Seat::Collected => None,
+                Seat::Riding => Some(Err(TrainError::Config("a passenger was lost".into()))),
+            })
             .collect()
     }
 

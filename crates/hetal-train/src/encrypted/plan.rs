@@ -13,8 +13,10 @@
 //! A step, with `Z = X·Vᵀ`, `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X`:
 //! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
 //! plan, see [`crate::encrypted::EncryptedSoftmax`]) → `P` refreshed to
-//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`) → `G` → `W' = V − (η/n)·G` (1)
-//! at ≥ [`StepPlan::w_min`] (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1).
+//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`, with the step size `η/n` folded
+//! into its mask: `he_linalg::MatrixEvaluator::diag_atb_scaled`) → `(η/n)·G` →
+//! `W' = V − (η/n)·G` (no level) at ≥ [`StepPlan::w_min`] (validation runs DiagABT on
+//! it) → `V' = W' + γ(W' − W)` (1).
 //!
 //! `V'` is one level below the lowest of `V`, `W` and `(η/n)·G`, so the weights lose a
 //! level every step and must be refreshed. When `V` enters a step below
@@ -46,8 +48,8 @@ pub struct StepPlan {
     /// (`f + 4`).
     pub v_min: usize,
     /// Level the softmax output `P` is brought to before `P − Y`: DiagATB's depth from
-    /// its left operand, the update's constant multiplication, and `w_min` for the
-    /// updated `W'` (`f + 7`).
+    /// its left operand and `w_min` for the updated `W'` (`f + 6`; the update's
+    /// constant rides in DiagATB).
     pub softmax_out: usize,
     /// Level the kept weights `W` need: DiagABT's depth (3) for validation and
     /// inference, above the floor (`f + 3`) so that `V' = W' + γ(W' − W)` can still be
@@ -56,7 +58,7 @@ pub struct StepPlan {
     /// Level the client encrypts the training features `X` at: the lowest that lets `G`
     /// (DiagATB's right-hand operand costs [`DIAG_ATB_DEPTH_RHS`]) carry `W'` and
     /// `V' = W' + γ(W' − W)` to `v_min` without a refresh: `v_min` + Nesterov's
-    /// combination 1 + the update 1 + DiagATB's right-hand depth 1 = `f + 7` (at most
+    /// combination 1 + the update 0 + DiagATB's right-hand depth 1 = `f + 6` (at most
     /// `refresh_level`).
     pub x_level: usize,
     /// Level refreshed weights are rebuilt at: `v_min + 1`, so that `V'` lands at
@@ -73,8 +75,10 @@ pub struct StepPlan {
 }
 
 impl StepPlan {
-    /// Levels of the Nesterov update after `G`: `(η/n)·G` (1).
-    pub const UPDATE_DEPTH: usize = 1;
+    /// Levels of the Nesterov update after `G`: none, `η/n` is folded into DiagATB's
+    /// mask (`he_linalg::MatrixEvaluator::diag_atb_scaled`) and `W' = V − (η/n)·G` is a
+    /// subtraction.
+    pub const UPDATE_DEPTH: usize = 0;
     /// Levels of Nesterov's combination `V' = W' + γ(W' − W)` (1).
     pub const MOMENTUM_DEPTH: usize = 1;
 
@@ -124,7 +128,7 @@ mod tests {
     #[test]
     fn levels_of_a_step() {
         let p = StepPlan::new(9, 0).unwrap();
-        assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 7, 3, 7));
+        assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 6, 3, 6));
         assert_eq!((p.weights_level, p.features_level), (5, 4));
         // V at v_min would leave V' below it: refreshed in the step; one above is not.
         assert!(p.refresh_weights(4) && !p.refresh_weights(5));
@@ -140,7 +144,7 @@ mod tests {
         // SlotsToCoeffs first (default N = 2^16 preset): everything that is refreshed
         // moves up by the floor; the decrypted validation logits do not.
         let f = StepPlan::new(15, 3).unwrap();
-        assert_eq!((f.v_min, f.softmax_out, f.w_min, f.x_level), (7, 10, 6, 10));
+        assert_eq!((f.v_min, f.softmax_out, f.w_min, f.x_level), (7, 9, 6, 9));
         assert_eq!((f.weights_level, f.features_level), (8, 4));
         assert!(f.refresh_weights(7) && !f.refresh_weights(8));
         assert!(StepPlan::new(9, 3).is_err());

@@ -24,7 +24,7 @@ use super::plan::StepPlan;
 use super::softmax::EncryptedSoftmax;
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
-use crate::train::{Decision, nesterov_gamma, nesterov_update};
+use crate::train::{Decision, nesterov_gamma, nesterov_update_scaled};
 use he_linalg::ckks::KeyStorage;
 use he_linalg::ckks::circuits::BootstrapperOptions;
 use he_linalg::ckks::{Bootstrapper, BootstrappingConfig, Ciphertext, Context, Evaluator};
@@ -298,11 +298,13 @@ impl<B: Backend> Server<B> {
         let boot1 = self.refresher.stats();
         t.softmax += clock.elapsed().as_secs_f64() - (boot1.seconds - boot0.seconds);
 
+        // G scaled by the step size η/n inside DiagATB (no level; see StepPlan).
         let clock = Instant::now();
+        let lr = self.config.learning_rate / batch.rows as f64;
         let g = self
             .ops
             .matrix()
-            .diag_atb_with(&d, &batch.x, DiagAtbVariant::RotLeft)?;
+            .diag_atb_scaled(&d, &batch.x, DiagAtbVariant::RotLeft, lr)?;
         t.matmul += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -317,7 +319,6 @@ impl<B: Backend> Server<B> {
         } else {
             v
         };
-        let lr = self.config.learning_rate / batch.rows as f64;
         let st = self
             .state
             .as_ref()
@@ -334,7 +335,7 @@ impl<B: Backend> Server<B> {
         let mut w_new = Vec::with_capacity(g_blocks.len());
         let mut v_new = Vec::with_capacity(g_blocks.len());
         for ((gc, vc), wc) in g_blocks.into_iter().zip(v_blocks).zip(st.w.ciphertexts()) {
-            let (wn, vn) = nesterov_update(&self.ops, wc, &vc, &gc, lr, gamma)?;
+            let (wn, vn) = nesterov_update_scaled(&self.ops, wc, &vc, &gc, gamma)?;
             v_new.push(vn);
             w_new.push(wn);
         }

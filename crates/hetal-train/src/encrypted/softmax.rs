@@ -12,6 +12,25 @@
 //! enters the exponential is at most a few logits above the maximum and everything that
 //! is bootstrapped stays bounded; the class mask after the exponential zeroes the rest.
 //!
+//! **Where the refresh error goes.** Softmax ignores a shift shared by a row, so the
+//! maximum's own refresh errors cost nothing as long as every column of the row sees
+//! the same one; a refresh of the per-class values before the exponential costs its
+//! error in logits. A refresh of values scaled by `1/(2R)` (`2R = 256`) carries
+//! `256·2^-19.5 ≈ 2^-11.5` logits at N = 2^16, which the first circuit paid once, when
+//! it refreshed `w = z − max`: the largest error against the simulated path (6·10^-5,
+//! docs/results/softmax.md). The subtraction now happens in raw units (`2R` an integer:
+//! products by it cost no level): on the logits as they came when they have the levels
+//! the domain extension needs, else on their refresh (in raw units, above the floor, so
+//! that a waiting passenger can ride along; the maximum starts from it), corrected by
+//! its error `z' − z`, which rides in the imaginary half of the next refresh
+//! ([`super::Refresher::board_correction`], after Bae et al., "Meta-BTS", Eurocrypt
+//! 2022, §3) and comes back with that refresh's error, about `2^-18.5` logits. The maximum is refreshed where it must be in the first slot of each
+//! row only, masked again (a refresh leaves noise in the zero slots, which the
+//! broadcast would add to the columns) and then broadcast, so its error is shared by
+//! the row. What is left per class is the refresh inside the exponential's squarings
+//! (scaled by the bound `exp(shortfall·2^i/2^k)`, [`crate::ASoftmaxParams::max_shortfall`],
+//! and multiplied by the squarings after it) and the inverse's pair refresh.
+//!
 //! **Sparse slots** ([`EncryptedSoftmax::folded`], a variant measured by `cargo xtask
 //! softmax-error --fold`; training does not use it yet). When a row has room for two
 //! (`s1 ≥ 4c'`, e.g. DermaMNIST's `c' = 8` in `s1 = 32`), the block is first folded into
@@ -284,22 +303,23 @@ impl EncryptedSoftmax {
                 self.classes, self.s1
             )));
         }
+        let two_r = 2.0 * self.params.r_max;
         let out = logits
             .ciphertexts()
             .iter()
             .map(|ct| {
                 let ct = refresher.ensure(ops, ct, 1, self.params.r_max)?;
                 if !self.fold {
-                    let z = ops.mul_const(&ct, 1.0 / (2.0 * self.params.r_max))?;
-                    let p = self.evaluate_block(ops, refresher, &z, out_level)?;
+                    let raw = self.pad_and_copy(ops, &ct, two_r)?;
+                    let z = ops.mul_const(&raw, 1.0 / two_r)?;
+                    // Raw units need 2R as an integer (products by it cost no level).
+                    let raw =
+                        (two_r.fract() == 0.0 && two_r <= f64::from(1u32 << 30)).then_some(&raw);
+                    let p = self.evaluate_block(ops, refresher, &z, raw, out_level)?;
                     return refresher.ensure_level(ops, &p, out_level, 1.0);
                 }
-                let p = self.evaluate_block(
-                    ops,
-                    refresher,
-                    &self.fold_block(ops, &ct)?,
-                    out_level + 1,
-                )?;
+                let z = self.pad_and_copy(ops, &self.fold_block(ops, &ct)?, 1.0)?;
+                let p = self.evaluate_block(ops, refresher, &z, None, out_level + 1)?;
                 // The unfold takes one level.
                 let p = refresher.ensure_level(ops, &p, out_level + 1, 1.0)?;
                 self.unfold_block(ops, &p)
@@ -337,13 +357,64 @@ impl EncryptedSoftmax {
         Ok(x)
     }
 
-    /// ASoftmax of one block of logits already scaled by `1/(2R)`, in the layout the
-    /// circuit runs on (folded or not).
+    /// Step 1 on a block in `unit`s of `1/(2R)` (1 for scaled logits, `2R` for raw
+    /// ones): padded classes set to `−unit/2` (a plaintext addition), then the `c'`
+    /// class columns copied right by `c'` (one rotation, no level).
+    fn pad_and_copy<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        ct: &Ciphertext<B>,
+        unit: f64,
+    ) -> Result<Ciphertext<B>> {
+        let (c, cp) = (self.classes, self.padded);
+        let z = ops.add_mask(ct, &format!("pad{c}/{unit}"), &|| {
+            self.column_mask(|j| {
+                if (c..cp).contains(&j) {
+                    -0.5 * unit
+                } else {
+                    0.0
+                }
+            })
+        })?;
+        ops.add(&z, &ops.rotate(&z, -(cp as i64))?)
+    }
+
+    /// Boards the correction of the raw logits' refresh `fresh` against the exact
+    /// `raw` logits: `fresh − raw`, computed at `raw`'s level, rides in the next refresh
+    /// ([`Refresher::board_correction`]). `None` when `raw` is at the floor (nothing can
+    /// ride from there).
+    fn board_logit_correction<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        fresh: &Ciphertext<B>,
+        raw: &Ciphertext<B>,
+    ) -> Result<Option<usize>> {
+        if raw.level() <= refresher.floor() {
+            return Ok(None);
+        }
+        let error = ops.sub(&ops.align(fresh, raw.level())?, raw)?;
+        // The refresh scales by at most 2·2R (a host of a pair), so its error is at most
+        // 2R·2^-18.5 ≈ 2^-10.5 at R = 128 and N = 2^16: far inside 1/32.
+        Ok(Some(refresher.board_correction(
+            fresh.clone(),
+            error,
+            1.0 / 32.0,
+        )?))
+    }
+
+    /// ASoftmax of one block of padded, copied logits `z` scaled by `1/(2R)`
+    /// ([`Self::pad_and_copy`]), in the layout the circuit runs on (folded or not).
+    /// With `raw` (the same logits unscaled, above the floor; `2R` an integer), the
+    /// subtraction of the maximum happens in raw units on logits refreshed at most once,
+    /// with a correction (module docs): the values that enter the exponential carry
+    /// about `2^-18.5` logits of refresh error at N = 2^16 instead of `2R·2^-19.5`.
     fn evaluate_block<B: Backend>(
         &self,
         ops: &Ops<B>,
         refresher: &Refresher<B>,
         z: &Ciphertext<B>,
+        raw: Option<&Ciphertext<B>>,
         p_level: usize,
     ) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("asoftmax_block").entered();
@@ -351,12 +422,25 @@ impl EncryptedSoftmax {
         let (c, cp) = (self.classes, self.padded);
         let (cpi, r_max) = (cp as i64, p.r_max);
         let budget = refresher.budget();
-        // 1. z = logits/(2R) (scaled by the caller) with padded classes at −1/2, copied
-        //    right by c'.
-        let z = ops.add_mask(z, &format!("pad{c}"), &|| {
-            self.column_mask(|j| if (c..cp).contains(&j) { -0.5 } else { 0.0 })
-        })?;
-        let z = ops.add(&z, &ops.rotate(&z, -cpi)?)?;
+        // Levels the domain extension and the exponential polynomial take on w = z − max,
+        // with one to spare: p's output is refreshed with a bound above 1, and the
+        // refresh scales by 1/M first.
+        let block = (2 * p.ext_n + self.exp.depth() + 1).min(budget);
+        // Raw logits with fewer levels than the extension needs are refreshed now, in raw
+        // units, above the floor (so that a waiting passenger can ride along); the
+        // refresh's error rides in the next refresh as a correction, and the maximum
+        // starts from the refreshed logits scaled by 1/(2R) (the refresh replaces one
+        // inside the first round's sign chain).
+        let floor = refresher.floor();
+        let (z, fresh) = match raw {
+            Some(raw) if raw.level() < floor + block => {
+                let fresh = refresher.refresh(ops, raw, r_max)?;
+                let id = self.board_logit_correction(ops, refresher, &fresh, raw)?;
+                let z = ops.mul_const(&fresh, 1.0 / (2.0 * r_max))?;
+                (z, Some((fresh, id)))
+            }
+            _ => (z.clone(), None),
+        };
         // 2. Row maximum: m ← b + (m − b)·(1 + sign(m − b))/2, b = m rotated by k; the
         //    last round keeps the first slot of each row only.
         let mut m = z.clone();
@@ -375,21 +459,43 @@ impl EncryptedSoftmax {
             m = ops.add(&b, &ops.mul(&d, &h)?)?;
             k *= 2;
         }
+        // The logits the maximum is subtracted from: raw and corrected, raw as they came
+        // (no refresh in the first round), or scaled (folded).
+        let (z, unit) = match (fresh, raw) {
+            (Some((_, Some(id))), _) => (refresher.collect(id)?, 2.0 * r_max),
+            (Some((fresh, None)), _) => (fresh, 2.0 * r_max),
+            (None, Some(raw)) => (raw.clone(), 2.0 * r_max),
+            (None, None) => (z.clone(), 1.0),
+        };
+        // When z has the levels the extension needs, the maximum is refreshed, if it must
+        // be, in the first slot of each row before the broadcast, and masked again (one
+        // level: a refresh leaves its error in the zero slots too, which the broadcast
+        // would add to the columns): its refresh error is then the same in every column
+        // of the row, a shift that softmax ignores. The mask also converts to `unit`s.
+        // Otherwise w = z − max is refreshed below (one refresh either way).
+        let before = m.level();
+        if z.level() >= floor + block {
+            m = refresher.ensure(ops, &m, block, 1.0)?;
+        }
+        if m.level() > before {
+            m = ops.mul_mask(&m, &format!("first/{unit}"), &|| {
+                self.column_mask(|j| if j == 0 { unit } else { 0.0 })
+            })?;
+        } else if unit != 1.0 {
+            m = ops.evaluator().mul_integer(&m, unit as i64)?;
+        }
         // Broadcast the first slot over the 2c' columns (right rotations stay in the row).
         let mut k = 1;
         while k < 2 * cp {
             m = ops.add(&m, &ops.rotate(&m, -(k as i64))?)?;
             k *= 2;
         }
-        // 3.–4. w = z − max ∈ [−1, 1]; domain extension on u = 2R·w, i = n−1 … 0, with
-        //    the factor 2R folded into the first step and 1/r (the input scaling of p)
-        //    into the last: each step is α·u + β·u³ (two levels).
+        // 3.–4. w = z − max ∈ [−unit, unit]; domain extension on u = (2R/unit)·w,
+        //    i = n−1 … 0, with the factor 2R/unit folded into the first step and 1/r (the
+        //    input scaling of p) into the last: each step is α·u + β·u³ (two levels).
         let w = ops.sub(&z, &m)?;
-        // One level to spare after p: its output is refreshed with a bound above 1,
-        // and the refresh scales by 1/M first.
-        let block = (2 * p.ext_n + self.exp.depth() + 1).min(budget);
-        let mut u = refresher.ensure(ops, &w, block, 1.0)?;
-        let (mut s_in, mut bound) = (2.0 * r_max, 1.0);
+        let mut u = refresher.ensure(ops, &w, block, unit)?;
+        let (mut s_in, mut bound) = (2.0 * r_max / unit, unit);
         for i in (0..p.ext_n).rev() {
             let s_out = if i == 0 { 1.0 / p.ext_r } else { 1.0 };
             let a = 4.0 / 27.0 / (p.ext_r * p.ext_r * p.ext_l.powi(2 * i as i32));
@@ -444,7 +550,6 @@ impl EncryptedSoftmax {
         //    (the partial product is below e'/y, t^(2^i) in [0, 1) after the first
         //    square).
         let iters = p.inverse_iters;
-        let floor = refresher.floor();
         let (mut num, y) = if e.level().min(y.level()) <= floor {
             (
                 refresher.ensure(ops, &e, 1, 1.0)?,
