@@ -504,6 +504,17 @@ impl<B: Backend> Refresher<B> {
     /// # Errors
     /// [`TrainError::Config`] for a sparse ciphertext or one at or below the floor.
     pub fn board(&self, ct: Ciphertext<B>, bound: f64) -> Result<()> {
+        self.enqueue(ct, bound, None).map(|_| ())
+    }
+
+    /// Books a seat for `ct` (a passenger, or with `first` the caller's own correction,
+    /// which goes to the front of the queue and only [`Self::collect`] hands back).
+    fn enqueue(
+        &self,
+        ct: Ciphertext<B>,
+        bound: f64,
+        first: Option<Ciphertext<B>>,
+    ) -> Result<usize> {
         if ct.level() <= self.floor() || !self.pairs(ct.slots()) {
             return Err(TrainError::Config(format!(
                 "a passenger is a full-slot ciphertext above level {} ({} slots, level {})",
@@ -515,14 +526,22 @@ impl<B: Backend> Refresher<B> {
         let mut p = self.passengers.lock().map_err(poisoned)?;
         let id = p.done.len();
         p.done.push(Seat::Riding);
-        p.waiting.push_back(Rider {
+        let own = first.is_some();
+        let gain_bits = if own { 0 } else { CORRECTION_BITS };
+        let rider = Rider {
             id,
             ct,
             bound,
-            first: None,
-            gain_bits: CORRECTION_BITS,
-        });
-        Ok(())
+            first,
+            gain_bits,
+        };
+        if own {
+            p.owned.push(id);
+            p.waiting.push_front(rider);
+        } else {
+            p.waiting.push_back(rider);
+        }
+        Ok(id)
     }
 
     /// Boards the correction of a refresh the caller made itself (Bae et al.,
@@ -545,26 +564,7 @@ impl<B: Backend> Refresher<B> {
         error: Ciphertext<B>,
         bound: f64,
     ) -> Result<usize> {
-        if error.level() <= self.floor() || !self.pairs(error.slots()) {
-            return Err(TrainError::Config(format!(
-                "a correction is a full-slot ciphertext above level {} ({} slots, level {})",
-                self.floor(),
-                error.slots(),
-                error.level()
-            )));
-        }
-        let mut p = self.passengers.lock().map_err(poisoned)?;
-        let id = p.done.len();
-        p.done.push(Seat::Riding);
-        p.owned.push(id);
-        p.waiting.push_front(Rider {
-            id,
-            ct: error,
-            bound,
-            first: Some(first),
-            gain_bits: 0,
-        });
-        Ok(id)
+        self.enqueue(error, bound, Some(first))
     }
 
     /// Takes back the ciphertext boarded under `id` by [`Self::board_correction`]: the
