@@ -492,7 +492,7 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// `scale·Aᵀ·B` by [`Self::diag_atb_with`], the constant folded into a mask that the
     /// product multiplies by anyway (the `A`-side column mask for RotLeft, the final
     /// complex mask for PRotUp): same levels and operations as `scale = 1`, so a
-    /// gradient step `η·Gᵀ` costs no level of its own.
+    /// gradient step `η·G` costs no level of its own.
     ///
     /// # Errors
     /// As [`Self::diag_atb_with`]; [`LinalgError::Shape`] for a scale that is not finite.

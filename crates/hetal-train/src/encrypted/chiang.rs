@@ -29,7 +29,8 @@ use crate::chiang::{SIGMOID_POLY3, chiang_update, inverse_hessian_bound, iterati
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::{Context, Polynomial};
 use he_linalg::{
-    Backend, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DiagAtbVariant, EncryptedMatrix, Matrix, Packing,
+    Backend, DIAG_ABT_DEPTH, DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS, DiagAtbVariant,
+    EncryptedMatrix, Matrix, Packing,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,6 +63,10 @@ impl<B: Backend> ChiangServer<B> {
     /// Levels `D = Y − P` needs above the refresh floor: DiagATB's 3, `⊙ B̄⁻¹` 1, the
     /// update's 2, and the 3 the new `W'` keeps for DiagABT (9).
     pub const D_MIN: usize = DIAG_ATB_DEPTH_LHS + 1 + 2 + DIAG_ABT_DEPTH;
+    /// Levels the batch's features `X` need above the refresh floor: DiagATB's
+    /// right-hand 1, then as [`Self::D_MIN`] after DiagATB (7; HETAL's plan folds its
+    /// step size into DiagATB and needs one less, `StepPlan::x_level`).
+    pub const X_MIN: usize = DIAG_ATB_DEPTH_RHS + 1 + 2 + DIAG_ABT_DEPTH;
     /// Levels `V` needs above the refresh floor at the start of an iteration: DiagABT's
     /// 3, the cubic's 2 and the mask's 1 (6), so that `D` arrives at the floor.
     pub const V_MIN: usize = DIAG_ABT_DEPTH + 3;
@@ -284,6 +289,7 @@ pub fn run_in_process<B: Backend>(
     // Chiang's plan takes its operands at the top user level (it refreshes V below
     // `V_MIN`), not at HETAL's `weights_level`.
     let top = client.context().params().max_user_level();
+    let x_level = (client.plan().floor + ChiangServer::<B>::X_MIN).min(top);
     let inv_b = client
         .encrypt_model_at(
             &Matrix::from_fn(config.classes, config.features, |_, j| inv[j]),
@@ -304,9 +310,10 @@ pub fn run_in_process<B: Backend>(
         for start in (0..x.rows()).step_by(config.batch) {
             let idx: Vec<usize> = (start..(start + config.batch).min(x.rows())).collect();
             let clock = Instant::now();
-            let batch = client.encrypt_batch(
+            let batch = client.encrypt_batch_at(
                 &crate::train::rows_of(x, &idx),
                 &idx.iter().map(|&i| y[i]).collect::<Vec<_>>(),
+                x_level,
             )?;
             encrypt_s += clock.elapsed().as_secs_f64();
             server.accumulate(&batch)?;

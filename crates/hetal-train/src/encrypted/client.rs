@@ -146,6 +146,11 @@ impl<B: Backend> Client<B> {
         &self.sk
     }
 
+    /// The step plan the client encrypts by (levels of features, labels and models).
+    pub fn plan(&self) -> &super::StepPlan {
+        &self.plan
+    }
+
     /// The unit shape of every matrix of the session.
     pub fn unit_shape(&self) -> UnitShape {
         self.shape
@@ -159,12 +164,26 @@ impl<B: Backend> Client<B> {
     }
 
     /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
-    /// indices): the features at the step plan's [`super::StepPlan::x_level`] (7 on the
+    /// indices): the features at the step plan's [`super::StepPlan::x_level`] (6 on the
     /// presets), the one-hot labels at the top user level (`P − Y` keeps `P`'s level).
     ///
     /// # Errors
     /// [`TrainError::Config`] for `n` above the batch size or wrong widths.
     pub fn encrypt_batch(&self, x: &Matrix, labels: &[usize]) -> Result<EncryptedBatch<B>> {
+        self.encrypt_batch_at(x, labels, self.plan.x_level)
+    }
+
+    /// [`Self::encrypt_batch`] with the features at `x_level` (another algorithm's
+    /// plan, e.g. Chiang's `ChiangServer::X_MIN` above the floor).
+    ///
+    /// # Errors
+    /// As [`Self::encrypt_batch`]; a level above the top user level.
+    pub fn encrypt_batch_at(
+        &self,
+        x: &Matrix,
+        labels: &[usize],
+        x_level: usize,
+    ) -> Result<EncryptedBatch<B>> {
         if x.rows() != labels.len()
             || x.rows() > self.config.batch
             || x.cols() != self.config.features
@@ -183,7 +202,7 @@ impl<B: Backend> Client<B> {
         }
         let y = crate::data::one_hot(labels, self.config.classes);
         Ok(EncryptedBatch {
-            x: self.encrypt(x, self.plan.x_level)?,
+            x: self.encrypt(x, x_level)?,
             y: self.encrypt(&y, self.level)?,
             rows: x.rows(),
         })

@@ -494,7 +494,7 @@ impl<B: Backend> Refresher<B> {
     /// bootstraps anyway (the weights during ASoftmax), and the ride is free.
     ///
     /// A passenger back from its ride boards again as a correction (Bae et al.,
-    /// "Meta-BTS", Eurocrypt 2022, §3): its refresh error `e = x' − x`, computed at `x`'s
+    /// "META-BTS", CCS 2022, §3): its refresh error `e = x' − x`, computed at `x`'s
     /// level, scaled by `2^`[`CORRECTION_BITS`] (an integer multiplication, no level),
     /// rides with the next refresh, and `x'' = x' − ê·2^-12` (one level) carries that
     /// refresh's error divided by `2^12` instead of `x'`'s. A correction that finds no
@@ -545,7 +545,7 @@ impl<B: Backend> Refresher<B> {
     }
 
     /// Boards the correction of a refresh the caller made itself (Bae et al.,
-    /// "Meta-BTS", Eurocrypt 2022, §3, as for [`Self::board`]'s second ride): `first` is
+    /// "META-BTS", CCS 2022, §3, as for [`Self::board`]'s second ride): `first` is
     /// the refreshed ciphertext and `error = first − exact`, computed by the caller at a
     /// level above the floor, bounded by `bound`. It rides in the imaginary half of the
     /// **next** full-slot refresh above the floor, ahead of waiting passengers (the

@@ -23,13 +23,14 @@
 //! the domain extension needs, else on their refresh (in raw units, above the floor, so
 //! that a waiting passenger can ride along; the maximum starts from it), corrected by
 //! its error `z' − z`, which rides in the imaginary half of the next refresh
-//! ([`super::Refresher::board_correction`], after Bae et al., "Meta-BTS", Eurocrypt
-//! 2022, §3) and comes back with that refresh's error, about `2^-18.5` logits. The maximum is refreshed where it must be in the first slot of each
-//! row only, masked again (a refresh leaves noise in the zero slots, which the
-//! broadcast would add to the columns) and then broadcast, so its error is shared by
-//! the row. What is left per class is the refresh inside the exponential's squarings
-//! (scaled by the bound `exp(shortfall·2^i/2^k)`, [`crate::ASoftmaxParams::max_shortfall`],
-//! and multiplied by the squarings after it) and the inverse's pair refresh.
+//! ([`super::Refresher::board_correction`], after Bae et al., "META-BTS", CCS 2022, §3)
+//! and comes back with that refresh's error, about `2^-18.5` logits. The maximum is
+//! refreshed where it must be in the first slot of each row only, masked again (a
+//! refresh leaves noise in the zero slots, which the broadcast would add to the
+//! columns) and then broadcast, so its error is shared by the row. What is left per
+//! class is the refresh inside the exponential's squarings (scaled by the bound
+//! `exp(shortfall·2^i/2^k)`, [`crate::ASoftmaxParams::max_shortfall`], and multiplied
+//! by the squarings after it) and the inverse's pair refresh.
 //!
 //! **Sparse slots** ([`EncryptedSoftmax::folded`], a variant measured by `cargo xtask
 //! softmax-error --fold`; training does not use it yet). When a row has room for two
@@ -459,8 +460,8 @@ impl EncryptedSoftmax {
             m = ops.add(&b, &ops.mul(&d, &h)?)?;
             k *= 2;
         }
-        // The logits the maximum is subtracted from: raw and corrected, raw as they came
-        // (no refresh in the first round), or scaled (folded).
+        // The logits the maximum is subtracted from: raw, refreshed and corrected; raw as
+        // they came (they had the levels); or scaled (folded).
         let (z, unit) = match (fresh, raw) {
             (Some((_, Some(id))), _) => (refresher.collect(id)?, 2.0 * r_max),
             (Some((fresh, None)), _) => (fresh, 2.0 * r_max),
