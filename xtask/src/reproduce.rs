@@ -23,7 +23,9 @@
 //! mode that ran), `mode`, `steps`, `epochs`, `total_s`, `per_step_s`, `peak_rss_bytes`
 //! (the process's peak resident memory, `null` off Linux), plus the other modes'
 //! accuracies, the time split, the bootstrap count and `bootstraps_per_step` (training
-//! steps only), and for a truncated encrypted run the projected full-run time and
+//! steps only), `plain.peak_abs_weight` and `simulated.peak_abs_weight` (the largest
+//! `|W|` or `|V|` entry over the float64 runs' steps, which the encrypted run's weight
+//! bound `M = 16` must cover), and for a truncated encrypted run the projected full-run time and
 //! `max_abs_w_diff` (`|W_encrypted − W_simulated|`), and `encrypted.flooding`: the
 //! noise flooding of the validation decryptions (`--flooding-bits`, default 30;
 //! `--flooding-queries`, default the epoch budget; `null` when off) and what flooding
@@ -285,9 +287,11 @@ pub fn run(args: &Args) -> BoxResult<()> {
         "seed": args.seed,
         "max_steps": args.max_steps,
         "plain": { "test_accuracy": plain_acc, "steps": plain.steps, "epochs": plain.epochs,
-                   "best_epoch": plain.best_epoch, "train_s": plain_s },
+                   "best_epoch": plain.best_epoch, "train_s": plain_s,
+                   "peak_abs_weight": plain.peak_abs_weight },
         "simulated": { "test_accuracy": sim_acc, "steps": sim.steps, "epochs": sim.epochs,
-                       "best_epoch": sim.best_epoch, "train_s": sim_s },
+                       "best_epoch": sim.best_epoch, "train_s": sim_s,
+                       "peak_abs_weight": sim.peak_abs_weight },
     });
     let (acc, steps, epochs, best, history, per_step) = match args.mode.as_str() {
         "plain" => (

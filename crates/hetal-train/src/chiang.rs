@@ -222,6 +222,7 @@ pub fn train_chiang(
     let mut history = Vec::new();
     let mut stopped_early = false;
     let mut steps = 0;
+    let mut peak_abs_weight = 0.0f64;
     let iterations = max_steps.map_or(cfg.iterations, |m| m.min(cfg.iterations));
     for t in 0..iterations {
         let p = scores(x, &v, kind)?;
@@ -250,6 +251,9 @@ pub fn train_chiang(
         }
         w = wn;
         v = vn;
+        peak_abs_weight = peak_abs_weight
+            .max(crate::train::max_abs(&w))
+            .max(crate::train::max_abs(&v));
         steps += 1;
 
         let pv = scores(val.0, &w, SigmoidKind::Exact)?;
@@ -287,6 +291,7 @@ pub fn train_chiang(
         steps,
         stopped_early,
         history,
+        peak_abs_weight,
     })
 }
 

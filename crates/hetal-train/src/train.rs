@@ -117,6 +117,11 @@ pub struct TrainOutcome {
     pub stopped_early: bool,
     /// Per-epoch history.
     pub history: Vec<EpochRecord>,
+    /// The largest `|W_t|` or `|V_t|` entry over every step of the run: what the
+    /// encrypted run's weight bound ([`crate::encrypted::SessionConfig::weight_bound`])
+    /// must cover, since the weights are bootstrapped as `W/M` and a refresh of a
+    /// message outside `[−1, 1]` is wrong.
+    pub peak_abs_weight: f64,
 }
 
 /// Nesterov's momentum coefficient in the FISTA form: `(γ_t, λ_{t+1})` with
@@ -360,6 +365,7 @@ pub fn train_float(
     let mut history = Vec::new();
     let mut steps = 0;
     let mut stopped_early = false;
+    let mut peak_abs_weight = 0.0f64;
     for epoch in 1..=hyper.epochs {
         let mut losses = Vec::new();
         let mut truncated = false;
@@ -372,6 +378,7 @@ pub fn train_float(
             let yb: Vec<usize> = b.iter().map(|&i| y[i]).collect();
             let (g, loss) = gradient(&xb, &yb, &opt.v, kind, params)?;
             opt.step(&g, hyper.learning_rate);
+            peak_abs_weight = peak_abs_weight.max(max_abs(&opt.w)).max(max_abs(&opt.v));
             losses.push(loss);
             steps += 1;
         }
@@ -405,5 +412,11 @@ pub fn train_float(
         steps,
         stopped_early,
         history,
+        peak_abs_weight,
     })
+}
+
+/// The largest absolute entry of `m` (0 for an empty matrix).
+pub(crate) fn max_abs(m: &Matrix) -> f64 {
+    m.as_slice().iter().fold(0.0, |a, x| a.max(x.abs()))
 }

@@ -512,3 +512,59 @@ fn corrections_ride_ahead_and_are_collected() {
             .is_err()
     );
 }
+
+/// The weights' compact refresh (`WeightRefresh`) packs and rebuilds the weights at their
+/// own scale when the compact level is above the floor (the refresh scales by `1/M`), so
+/// the masks' and rotations' noise is not multiplied by `M`: a pack and rebuild without
+/// a bootstrap is then several bits more precise than with the weights shrunk by `1/M`
+/// in the packing mask (the path left for compacts at the floor; measured here 2^-28.2
+/// against 2^-24.3, at N = 2^16 2^-21.1 against 2^-17.3). Both refresh correctly.
+#[test]
+fn weights_are_packed_at_their_own_scale() {
+    let (ctx, sk, ev, refresher) = refresher_setup();
+    let ops = Ops::new(ev);
+    let slots = ctx.params().max_slots();
+    let (classes, features, bound) = (5, 41, 16.0);
+    let shape = UnitShape::hetal(64, classes, slots).unwrap();
+    let wr = hetal_train::encrypted::WeightRefresh::new(
+        padded_classes(classes),
+        shape.s0,
+        shape.s1,
+        bound,
+    )
+    .unwrap();
+    let w = random_matrix(classes, features, 3.0, 21);
+    let layout = BlockLayout::vertical(classes, features, shape).unwrap();
+    let f = refresher.floor();
+    let enc = EncryptedMatrix::encrypt(&ctx, &sk, &w, layout, f + 4).unwrap();
+    let err =
+        |m: &EncryptedMatrix<CpuBackend>| m.decrypt(&ctx, &sk).unwrap().max_abs_diff(&w).unwrap();
+    // The compacts sit at f + 3: at the weights' scale. Packed for a floor at f + 3, the
+    // same weights are shrunk.
+    let (own, own_bound) = wr.pack(&ops, &enc, f).unwrap();
+    let (shrunk, shrunk_bound) = wr.pack(&ops, &enc, f + 3).unwrap();
+    assert_eq!((own_bound, shrunk_bound), (bound, 1.0));
+    let rebuild = |c: &[he_linalg::ckks::Ciphertext<CpuBackend>], b: f64| {
+        wr.unpack(&ops, layout, c, f + 1, b).unwrap()
+    };
+    let (e_own, e_shrunk) = (
+        err(&rebuild(&own, own_bound)),
+        err(&rebuild(&shrunk, shrunk_bound)),
+    );
+    println!(
+        "pack and rebuild: at the weights' scale 2^-{:.1}, shrunk 2^-{:.1}",
+        bits(e_own),
+        bits(e_shrunk)
+    );
+    assert!(bits(e_own) > bits(e_shrunk) + 2.0);
+    assert!(bits(e_shrunk) > 20.0);
+    // A refresh of either form comes back as the same weights.
+    for (c, b) in [(&own, own_bound), (&shrunk, shrunk_bound)] {
+        let fresh: Vec<_> = c
+            .iter()
+            .map(|c| refresher.refresh(&ops, c, b).unwrap())
+            .collect();
+        let e = err(&wr.unpack(&ops, layout, &fresh, f + 1, b).unwrap());
+        assert!(bits(e) > 14.0, "bound {b}: 2^-{:.1}", bits(e));
+    }
+}

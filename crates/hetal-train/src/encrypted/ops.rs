@@ -256,10 +256,23 @@ struct Rider<B: Backend> {
 }
 
 /// `log2` of the factor a passenger's refresh error is scaled by before it rides again
-/// as a correction ([`Refresher::board`]). The error of one refresh is at most
-/// `2^-19.5` per slot at N = 2^16 (docs/results/bootstrap.md), twice that in a pair:
-/// scaled by `2^12` it stays below `2^-6.5`, far inside the `[−1, 1]` a bootstrap takes.
+/// as a correction ([`Refresher::board`]), for a passenger bounded by 1. The error of one
+/// refresh is at most `2^-19.5` per slot at N = 2^16 (docs/results/bootstrap.md), twice
+/// that in a pair: scaled by `2^12` it stays below `2^-6.5`, far inside the `[−1, 1]` a
+/// bootstrap takes. A passenger with a larger bound rides scaled by `1/M` (`M` the pair
+/// factor, [`Refresher::refresh_pair`]), so its error is `M/2` times larger and its gain
+/// that much smaller ([`correction_gain_bits`]).
 pub const CORRECTION_BITS: u32 = 12;
+
+/// `log2` of the gain of the correction of a passenger bounded by `bound`:
+/// [`CORRECTION_BITS`] less `log2(M/2)`, with `M` the smallest power of two
+/// `≥ 2·max(bound, 1)` that scales it in a pair, so that the scaled error stays below
+/// `2^-6.5` whatever the bound (at least 1 bit of gain).
+pub fn correction_gain_bits(bound: f64) -> u32 {
+    let m = (2.0 * bound.max(1.0)).log2().ceil();
+    // `m ≥ 1`; a bound beyond 2^11 keeps one bit of gain.
+    CORRECTION_BITS.saturating_sub(m as u32 - 1).max(1)
+}
 
 /// The bound a correction rides with (`2^-5`, four times the largest scaled error
 /// above): small enough that its host keeps the scaling of a lone refresh when that
@@ -495,9 +508,10 @@ impl<B: Backend> Refresher<B> {
     ///
     /// A passenger back from its ride boards again as a correction (Bae et al.,
     /// "META-BTS", CCS 2022, §3): its refresh error `e = x' − x`, computed at `x`'s
-    /// level, scaled by `2^`[`CORRECTION_BITS`] (an integer multiplication, no level),
-    /// rides with the next refresh, and `x'' = x' − ê·2^-12` (one level) carries that
-    /// refresh's error divided by `2^12` instead of `x'`'s. A correction that finds no
+    /// level, scaled by `2^g` (`g` = [`correction_gain_bits`]`(bound)`, 12 for a bound
+    /// of 1; an integer multiplication, no level), rides with the next refresh, and
+    /// `x'' = x' − ê·2^-g` (one level) carries that refresh's error divided by `2^g`
+    /// instead of `x'`'s. A correction that finds no
     /// ride before [`Self::alight`] is dropped (`x'` is handed back): it never costs a
     /// bootstrap of its own.
     ///
@@ -527,7 +541,8 @@ impl<B: Backend> Refresher<B> {
         let id = p.done.len();
         p.done.push(Seat::Riding);
         let own = first.is_some();
-        let gain_bits = if own { 0 } else { CORRECTION_BITS };
+        // A first ride's gain is only used once it comes back (`arrive`).
+        let gain_bits = if own { 0 } else { correction_gain_bits(bound) };
         let rider = Rider {
             id,
             ct,
@@ -615,8 +630,9 @@ impl<B: Backend> Refresher<B> {
         let ev = ops.evaluator();
         let (done, next) = match rider.first {
             None => {
+                let gain_bits = correction_gain_bits(rider.bound);
                 let e = ops.sub(&ops.align(&back, rider.ct.level())?, &rider.ct)?;
-                let e = ev.mul_integer(&e, 1i64 << CORRECTION_BITS)?;
+                let e = ev.mul_integer(&e, 1i64 << gain_bits)?;
                 if e.level() <= self.floor() {
                     (Some(back), None)
                 } else {
@@ -625,7 +641,7 @@ impl<B: Backend> Refresher<B> {
                         ct: e,
                         bound: CORRECTION_BOUND,
                         first: Some(back),
-                        gain_bits: CORRECTION_BITS,
+                        gain_bits,
                     };
                     (None, Some(next))
                 }
@@ -771,5 +787,21 @@ impl<B: Backend> crate::train::UpdateArith<Ciphertext<B>> for Ops<B> {
     }
     fn scale(&self, a: &Ciphertext<B>, c: f64) -> Result<Ciphertext<B>> {
         self.mul_const(a, c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CORRECTION_BITS, correction_gain_bits};
+
+    /// The gain keeps `2^gain · (pair factor) · 2^-19.5` at `2^-6.5` for every bound.
+    #[test]
+    fn correction_gain_shrinks_with_the_pair_factor() {
+        assert_eq!(correction_gain_bits(1.0), CORRECTION_BITS);
+        assert_eq!(correction_gain_bits(1.0 / 32.0), CORRECTION_BITS);
+        // The weights' compacts: M = 16 rides with the factor 32, 16 times a bound of 1.
+        assert_eq!(correction_gain_bits(16.0), CORRECTION_BITS - 4);
+        assert_eq!(correction_gain_bits(9.0), CORRECTION_BITS - 4);
+        assert_eq!(correction_gain_bits(1e9), 1);
     }
 }

@@ -272,9 +272,12 @@ impl<B: Backend> Server<B> {
         let clock = Instant::now();
         let refresh_v = self.plan.refresh_weights(v.level());
         self.refresher.discard_passengers()?;
+        let mut v_bound = 1.0;
         if refresh_v {
-            for c in self.weights.pack(&self.ops, &v)? {
-                self.refresher.board(c, 1.0)?;
+            let (compacts, bound) = self.weights.pack(&self.ops, &v, self.refresher.floor())?;
+            v_bound = bound;
+            for c in compacts {
+                self.refresher.board(c, bound)?;
             }
         }
         t.other += clock.elapsed().as_secs_f64();
@@ -315,6 +318,7 @@ impl<B: Backend> Server<B> {
                 *v.layout(),
                 &compacts,
                 self.plan.weights_level,
+                v_bound,
             )?)
         } else {
             v

@@ -19,8 +19,19 @@
 //! Levels: one for the packing mask before the bootstrap, two after it (the group and
 //! the segment masks), and the rebuild starts by dropping the compact ciphertext to two
 //! levels above the level asked for, so its rotations run on as few limbs as the caller
-//! allows. The masks carry the factors `1/M` and `M` that keep the bootstrapped message
-//! within `[−1, 1]` for weights bounded by `M`.
+//! allows.
+//!
+//! **Scale.** The compact ciphertexts hold the weights at their own scale and are
+//! refreshed with the bound `M` (the refresh scales them into `[−1, 1]` in the level it
+//! spends anyway, and multiplies by `M`, an integer, on the way out). Every mask and
+//! rotation of the packing and the rebuild therefore adds its noise (about `2^-26.8`
+//! per rescale or key switch at Δ = 2^40 with the dense N = 2^16 secret) to the weights
+//! themselves. The first version shrank them by `1/M` in the packing mask and restored
+//! `M` in the last mask, which multiplied the noise of every step in between by `M`:
+//! measured at N = 2^16 with `M = 16`, a pack and rebuild without any bootstrap cost
+//! `2^-19.2` rms (`2^-17.3` max), the largest error a training step left in `V`. Only
+//! a compact ciphertext packed at the refresh floor (where the refresh has no level to
+//! scale with) is still shrunk in its mask ([`WeightRefresh::pack`] says which).
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
@@ -108,8 +119,11 @@ impl WeightRefresh {
     }
 
     /// Packs a vertically tiled matrix: one compact ciphertext per group of `s0/c'`
-    /// column blocks, segment `k` of a group at slots `k·seg …`, scaled by `1/M` so
-    /// that every slot lies in `[−1, 1]`; one level below `w`.
+    /// column blocks, segment `k` of a group at slots `k·seg …`; one level below `w`.
+    /// Returns the compact ciphertexts and the bound their slots obey, which the refresh
+    /// and [`Self::unpack`] take: `M` (the weights at their own scale, see the module
+    /// docs) when the compact level stays above `floor`, else `1` (shrunk by `1/M` in the
+    /// mask, so that a refresh at the floor needs no level to scale them).
     ///
     /// # Errors
     /// [`TrainError::Config`] for an untiled matrix or a level-0 input; CKKS errors.
@@ -117,19 +131,26 @@ impl WeightRefresh {
         &self,
         ops: &Ops<B>,
         w: &EncryptedMatrix<B>,
-    ) -> Result<Vec<Ciphertext<B>>> {
+        floor: usize,
+    ) -> Result<(Vec<Ciphertext<B>>, f64)> {
         if !matches!(w.layout().tiling(), Tiling::Vertical { .. }) || w.level() == 0 {
             return Err(TrainError::Config(
                 "weight refresh takes a vertically tiled matrix above level 0".into(),
             ));
         }
-        let shrink = self.unit_mask(1.0 / self.bound, |u| u == 0);
+        let bound = if w.level() - 1 > floor {
+            self.bound
+        } else {
+            1.0
+        };
+        let factor = bound / self.bound;
+        let first = self.unit_mask(factor, |u| u == 0);
         let mut out = Vec::with_capacity(w.ciphertexts().len().div_ceil(self.capacity));
         for group in w.ciphertexts().chunks(self.capacity) {
             // Segment k to offset k·seg.
             let mut items = group
                 .iter()
-                .map(|ct| ops.mul_mask(ct, &format!("segment/{}", self.bound), &shrink))
+                .map(|ct| ops.mul_mask(ct, &format!("segment*{factor}"), &first))
                 .collect::<Result<Vec<_>>>()?;
             let mut j = 0;
             while items.len() > 1 {
@@ -147,12 +168,13 @@ impl WeightRefresh {
             }
             out.extend(items);
         }
-        Ok(out)
+        Ok((out, bound))
     }
 
     /// Rebuilds the tiling of `layout` (a vertically tiled matrix) from its compact
-    /// ciphertexts as [`Self::pack`] left them (refreshed or not), at `level`: each compact
-    /// ciphertext is first dropped to `level + `[`Self::UNPACK_DEPTH`].
+    /// ciphertexts as [`Self::pack`] left them (refreshed or not) with the `bound` it
+    /// returned, at `level`: each compact ciphertext is first dropped to
+    /// `level + `[`Self::UNPACK_DEPTH`]; the first mask restores the factor `M/bound`.
     ///
     /// # Errors
     /// [`TrainError::Config`] for an untiled layout or a compact count that does not
@@ -164,8 +186,10 @@ impl WeightRefresh {
         layout: BlockLayout,
         compacts: &[Ciphertext<B>],
         level: usize,
+        bound: f64,
     ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("weight_unpack", level).entered();
+        let factor = self.bound / bound;
         let blocks = layout.col_blocks() * layout.row_blocks();
         if !matches!(layout.tiling(), Tiling::Vertical { .. })
             || compacts.len() != blocks.div_ceil(self.capacity)
@@ -186,21 +210,20 @@ impl WeightRefresh {
         {
             let a = self.group_log(n);
             let g = 1usize << a;
-            let group_mask = self.unit_mask(1.0, move |u| u < g);
+            let group_mask = self.unit_mask(factor, move |u| u < g);
             let mut y = ops.align(compact, level + Self::UNPACK_DEPTH)?;
             for b in (0..n).step_by(g) {
                 if b > 0 {
                     y = ops.rotate(&y, seg << a)?;
                 }
                 // Units 0 … g−1 of the group, repeated with period g.
-                let mut z = ops.mul_mask(&y, &format!("units<{g}"), &group_mask)?;
+                let mut z = ops.mul_mask(&y, &format!("units<{g}*{factor}"), &group_mask)?;
                 for j in a..k {
                     z = ops.add(&z, &ops.rotate(&z, -(seg << j))?)?;
                 }
                 for i in 0..g.min(n - b) {
-                    let keep = self.unit_mask(self.bound, move |u| u % g == i);
-                    let mut x =
-                        ops.mul_mask(&z, &format!("units%{g}={i}*{}", self.bound), &keep)?;
+                    let keep = self.unit_mask(1.0, move |u| u % g == i);
+                    let mut x = ops.mul_mask(&z, &format!("units%{g}={i}"), &keep)?;
                     for j in 0..a {
                         x = ops.add(&x, &ops.rotate(&x, -(seg << j))?)?;
                     }
@@ -225,12 +248,12 @@ impl WeightRefresh {
         level: usize,
     ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("weight_refresh").entered();
-        let compacts = self
-            .pack(ops, w)?
+        let (compacts, bound) = self.pack(ops, w, refresher.floor())?;
+        let compacts = compacts
             .iter()
-            .map(|c| refresher.refresh(ops, c, 1.0))
+            .map(|c| refresher.refresh(ops, c, bound))
             .collect::<Result<Vec<_>>>()?;
-        self.unpack(ops, *w.layout(), &compacts, level)
+        self.unpack(ops, *w.layout(), &compacts, level, bound)
     }
 }
 
