@@ -517,8 +517,9 @@ fn corrections_ride_ahead_and_are_collected() {
 /// own scale when the compact level is above the floor (the refresh scales by `1/M`), so
 /// the masks' and rotations' noise is not multiplied by `M`: a pack and rebuild without
 /// a bootstrap is then several bits more precise than with the weights shrunk by `1/M`
-/// in the packing mask (the path left for compacts at the floor; measured here 2^-28.2
-/// against 2^-24.3, at N = 2^16 2^-21.1 against 2^-17.3). Both refresh correctly.
+/// in the packing mask (the path left for compacts at the floor; measured here 2^-29.1
+/// against 2^-25.9, at N = 2^16 on the training preset 2^-21.1 against 2^-17.3). Both
+/// refresh correctly.
 #[test]
 fn weights_are_packed_at_their_own_scale() {
     let (ctx, sk, ev, refresher) = refresher_setup();

@@ -541,7 +541,8 @@ impl<B: Backend> Refresher<B> {
         let id = p.done.len();
         p.done.push(Seat::Riding);
         let own = first.is_some();
-        // A first ride's gain is only used once it comes back (`arrive`).
+        // 0 marks the caller's own correction; a passenger's first ride does not read
+        // it (`arrive` derives the gain of its correction from the bound).
         let gain_bits = if own { 0 } else { correction_gain_bits(bound) };
         let rider = Rider {
             id,
