@@ -14,7 +14,14 @@
 //! maximum and the mean over rows of the per-row maximum absolute error, and the
 //! circuit's multiplicative depth, top level for the first variant; `--encrypted` adds
 //! `encrypted` (the same errors of the decrypted CKKS result, against exact softmax and
-//! against the float64 circuit, bootstraps and seconds).
+//! against the float64 circuit, bootstraps and seconds; `max_abs_class_mean_err_vs_simulated`,
+//! the largest over classes of the error's mean over the rows: the part of the error
+//! that a training step's gradient sums over the batch instead of averaging out, since
+//! the bias column of `G = (P − Y)ᵀ·X` is that mean times the step size).
+//!
+//! `--logits` picks the rows: `uniform` (each logit uniform in `[−R, R]`), `zeros`
+//! (every logit 0, as in a training run's first step, whose weights are 0) or
+//! `repeated` (one uniform row repeated: a batch whose rows agree).
 
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
@@ -73,9 +80,33 @@ pub struct Args {
     /// Seed of the logits.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How the rows of logits are drawn.
+    #[arg(long, value_enum, default_value = "uniform")]
+    logits: Logits,
     /// Print JSON (one line).
     #[arg(long)]
     json: bool,
+}
+
+/// How `softmax-error` draws its rows of logits.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Every logit uniform in `[−R, R]`.
+    Uniform,
+    /// Every logit 0 (a training run's first step).
+    Zeros,
+    /// One uniform row, repeated.
+    Repeated,
+}
+
+impl Logits {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Uniform => "uniform",
+            Self::Zeros => "zeros",
+            Self::Repeated => "repeated",
+        }
+    }
 }
 
 /// An ASoftmax parameter set to measure.
@@ -132,6 +163,28 @@ fn sample_logits(classes: usize, range: f64, samples: usize, seed: u64) -> Matri
     Matrix::from_fn(samples, classes, |_, _| rng.random_range(-range..=range))
 }
 
+/// The rows `kind` asks for (see the module docs).
+fn draw_logits(kind: Logits, classes: usize, range: f64, samples: usize, seed: u64) -> Matrix {
+    match kind {
+        Logits::Uniform => sample_logits(classes, range, samples, seed),
+        Logits::Zeros => Matrix::zeros(samples, classes),
+        Logits::Repeated => {
+            let row = sample_logits(classes, range, 1, seed);
+            Matrix::from_fn(samples, classes, |_, j| row.get(0, j))
+        }
+    }
+}
+
+/// The largest over columns of `|mean_i (got − want)_ij|` over the first `rows` rows.
+fn max_column_mean_error(got: &Matrix, want: &Matrix, rows: usize) -> f64 {
+    (0..want.cols())
+        .map(|j| {
+            let s: f64 = (0..rows).map(|i| got.get(i, j) - want.get(i, j)).sum();
+            (s / rows.max(1) as f64).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
 /// ASoftmax's float64 circuit on every row of `z`.
 fn simulate(p: &ASoftmaxParams, z: &Matrix) -> Result<Matrix, Box<dyn std::error::Error>> {
     p.validate()?;
@@ -175,7 +228,13 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.range > params.r_max {
         return Err(format!("--range {} exceeds R_max = {}", args.range, params.r_max).into());
     }
-    let z = sample_logits(args.classes, args.range, args.samples, args.seed);
+    let z = draw_logits(
+        args.logits,
+        args.classes,
+        args.range,
+        args.samples,
+        args.seed,
+    );
     let cp = padded_classes(args.classes);
     let mut variants = Vec::new();
     // The first variant's float64 result is kept: `--encrypted` compares against it.
@@ -197,6 +256,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "classes": args.classes,
         "range": args.range,
         "samples": args.samples,
+        "logits": args.logits.name(),
         "variant": first.name(),
         "max_abs_err": variants[0]["max_abs_err"],
         "mean_abs_err": variants[0]["mean_abs_err"],
@@ -246,6 +306,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let got = out.decrypt(&ctx, &sk)?;
         let (emax, emean) = row_errors(&got, |i| softmax_row(z.row(i)), rows);
         let (smax, smean) = row_errors(&got, |i| sim.row(i).to_vec(), rows);
+        let class_mean = max_column_mean_error(&got, &sim, rows);
         report.as_object_mut().ok_or("report")?.insert(
             "encrypted".into(),
             json!({
@@ -261,6 +322,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "mean_abs_err": emean,
                 "max_abs_err_vs_simulated": smax,
                 "mean_abs_err_vs_simulated": smean,
+                "max_abs_class_mean_err_vs_simulated": class_mean,
                 "bootstraps": refresher.stats().count,
                 "bootstrap_s": refresher.stats().seconds,
                 "eval_s": eval_s,
