@@ -245,7 +245,7 @@ struct Rider<B: Backend> {
     /// Boarding index.
     id: usize,
     /// What rides: the boarded ciphertext, or its first refresh's error scaled by
-    /// `2^CORRECTION_BITS`.
+    /// `2^gain_bits`.
     ct: Ciphertext<B>,
     bound: f64,
     /// For a correction: the first refresh, which the correction improves.
@@ -541,15 +541,14 @@ impl<B: Backend> Refresher<B> {
         let id = p.done.len();
         p.done.push(Seat::Riding);
         let own = first.is_some();
-        // 0 marks the caller's own correction; a passenger's first ride does not read
-        // it (`arrive` derives the gain of its correction from the bound).
-        let gain_bits = if own { 0 } else { correction_gain_bits(bound) };
+        // 0: the caller's own correction is not scaled; a passenger's first ride does
+        // not read it (`arrive` gives its correction the gain for its bound).
         let rider = Rider {
             id,
             ct,
             bound,
             first,
-            gain_bits,
+            gain_bits: 0,
         };
         if own {
             p.owned.push(id);

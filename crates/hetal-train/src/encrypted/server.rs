@@ -272,14 +272,16 @@ impl<B: Backend> Server<B> {
         let clock = Instant::now();
         let refresh_v = self.plan.refresh_weights(v.level());
         self.refresher.discard_passengers()?;
-        let mut v_bound = 1.0;
-        if refresh_v {
+        // The bound the compacts ride with, which the rebuild below needs back.
+        let v_bound = if refresh_v {
             let (compacts, bound) = self.weights.pack(&self.ops, &v, self.refresher.floor())?;
-            v_bound = bound;
             for c in compacts {
                 self.refresher.board(c, bound)?;
             }
-        }
+            bound
+        } else {
+            1.0
+        };
         t.other += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
