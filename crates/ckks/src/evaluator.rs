@@ -822,6 +822,27 @@ impl<B: Backend> Evaluator<B> {
     /// [`CkksError::LevelTooLow`] unless `level < a.level`; [`CkksError::InvalidValue`]
     /// if `c` would be below 2^20 (too coarse) or does not fit.
     pub fn adjust(&self, a: &Ciphertext<B>, level: usize, scale: f64) -> Result<Ciphertext<B>> {
+        self.adjust_scaled(a, level, scale, 1.0)
+    }
+
+    /// [`Self::adjust`] that also multiplies the message by the real constant `k`: the
+    /// constant rides in the adjustment's integer `c = round(k·scale·q_{level+1}/a.scale)`
+    /// (no level beyond the adjustment's), so the one rescale is the only error added
+    /// after the scaling. A small `k` applied this way keeps the error `a` already
+    /// carries relative to its message, where a constant applied before further
+    /// rescales and key switches would leave their absolute noise on the small message
+    /// (the last-scaling principle; he-linalg's DiagATB folds a step size here).
+    ///
+    /// # Errors
+    /// As [`Self::adjust`]; [`CkksError::InvalidValue`] for a `k` that is not finite or
+    /// so small that `|c| < 2^20`.
+    pub fn adjust_scaled(
+        &self,
+        a: &Ciphertext<B>,
+        level: usize,
+        scale: f64,
+        k: f64,
+    ) -> Result<Ciphertext<B>> {
         if level >= a.level {
             return Err(CkksError::LevelTooLow {
                 needed: level + 1,
@@ -829,10 +850,11 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         let d = self.drop_level(a, level + 1)?;
-        let c = (scale * self.ctx.params().q()[level + 1] as f64 / a.scale).round();
-        if c.is_nan() || c < (1u64 << 20) as f64 {
+        let c = (k * scale * self.ctx.params().q()[level + 1] as f64 / a.scale).round();
+        if !c.is_finite() || c.abs() < (1u64 << 20) as f64 {
             return Err(CkksError::InvalidValue(format!(
-                "scale adjustment constant {c:e} is too coarse (scale ratio too small)"
+                "scale adjustment constant {c:e} is too coarse or not finite (scale ratio \
+                 or factor {k:e} too small)"
             )));
         }
         let mut m = self.mul_const_complex_with_scale(&d, Complex64::new(c, 0.0), 1.0)?;

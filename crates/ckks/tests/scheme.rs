@@ -263,6 +263,30 @@ fn adjust_levels<B: Backend>(ctx: Arc<Context<B>>) {
     let sum: Vec<_> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
     let e = log2_err(&decrypt(&s, &s.eval.add(&adj, &cy).unwrap()), &sum);
     assert!(e < -25.0, "adjust+add error 2^{e:.1}");
+    // The same adjustment carrying a small constant: k·x at the canonical scale, the
+    // encryption noise scaled with it (one rescale's error after the scaling).
+    let k = -1.0 / 512.0;
+    let scaled = s
+        .eval
+        .adjust_scaled(&cx, 2, p.scale_at(2).unwrap(), k)
+        .unwrap();
+    assert_eq!(
+        (scaled.level(), scaled.scale()),
+        (2, p.scale_at(2).unwrap())
+    );
+    let kx: Vec<_> = x.iter().map(|a| a * k).collect();
+    let e = log2_err(&decrypt(&s, &scaled), &kx);
+    assert!(e < -30.0, "adjust_scaled error 2^{e:.1}");
+    for bad in [0.0, f64::NAN, f64::INFINITY, 1e-30] {
+        assert!(matches!(
+            s.eval.adjust_scaled(&cx, 2, p.scale_at(2).unwrap(), bad),
+            Err(CkksError::InvalidValue(..))
+        ));
+    }
+    assert!(matches!(
+        s.eval.adjust_scaled(&cy, 2, p.scale_at(2).unwrap(), k),
+        Err(CkksError::LevelTooLow { .. })
+    ));
     // acc += c·x, x read in place from the higher level, at acc's scale Δ_top·q_2 (as a
     // polynomial leaf accumulates), then one rescale.
     let product_scale = cx.scale() * p.q()[2] as f64;

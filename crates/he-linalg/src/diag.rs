@@ -35,8 +35,10 @@
 //! the baselines' clients encrypt their replicated packings.
 //!
 //! **Scaled products.** [`MatrixEvaluator::diag_atb_scaled`] computes `η·Aᵀ·B` with the
-//! constant inside a mask the product applies anyway, at the levels and with the
-//! operations of the unscaled one: a gradient step `η·G` costs no level of its own.
+//! constant inside a multiplication the product does anyway (an operand's alignment to
+//! the product's level, else a mask), at the levels and with the operations of the
+//! unscaled one: a gradient step `η·G` costs no level of its own. As late as possible:
+//! the noise added after a small constant does not shrink with it.
 
 /// Levels [`MatrixEvaluator::diag_abt`] consumes (from either operand; see the table in
 /// the module docs).
@@ -46,6 +48,19 @@ pub const DIAG_ATB_DEPTH_LHS: usize = 3;
 /// Levels [`MatrixEvaluator::diag_atb`] (RotLeft) consumes from its right operand `B`.
 pub const DIAG_ATB_DEPTH_RHS: usize = 1;
 
+/// Where RotLeft's DiagATB multiplies its constant in ([`MatrixEvaluator::diag_atb_scaled`]).
+#[derive(Debug, Clone, Copy)]
+enum Fold {
+    /// No constant (`scale = 1`).
+    None,
+    /// In the alignment of `A`'s prepared diagonals to the product's level.
+    Lhs(f64),
+    /// In the alignment of `B` to the product's level.
+    Rhs(f64),
+    /// In the `A`-side column mask (already applied when the diagonals were prepared).
+    Mask,
+}
+
 use crate::encrypted::{EncryptedMatrix, MatrixEncryptor};
 use crate::error::{LinalgError, Result};
 use crate::evaluator::{MatrixEvaluator, real_mask};
@@ -53,6 +68,7 @@ use crate::layout::{BlockLayout, Tiling, UnitShape, padded_classes};
 use crate::matrix::Matrix;
 use ckks::he_math::Backend;
 use ckks::{Ciphertext, Complex64, Context};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// DiagABT's `B` operand aligned for the products: for each column block `k` and pair
@@ -489,20 +505,22 @@ impl<B: Backend> MatrixEvaluator<B> {
         self.diag_atb_scaled(a, b, variant, 1.0)
     }
 
-    /// `scale·Aᵀ·B` by [`Self::diag_atb_with`], the constant folded into a mask that the
-    /// product multiplies by anyway (the `A`-side column mask for RotLeft, the final
-    /// complex mask for PRotUp): same levels and operations as `scale = 1`, so a
-    /// gradient step `η·G` costs no level of its own.
+    /// `scale·Aᵀ·B` by [`Self::diag_atb_with`] in the same levels as `scale = 1`, so a
+    /// gradient step `η·G` costs no level of its own. Where the constant is folded:
     ///
-    /// Precision: with RotLeft a small `scale` shrinks the `A` side before the rotations
-    /// and products that follow the mask, whose absolute noise does not shrink with it.
-    /// Measured at N = 2^16 (dense secret, Δ = 2^40) on a training step's shapes
-    /// (`A` 1024×7, `B` 1024×1281, `scale = 2/1024`): 7.6·10^-6 max, 8.5·10^-7 rms
-    /// against the float64 product, about as much as with `scale·A` encrypted instead
-    /// (docs/results/dermamnist.md, thirteenth session).
+    /// - RotLeft: into the alignment of `B` (or of `A`'s prepared diagonals) to the
+    ///   product's level when that operand sits above it (`level B > level A − 2`, or
+    ///   the reverse): the alignment's integer carries it
+    ///   ([`ckks::Evaluator::adjust_scaled`]), and only that rescale's error is added
+    ///   after the scaling. Measured at N = 2^16 on a training step's shapes (`A`
+    ///   1024×7 at level 8, `B` 1024×1281 one level above the product, `scale =
+    ///   2/1024`): see docs/results/dermamnist.md (fourteenth session). When both meet
+    ///   at the product's level, into the `A`-side column mask, before the rotations and
+    ///   products that follow it, whose absolute noise does not shrink with the
+    ///   constant: 7.6·10^-6 max, 8.5·10^-7 rms against the float64 product on the same
+    ///   shapes (thirteenth session), where a final scaling would give about 10^-8.
+    /// - PRotUp: into the final complex mask, after the row sums.
     ///
-    /// # Errors
-    /// As [`Self::diag_atb_with`]; [`LinalgError::Shape`] for a scale that is not finite.
     pub fn diag_atb_scaled(
         &self,
         a: &EncryptedMatrix<B>,
@@ -577,7 +595,8 @@ impl<B: Backend> MatrixEvaluator<B> {
         self.diag_atb_rot_left_scaled(a, b, 1.0)
     }
 
-    /// [`Self::diag_atb`] of `scale·A` (the constant folded into the `A`-side mask).
+    /// [`Self::diag_atb`] of `scale·A`, the constant folded as [`Self::diag_atb_scaled`]
+    /// says.
     fn diag_atb_rot_left_scaled(
         &self,
         a: &EncryptedMatrix<B>,
@@ -587,8 +606,24 @@ impl<B: Backend> MatrixEvaluator<B> {
         self.check_atb(a.layout(), b)?;
         need_levels(a.level(), DIAG_ATB_DEPTH_LHS)?;
         need_levels(b.level(), DIAG_ATB_DEPTH_RHS)?;
-        let lhs = self.prepare_atb_lhs_scaled(a, scale)?;
-        self.diag_atb_prepared(&lhs, b)
+        let lhs_level = a.level() - (DIAG_ATB_DEPTH_LHS - DIAG_ATB_DEPTH_RHS);
+        let level = lhs_level.min(b.level());
+        let fold = if scale == 1.0 {
+            Fold::None
+        } else if b.level() > level {
+            Fold::Rhs(scale)
+        } else if lhs_level > level {
+            Fold::Lhs(scale)
+        } else {
+            Fold::Mask
+        };
+        let mask_scale = if matches!(fold, Fold::Mask) {
+            scale
+        } else {
+            1.0
+        };
+        let lhs = self.prepare_atb_lhs_scaled(a, mask_scale)?;
+        self.diag_atb_prepared_folded(&lhs, b, fold)
     }
 
     /// The `A`-side diagonals of DiagATB: per row block `i` and pair `m`, the diagonals
@@ -659,11 +694,22 @@ impl<B: Backend> MatrixEvaluator<B> {
     ///
     /// # Errors
     /// As [`Self::diag_atb`].
-    #[allow(clippy::needless_range_loop)] // m is also the rotation amount
     pub fn diag_atb_prepared(
         &self,
         lhs: &AtbLhs<B>,
         b: &EncryptedMatrix<B>,
+    ) -> Result<EncryptedMatrix<B>> {
+        self.diag_atb_prepared_folded(lhs, b, Fold::None)
+    }
+
+    /// [`Self::diag_atb_prepared`] with a constant folded into one operand's alignment
+    /// ([`Fold`]).
+    #[allow(clippy::needless_range_loop)] // m is also the rotation amount
+    fn diag_atb_prepared_folded(
+        &self,
+        lhs: &AtbLhs<B>,
+        b: &EncryptedMatrix<B>,
+        fold: Fold,
     ) -> Result<EncryptedMatrix<B>> {
         let _span = tracing::debug_span!("diag_atb").entered();
         let (shape, cp) = self.check_atb(&lhs.layout, b)?;
@@ -673,12 +719,23 @@ impl<B: Backend> MatrixEvaluator<B> {
         let (rb, cb) = (lb.row_blocks(), lb.col_blocks());
         let level = lhs.level().min(b.level());
         need_levels(level, 1)?;
+        let fold_all = |cts: &'_ [ckks::Ciphertext<B>], k: f64| {
+            cts.iter()
+                .map(|c| Ok(Cow::Owned(self.align_scaled(c, level, k)?)))
+                .collect::<Result<Vec<_>>>()
+        };
         let a_hat = lhs
             .diagonals
             .iter()
-            .map(|v| self.align_all(v, level))
+            .map(|v| match fold {
+                Fold::Lhs(k) => fold_all(v, k),
+                _ => self.align_all(v, level),
+            })
             .collect::<Result<Vec<_>>>()?;
-        let b_cts = self.align_all(b.ciphertexts(), level)?;
+        let b_cts = match fold {
+            Fold::Rhs(k) => fold_all(b.ciphertexts(), k)?,
+            _ => self.align_all(b.ciphertexts(), level)?,
+        };
 
         let mut out = Vec::with_capacity(cb);
         for k in 0..cb {
@@ -687,7 +744,12 @@ impl<B: Backend> MatrixEvaluator<B> {
                 let pairs: Vec<_> = (0..rb)
                     .map(|i| (&*a_hat[i][m], &*b_cts[i * cb + k]))
                     .collect();
-                let p = self.dot(&pairs)?;
+                // Rescaled once at the end (lazy rescaling): the key switches of the
+                // alignment, row-sum and final rotations add their noise at the product
+                // scale, where it is negligible, instead of at Δ, where the row sum over
+                // `s0/c'` slots would multiply it (measured: the product's only error
+                // above a final scaling, docs/results/dermamnist.md).
+                let p = self.dot_unrescaled(&pairs)?;
                 let p = ev.rotate(&p, -((2 * m * s1) as i64))?;
                 self.accumulate(&mut acc, p)?;
             }
@@ -701,7 +763,7 @@ impl<B: Backend> MatrixEvaluator<B> {
             let cj = ev.conjugate(&t)?;
             let re = ev.add(&t, &cj)?;
             let im = ev.mul_by_i(&ev.sub(&cj, &t)?)?;
-            out.push(ev.add(&re, &ev.rotate(&im, -(s1 as i64))?)?);
+            out.push(ev.rescale_owned(ev.add(&re, &ev.rotate(&im, -(s1 as i64))?)?)?);
         }
         EncryptedMatrix::from_parts(BlockLayout::vertical(la.cols(), lb.cols(), shape)?, out)
     }

@@ -127,6 +127,29 @@ impl<B: Backend> MatrixEvaluator<B> {
         Ok(Cow::Owned(self.ev.adjust(ct, level, target)?))
     }
 
+    /// `k·ct` at `level < ct.level()` and that level's canonical scale, the constant
+    /// folded into the alignment ([`ckks::Evaluator::adjust_scaled`]): one rescale, the
+    /// only error added after the scaling.
+    ///
+    /// # Errors
+    /// [`LinalgError::LevelTooLow`] unless `ct` is above `level`; CKKS errors for a `k`
+    /// too small to fold (`|k|·2^{bits of q}` below 2^20).
+    pub(crate) fn align_scaled(
+        &self,
+        ct: &Ciphertext<B>,
+        level: usize,
+        k: f64,
+    ) -> Result<Ciphertext<B>> {
+        if ct.level() <= level {
+            return Err(LinalgError::LevelTooLow {
+                needed: level + 1,
+                level: ct.level(),
+            });
+        }
+        let target = self.ev.context().params().scale_at(level)?;
+        Ok(self.ev.adjust_scaled(ct, level, target, k)?)
+    }
+
     /// [`Self::align`] consuming `ct` (moved through when already aligned).
     pub(crate) fn align_owned(&self, ct: Ciphertext<B>, level: usize) -> Result<Ciphertext<B>> {
         match self.align_cow(&ct, level)? {
@@ -157,6 +180,27 @@ impl<B: Backend> MatrixEvaluator<B> {
         }
         let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
         Ok(ev.relinearize_rescale_owned(acc)?)
+    }
+
+    /// `Σ_k a_k · b_k` relinearized but not rescaled (scale `a.scale·b.scale`, the
+    /// operands' level): rotations and additions that follow add their key-switching
+    /// noise at that product scale, where it is negligible, and one rescale at the end
+    /// adds the only rounding (lazy rescaling).
+    pub(crate) fn dot_unrescaled(
+        &self,
+        pairs: &[(&Ciphertext<B>, &Ciphertext<B>)],
+    ) -> Result<Ciphertext<B>> {
+        let ev = &self.ev;
+        let mut acc: Option<Ciphertext<B>> = None;
+        for (a, b) in pairs {
+            let p = ev.mul(a, b)?;
+            match &mut acc {
+                None => acc = Some(p),
+                Some(s) => ev.add_assign(s, &p)?,
+            }
+        }
+        let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
+        Ok(ev.relinearize_owned(acc)?)
     }
 
     /// `acc += x` with `acc` initially empty.

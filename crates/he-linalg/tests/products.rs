@@ -743,3 +743,48 @@ fn client_prepared_operands_match_server_prepared() {
     assert_eq!(k.rot, cb * ((cp / 2 - 1) + (4 - log2(cp as usize)) + 1));
     assert_eq!((k.cmult, k.mult), (0, rb * cb * cp / 2));
 }
+
+#[test]
+fn scaled_atb_applies_its_constant_late() {
+    // η·Aᵀ·B with a small η (a gradient step, 2^-9): folded into B's alignment to the
+    // product's level (B one level above it), the noise before the product shrinks
+    // with η and the rescale comes after the row sums; folded into A's column mask
+    // (B at the product's level: no alignment to carry it), the noise of the
+    // rotations after the mask does not shrink. Errors against the float64 product
+    // (a final scaling, η applied after decryption, is better still by the one
+    // rescale's noise of the alignment: measured 2^-36.0 against 2^-31.4 here, the mask
+    // fold 2^-26.8).
+    let mut rng = StdRng::seed_from_u64(7);
+    let shape = UnitShape::new(64, 32).unwrap();
+    let (a, c, b) = (128, 7, 32);
+    let req = keys::diag_atb_keys(shape, c);
+    let s = setup(presets::insecure_n12_depth6(), &req);
+    let top = s.ctx.params().max_level();
+    let ma = Matrix::from_fn(a, c, |_, _| rng.random::<f64>() - 0.5);
+    let mb = random(a, b, &mut rng);
+    let eta = 1.0 / 512.0;
+    let want = ma.matmul_at(&mb).unwrap();
+    let want = Matrix::from_fn(c, b, |i, j| eta * want.get(i, j));
+    let enc = |m: &Matrix, level: usize| {
+        let layout = BlockLayout::new(m.rows(), m.cols(), shape).unwrap();
+        EncryptedMatrix::encrypt(&s.ctx, &s.sk, m, layout, level).unwrap()
+    };
+    let ea = enc(&ma, top);
+    let err = |eb: &EncryptedMatrix<CpuBackend>, scale: f64| {
+        let g = (s.me)
+            .diag_atb_scaled(&ea, eb, DiagAtbVariant::RotLeft, scale)
+            .unwrap();
+        assert_eq!(g.level(), top - 3);
+        let got = g.decrypt(&s.ctx, &s.sk).unwrap();
+        let got = Matrix::from_fn(c, b, |i, j| eta / scale * got.get(i, j));
+        got.max_abs_diff(&want).unwrap().log2()
+    };
+    let in_alignment = err(&enc(&mb, top - 1), eta);
+    let in_mask = err(&enc(&mb, top - 2), eta);
+    let after_decryption = err(&enc(&mb, top - 1), 1.0);
+    eprintln!(
+        "η·DiagATB max error: in B's alignment 2^{in_alignment:.1}, in A's mask \
+         2^{in_mask:.1}, η applied after decryption 2^{after_decryption:.1}"
+    );
+    assert!(in_alignment < in_mask - 3.0);
+}

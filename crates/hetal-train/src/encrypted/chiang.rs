@@ -65,7 +65,7 @@ impl<B: Backend> ChiangServer<B> {
     pub const D_MIN: usize = DIAG_ATB_DEPTH_LHS + 1 + 2 + DIAG_ABT_DEPTH;
     /// Levels the batch's features `X` need above the refresh floor: DiagATB's
     /// right-hand 1, then as [`Self::D_MIN`] after DiagATB (7; HETAL's plan folds its
-    /// step size into DiagATB and needs one less, `StepPlan::x_level`).
+    /// step size into DiagATB and plans `X` from its own `StepPlan::x_level`).
     pub const X_MIN: usize = DIAG_ATB_DEPTH_RHS + 1 + 2 + DIAG_ABT_DEPTH;
     /// Levels `V` needs above the refresh floor at the start of an iteration: DiagABT's
     /// 3, the cubic's 2 and the mask's 1 (6), so that `D` arrives at the floor.

@@ -164,7 +164,7 @@ impl<B: Backend> Client<B> {
     }
 
     /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
-    /// indices): the features at the step plan's [`super::StepPlan::x_level`] (6 on the
+    /// indices): the features at the step plan's [`super::StepPlan::x_level`] (7 on the
     /// presets), the one-hot labels at the top user level (`P − Y` keeps `P`'s level).
     ///
     /// # Errors

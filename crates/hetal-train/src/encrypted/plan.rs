@@ -13,10 +13,11 @@
 //! A step, with `Z = X·Vᵀ`, `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X`:
 //! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
 //! plan, see [`crate::encrypted::EncryptedSoftmax`]) → `P` refreshed to
-//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`, with the step size `η/n` folded
-//! into its mask: `he_linalg::MatrixEvaluator::diag_atb_scaled`) → `(η/n)·G` →
-//! `W' = V − (η/n)·G` (no level) at ≥ [`StepPlan::w_min`] (validation runs DiagABT on
-//! it) → `V' = W' + γ(W' − W)` (1).
+//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`, 1 from `X`, with the step size
+//! `η/n` folded into `X`'s alignment to the product's level:
+//! `he_linalg::MatrixEvaluator::diag_atb_scaled`) → `(η/n)·G` at
+//! [`StepPlan::g_level`] → `W' = V − (η/n)·G` (no level) at ≥ [`StepPlan::w_min`]
+//! (validation runs DiagABT on it) → `V' = W' + γ(W' − W)` (1).
 //!
 //! `V'` is one level below the lowest of `V`, `W` and `(η/n)·G`, so the weights lose a
 //! level every step and must be refreshed. When `V` enters a step below
@@ -26,10 +27,12 @@
 //! below `v_min` all the same (a `W` or a `G` too low) is refreshed alone at the end of
 //! the step.
 //!
-//! The client encrypts the features `X` at [`StepPlan::x_level`], not at the top: `G`'s
-//! level is at most `X`'s minus DiagATB's right-hand depth, and `Z`'s is capped by `V`'s,
-//! which a step leaves near `v_min`, so levels of `X` above `x_level` would only cost
-//! memory and time.
+//! The client encrypts the features `X` at [`StepPlan::x_level`], one level above the
+//! product in DiagATB, not at the top: the step size is applied as the last scaling
+//! before the product's own rescale (in `X`'s alignment), where its noise is not
+//! multiplied by a sum over the batch, and `Z`'s level is capped by `V`'s, which a step
+//! leaves near `v_min`, so levels of `X` above `x_level` would only cost memory and
+//! time.
 
 use super::weights::WeightRefresh;
 use crate::error::{Result, TrainError};
@@ -48,18 +51,20 @@ pub struct StepPlan {
     /// (`f + 4`).
     pub v_min: usize,
     /// Level the softmax output `P` is brought to before `P − Y`: DiagATB's depth from
-    /// its left operand and `w_min` for the updated `W'` (`f + 6`; the update's
-    /// constant rides in DiagATB).
+    /// its left operand above `g_level` (`f + 8`).
     pub softmax_out: usize,
+    /// Level of `(η/n)·G`: high enough that `W' = V − (η/n)·G` (the update's constant
+    /// rides in DiagATB) and `V' = W' + γ(W' − W)` land `V'` at `v_min` when `V` and `W`
+    /// are at least this high (`f + 5`).
+    pub g_level: usize,
     /// Level the kept weights `W` need: DiagABT's depth (3) for validation and
     /// inference, above the floor (`f + 3`) so that `V' = W' + γ(W' − W)` can still be
     /// refreshed.
     pub w_min: usize,
-    /// Level the client encrypts the training features `X` at: the lowest that lets `G`
-    /// (DiagATB's right-hand operand costs [`DIAG_ATB_DEPTH_RHS`]) carry `W'` and
-    /// `V' = W' + γ(W' − W)` to `v_min` without a refresh: `v_min` + Nesterov's
-    /// combination 1 + the update 0 + DiagATB's right-hand depth 1 = `f + 6` (at most
-    /// `refresh_level`).
+    /// Level the client encrypts the training features `X` at: one above DiagATB's
+    /// product, which sits [`DIAG_ATB_DEPTH_RHS`] above `g_level`, so that the step size
+    /// rides in `X`'s alignment to it, the last scaling before the product's rescale
+    /// (`f + 7`).
     pub x_level: usize,
     /// Level refreshed weights are rebuilt at: `v_min + 1`, so that `V'` lands at
     /// `v_min` when `W` and `(η/n)·G` are at least this high (`f + 5`); rebuilding higher
@@ -75,9 +80,9 @@ pub struct StepPlan {
 }
 
 impl StepPlan {
-    /// Levels of the Nesterov update after `G`: none, `η/n` is folded into DiagATB's
-    /// mask (`he_linalg::MatrixEvaluator::diag_atb_scaled`) and `W' = V − (η/n)·G` is a
-    /// subtraction.
+    /// Levels of the Nesterov update after `G`: none, `η/n` is folded into DiagATB
+    /// (`he_linalg::MatrixEvaluator::diag_atb_scaled`, in `X`'s alignment) and
+    /// `W' = V − (η/n)·G` is a subtraction.
     pub const UPDATE_DEPTH: usize = 0;
     /// Levels of Nesterov's combination `V' = W' + γ(W' − W)` (1).
     pub const MOMENTUM_DEPTH: usize = 1;
@@ -91,14 +96,15 @@ impl StepPlan {
     pub fn new(refresh_level: usize, floor: usize) -> Result<Self> {
         let w_min = floor + DIAG_ABT_DEPTH;
         let v_min = floor + DIAG_ABT_DEPTH + 1;
+        let g_level = v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH;
         let plan = Self {
             refresh_level,
             floor,
             v_min,
-            softmax_out: DIAG_ATB_DEPTH_LHS + Self::UPDATE_DEPTH + w_min,
+            softmax_out: g_level + DIAG_ATB_DEPTH_LHS,
+            g_level,
             w_min,
-            x_level: (v_min + Self::MOMENTUM_DEPTH + Self::UPDATE_DEPTH + DIAG_ATB_DEPTH_RHS)
-                .min(refresh_level),
+            x_level: g_level + DIAG_ATB_DEPTH_RHS + 1,
             weights_level: v_min + Self::MOMENTUM_DEPTH,
             features_level: (DIAG_ABT_DEPTH + 1).min(refresh_level),
         };
@@ -128,24 +134,28 @@ mod tests {
     #[test]
     fn levels_of_a_step() {
         let p = StepPlan::new(9, 0).unwrap();
-        assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 6, 3, 6));
-        assert_eq!((p.weights_level, p.features_level), (5, 4));
+        assert_eq!((p.v_min, p.softmax_out, p.w_min, p.x_level), (4, 8, 3, 7));
+        assert_eq!((p.g_level, p.weights_level, p.features_level), (5, 5, 4));
         // V at v_min would leave V' below it: refreshed in the step; one above is not.
         assert!(p.refresh_weights(4) && !p.refresh_weights(5));
-        // G from X at x_level keeps W' at v_min + 1 and V' at v_min.
-        let g = p.x_level - he_linalg::DIAG_ATB_DEPTH_RHS;
+        // P − Y at softmax_out and X one above the product (two below P) give G at
+        // g_level, which keeps W' at v_min + 1 and V' at v_min.
+        use he_linalg::{DIAG_ATB_DEPTH_LHS, DIAG_ATB_DEPTH_RHS};
+        let product = p.softmax_out - (DIAG_ATB_DEPTH_LHS - DIAG_ATB_DEPTH_RHS);
+        assert_eq!(p.x_level, product + 1);
+        assert_eq!(product - DIAG_ATB_DEPTH_RHS, p.g_level);
         assert_eq!(
-            g - StepPlan::UPDATE_DEPTH - StepPlan::MOMENTUM_DEPTH,
+            p.g_level - StepPlan::UPDATE_DEPTH - StepPlan::MOMENTUM_DEPTH,
             p.v_min
         );
         // V' = W' + γ(W' − W) and the refresh mask fit below W' at w_min.
         assert!(p.w_min >= 2);
-        assert!(StepPlan::new(6, 0).is_err());
+        assert!(StepPlan::new(7, 0).is_err());
         // SlotsToCoeffs first (default N = 2^16 preset): everything that is refreshed
         // moves up by the floor; the decrypted validation logits do not.
         let f = StepPlan::new(15, 3).unwrap();
-        assert_eq!((f.v_min, f.softmax_out, f.w_min, f.x_level), (7, 9, 6, 9));
-        assert_eq!((f.weights_level, f.features_level), (8, 4));
+        assert_eq!((f.v_min, f.softmax_out, f.w_min, f.x_level), (7, 11, 6, 10));
+        assert_eq!((f.g_level, f.weights_level, f.features_level), (8, 8, 4));
         assert!(f.refresh_weights(7) && !f.refresh_weights(8));
         assert!(StepPlan::new(9, 3).is_err());
     }

@@ -299,6 +299,13 @@ impl<B: Backend> Server<B> {
                 self.ops.sub(&pc, yc)
             })
             .collect::<Result<Vec<_>>>()?;
+        tracing::debug!(
+            target: "hetal_train::step",
+            v = v.level(),
+            z = z.level(),
+            p = p.level(),
+            "levels before DiagATB"
+        );
         let d = EncryptedMatrix::from_parts(*p.layout(), p_blocks)?;
         let boot1 = self.refresher.stats();
         t.softmax += clock.elapsed().as_secs_f64() - (boot1.seconds - boot0.seconds);
@@ -347,6 +354,12 @@ impl<B: Backend> Server<B> {
         }
         let w_new = EncryptedMatrix::from_parts(layout, w_new)?;
         let mut v_new = EncryptedMatrix::from_parts(layout, v_new)?;
+        tracing::debug!(
+            target: "hetal_train::step",
+            w = w_new.level(),
+            v = v_new.level(),
+            "levels after the update"
+        );
         if v_new.level() < self.plan.v_min {
             v_new = self.weights.refresh(
                 &self.ops,
