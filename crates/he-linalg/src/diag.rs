@@ -48,6 +48,14 @@ pub const DIAG_ATB_DEPTH_LHS: usize = 3;
 /// Levels [`MatrixEvaluator::diag_atb`] (RotLeft) consumes from its right operand `B`.
 pub const DIAG_ATB_DEPTH_RHS: usize = 1;
 
+/// Most row blocks (`⌈a/s0⌉`) for which RotLeft's DiagATB rotates `B` rather than the
+/// products: `RotDown(Σ_i Â_{im} ⊙ B_{ik}, 2m) = Σ_i RotDown(Â_{im}, 2m) ⊙ RotDown(B_{ik},
+/// 2m)`, so with `B`'s `c'/2 − 1` rotations hoisted (one decomposition, about a third of
+/// a key switch, for all of them) the `c'/2` products of a column block share one
+/// relinearization: per column block `⌈a/s0⌉·(1 + 2h)/3 + 1` key switches against
+/// `2h + 1` (`h = c'/2 − 1`), fewer up to two row blocks.
+const ROTATE_B_MAX_ROW_BLOCKS: usize = 2;
+
 /// Where RotLeft's DiagATB multiplies its constant in ([`MatrixEvaluator::diag_atb_scaled`]).
 #[derive(Debug, Clone, Copy)]
 enum Fold {
@@ -689,8 +697,12 @@ impl<B: Backend> MatrixEvaluator<B> {
     /// DiagATB on prepared `A`-side diagonals ([`AtbLhs`]). Per column block `k`:
     /// `T = Σ_m RotDown(Σ_i Â_{im} ⊙ B_{ik}, 2m)`, row sums within each row class
     /// (`log2(s0/c')` rotations), then `Re T + RotDown(Im T, 1)` (one conjugation, one
-    /// rotation). Counts: `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`,
-    /// `Rot = ⌈b/s1⌉·(c'/2 − 1 + log2(s0/c') + 1)`, `⌈b/s1⌉` conjugations. Depth 1.
+    /// rotation), all at the product scale and rescaled once. Up to two row blocks the
+    /// rotations by `2m` rows move to the operands, `Σ_{i,m} RotDown(Â_{im}, 2m) ⊙
+    /// RotDown(B_{ik}, 2m)` (`B`'s hoisted, one relinearization per column block).
+    /// Counts: `Mult = (c'/2)·⌈a/s0⌉·⌈b/s1⌉`; `Rot = ⌈b/s1⌉·(c'/2 − 1 + log2(s0/c') + 1)`
+    /// above two row blocks, `⌈a/s0⌉·(c'/2 − 1)·(1 + ⌈b/s1⌉) + ⌈b/s1⌉·(log2(s0/c') + 1)`
+    /// up to two; `⌈b/s1⌉` conjugations. Depth 1.
     ///
     /// # Errors
     /// As [`Self::diag_atb`].
@@ -737,23 +749,63 @@ impl<B: Backend> MatrixEvaluator<B> {
             _ => self.align_all(b.ciphertexts(), level)?,
         };
 
+        // Rescaled once at the end (lazy rescaling): the key switches of the alignment,
+        // row-sum and final rotations add their noise at the product scale, where it is
+        // negligible, instead of at Δ, where the row sum over `s0/c'` slots would
+        // multiply it (measured: the product's only error above a final scaling,
+        // docs/results/dermamnist.md).
+        let shifts: Vec<i64> = (1..cp / 2).map(|m| -((2 * m * s1) as i64)).collect();
+        let rotate_b = rb <= ROTATE_B_MAX_ROW_BLOCKS;
+        // RotDown(Â_{im}, 2m), shared by every column block (B-side form only).
+        let a_rot = if rotate_b {
+            a_hat
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .zip(std::iter::once(&0).chain(&shifts))
+                        .map(|(c, &r)| {
+                            Ok(if r == 0 {
+                                Cow::Borrowed(&**c)
+                            } else {
+                                Cow::Owned(ev.rotate(c, r)?)
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::with_capacity(cb);
         for k in 0..cb {
-            let mut acc = None;
-            for m in 0..cp / 2 {
-                let pairs: Vec<_> = (0..rb)
-                    .map(|i| (&*a_hat[i][m], &*b_cts[i * cb + k]))
-                    .collect();
-                // Rescaled once at the end (lazy rescaling): the key switches of the
-                // alignment, row-sum and final rotations add their noise at the product
-                // scale, where it is negligible, instead of at Δ, where the row sum over
-                // `s0/c'` slots would multiply it (measured: the product's only error
-                // above a final scaling, docs/results/dermamnist.md).
-                let p = self.dot_unrescaled(&pairs)?;
-                let p = ev.rotate(&p, -((2 * m * s1) as i64))?;
-                self.accumulate(&mut acc, p)?;
-            }
-            let t = acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?;
+            let t = if rotate_b {
+                let rotated = (0..rb)
+                    .map(|i| Ok(ev.rotate_hoisted(&b_cts[i * cb + k], &shifts)?))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut pairs = Vec::with_capacity(rb * cp / 2);
+                for i in 0..rb {
+                    pairs.push((&*a_rot[i][0], &*b_cts[i * cb + k]));
+                    for (a, x) in a_rot[i][1..].iter().zip(&rotated[i]) {
+                        pairs.push((&**a, x));
+                    }
+                }
+                self.dot_unrescaled(&pairs)?
+            } else {
+                let mut acc = None;
+                for m in 0..cp / 2 {
+                    let pairs: Vec<_> = (0..rb)
+                        .map(|i| (&*a_hat[i][m], &*b_cts[i * cb + k]))
+                        .collect();
+                    let p = self.dot_unrescaled(&pairs)?;
+                    let p = if m == 0 {
+                        p
+                    } else {
+                        ev.rotate(&p, shifts[m - 1])?
+                    };
+                    self.accumulate(&mut acc, p)?;
+                }
+                acc.ok_or_else(|| LinalgError::Shape("no classes".into()))?
+            };
             let t = if s0 > cp {
                 ev.rotate_and_sum(&t, s0 / cp, (cp * s1) as i64)?
             } else {
