@@ -169,17 +169,7 @@ impl<B: Backend> MatrixEvaluator<B> {
 
     /// `Σ_k a_k · b_k` (tensor products summed before one relinearization), rescaled.
     pub(crate) fn dot(&self, pairs: &[(&Ciphertext<B>, &Ciphertext<B>)]) -> Result<Ciphertext<B>> {
-        let ev = &self.ev;
-        let mut acc: Option<Ciphertext<B>> = None;
-        for (a, b) in pairs {
-            let p = ev.mul(a, b)?;
-            match &mut acc {
-                None => acc = Some(p),
-                Some(s) => ev.add_assign(s, &p)?,
-            }
-        }
-        let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
-        Ok(ev.relinearize_rescale_owned(acc)?)
+        Ok(self.ev.relinearize_rescale_owned(self.tensor_sum(pairs)?)?)
     }
 
     /// `Σ_k a_k · b_k` relinearized but not rescaled (scale `a.scale·b.scale`, the
@@ -190,6 +180,11 @@ impl<B: Backend> MatrixEvaluator<B> {
         &self,
         pairs: &[(&Ciphertext<B>, &Ciphertext<B>)],
     ) -> Result<Ciphertext<B>> {
+        Ok(self.ev.relinearize_owned(self.tensor_sum(pairs)?)?)
+    }
+
+    /// `Σ_k a_k ⊗ b_k` (degree 2, not relinearized).
+    fn tensor_sum(&self, pairs: &[(&Ciphertext<B>, &Ciphertext<B>)]) -> Result<Ciphertext<B>> {
         let ev = &self.ev;
         let mut acc: Option<Ciphertext<B>> = None;
         for (a, b) in pairs {
@@ -199,8 +194,7 @@ impl<B: Backend> MatrixEvaluator<B> {
                 Some(s) => ev.add_assign(s, &p)?,
             }
         }
-        let acc = acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))?;
-        Ok(ev.relinearize_owned(acc)?)
+        acc.ok_or_else(|| LinalgError::Shape("empty inner dimension".into()))
     }
 
     /// `acc += x` with `acc` initially empty.
