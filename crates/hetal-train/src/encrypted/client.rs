@@ -165,7 +165,7 @@ impl<B: Backend> Client<B> {
 
     /// Encrypts a batch (`x`: `n×(d+1)` preprocessed features, `labels`: `n` class
     /// indices): the features at the step plan's [`super::StepPlan::x_level`] (7 on the
-    /// presets), the one-hot labels at the top user level (`P − Y` keeps `P`'s level).
+    /// presets that refresh from level 0), the one-hot labels at the top user level (`P − Y` keeps `P`'s level).
     ///
     /// # Errors
     /// [`TrainError::Config`] for `n` above the batch size or wrong widths.

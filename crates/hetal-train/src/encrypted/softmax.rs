@@ -41,7 +41,7 @@
 //! ciphertext is read with `n/2` slots ([`he_linalg::ckks::Evaluator::with_slots`]) in
 //! rows of `s1/2` columns.
 //! Every bootstrap inside ASoftmax is then a sparse one (one EvalMod instead of two,
-//! smaller CoeffsToSlots and SlotsToCoeffs; [`Self::sparse_slots`] says which
+//! smaller CoeffsToSlots and SlotsToCoeffs; [`EncryptedSoftmax::sparse_slots`] says which
 //! bootstrapper the server needs). The result is unfolded the same way (two masks in one
 //! level, one rotation), so the output layout is the input's.
 //!
