@@ -796,6 +796,7 @@ fn scaled_atb_applies_its_constant_late() {
     assert!(in_alignment < in_mask - 3.0);
     // B below the prepared diagonals: the constant rides in their alignment instead.
     let in_a_alignment = err(&enc(&mb, top - 3), eta);
+    eprintln!("η·DiagATB max error, folded in A's alignment: 2^{in_a_alignment:.1}");
     assert!(in_a_alignment < -20.0, "2^{in_a_alignment:.1}");
     // A scale too small to ride in an alignment's integer is refused, not rounded to 0.
     assert!(
