@@ -99,16 +99,6 @@ pub enum Logits {
     Repeated,
 }
 
-impl Logits {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Uniform => "uniform",
-            Self::Zeros => "zeros",
-            Self::Repeated => "repeated",
-        }
-    }
-}
-
 /// An ASoftmax parameter set to measure.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -134,15 +124,13 @@ impl Variant {
             Self::HetalNormal => ASoftmaxParams::hetal(ASoftmaxVariant::Normal),
         }
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::Precise => "precise",
-            Self::Normal => "normal",
-            Self::HetalPrecise => "hetal-precise",
-            Self::HetalNormal => "hetal-normal",
-        }
-    }
+/// The name clap gives `v` on the command line (what the JSON reports).
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 fn row_errors(got: &Matrix, reference: impl Fn(usize) -> Vec<f64>, rows: usize) -> (f64, f64) {
@@ -244,7 +232,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let sim = simulate(&p, &z)?;
         let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
         variants.push(json!({
-            "variant": v.name(),
+            "variant": value_name(*v),
             "max_abs_err": max,
             "mean_abs_err": mean,
             "depth": p.depth(cp)?,
@@ -256,8 +244,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "classes": args.classes,
         "range": args.range,
         "samples": args.samples,
-        "logits": args.logits.name(),
-        "variant": first.name(),
+        "logits": value_name(args.logits),
+        "variant": value_name(first),
         "max_abs_err": variants[0]["max_abs_err"],
         "mean_abs_err": variants[0]["mean_abs_err"],
         "depth": variants[0]["depth"],
@@ -311,7 +299,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "encrypted".into(),
             json!({
                 "preset": args.preset,
-                "variant": first.name(),
+                "variant": value_name(first),
                 "rows": rows,
                 "logits_level": level,
                 "ciphertexts": enc.ciphertexts().len(),

@@ -722,7 +722,6 @@ impl<B: Backend> MatrixEvaluator<B> {
 
     /// [`Self::diag_atb_prepared`] with a constant folded into one operand's alignment
     /// ([`Fold`]).
-    #[allow(clippy::needless_range_loop)] // m is also the rotation amount
     fn diag_atb_prepared_folded(
         &self,
         lhs: &AtbLhs<B>,
