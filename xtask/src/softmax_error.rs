@@ -1,16 +1,18 @@
 //! `cargo xtask softmax-error --classes c --range R --samples n
-//! [--variants normal,precise,hetal-normal,hetal-precise] [--encrypted] [--json]`: the
+//! [--variants normal,precise,sign-max,hetal-normal,hetal-precise] [--encrypted] [--json]`: the
 //! error of ASoftmax (HETAL, §4.3) against exact softmax on rows of `c` logits drawn
 //! uniformly from `[−R, R]` — the float64 evaluation of the circuit on `n` rows for each
 //! variant, and with `--encrypted` the CKKS evaluation (with bootstrapping) of the first
 //! variant on `--encrypted-rows` of them.
 //!
 //! Variants: `normal` is `hetal_train::ASoftmaxParams::default()`, `precise` the same
-//! with HETAL's precise exponential; `hetal-precise` and `hetal-normal` are
-//! HETAL's own parameters (`ASoftmaxParams::hetal`).
+//! with HETAL's precise exponential, `sign-max` the same with HETAL's sign composition
+//! for the row maximum (`RowMax::Sign`) instead of the relu polynomial; `hetal-precise`
+//! and `hetal-normal` are HETAL's own parameters (`ASoftmaxParams::hetal`).
 //!
 //! Prints `{"classes", "range", "samples", "variant", "max_abs_err", "mean_abs_err",
-//! "depth", "variants": [{"variant", "max_abs_err", "mean_abs_err", "depth"}, …]}`: the
+//! "depth", "variants": [{"variant", "row_max", "max_abs_err", "mean_abs_err", "depth"},
+//! …]}`: the
 //! maximum and the mean over rows of the per-row maximum absolute error, and the
 //! circuit's multiplicative depth, top level for the first variant; `--encrypted` adds
 //! `encrypted` (the same errors of the decrypted CKKS result, against exact softmax and
@@ -26,7 +28,7 @@
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
 use hetal_train::encrypted::{EncryptedSoftmax, Ops, presets};
-use hetal_train::{ASoftmaxParams, ASoftmaxVariant, softmax_row};
+use hetal_train::{ASoftmaxParams, ASoftmaxVariant, RowMax, softmax_row};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "normal,precise,hetal-normal,hetal-precise"
+        default_value = "normal,precise,sign-max,hetal-normal,hetal-precise"
     )]
     variants: Vec<Variant>,
     /// Also run rows through CKKS.
@@ -106,6 +108,8 @@ pub enum Variant {
     Normal,
     /// The defaults with HETAL's precise exponential.
     Precise,
+    /// The defaults with HETAL's sign composition for the row maximum.
+    SignMax,
     /// HETAL's parameters, precise exponential.
     HetalPrecise,
     /// HETAL's parameters, normal exponential.
@@ -118,6 +122,10 @@ impl Variant {
             Self::Normal => ASoftmaxParams::default(),
             Self::Precise => ASoftmaxParams {
                 variant: ASoftmaxVariant::Precise,
+                ..ASoftmaxParams::default()
+            },
+            Self::SignMax => ASoftmaxParams {
+                row_max: RowMax::Sign,
                 ..ASoftmaxParams::default()
             },
             Self::HetalPrecise => ASoftmaxParams::hetal(ASoftmaxVariant::Precise),
@@ -176,10 +184,10 @@ fn max_column_mean_error(got: &Matrix, want: &Matrix, rows: usize) -> f64 {
 /// ASoftmax's float64 circuit on every row of `z`.
 fn simulate(p: &ASoftmaxParams, z: &Matrix) -> Result<Matrix, Box<dyn std::error::Error>> {
     p.validate()?;
-    let exp = p.exp_polynomial()?;
+    let prepared = p.prepare()?;
     Ok(Matrix::from_rows(
         &(0..z.rows())
-            .map(|i| p.eval_row(z.row(i), &exp))
+            .map(|i| prepared.eval_row(z.row(i)))
             .collect::<Vec<_>>(),
     )?)
 }
@@ -233,6 +241,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let (max, mean) = row_errors(&sim, |i| softmax_row(z.row(i)), z.rows());
         variants.push(json!({
             "variant": value_name(*v),
+            "row_max": p.row_max.name(),
             "max_abs_err": max,
             "mean_abs_err": mean,
             "depth": p.depth(cp)?,

@@ -4,7 +4,7 @@
 //! - [`data`]: `.npy` features and labels, the dataset registry with HETAL's
 //!   hyper-parameters, the client's preprocessing;
 //! - [`softmax`]: ASoftmax's parameters and its float64 evaluation (the simulated
-//!   path), exact softmax;
+//!   path), exact softmax; [`relu`]: the polynomial of its row maximum;
 //! - [`train`]: float64 training in `plain` and `simulated` modes — Nesterov's
 //!   accelerated gradient, validation-based early stopping.
 //!
@@ -29,6 +29,7 @@ pub mod data;
 pub mod encrypted;
 pub mod error;
 pub mod model;
+pub mod relu;
 pub mod session;
 pub mod softmax;
 pub mod store;
@@ -36,7 +37,7 @@ pub mod train;
 
 pub use data::{DATASETS, Dataset, DatasetSpec, HyperParams, Preprocessor, dataset, one_hot};
 pub use error::{Result, TrainError};
-pub use softmax::{ASoftmaxParams, ASoftmaxVariant, softmax_row};
+pub use softmax::{ASoftmaxParams, ASoftmaxVariant, PreparedASoftmax, RowMax, softmax_row};
 pub use train::{
     Decision, EarlyStopping, EpochRecord, Nesterov, SoftmaxKind, TrainOutcome, accuracy,
     cross_entropy, train_float,

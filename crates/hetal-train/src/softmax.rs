@@ -102,14 +102,60 @@ impl std::str::FromStr for ASoftmaxVariant {
     }
 }
 
+/// How step 2 approximates the pairwise maximum of a round (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum RowMax {
+    /// HETAL's `max(a, b) = b + (a−b)·(1 + sign(a−b))/2`, `sign ≈ f^{∘d_f} ∘ g^{∘d_g}`
+    /// ([`ASoftmaxParams::sign_g_iters`], [`ASoftmaxParams::sign_f_iters`]): `3(d_g + d_f)
+    /// + 1` levels per round, never above the true maximum.
+    Sign,
+    /// `max(a, b) = b + r(a − b)` with `r ≤ relu` a near-minimax polynomial of this even
+    /// degree on `[−1, 1]` ([`crate::relu::relu_polynomial`]): `⌈log2(degree + 1)⌉` levels
+    /// per round, never above the true maximum.
+    Relu {
+        /// Degree of `r` (even, 2 to 254).
+        degree: usize,
+    },
+}
+
+impl Default for RowMax {
+    /// `Relu { degree: 126 }`: 7 levels per round, at most 0.57 logits of shortfall per
+    /// round at `R_max = 128` (HETAL's `g² f`: 10 levels, 1.31 logits). Degree 62 (6
+    /// levels, 1.16 logits) falls short by a whole logit on almost every round (its error
+    /// equioscillates over all of `[−1, 1]`, where the sign's is large only near its
+    /// worst difference), and its row sums reach 33 for 7 classes and 98 for 16, beyond
+    /// the inverse's range (`2B = 48`); degree 126 keeps them below 8 and 13
+    /// (docs/results/softmax.md).
+    fn default() -> Self {
+        Self::Relu { degree: 126 }
+    }
+}
+
+impl RowMax {
+    /// `"sign"` or `"relu<degree>"`.
+    pub fn name(self) -> String {
+        match self {
+            Self::Sign => "sign".into(),
+            Self::Relu { degree } => format!("relu{degree}"),
+        }
+    }
+}
+
 /// Parameters of ASoftmax; the defaults and their sources are in the module docs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ASoftmaxParams {
     /// Logits are assumed to lie in `[−R_max, R_max]` (HETAL: 128).
     pub r_max: f64,
-    /// Iterations of `g` in the sign approximation (HETAL's code: 2).
+    /// How a round of the row maximum is computed (default: a relu polynomial of
+    /// degree 126; HETAL: the sign composition). A configuration without this field gets
+    /// the default.
+    #[serde(default)]
+    pub row_max: RowMax,
+    /// Iterations of `g` in the sign approximation of [`RowMax::Sign`] (HETAL's code: 2).
     pub sign_g_iters: usize,
-    /// Iterations of `f` in the sign approximation, at least 1 (HETAL's code: 1).
+    /// Iterations of `f` in the sign approximation of [`RowMax::Sign`], at least 1
+    /// (HETAL's code: 1).
     pub sign_f_iters: usize,
     /// Domain-extension target radius `r` (HETAL: 8; here 64).
     pub ext_r: f64,
@@ -138,6 +184,7 @@ impl Default for ASoftmaxParams {
     fn default() -> Self {
         Self {
             r_max: 128.0,
+            row_max: RowMax::default(),
             sign_g_iters: 2,
             sign_f_iters: 1,
             ext_r: 64.0,
@@ -182,7 +229,8 @@ fn horner(c: &[f64], x: f64) -> f64 {
 impl ASoftmaxParams {
     /// HETAL's own parameters (paper §4.3 and `src/benchmark/softmax.py`): `r = 8`,
     /// `n = 5`, 3 squarings after a degree-8 polynomial, `B = 100` with 16 iterations,
-    /// with the given variant. Deeper and less precise than the defaults here (see the
+    /// with the given variant, and HETAL's sign composition for the maximum
+    /// ([`RowMax::Sign`]). Deeper and less precise than the defaults here (see the
     /// module docs); kept to compare.
     pub fn hetal(variant: ASoftmaxVariant) -> Self {
         Self {
@@ -193,6 +241,7 @@ impl ASoftmaxParams {
             inverse_range: 100.0,
             inverse_iters: 16,
             variant,
+            row_max: RowMax::Sign,
             ..Self::default()
         }
     }
@@ -226,10 +275,17 @@ impl ASoftmaxParams {
                 "exp degree must be in 1..=255 and inverse iterations ≥ 1".into(),
             ));
         }
-        if self.sign_f_iters == 0 || self.sign_g_iters + self.sign_f_iters > 16 {
-            return Err(TrainError::Config(
-                "the sign needs 1 to 16 polynomials, at least one f".into(),
-            ));
+        match self.row_max {
+            RowMax::Sign => {
+                if self.sign_f_iters == 0 || self.sign_g_iters + self.sign_f_iters > 16 {
+                    return Err(TrainError::Config(
+                        "the sign needs 1 to 16 polynomials, at least one f".into(),
+                    ));
+                }
+            }
+            RowMax::Relu { degree } => {
+                crate::relu::relu_polynomial(degree)?;
+            }
         }
         if self.exp_squarings > 16 || self.inverse_iters > 32 || self.ext_n > 16 {
             return Err(TrainError::Config(
@@ -267,7 +323,7 @@ impl ASoftmaxParams {
         .map_err(|e| TrainError::Config(format!("exp polynomial: {e}")))
     }
 
-    /// The approximate sign on `[−1, 1]`.
+    /// The approximate sign on `[−1, 1]` of [`RowMax::Sign`].
     pub fn sign(&self, x: f64) -> f64 {
         let mut y = x;
         for _ in 0..self.sign_g_iters {
@@ -290,15 +346,17 @@ impl ASoftmaxParams {
 
     /// Multiplicative depth of the encrypted evaluation (levels consumed without
     /// bootstrapping), stage by stage as the encrypted circuit spends them: scaling 1;
-    /// per max round the sign chain (each degree-7 polynomial 3 levels) and the product
-    /// 1; the first-slot mask of the last round 1; 2 per domain-extension step (the
-    /// un-scaling by `2R_max` and the `1/r` of `p`'s input are folded into its
-    /// constants); the exp polynomial and its squarings; the class mask 1; the inverse
-    /// with the numerator folded in (`iterations` factors `1 + t^(2^i)`, one level
-    /// each). Defaults: `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 = 54` for `c' = 8`.
+    /// per max round the relu polynomial (`⌈log2(degree + 1)⌉`, [`RowMax::Relu`]) or the
+    /// sign chain (each degree-7 polynomial 3 levels) and the product 1
+    /// ([`RowMax::Sign`]); the first-slot mask of the last round 1; 2 per
+    /// domain-extension step (the un-scaling by `2R_max` and the `1/r` of `p`'s input
+    /// are folded into its constants); the exp polynomial and its squarings; the class
+    /// mask 1; the inverse with the numerator folded in (`iterations` factors
+    /// `1 + t^(2^i)`, one level each). Defaults: `1 + 3·7 + 1 + 4 + 3 + 6 + 1 + 8 = 45`
+    /// for `c' = 8` (with HETAL's sign composition `g² f`, `1 + 3·10 + … = 54`).
     ///
     /// # Errors
-    /// As [`Self::exp_polynomial`].
+    /// As [`Self::exp_polynomial`]; a relu degree out of range.
     pub fn depth(&self, padded_classes: usize) -> Result<usize> {
         let rounds = padded_classes.trailing_zeros() as usize;
         let poly_depth = |c: &[f64]| -> Result<usize> {
@@ -306,9 +364,15 @@ impl ASoftmaxParams {
                 .map_err(|e| TrainError::Config(format!("sign polynomial: {e}")))?
                 .depth())
         };
-        let sign =
-            poly_depth(&SIGN_G)? * self.sign_g_iters + poly_depth(&SIGN_F)? * self.sign_f_iters;
-        Ok(1 + rounds * (sign + 1)
+        let round = match self.row_max {
+            RowMax::Sign => {
+                poly_depth(&SIGN_G)? * self.sign_g_iters
+                    + poly_depth(&SIGN_F)? * self.sign_f_iters
+                    + 1
+            }
+            RowMax::Relu { degree } => crate::relu::relu_polynomial(degree)?.depth(),
+        };
+        Ok(1 + rounds * round
             + usize::from(rounds > 0)
             + 2 * self.ext_n
             + self.exp_polynomial()?.depth()
@@ -318,30 +382,83 @@ impl ASoftmaxParams {
     }
 
     /// Upper bound, in logits, on how far the shared row maximum of step 2 falls short
-    /// of the true maximum, for `padded_classes` (`c'`) columns. One round's output
-    /// `b + (a−b)·(1 + sign(a−b))/2` lies between its operands (`|sign| ≤ 1` on
-    /// `[−1, 1]`), so every round sees differences in `[−1, 1]` and loses at most
-    /// `max_{d ∈ [0, 1]} d·(1 − sign(d))/2` in scaled units; `log2 c'` rounds add up.
-    /// The maximum is taken on a grid of `2^16 + 1` points, plus a margin of 1/8 logit
-    /// per round (a numerical bound, not a proof). Defaults (`g² f`, `R_max = 128`,
-    /// `c' = 8`): `3 × 1.306 + 0.375 ≈ 4.29` logits (the largest shortfall measured over
-    /// 200 000 uniform rows is 3.1, docs/results/softmax.md). The encrypted circuit
-    /// scales its refreshes of the exponential by this bound.
-    pub fn max_shortfall(&self, padded_classes: usize) -> f64 {
+    /// of the true maximum, for `padded_classes` (`c'`) columns. Every round's output
+    /// `b + step(a − b)` lies between its operands (neither method overshoots: `|sign| ≤ 1`
+    /// on `[−1, 1]`, and the relu polynomial stays below relu), so every round sees
+    /// differences in `[−1, 1]` and loses at most `max_{d ∈ [−1, 1]} relu(d) − step(d)` in
+    /// scaled units; `log2 c'` rounds add up. The maximum is taken on a grid of
+    /// `2^16 + 1` points, plus a margin of 1/8 logit per round (a numerical bound, not a
+    /// proof). `c' = 8`, `R_max = 128`: `3 × 0.572 + 0.375 ≈ 2.09` logits for the
+    /// default relu of degree 126, `3 × 1.306 + 0.375 ≈ 4.29` for HETAL's `g² f` (the
+    /// largest shortfalls measured over 200 000 uniform rows: docs/results/softmax.md).
+    /// The encrypted circuit scales its refreshes of the exponential by this bound.
+    ///
+    /// # Errors
+    /// As [`Self::prepare`].
+    pub fn max_shortfall(&self, padded_classes: usize) -> Result<f64> {
         const GRID: u32 = 1 << 16;
         let rounds = f64::from(padded_classes.max(1).trailing_zeros());
+        let prepared = self.prepare()?;
         let per_round = (0..=GRID)
             .map(|i| {
-                let d = f64::from(i) / f64::from(GRID);
-                d * (1.0 - self.sign(d)) / 2.0
+                let d = 2.0 * f64::from(i) / f64::from(GRID) - 1.0;
+                d.max(0.0) - prepared.round_step(d)
             })
             .fold(0.0, f64::max);
-        rounds * (per_round * 2.0 * self.r_max + 0.125)
+        Ok(rounds * (per_round * 2.0 * self.r_max + 0.125))
+    }
+
+    /// The polynomials of the float64 evaluation, computed once: the exp polynomial and,
+    /// for [`RowMax::Relu`], the relu polynomial.
+    ///
+    /// # Errors
+    /// As [`Self::exp_polynomial`] and [`crate::relu::relu_polynomial`].
+    pub fn prepare(&self) -> Result<PreparedASoftmax> {
+        let relu = match self.row_max {
+            RowMax::Sign => None,
+            RowMax::Relu { degree } => Some(crate::relu::relu_polynomial(degree)?),
+        };
+        Ok(PreparedASoftmax {
+            params: self.clone(),
+            exp: self.exp_polynomial()?,
+            relu,
+        })
+    }
+}
+
+/// ASoftmax with its polynomials prepared ([`ASoftmaxParams::prepare`]): the float64
+/// "simulated" path, step by step as the encrypted circuit computes it.
+#[derive(Debug, Clone)]
+pub struct PreparedASoftmax {
+    params: ASoftmaxParams,
+    exp: Polynomial,
+    relu: Option<std::sync::Arc<Polynomial>>,
+}
+
+impl PreparedASoftmax {
+    /// The parameters.
+    pub fn params(&self) -> &ASoftmaxParams {
+        &self.params
+    }
+
+    /// The exp polynomial `p` on `[−1, 1]` ([`ASoftmaxParams::exp_polynomial`]).
+    pub fn exp(&self) -> &Polynomial {
+        &self.exp
+    }
+
+    /// One round of the maximum as a function of `d = a − b`: `max(a, b) ≈ b + step(d)`,
+    /// `step(d) = d·(1 + sign(d))/2` ([`RowMax::Sign`]) or the relu polynomial
+    /// ([`RowMax::Relu`]).
+    pub fn round_step(&self, d: f64) -> f64 {
+        match &self.relu {
+            Some(r) => r.eval(d),
+            None => d * (1.0 + self.params.sign(d)) / 2.0,
+        }
     }
 
     /// The shared row maximum of step 2 on logits already scaled by `1/(2R_max)` and
-    /// padded to `c'` columns: `log2 c'` pairwise rounds against cyclic rotations, the
-    /// first slot's value (module docs).
+    /// padded to `c'` columns: `log2 c'` pairwise rounds `m ← b + step(m − b)` against
+    /// the cyclic rotation `b` of `m` by `2^j`, the first slot's value (module docs).
     pub fn approx_row_max(&self, scaled: &[f64]) -> f64 {
         let cp = scaled.len();
         let mut m = scaled.to_vec();
@@ -351,7 +468,7 @@ impl ASoftmaxParams {
             m = m
                 .iter()
                 .zip(&rot)
-                .map(|(&a, &b)| b + (a - b) * (1.0 + self.sign(a - b)) / 2.0)
+                .map(|(&a, &b)| b + self.round_step(a - b))
                 .collect();
             step *= 2;
         }
@@ -361,10 +478,11 @@ impl ASoftmaxParams {
     /// ASoftmax of one row of `c` logits in float64 (the simulated path), step by step
     /// as the encrypted circuit computes it. The row is padded to
     /// `c' = `[`he_linalg::padded_classes`]`(c)`.
-    pub fn eval_row(&self, logits: &[f64], exp: &Polynomial) -> Vec<f64> {
+    pub fn eval_row(&self, logits: &[f64]) -> Vec<f64> {
+        let (p, exp) = (&self.params, &self.exp);
         let c = logits.len();
         let cp = he_linalg::padded_classes(c);
-        let scale = 1.0 / (2.0 * self.r_max);
+        let scale = 1.0 / (2.0 * p.r_max);
         // Padded classes enter the maximum as −R_max (a plaintext addition on the
         // encrypted side), so they never win it.
         let z: Vec<f64> = (0..cp)
@@ -373,20 +491,20 @@ impl ASoftmaxParams {
         let m0 = self.approx_row_max(&z);
         let e: Vec<f64> = (0..c)
             .map(|j| {
-                let u = self.extend((z[j] - m0) * 2.0 * self.r_max);
-                let mut v = exp.eval(u / self.ext_r);
-                for _ in 0..self.exp_squarings {
+                let u = p.extend((z[j] - m0) * 2.0 * p.r_max);
+                let mut v = exp.eval(u / p.ext_r);
+                for _ in 0..p.exp_squarings {
                     v *= v;
                 }
                 v
             })
             .collect();
         let s: f64 = e.iter().sum();
-        let bound = self.inverse_range;
+        let bound = p.inverse_range;
         let y = s / bound;
         let mut inv = 1.0;
         let mut t = 1.0 - y;
-        for _ in 0..self.inverse_iters {
+        for _ in 0..p.inverse_iters {
             inv *= 1.0 + t;
             t *= t;
         }

@@ -257,11 +257,14 @@ impl Nesterov {
 
 /// Row-wise softmax of a logits matrix.
 pub fn softmax_rows(z: &Matrix, kind: SoftmaxKind, params: &ASoftmaxParams) -> Result<Matrix> {
-    let exp = params.exp_polynomial()?;
+    let prepared = match kind {
+        SoftmaxKind::Exact => None,
+        SoftmaxKind::Approximate => Some(params.prepare()?),
+    };
     let rows: Vec<Vec<f64>> = (0..z.rows())
-        .map(|i| match kind {
-            SoftmaxKind::Exact => softmax_row(z.row(i)),
-            SoftmaxKind::Approximate => params.eval_row(z.row(i), &exp),
+        .map(|i| match &prepared {
+            None => softmax_row(z.row(i)),
+            Some(p) => p.eval_row(z.row(i)),
         })
         .collect();
     Ok(Matrix::from_rows(&rows)?)

@@ -2,7 +2,7 @@
 //! on a crafted loss sequence, the Nesterov schedule, and loading DermaMNIST's features
 //! from `../shared/data` (a failure when absent, unless `HETAL_ALLOW_MISSING_DATA` is set).
 
-use hetal_train::softmax::ASoftmaxParams;
+use hetal_train::softmax::{ASoftmaxParams, ASoftmaxVariant, RowMax};
 use hetal_train::{Decision, EarlyStopping, Nesterov, Preprocessor, dataset, softmax_row};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::path::Path;
 fn asoftmax_matches_softmax_on_its_range() {
     let p = ASoftmaxParams::default();
     p.validate().unwrap();
-    let exp = p.exp_polynomial().unwrap();
+    let prepared = p.prepare().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     for (c, range) in [
         (7usize, 8.0f64),
@@ -23,7 +23,7 @@ fn asoftmax_matches_softmax_on_its_range() {
         let mut worst = 0.0f64;
         for _ in 0..2000 {
             let z: Vec<f64> = (0..c).map(|_| rng.random_range(-range..range)).collect();
-            let got = p.eval_row(&z, &exp);
+            let got = prepared.eval_row(&z);
             let want = softmax_row(&z);
             for (a, b) in got.iter().zip(&want) {
                 worst = worst.max((a - b).abs());
@@ -37,42 +37,52 @@ fn asoftmax_matches_softmax_on_its_range() {
 
 /// The encrypted circuit scales the exponential's refreshes by
 /// `ASoftmaxParams::max_shortfall`: the shared maximum must never fall further below the
-/// true one, on random rows and on rows built to sit at one round's worst difference.
+/// true one (nor exceed it), on random rows and on rows built to sit at one round's worst
+/// difference, for both ways of computing a round.
 #[test]
 fn row_maximum_stays_within_its_shortfall_bound() {
-    let p = ASoftmaxParams::default();
-    let bound = p.max_shortfall(8);
-    assert!((4.0..4.5).contains(&bound), "default bound {bound}");
-    let scale = 1.0 / (2.0 * p.r_max);
-    let shortfall = |logits: &[f64]| {
-        let mut z: Vec<f64> = logits.iter().map(|v| v * scale).collect();
-        z.resize(8, -0.5);
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        max - p.approx_row_max(&z) / scale
-    };
-    let mut rng = StdRng::seed_from_u64(11);
-    let mut worst = 0.0f64;
-    for _ in 0..20_000 {
-        let z: Vec<f64> = (0..7).map(|_| rng.random_range(-128.0..128.0)).collect();
-        worst = worst.max(shortfall(&z));
+    for (p, range) in [
+        (ASoftmaxParams::default(), 2.0..2.2),
+        (ASoftmaxParams::hetal(ASoftmaxVariant::Normal), 4.0..4.5),
+    ] {
+        let bound = p.max_shortfall(8).unwrap();
+        assert!(range.contains(&bound), "{:?}: bound {bound}", p.row_max);
+        let prepared = p.prepare().unwrap();
+        let scale = 1.0 / (2.0 * p.r_max);
+        let shortfall = |logits: &[f64]| {
+            let mut z: Vec<f64> = logits.iter().map(|v| v * scale).collect();
+            z.resize(8, -0.5);
+            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            max - prepared.approx_row_max(&z) / scale
+        };
+        let mut rng = StdRng::seed_from_u64(11);
+        let (mut worst, mut best) = (0.0f64, f64::INFINITY);
+        let mut probe = |logits: &[f64]| {
+            let s = shortfall(logits);
+            worst = worst.max(s);
+            best = best.min(s);
+        };
+        for _ in 0..20_000 {
+            let z: Vec<f64> = (0..7).map(|_| rng.random_range(-128.0..128.0)).collect();
+            probe(&z);
+        }
+        // Rows whose one large difference sits anywhere in a round's reach (the sign's
+        // worst is near 234 logits: a pair (−128, 106)).
+        for i in 0..=256 {
+            let d = f64::from(i);
+            probe(&[-128.0, -128.0 + d, -128.0, -128.0, -128.0, -128.0, -128.0]);
+            probe(&[-128.0 + d, -128.0, -128.0, 128.0 - d, -128.0, 0.0, -128.0]);
+        }
+        eprintln!(
+            "{:?}: shortfall in [{best:.3e}, {worst:.3}] logits, bound {bound:.3}",
+            p.row_max
+        );
+        assert!(worst <= bound, "shortfall {worst} above the bound {bound}");
+        // Never above the true maximum (beyond float rounding): the row sum stays ≥ 1.
+        assert!(best > -1e-6, "the maximum overshoots by {}", -best);
+        // Fewer classes, fewer rounds.
+        assert!(p.max_shortfall(2).unwrap() < bound / 2.0);
     }
-    // One round's worst difference is near 234 logits: a pair (−128, 106) in every
-    // round's reach.
-    for d in [200.0, 220.0, 233.7, 240.0] {
-        worst = worst.max(shortfall(&[
-            -128.0,
-            -128.0 + d,
-            -128.0,
-            -128.0,
-            -128.0,
-            -128.0,
-            -128.0,
-        ]));
-    }
-    eprintln!("largest shortfall {worst:.3} logits, bound {bound:.3}");
-    assert!(worst <= bound, "shortfall {worst} above the bound {bound}");
-    // Fewer classes, fewer rounds.
-    assert!(p.max_shortfall(2) < bound / 2.0);
 }
 
 #[test]
@@ -93,9 +103,17 @@ fn sign_and_domain_extension_behave() {
     assert!(bad.validate().is_err(), "64·2 = 128 does not cover ±256");
     let no_f = ASoftmaxParams {
         sign_f_iters: 0,
-        ..ASoftmaxParams::default()
+        ..ASoftmaxParams::hetal(ASoftmaxVariant::Normal)
     };
     assert!(no_f.validate().is_err(), "the step function needs an f");
+    let odd = ASoftmaxParams {
+        row_max: RowMax::Relu { degree: 61 },
+        ..ASoftmaxParams::default()
+    };
+    assert!(
+        odd.validate().is_err(),
+        "the relu polynomial has an even degree"
+    );
 }
 
 #[test]

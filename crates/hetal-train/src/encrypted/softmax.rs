@@ -50,7 +50,7 @@
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
-use crate::softmax::{ASoftmaxParams, SIGN_F, SIGN_G};
+use crate::softmax::{ASoftmaxParams, RowMax, SIGN_F, SIGN_G};
 use he_linalg::ckks::{
     Bootstrapper, BootstrappingConfig, Ciphertext, EvaluationKeyRequest, Evaluator, Polynomial,
 };
@@ -77,6 +77,8 @@ pub struct EncryptedSoftmax {
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
     step_f: Polynomial,
+    /// The relu polynomial of [`RowMax::Relu`] (`None` for [`RowMax::Sign`]).
+    relu: Option<Arc<Polynomial>>,
     exp: Polynomial,
 }
 
@@ -102,17 +104,22 @@ impl EncryptedSoftmax {
         let mut step = SIGN_F.map(|c| 0.5 * c).to_vec();
         step[0] = 0.5;
         let exp = params.exp_polynomial()?;
+        let relu = match params.row_max {
+            RowMax::Relu { degree } => Some(crate::relu::relu_polynomial(degree)?),
+            RowMax::Sign => None,
+        };
         Ok(Self {
             params: params.clone(),
             classes,
             padded,
             s1,
             slots,
-            shortfall: params.max_shortfall(padded),
+            shortfall: params.max_shortfall(padded)?,
             fold: false,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
             step_f: poly(step)?,
+            relu,
             exp,
         })
     }
@@ -442,13 +449,17 @@ impl EncryptedSoftmax {
             }
             _ => (z.clone(), None),
         };
-        // 2. Row maximum: m ← b + (m − b)·(1 + sign(m − b))/2, b = m rotated by k; the
-        //    last round keeps the first slot of each row only.
+        // 2. Row maximum: m ← b + step(m − b), b = m rotated by k, with step(d) the relu
+        //    polynomial or d·(1 + sign(d))/2; the last round keeps the first slot of each
+        //    row only. With the relu polynomial, m is refreshed before the round when the
+        //    polynomial would not fit, so that b keeps the levels too; the sign chain
+        //    refreshes inside (its product by d needs one level on b).
         let mut m = z.clone();
         let mut k = 1;
         while k < cp {
             let last = 2 * k == cp;
-            m = refresher.ensure(ops, &m, 1 + usize::from(last), 1.0)?;
+            let need = self.relu.as_ref().map_or(1, |r| r.depth()) + usize::from(last);
+            m = refresher.ensure(ops, &m, need, 1.0)?;
             let mut b = ops.rotate(&m, k as i64)?;
             let mut d = ops.sub(&m, &b)?;
             if last {
@@ -456,8 +467,14 @@ impl EncryptedSoftmax {
                 b = ops.mul_mask(&b, "first", &|| self.column_mask(first))?;
                 d = ops.mul_mask(&d, "first", &|| self.column_mask(first))?;
             }
-            let h = self.step_function(ops, refresher, &d)?;
-            m = ops.add(&b, &ops.mul(&d, &h)?)?;
+            let step = match &self.relu {
+                Some(r) => ops.poly(&d, r)?,
+                None => {
+                    let h = self.step_function(ops, refresher, &d)?;
+                    ops.mul(&d, &h)?
+                }
+            };
+            m = ops.add(&b, &step)?;
             k *= 2;
         }
         // The logits the maximum is subtracted from: raw, refreshed and corrected; raw as
