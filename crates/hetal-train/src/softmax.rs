@@ -157,15 +157,23 @@ pub struct ASoftmaxParams {
     /// Iterations of `f` in the sign approximation of [`RowMax::Sign`], at least 1
     /// (HETAL's code: 1).
     pub sign_f_iters: usize,
-    /// Domain-extension target radius `r` (HETAL: 8; here 64).
+    /// Domain-extension target radius `r` (HETAL: 8), or without an extension the bottom
+    /// `−r` of the exp polynomial's interval (here 256 = `2R_max`).
     pub ext_r: f64,
     /// Domain-extension ratio `L` (HETAL: 2).
     pub ext_l: f64,
-    /// Domain-extension steps `n` (`r·L^n ≥ 2·R_max`; HETAL: 5, here 2).
+    /// Domain-extension steps `n` (`r·L^n ≥ 2·R_max`; HETAL: 5). `0` (the default):
+    /// no extension, `r ≥ 2·R_max`, and `p` covers `u ∈ [−r, exp_top]` directly.
     pub ext_n: usize,
+    /// Without a domain extension (`ext_n = 0`), the top of the interval `[−r, exp_top]`
+    /// (logits above the broadcast maximum) the exp polynomial covers: the maximum's
+    /// shortfall ([`Self::max_shortfall`]) must stay below it. Ignored with an extension.
+    #[serde(default = "default_exp_top")]
+    pub exp_top: f64,
     /// Degree of the exp polynomial `p` on `[−1, 1]`.
     pub exp_degree: usize,
-    /// Squarings `k` after the exp polynomial (`p(u/r)^{2^k} ≈ exp(u)`).
+    /// Squarings `k` after the exp polynomial (`p(y(u))^{2^k} ≈ exp(u)`,
+    /// [`Self::exp_input`]).
     pub exp_squarings: usize,
     /// The inverse works on `y = s/B` with `B` this range: row sums `s` up to `2B` are
     /// inverted (the sum exceeds `c` when the approximate maximum falls below the true
@@ -180,6 +188,12 @@ pub struct ASoftmaxParams {
     pub variant: ASoftmaxVariant,
 }
 
+/// `exp_top`'s default: 8 logits, above the shortfall bound of either maximum for up to
+/// 16 classes (`max_shortfall(16)`: 2.8 with the relu polynomial, 5.7 with the sign).
+fn default_exp_top() -> f64 {
+    8.0
+}
+
 impl Default for ASoftmaxParams {
     fn default() -> Self {
         Self {
@@ -187,13 +201,14 @@ impl Default for ASoftmaxParams {
             row_max: RowMax::default(),
             sign_g_iters: 2,
             sign_f_iters: 1,
-            ext_r: 64.0,
+            ext_r: 256.0,
             ext_l: 2.0,
-            ext_n: 2,
-            exp_degree: 7,
-            exp_squarings: 6,
-            inverse_range: 24.0,
-            inverse_iters: 8,
+            ext_n: 0,
+            exp_top: default_exp_top(),
+            exp_degree: 31,
+            exp_squarings: 3,
+            inverse_range: 12.0,
+            inverse_iters: 7,
             variant: ASoftmaxVariant::Normal,
         }
     }
@@ -258,10 +273,12 @@ impl ASoftmaxParams {
             && self.ext_l > 1.0
             && self.inverse_range > 0.0
             && self.inverse_range.is_finite()
-            && covered.is_finite();
+            && covered.is_finite()
+            && (self.ext_n > 0 || (self.exp_top > 0.0 && self.exp_top.is_finite()));
         if !positive {
             return Err(TrainError::Config(
-                "ASoftmax ranges must be positive and finite (L > 1)".into(),
+                "ASoftmax ranges must be positive and finite (L > 1; exp_top without an extension)"
+                    .into(),
             ));
         }
         if covered < 2.0 * self.r_max {
@@ -307,15 +324,35 @@ impl ASoftmaxParams {
         }
     }
 
+    /// The affine map `(α, β)` from the (extended) value `u` in logits to the exp
+    /// polynomial's input `y = α·u + β ∈ [−1, 1]`: `(1/r, 0)` after a domain extension,
+    /// `[−r, exp_top] → [−1, 1]` without one.
+    pub fn exp_input(&self) -> (f64, f64) {
+        if self.ext_n == 0 {
+            let (a, b) = (-self.ext_r, self.exp_top);
+            (2.0 / (b - a), -(a + b) / (b - a))
+        } else {
+            (1.0 / self.ext_r, 0.0)
+        }
+    }
+
+    /// Levels of step 4: 2 per domain-extension step, or 1 for the affine map of
+    /// [`Self::exp_input`] without an extension (with one, the map folds into the steps'
+    /// constants).
+    pub fn extension_depth(&self) -> usize {
+        if self.ext_n == 0 { 1 } else { 2 * self.ext_n }
+    }
+
     /// The exp polynomial `p` on `[−1, 1]`: the Chebyshev interpolant of
-    /// `y ↦ exp(ρ(r·y)/2^k)` (module docs, step 5).
+    /// `y ↦ exp(ρ(u)/2^k)`, `u = (y − β)/α` ([`Self::exp_input`]; module docs, step 5).
     ///
     /// # Errors
     /// [`TrainError::Config`] if the interpolation fails.
     pub fn exp_polynomial(&self) -> Result<Polynomial> {
         let k = f64::from(1u32 << self.exp_squarings);
+        let (alpha, beta) = self.exp_input();
         Polynomial::chebyshev_interpolant(
-            |y| (self.correct(self.ext_r * y) / k).exp(),
+            |y| (self.correct((y - beta) / alpha) / k).exp(),
             -1.0,
             1.0,
             self.exp_degree,
@@ -374,7 +411,7 @@ impl ASoftmaxParams {
         };
         Ok(1 + rounds * round
             + usize::from(rounds > 0)
-            + 2 * self.ext_n
+            + self.extension_depth()
             + self.exp_polynomial()?.depth()
             + self.exp_squarings
             + 1
@@ -492,7 +529,8 @@ impl PreparedASoftmax {
         let e: Vec<f64> = (0..c)
             .map(|j| {
                 let u = p.extend((z[j] - m0) * 2.0 * p.r_max);
-                let mut v = exp.eval(u / p.ext_r);
+                let (alpha, beta) = p.exp_input();
+                let mut v = exp.eval(alpha * u + beta);
                 for _ in 0..p.exp_squarings {
                     v *= v;
                 }

@@ -91,16 +91,25 @@ fn sign_and_domain_extension_behave() {
     assert!((p.sign(0.5) - 1.0).abs() < 1e-3);
     assert!((p.sign(-0.2) + 1.0).abs() < 1e-2);
     assert_eq!(p.sign(0.0), 0.0);
-    // Domain extension: identity near 0, everything of ±256 lands in ±r.
-    assert!((p.extend(0.1) - 0.1).abs() < 1e-4);
-    for u in [-256.0, -100.0, -17.0, 0.0, 3.0] {
-        assert!(p.extend(u).abs() <= p.ext_r + 1e-9, "{u} → {}", p.extend(u));
-    }
-    let bad = ASoftmaxParams {
-        ext_n: 1,
+    // No extension by default: the identity, and the exp polynomial's input map sends
+    // [−r, exp_top] onto [−1, 1].
+    assert_eq!((p.ext_n, p.extend(-200.0)), (0, -200.0));
+    let (alpha, beta) = p.exp_input();
+    assert!((alpha * -p.ext_r + beta + 1.0).abs() < 1e-12);
+    assert!((alpha * p.exp_top + beta - 1.0).abs() < 1e-12);
+    let short = ASoftmaxParams {
+        ext_r: 128.0,
         ..ASoftmaxParams::default()
     };
-    assert!(bad.validate().is_err(), "64·2 = 128 does not cover ±256");
+    assert!(short.validate().is_err(), "[−128, 8] does not cover −256");
+    // HETAL's domain extension: identity near 0, everything of ±256 lands in ±r.
+    let h = ASoftmaxParams::hetal(ASoftmaxVariant::Normal);
+    assert!((h.extend(0.1) - 0.1).abs() < 1e-2);
+    for u in [-256.0, -100.0, -17.0, 0.0, 3.0] {
+        assert!(h.extend(u).abs() <= h.ext_r + 1e-9, "{u} → {}", h.extend(u));
+    }
+    let bad = ASoftmaxParams { ext_n: 4, ..h };
+    assert!(bad.validate().is_err(), "8·2^4 = 128 does not cover ±256");
     let no_f = ASoftmaxParams {
         sign_f_iters: 0,
         ..ASoftmaxParams::hetal(ASoftmaxVariant::Normal)

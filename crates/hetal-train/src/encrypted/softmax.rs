@@ -104,6 +104,14 @@ impl EncryptedSoftmax {
         let mut step = SIGN_F.map(|c| 0.5 * c).to_vec();
         step[0] = 0.5;
         let exp = params.exp_polynomial()?;
+        let shortfall = params.max_shortfall(padded)?;
+        if params.ext_n == 0 && shortfall >= params.exp_top {
+            return Err(TrainError::Config(format!(
+                "the row maximum may fall {shortfall:.2} logits short, beyond the exp \
+                 polynomial's top of {} logits",
+                params.exp_top
+            )));
+        }
         let relu = match params.row_max {
             RowMax::Relu { degree } => Some(crate::relu::relu_polynomial(degree)?),
             RowMax::Sign => None,
@@ -114,7 +122,7 @@ impl EncryptedSoftmax {
             padded,
             s1,
             slots,
-            shortfall: params.max_shortfall(padded)?,
+            shortfall,
             fold: false,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
@@ -433,7 +441,7 @@ impl EncryptedSoftmax {
         // Levels the domain extension and the exponential polynomial take on w = z − max,
         // with one to spare: p's output is refreshed with a bound above 1, and the
         // refresh scales by 1/M first.
-        let block = (2 * p.ext_n + self.exp.depth() + 1).min(budget);
+        let block = (p.extension_depth() + self.exp.depth() + 1).min(budget);
         // Raw logits with fewer levels than the extension needs are refreshed now, in raw
         // units, above the floor (so that a waiting passenger can ride along); the
         // refresh's error rides in the next refresh as a correction, and the maximum
@@ -528,6 +536,12 @@ impl EncryptedSoftmax {
                 p.ext_r * p.ext_l.powi(i as i32)
             };
             s_in = 1.0;
+        }
+        if p.ext_n == 0 {
+            // No extension: y = α·u + β with u in logits (module docs of `softmax`).
+            let (alpha, beta) = p.exp_input();
+            u = refresher.ensure(ops, &u, 1 + self.exp.depth(), bound)?;
+            u = ops.add_const(&ops.mul_const(&u, alpha * s_in)?, beta)?;
         }
         // 5. exp(u) = p(u/r)^(2^k). Every slot has u ≤ shortfall (class columns and
         //    their copies sit below the broadcast maximum, which falls short of the true
