@@ -7,28 +7,36 @@
 //! Per row of `c` logits, padded to `c'` (a power of two):
 //! 1. scale by `1/(2·R_max)` so pairwise differences lie in `[−1, 1]`; padded classes
 //!    are set to `−1/2` (logit `−R_max`) so they never win the maximum;
-//! 2. approximate the row maximum by `log2 c'` rounds of pairwise
-//!    `max(a, b) = b + (a−b)·(1 + sign(a−b))/2` against the row rotated by `2^j`
-//!    (cyclically within the `c'` columns), `sign ≈ f^{∘d_f} ∘ g^{∘d_g}` with the
-//!    comparison polynomials of Cheon–Kim–Kim (Asiacrypt 2020):
-//!    `f(x) = (35x − 35x³ + 21x⁵ − 5x⁷)/16`,
-//!    `g(x) = (4589x − 16577x³ + 25614x⁵ − 12860x⁷)/1024`;
+//! 2. approximate the row maximum by `log2 c'` rounds of pairwise maxima against the
+//!    row rotated by `2^j` (cyclically within the `c'` columns), [`RowMax`]:
+//!    - [`RowMax::Relu`] (default): `max(a, b) = b + r(a − b)` with `r ≤ relu` a
+//!      near-minimax polynomial of degree 126 on `[−1, 1]` ([`crate::relu`]), 7 levels;
+//!    - [`RowMax::Sign`] (HETAL's): `max(a, b) = b + (a−b)·(1 + sign(a−b))/2`,
+//!      `sign ≈ f^{∘d_f} ∘ g^{∘d_g}` with the comparison polynomials of Cheon–Kim–Kim
+//!      (Asiacrypt 2020): `f(x) = (35x − 35x³ + 21x⁵ − 5x⁷)/16`,
+//!      `g(x) = (4589x − 16577x³ + 25614x⁵ − 12860x⁷)/1024`, 10 levels for `g² f`;
+//!
 //!    as in HETAL's code (`approx_max_row` returns `ma[:, :1]`), the maximum computed
 //!    in the row's **first** slot is shared by the whole row. Every class is then shifted
 //!    by the same amount, which softmax ignores; per-slot maxima computed with a coarse
-//!    sign disagree with each other and distort the result;
+//!    sign disagree with each other and distort the result. Both never exceed the true
+//!    maximum, so the row sum of step 6 is at least 1;
 //! 3. subtract the maximum and undo the scaling: `u = x − max`, within `[−2R_max, δ]`
-//!    (`δ` a few logits where the approximate maximum falls short of the true one);
-//! 4. domain extension (Cheon–Kim–Kim–Song, "Efficient homomorphic evaluation on large
-//!    intervals", 2022): `u ← u − (4/27)·u³/(r²·L^{2i})` for `i = n−1 … 0` maps
-//!    `[−r·L^n, r·L^n]` into `[−r, r]` and is close to the identity near 0;
-//! 5. `exp(u) = p(u/r)^{2^k}` with `p` the Chebyshev interpolant on `[−1, 1]` of
-//!    `y ↦ exp(ρ(r·y)/2^k)`, followed by `k` squarings. `ρ` is the identity for
+//!    (`δ` a few logits where the approximate maximum falls short of the true one,
+//!    [`ASoftmaxParams::max_shortfall`]);
+//! 4. with `n > 0` extension steps (HETAL's), domain extension (Cheon–Kim–Kim–Song,
+//!    "Efficient homomorphic evaluation on large intervals", 2022):
+//!    `u ← u − (4/27)·u³/(r²·L^{2i})` for `i = n−1 … 0` maps `[−r·L^n, r·L^n]` into
+//!    `[−r, r]` and is close to the identity near 0; then `y = u/r`. With `n = 0` (the
+//!    default), `y` is the affine image of `u ∈ [−r, exp_top]` in `[−1, 1]`
+//!    ([`ASoftmaxParams::exp_input`], one level);
+//! 5. `exp(u) = p(y)^{2^k}` with `p` the Chebyshev interpolant on `[−1, 1]` of
+//!    `y ↦ exp(ρ(u(y))/2^k)`, followed by `k` squarings. `ρ` is the identity for
 //!    [`ASoftmaxVariant::Normal`] and HETAL's correction of the extension's distortion
 //!    near 0 for [`ASoftmaxVariant::Precise`]
 //!    (`ρ(v) = v + (c/r²)·v³ − (c/r⁴)·v⁵`, `c = (4/27)·(L^{2n} − 1)/(L^{2n−2}(L² − 1))`,
-//!    HETAL's `domain_extension(…, precise=True)`); here it is folded into the
-//!    interpolated function, so it costs no level;
+//!    HETAL's `domain_extension(…, precise=True)`; the identity when `n = 0`); here it
+//!    is folded into the interpolated function, so it costs no level;
 //! 6. zero the padded classes, sum the row (`log2 c'` rotations; every slot of the row
 //!    gets the sum `s`);
 //! 7. `1/s` by Goldschmidt's iteration on `y = s/B` (`B` = `inverse_range`):
@@ -39,34 +47,43 @@
 //! | parameter | value | source |
 //! |---|---|---|
 //! | `r_max` | 128 | HETAL (paper §4.3, code `Rmax = (r/2)·L^n`) |
-//! | `sign_g_iters`, `sign_f_iters` | 2, 1 | HETAL's code defaults (`--gi 2 --fi 1`) |
-//! | `ext_l` | 2 | HETAL (`der = 2`) |
-//! | `ext_r`, `ext_n` | 64, 2 | ours (HETAL: 8, 5); both cover `r·L^n = 256 = 2R_max` |
-//! | `exp_degree`, `exp_squarings` | 7, 6 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
-//! | `inverse_range`, `inverse_iters` | 24, 8 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
-//! | `variant` | normal | HETAL's "normal" (its "precise" correction over-corrects the small distortion of `r = 64`: `1.6·10^-4` vs `0.8·10^-4`) |
+//! | `row_max` | relu, degree 126 | ours (HETAL: the sign composition) |
+//! | `sign_g_iters`, `sign_f_iters` | 2, 1 | HETAL's code defaults (`--gi 2 --fi 1`), for [`RowMax::Sign`] |
+//! | `ext_r`, `ext_n`, `exp_top` | 256, 0, 8 | ours (HETAL: `r = 8`, `n = 5`, `L = 2`, covering `r·L^n = 256 = 2R_max`) |
+//! | `exp_degree`, `exp_squarings` | 31, 3 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
+//! | `inverse_range`, `inverse_iters` | 12, 7 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
+//! | `variant` | normal | HETAL's "normal" (its "precise" correction is the identity without an extension) |
 //!
-//! Why ours: with `r = 8` the extension bends every `|u| ≳ 2` by several percent
-//! (`exp(−4)·6 %` of error), and it folds the logits far below the maximum onto
-//! `≈ −6.5`, whose `exp` is `1.5·10^-3` instead of 0: the error stays above `5·10^-3`
-//! for 7 classes on `[−128, 128]` even with an exact maximum. `r = 64` moves both
-//! effects out of reach and costs 6 levels less in the extension and 3 more squarings;
-//! `r/2^k = 1` keeps `p` on `[−1, 1]`, where a degree-7 interpolant reaches `2^-22` in 3
-//! levels. The row sum stays below 28 with the shared maximum of `g² f` (measured over
-//! shifted and uniform rows), so `B = 24` keeps `y = s/B < 2`, and 8 iterations give
-//! `(1 − 1/24)^{256} ≈ 2·10^-5`; the encrypted circuit multiplies the numerator by the
-//! factors `1 + t^(2^i)` directly (no separate final product), refreshing the running
-//! product and the power of `t` together when it runs out of levels
-//! (`encrypted::EncryptedSoftmax`). Measured with `cargo xtask softmax-error`
-//! (docs/results/softmax.md): max error `0.8·10^-4` for 7 classes on `[−128, 128]`,
-//! depth 55 before that folding (54 now).
+//! Why ours (docs/results/softmax.md has the measurements):
+//! - **The maximum.** HETAL's `g² f` spends 10 levels per round (three degree-7
+//!   polynomials and the product by `a − b`). A relu polynomial of degree 126 spends 7
+//!   and falls short by at most 0.57 logits per round (1.31 for `g² f`): 9 levels less
+//!   for 7 classes.
+//! - **No domain extension.** With `r = 8` the extension bends every `|u| ≳ 2` by several
+//!   percent and folds the logits far below the maximum onto `≈ −6.5`
+//!   (`exp = 1.5·10^-3` instead of 0): the error stays above `5·10^-3` for 7 classes on
+//!   `[−128, 128]`. An earlier default (`r = 64`, `n = 2`, degree 7, 6 squarings) cost 13
+//!   levels; a degree-31 interpolant of `exp(u/8)` on `[−256, 8]` (values in
+//!   `[e^-32, e]`, coefficients below 0.6) and 3 squarings cost `1 + 5 + 3 = 9`, with an
+//!   error below the inverse's. An interval with `exp_top` logits of room above 0 keeps
+//!   the coefficients small, where `[−256, 256]` would need `e^{32}`-sized ones.
+//! - **The inverse.** With the relu maximum the row sums stay below 8 for 7 classes and
+//!   13 for 16 (29 with `g² f`), so `B = 12` keeps `y = s/B < 2`, and 7 iterations give
+//!   `(1 − 1/12)^{128} ≈ 1.4·10^-5`; the encrypted circuit multiplies the numerator by
+//!   the factors `1 + t^(2^i)` directly (no separate final product), refreshing the
+//!   running product and the power of `t` together when it runs out of levels
+//!   (`encrypted::EncryptedSoftmax`).
+//!
+//! Measured with `cargo xtask softmax-error --classes 7 --range 128 --samples 200000`
+//! (docs/results/softmax.md): max error `1.4·10^-5` at depth 40 (the earlier defaults:
+//! `6.7·10^-5` at depth 54).
 //!
 //! Levels of the encrypted evaluation: see [`ASoftmaxParams::depth`].
 
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::Polynomial;
 
-/// Which exponential ASoftmax uses after the domain extension (see the module docs).
+/// Which exponential ASoftmax uses (see the module docs, step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ASoftmaxVariant {
@@ -180,8 +197,8 @@ pub struct ASoftmaxParams {
     /// one).
     pub inverse_range: f64,
     /// Goldschmidt iterations for the inverse (relative error `(1 − s/B)^{2^k}`; with
-    /// `B = 24` and `k = 8` at most `2·10^-5` for row sums `s ≥ 1`). `k + 1` levels must
-    /// follow one bootstrap (9 on the default preset).
+    /// `B = 12` and `k = 7` at most `1.4·10^-5` for row sums `s ≥ 1`). `k + 1` levels
+    /// must follow one bootstrap (8; the default preset leaves 11).
     pub inverse_iters: usize,
     /// Normal (default) or precise exponential.
     #[serde(default)]
@@ -387,10 +404,12 @@ impl ASoftmaxParams {
     /// sign chain (each degree-7 polynomial 3 levels) and the product 1
     /// ([`RowMax::Sign`]); the first-slot mask of the last round 1; 2 per
     /// domain-extension step (the un-scaling by `2R_max` and the `1/r` of `p`'s input
-    /// are folded into its constants); the exp polynomial and its squarings; the class
+    /// are folded into its constants), or 1 for the input map without an extension
+    /// ([`Self::extension_depth`]); the exp polynomial and its squarings; the class
     /// mask 1; the inverse with the numerator folded in (`iterations` factors
-    /// `1 + t^(2^i)`, one level each). Defaults: `1 + 3·7 + 1 + 4 + 3 + 6 + 1 + 8 = 45`
-    /// for `c' = 8` (with HETAL's sign composition `g² f`, `1 + 3·10 + … = 54`).
+    /// `1 + t^(2^i)`, one level each). Defaults: `1 + 3·7 + 1 + 1 + 5 + 3 + 1 + 7 = 40`
+    /// for `c' = 8` (the defaults before the relu maximum and without the extension:
+    /// `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 = 54`).
     ///
     /// # Errors
     /// As [`Self::exp_polynomial`]; a relu degree out of range.

@@ -1,8 +1,8 @@
 //! `SessionConfig::validate`: what a server accepts from a client before it builds
 //! anything (the bounds are the constants on `SessionConfig`).
 
-use hetal_train::ASoftmaxParams;
 use hetal_train::encrypted::SessionConfig;
+use hetal_train::{ASoftmaxParams, RowMax};
 
 fn good() -> SessionConfig {
     SessionConfig {
@@ -87,10 +87,20 @@ fn session_configs_are_bounded() {
             },
         ),
         (
-            "a domain extension that does not cover the logits",
+            "an exp interval that does not cover the logits",
             SessionConfig {
                 softmax: ASoftmaxParams {
-                    ext_n: 0,
+                    ext_r: 128.0,
+                    ..ASoftmaxParams::default()
+                },
+                ..good()
+            },
+        ),
+        (
+            "a relu polynomial of odd degree",
+            SessionConfig {
+                softmax: ASoftmaxParams {
+                    row_max: RowMax::Relu { degree: 63 },
                     ..ASoftmaxParams::default()
                 },
                 ..good()

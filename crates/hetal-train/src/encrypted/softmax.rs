@@ -20,7 +20,8 @@
 //! it refreshed `w = z − max`: the largest error against the simulated path (6·10^-5,
 //! docs/results/softmax.md). The subtraction now happens in raw units (`2R` an integer:
 //! products by it cost no level): on the logits as they came when they have the levels
-//! the domain extension needs, else on their refresh (in raw units, above the floor, so
+//! the domain extension (or the exp's input map) and the exp polynomial need, else on
+//! their refresh (in raw units, above the floor, so
 //! that a waiting passenger can ride along; the maximum starts from it), corrected by
 //! its error `z' − z`, which rides in the imaginary half of the next refresh
 //! ([`super::Refresher::board_correction`], after Bae et al., "META-BTS", CCS 2022, §3)
@@ -446,7 +447,7 @@ impl EncryptedSoftmax {
         // units, above the floor (so that a waiting passenger can ride along); the
         // refresh's error rides in the next refresh as a correction, and the maximum
         // starts from the refreshed logits scaled by 1/(2R) (the refresh replaces one
-        // inside the first round's sign chain).
+        // of the first round).
         let floor = refresher.floor();
         let (z, fresh) = match raw {
             Some(raw) if raw.level() < floor + block => {
