@@ -53,7 +53,7 @@ pub const MAX_RELU_DEGREE: usize = 254;
 /// # Errors
 /// [`TrainError::Config`] for an odd degree or one outside `2..=254`.
 pub fn relu_polynomial(degree: usize) -> Result<Arc<Polynomial>> {
-    if degree < 2 || degree > MAX_RELU_DEGREE || !degree.is_multiple_of(2) {
+    if !(2..=MAX_RELU_DEGREE).contains(&degree) || !degree.is_multiple_of(2) {
         return Err(TrainError::Config(format!(
             "the relu polynomial's degree must be even and in 2..={MAX_RELU_DEGREE} (got {degree})"
         )));
@@ -76,6 +76,20 @@ pub fn relu_polynomial(degree: usize) -> Result<Arc<Polynomial>> {
     );
     cache.lock().map_err(poisoned)?.insert(degree, poly.clone());
     Ok(poly)
+}
+
+/// The even part of [`relu_polynomial`] as a polynomial in `t = T_2(x) = 2x² − 1`:
+/// `r(x) = x/2 + q(T_2(x))` with `q = Σ_k c_{2k} T_k(t)` of degree `degree/2` on
+/// `[−1, 1]`, since `T_{2k} = T_k ∘ T_2`. The encrypted round evaluates `r` this way:
+/// one squaring, then a polynomial of half the degree (the same depth, fewer products).
+///
+/// # Errors
+/// As [`relu_polynomial`].
+pub fn relu_even_part(degree: usize) -> Result<Polynomial> {
+    let r = relu_polynomial(degree)?;
+    let coeffs: Vec<f64> = r.coeffs().iter().step_by(2).copied().collect();
+    Polynomial::chebyshev(coeffs, -1.0, 1.0)
+        .map_err(|e| TrainError::Config(format!("relu polynomial: {e}")))
 }
 
 fn poisoned<T>(_: T) -> TrainError {
@@ -230,6 +244,23 @@ mod tests {
             &relu_polynomial(126).unwrap(),
             &relu_polynomial(126).unwrap()
         ));
+    }
+
+    /// `x/2 + q(2x² − 1)` is `r(x)`, in one depth less for `q`.
+    #[test]
+    fn even_part_recomposes_the_polynomial() {
+        let r = relu_polynomial(126).unwrap();
+        let q = relu_even_part(126).unwrap();
+        assert_eq!((q.degree(), q.depth()), (63, 6));
+        for j in 0..=2000 {
+            let x = -1.0 + f64::from(j) / 1000.0;
+            let v = x / 2.0 + q.eval(2.0 * x * x - 1.0);
+            assert!(
+                (v - r.eval(x)).abs() < 1e-12,
+                "x = {x}: {v} vs {}",
+                r.eval(x)
+            );
+        }
     }
 
     #[test]

@@ -472,7 +472,7 @@ impl ASoftmaxParams {
     pub fn prepare(&self) -> Result<PreparedASoftmax> {
         let relu = match self.row_max {
             RowMax::Sign => None,
-            RowMax::Relu { degree } => Some(crate::relu::relu_polynomial(degree)?),
+            RowMax::Relu { degree } => Some(crate::relu::relu_even_part(degree)?),
         };
         Ok(PreparedASoftmax {
             params: self.clone(),
@@ -488,7 +488,8 @@ impl ASoftmaxParams {
 pub struct PreparedASoftmax {
     params: ASoftmaxParams,
     exp: Polynomial,
-    relu: Option<std::sync::Arc<Polynomial>>,
+    /// The even part `q` of the relu polynomial ([`crate::relu::relu_even_part`]).
+    relu: Option<Polynomial>,
 }
 
 impl PreparedASoftmax {
@@ -504,10 +505,10 @@ impl PreparedASoftmax {
 
     /// One round of the maximum as a function of `d = a − b`: `max(a, b) ≈ b + step(d)`,
     /// `step(d) = d·(1 + sign(d))/2` ([`RowMax::Sign`]) or the relu polynomial
-    /// ([`RowMax::Relu`]).
+    /// ([`RowMax::Relu`]), evaluated as the encrypted circuit does: `d/2 + q(2d² − 1)`.
     pub fn round_step(&self, d: f64) -> f64 {
         match &self.relu {
-            Some(r) => r.eval(d),
+            Some(q) => d / 2.0 + q.eval(2.0 * d * d - 1.0),
             None => d * (1.0 + self.params.sign(d)) / 2.0,
         }
     }

@@ -78,8 +78,9 @@ pub struct EncryptedSoftmax {
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
     step_f: Polynomial,
-    /// The relu polynomial of [`RowMax::Relu`] (`None` for [`RowMax::Sign`]).
-    relu: Option<Arc<Polynomial>>,
+    /// The even part `q` of the relu polynomial of [`RowMax::Relu`]
+    /// ([`crate::relu::relu_even_part`]; `None` for [`RowMax::Sign`]).
+    relu: Option<Polynomial>,
     exp: Polynomial,
 }
 
@@ -114,7 +115,7 @@ impl EncryptedSoftmax {
             )));
         }
         let relu = match params.row_max {
-            RowMax::Relu { degree } => Some(crate::relu::relu_polynomial(degree)?),
+            RowMax::Relu { degree } => Some(crate::relu::relu_even_part(degree)?),
             RowMax::Sign => None,
         };
         Ok(Self {
@@ -467,7 +468,8 @@ impl EncryptedSoftmax {
         let mut k = 1;
         while k < cp {
             let last = 2 * k == cp;
-            let need = self.relu.as_ref().map_or(1, |r| r.depth()) + usize::from(last);
+            // The relu's depth: T_2(d) (1) and its even part q.
+            let need = self.relu.as_ref().map_or(1, |q| 1 + q.depth()) + usize::from(last);
             m = refresher.ensure(ops, &m, need, 1.0)?;
             let mut b = ops.rotate(&m, k as i64)?;
             let mut d = ops.sub(&m, &b)?;
@@ -476,14 +478,19 @@ impl EncryptedSoftmax {
                 b = ops.mul_mask(&b, "first", &|| self.column_mask(first))?;
                 d = ops.mul_mask(&d, "first", &|| self.column_mask(first))?;
             }
-            let step = match &self.relu {
-                Some(r) => ops.poly(&d, r)?,
+            m = match &self.relu {
+                // b + r(d) = b + d/2 + q(2d² − 1) (`crate::relu::relu_even_part`).
+                Some(q) => {
+                    let sq = ops.mul(&d, &d)?;
+                    let t = ops.add_const(&ops.evaluator().mul_integer(&sq, 2)?, -1.0)?;
+                    let half = ops.add(&b, &ops.mul_const(&d, 0.5)?)?;
+                    ops.add(&half, &ops.poly(&t, q)?)?
+                }
                 None => {
                     let h = self.step_function(ops, refresher, &d)?;
-                    ops.mul(&d, &h)?
+                    ops.add(&b, &ops.mul(&d, &h)?)?
                 }
             };
-            m = ops.add(&b, &step)?;
             k *= 2;
         }
         // The logits the maximum is subtracted from: raw, refreshed and corrected; raw as
@@ -544,9 +551,10 @@ impl EncryptedSoftmax {
             u = refresher.ensure(ops, &u, 1 + self.exp.depth(), bound)?;
             u = ops.add_const(&ops.mul_const(&u, alpha * s_in)?, beta)?;
         }
-        // 5. exp(u) = p(u/r)^(2^k). Every slot has u ≤ shortfall (class columns and
-        //    their copies sit below the broadcast maximum, which falls short of the true
-        //    one by a few logits; other slots have u = 0), so after i squarings the value
+        // 5. exp(u) = p(y)^(2^k), y = u/r after an extension, else α·u + β. Every slot
+        //    has u ≤ shortfall (class columns and their copies sit below the broadcast
+        //    maximum, which falls short of the true one by a few logits; other slots
+        //    have u = 0), so after i squarings the value
         //    is at most exp(shortfall·2^i/2^k). The refresh comes as late as the
         //    levels allow (each squaring keeps one level spare for the refresh's
         //    scaling): its error is multiplied by the squarings that follow it.
