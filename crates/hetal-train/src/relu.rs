@@ -13,12 +13,12 @@
 //!    `θ_j` uniform in `[0, π/2]` (dense near the kink at 0 and at the ends, like
 //!    Chebyshev points). The basis is Chebyshev on `[−1, 1]`, so the encrypted evaluation
 //!    spends no level on an affine map.
-//! 2. `c_0` is lowered by the largest `p(x) − |x|` on a finer grid (`2^16` points), so that `p ≤ |x|`
-//!    (numerically) and therefore `r ≤ relu`: the approximate maximum never exceeds the
+//! 2. `c_0` is lowered by the largest `p(x) − |x|` on a finer grid (`2^16` points), so
+//!    that `p ≤ |x|` (numerically) and therefore `r ≤ relu`: the approximate maximum never exceeds the
 //!    true one (the row sum of the exponentials stays `≥ 1`, which the inverse's range
 //!    relies on), and since the fitted `p` is near `|x|` from above at 0, also
-//!    `p ≥ −|x|` up to `~10^-4`: `b + r(a − b)` lies between `a` and `b`, so every round's
-//!    differences stay in `[−1, 1]` where `r` was fitted.
+//!    `p ≥ −|x|` up to `~10^-4`: `b + r(a − b)` lies between `a` and `b` (up to that), so
+//!    every round's differences stay within `[−1−μ, 1+μ]`, where `r` was fitted.
 //!
 //! Degree 126 (depth 7, the default): `|x| − p(x) ∈ [0, 4.5·10^-3]`, so a round falls
 //! short of the true maximum by at most `2.2·10^-3` (0.57 logits at `R_max = 128`), where
@@ -27,14 +27,14 @@
 //!
 //! The fit is deterministic (float64, fixed sample points and iteration count) and
 //! cached per degree, so the simulated and the encrypted paths evaluate the same
-//! coefficients.
+//! coefficients; both evaluate `r` as `x/2 + q(2x² − 1)` ([`relu_even_part`]).
 
 use crate::error::{Result, TrainError};
 use he_linalg::ckks::Polynomial;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Sample points of the fit on `[0, 1]`.
+/// Sample points of the fit on `[0, 1+μ]`.
 const FIT_POINTS: usize = 1024;
 /// Lawson iterations (the uniform error settles within 0.5 % after about 30 here).
 const FIT_ITERS: usize = 50;
