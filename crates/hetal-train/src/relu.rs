@@ -92,6 +92,12 @@ pub fn relu_even_part(degree: usize) -> Result<Polynomial> {
         .map_err(|e| TrainError::Config(format!("relu polynomial: {e}")))
 }
 
+/// Levels of one encrypted round `x/2 + q(2x² − 1)` with the even part `q` of
+/// [`relu_even_part`]: the square (1) and `q` (`⌈log2(degree + 1)⌉` in all).
+pub fn round_depth(even_part: &Polynomial) -> usize {
+    1 + even_part.depth()
+}
+
 fn poisoned<T>(_: T) -> TrainError {
     TrainError::Config("the relu polynomial cache was poisoned by a panicking thread".into())
 }
@@ -251,7 +257,7 @@ mod tests {
     fn even_part_recomposes_the_polynomial() {
         let r = relu_polynomial(126).unwrap();
         let q = relu_even_part(126).unwrap();
-        assert_eq!((q.degree(), q.depth()), (63, 6));
+        assert_eq!((q.degree(), q.depth(), round_depth(&q)), (63, 6, r.depth()));
         for j in 0..=2000 {
             let x = -1.0 + f64::from(j) / 1000.0;
             let v = x / 2.0 + q.eval(2.0 * x * x - 1.0);

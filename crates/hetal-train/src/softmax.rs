@@ -317,8 +317,8 @@ impl ASoftmaxParams {
                     ));
                 }
             }
-            RowMax::Relu { degree } => {
-                crate::relu::relu_polynomial(degree)?;
+            RowMax::Relu { .. } => {
+                self.relu_part()?;
             }
         }
         if self.exp_squarings > 16 || self.inverse_iters > 32 || self.ext_n > 16 {
@@ -426,7 +426,9 @@ impl ASoftmaxParams {
                     + poly_depth(&SIGN_F)? * self.sign_f_iters
                     + 1
             }
-            RowMax::Relu { degree } => crate::relu::relu_polynomial(degree)?.depth(),
+            RowMax::Relu { .. } => self
+                .relu_part()?
+                .map_or(0, |q| crate::relu::round_depth(&q)),
         };
         Ok(1 + rounds * round
             + usize::from(rounds > 0)
@@ -450,34 +452,54 @@ impl ASoftmaxParams {
     /// The encrypted circuit scales its refreshes of the exponential by this bound.
     ///
     /// # Errors
-    /// As [`Self::prepare`].
+    /// A relu degree out of range ([`crate::relu::relu_polynomial`]).
     pub fn max_shortfall(&self, padded_classes: usize) -> Result<f64> {
         const GRID: u32 = 1 << 16;
         let rounds = f64::from(padded_classes.max(1).trailing_zeros());
-        let prepared = self.prepare()?;
+        let relu = self.relu_part()?;
         let per_round = (0..=GRID)
             .map(|i| {
                 let d = 2.0 * f64::from(i) / f64::from(GRID) - 1.0;
-                d.max(0.0) - prepared.round_step(d)
+                d.max(0.0) - self.round_step(relu.as_ref(), d)
             })
             .fold(0.0, f64::max);
         Ok(rounds * (per_round * 2.0 * self.r_max + 0.125))
     }
 
-    /// The polynomials of the float64 evaluation, computed once: the exp polynomial and,
-    /// for [`RowMax::Relu`], the relu polynomial.
+    /// The even part `q` of the relu polynomial of [`RowMax::Relu`]
+    /// ([`crate::relu::relu_even_part`]), `None` for [`RowMax::Sign`]: what both the
+    /// float64 and the encrypted round evaluate.
     ///
     /// # Errors
-    /// As [`Self::exp_polynomial`] and [`crate::relu::relu_polynomial`].
+    /// A relu degree out of range.
+    pub fn relu_part(&self) -> Result<Option<Polynomial>> {
+        match self.row_max {
+            RowMax::Sign => Ok(None),
+            RowMax::Relu { degree } => crate::relu::relu_even_part(degree).map(Some),
+        }
+    }
+
+    /// One round of the maximum as a function of `d = a − b`: `max(a, b) ≈ b + step(d)`,
+    /// `step(d) = d·(1 + sign(d))/2` ([`RowMax::Sign`], `relu = None`) or the relu
+    /// polynomial as the encrypted circuit evaluates it, `d/2 + q(2d² − 1)` with
+    /// `relu` = [`Self::relu_part`].
+    fn round_step(&self, relu: Option<&Polynomial>, d: f64) -> f64 {
+        match relu {
+            Some(q) => d / 2.0 + q.eval(2.0 * d * d - 1.0),
+            None => d * (1.0 + self.sign(d)) / 2.0,
+        }
+    }
+
+    /// The polynomials of the float64 evaluation, computed once: the exp polynomial and
+    /// [`Self::relu_part`].
+    ///
+    /// # Errors
+    /// As [`Self::exp_polynomial`] and [`Self::relu_part`].
     pub fn prepare(&self) -> Result<PreparedASoftmax> {
-        let relu = match self.row_max {
-            RowMax::Sign => None,
-            RowMax::Relu { degree } => Some(crate::relu::relu_even_part(degree)?),
-        };
         Ok(PreparedASoftmax {
             params: self.clone(),
             exp: self.exp_polynomial()?,
-            relu,
+            relu: self.relu_part()?,
         })
     }
 }
@@ -507,10 +529,7 @@ impl PreparedASoftmax {
     /// `step(d) = d·(1 + sign(d))/2` ([`RowMax::Sign`]) or the relu polynomial
     /// ([`RowMax::Relu`]), evaluated as the encrypted circuit does: `d/2 + q(2d² − 1)`.
     pub fn round_step(&self, d: f64) -> f64 {
-        match &self.relu {
-            Some(q) => d / 2.0 + q.eval(2.0 * d * d - 1.0),
-            None => d * (1.0 + self.params.sign(d)) / 2.0,
-        }
+        self.params.round_step(self.relu.as_ref(), d)
     }
 
     /// The shared row maximum of step 2 on logits already scaled by `1/(2R_max)` and

@@ -51,7 +51,7 @@
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
-use crate::softmax::{ASoftmaxParams, RowMax, SIGN_F, SIGN_G};
+use crate::softmax::{ASoftmaxParams, SIGN_F, SIGN_G};
 use he_linalg::ckks::{
     Bootstrapper, BootstrappingConfig, Ciphertext, EvaluationKeyRequest, Evaluator, Polynomial,
 };
@@ -78,8 +78,8 @@ pub struct EncryptedSoftmax {
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
     step_f: Polynomial,
-    /// The even part `q` of the relu polynomial of [`RowMax::Relu`]
-    /// ([`crate::relu::relu_even_part`]; `None` for [`RowMax::Sign`]).
+    /// The even part `q` of the relu polynomial ([`ASoftmaxParams::relu_part`]; `None`
+    /// for HETAL's sign composition).
     relu: Option<Polynomial>,
     exp: Polynomial,
 }
@@ -114,10 +114,6 @@ impl EncryptedSoftmax {
                 params.exp_top
             )));
         }
-        let relu = match params.row_max {
-            RowMax::Relu { degree } => Some(crate::relu::relu_even_part(degree)?),
-            RowMax::Sign => None,
-        };
         Ok(Self {
             params: params.clone(),
             classes,
@@ -129,7 +125,7 @@ impl EncryptedSoftmax {
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
             step_f: poly(step)?,
-            relu,
+            relu: params.relu_part()?,
             exp,
         })
     }
@@ -468,8 +464,7 @@ impl EncryptedSoftmax {
         let mut k = 1;
         while k < cp {
             let last = 2 * k == cp;
-            // The relu's depth: T_2(d) (1) and its even part q.
-            let need = self.relu.as_ref().map_or(1, |q| 1 + q.depth()) + usize::from(last);
+            let need = self.relu.as_ref().map_or(1, crate::relu::round_depth) + usize::from(last);
             m = refresher.ensure(ops, &m, need, 1.0)?;
             let mut b = ops.rotate(&m, k as i64)?;
             let mut d = ops.sub(&m, &b)?;
