@@ -204,3 +204,60 @@ fn target_scale_costs_no_level() {
             .is_err()
     );
 }
+
+/// `evaluate_polynomial_weighted` gives `w ⊙ p(x)` at the depth of the plain
+/// evaluation: exactly zero (up to noise) where a weight is zero, whatever `x` holds
+/// there, for Chebyshev and power bases, odd, even and dense polynomials; wrong weight
+/// counts and non-finite weights are refused.
+#[test]
+fn weighted_polynomial_costs_no_level() {
+    let s = setup();
+    let mut rng = StdRng::seed_from_u64(33);
+    let slots = s.ctx.params().max_slots();
+    let xs: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let ws: Vec<f64> = (0..slots)
+        .map(|i| match i % 4 {
+            0 => 1.3,
+            1 => 0.0,
+            2 => -0.25,
+            _ => 0.0,
+        })
+        .collect();
+    let ct = s.enc(&xs);
+    let mut crng = StdRng::seed_from_u64(8);
+    for (d, even, cheb) in [
+        (63, true, true),
+        (7, false, true),
+        (31, false, false),
+        (1, false, true),
+    ] {
+        let c = coeffs(d, &mut crng, |i| !even || i % 2 == 0);
+        let p = if cheb {
+            Polynomial::chebyshev(c, -1.0, 1.0).unwrap()
+        } else {
+            Polynomial::monomial(c).unwrap()
+        };
+        let plain = s.eval.evaluate_polynomial(&ct, &p).unwrap();
+        let out = s.eval.evaluate_polynomial_weighted(&ct, &p, &ws).unwrap();
+        assert_eq!(out.level(), plain.level(), "degree {d}");
+        assert_eq!(out.scale(), plain.scale(), "degree {d}");
+        let got = s.ctx.decode_complex(&s.sk.decrypt(&out).unwrap()).unwrap();
+        let e = xs
+            .iter()
+            .zip(&ws)
+            .zip(&got)
+            .map(|((&x, &w), g)| (g.re - w * p.eval(x)).abs())
+            .fold(0.0f64, f64::max)
+            .log2();
+        assert!(e < -24.0, "degree {d}: 2^{e}");
+    }
+    let p = Polynomial::chebyshev(vec![0.5, 1.0], -1.0, 1.0).unwrap();
+    assert!(
+        s.eval
+            .evaluate_polynomial_weighted(&ct, &p, &ws[1..])
+            .is_err()
+    );
+    let mut bad = ws.clone();
+    bad[3] = f64::INFINITY;
+    assert!(s.eval.evaluate_polynomial_weighted(&ct, &p, &bad).is_err());
+}

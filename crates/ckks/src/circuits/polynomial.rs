@@ -364,7 +364,36 @@ impl<B: Backend> Evaluator<B> {
     /// [`CkksError::LevelTooLow`] if `ct` has fewer levels than needed; errors of the
     /// underlying operations (missing relinearization key, …).
     pub fn evaluate_polynomial(&self, ct: &Ciphertext<B>, p: &Polynomial) -> Result<Ciphertext<B>> {
-        self.evaluate_polynomial_impl(ct, p, None)
+        self.evaluate_polynomial_impl(ct, p, None, None)
+    }
+
+    /// `w ⊙ p(x)` for real slot weights `w` (one per slot), at the depth of
+    /// [`Self::evaluate_polynomial`]: the leaves' constants `c_i` become the plaintexts
+    /// `c_i·w`, encoded at the scale each term needs, and the constant term the plaintext
+    /// `c_0·w`, so the weights cost no level. Where `w` is zero the result is zero up to
+    /// the encryption noise, whatever `x` holds there (a masked polynomial: a mask after
+    /// the evaluation would cost one more level). The leaves of a degree-`d` polynomial
+    /// encode about `d` plaintexts per call (nothing is cached).
+    ///
+    /// # Errors
+    /// [`CkksError::SlotsMismatch`] unless `weights` has one value per slot of `ct`;
+    /// [`CkksError::InvalidValue`] for a weight that is not finite; as
+    /// [`Self::evaluate_polynomial`].
+    pub fn evaluate_polynomial_weighted(
+        &self,
+        ct: &Ciphertext<B>,
+        p: &Polynomial,
+        weights: &[f64],
+    ) -> Result<Ciphertext<B>> {
+        if weights.len() != ct.slots {
+            return Err(CkksError::SlotsMismatch(ct.slots, weights.len()));
+        }
+        if weights.iter().any(|w| !w.is_finite()) {
+            return Err(CkksError::InvalidValue(
+                "polynomial weights must be finite".into(),
+            ));
+        }
+        self.evaluate_polynomial_impl(ct, p, None, Some(weights))
     }
 
     /// [`Self::evaluate_polynomial`] with the result at scale exactly `scale` instead of
@@ -388,7 +417,7 @@ impl<B: Backend> Evaluator<B> {
                 "target scale {scale} is not a positive finite number"
             )));
         }
-        self.evaluate_polynomial_impl(ct, p, Some(scale))
+        self.evaluate_polynomial_impl(ct, p, Some(scale), None)
     }
 
     fn evaluate_polynomial_impl(
@@ -396,6 +425,7 @@ impl<B: Backend> Evaluator<B> {
         ct: &Ciphertext<B>,
         p: &Polynomial,
         out_scale: Option<f64>,
+        weights: Option<&[f64]>,
     ) -> Result<Ciphertext<B>> {
         let _span = tracing::debug_span!("evaluate_polynomial", degree = p.degree()).entered();
         let params = self.context().params().clone();
@@ -454,7 +484,10 @@ impl<B: Backend> Evaluator<B> {
             if let Some(s) = out_scale {
                 z.scale = s;
             }
-            return self.add_const(&z, p.coeffs[0]);
+            return match weights {
+                None => self.add_const(&z, p.coeffs[0]),
+                Some(w) => self.add_weighted_const(z, p.coeffs[0], w),
+            };
         }
         let depth = optimal_depth(deg);
         if depth > x.level {
@@ -476,7 +509,22 @@ impl<B: Backend> Evaluator<B> {
             Some(s) => s,
             None => params.scale_at(target)?,
         };
-        self.eval_rec(&mut powers, &plan, &p.coeffs[..=deg], (target, scale), max)
+        self.eval_rec(
+            &mut powers,
+            &plan,
+            &p.coeffs[..=deg],
+            (target, scale),
+            max,
+            weights,
+        )
+    }
+
+    /// `out + c·w` (weights `w`, one per slot), the plaintext encoded at `out`'s level
+    /// and scale.
+    fn add_weighted_const(&self, out: Ciphertext<B>, c: f64, w: &[f64]) -> Result<Ciphertext<B>> {
+        let v: Vec<f64> = w.iter().map(|x| c * x).collect();
+        let pt = self.context().encode(&v, out.level, out.scale)?;
+        self.add_plain(&out, &pt)
     }
 
     /// `Σ c_i T_i` at level `target` and scale exactly `scale`; every power it needs sits
@@ -491,6 +539,7 @@ impl<B: Backend> Evaluator<B> {
         c: &[f64],
         (target, scale): (usize, f64),
         max: f64,
+        weights: Option<&[f64]>,
     ) -> Result<Ciphertext<B>> {
         let q_next = self.context().params().q()[target + 1] as f64;
         let deg = last_nonzero(c, max);
@@ -504,6 +553,23 @@ impl<B: Backend> Evaluator<B> {
                         continue;
                     }
                     let t = pw.get(i)?;
+                    if let Some(w) = weights {
+                        // c_i·w at the scale that lands the term on `product_scale`.
+                        let t = self.drop_level(t, target + 1)?;
+                        let v: Vec<f64> = w.iter().map(|x| ci * x).collect();
+                        let pt = self
+                            .context()
+                            .encode(&v, target + 1, product_scale / t.scale)?;
+                        match &mut acc {
+                            None => {
+                                let mut term = self.mul_plain(&t, &pt)?;
+                                term.scale = product_scale;
+                                acc = Some(term);
+                            }
+                            Some(a) => self.mul_plain_add_assign(a, &t, &pt)?,
+                        }
+                        continue;
+                    }
                     match &mut acc {
                         None => {
                             let t = self.drop_level(t, target + 1)?;
@@ -530,14 +596,24 @@ impl<B: Backend> Evaluator<B> {
             };
             out.scale = scale;
             if !negligible(c[0], max) {
-                self.add_const_assign(&mut out, c[0])?;
+                match weights {
+                    None => self.add_const_assign(&mut out, c[0])?,
+                    Some(w) => out = self.add_weighted_const(out, c[0], w)?,
+                }
             }
             return Ok(out);
         }
         let g = giant_step(deg);
         let (q, r) = split(&c[..=deg], g, pw.chebyshev);
         let g_scale = pw.get(g)?.scale;
-        let qc = self.eval_rec(pw, plan, &q, (target + 1, scale * q_next / g_scale), max)?;
+        let qc = self.eval_rec(
+            pw,
+            plan,
+            &q,
+            (target + 1, scale * q_next / g_scale),
+            max,
+            weights,
+        )?;
         let tg = &pw.cache[&g];
         let prod = if tg.level == target + 1 {
             self.mul(&qc, tg)?
@@ -546,7 +622,7 @@ impl<B: Backend> Evaluator<B> {
         };
         let mut out = self.relinearize_rescale_owned(prod)?;
         out.scale = scale;
-        let rc = self.eval_rec(pw, plan, &r, (target, scale), max)?;
+        let rc = self.eval_rec(pw, plan, &r, (target, scale), max, weights)?;
         self.add_assign(&mut out, &rc)?;
         Ok(out)
     }
