@@ -218,7 +218,7 @@ impl Default for ASoftmaxParams {
             row_max: RowMax::default(),
             sign_g_iters: 2,
             sign_f_iters: 1,
-            ext_r: 256.0,
+            ext_r: 384.0,
             ext_l: 2.0,
             ext_n: 0,
             exp_top: default_exp_top(),
@@ -304,6 +304,14 @@ impl ASoftmaxParams {
                 2.0 * self.r_max
             )));
         }
+        if self.ext_n == 0 && self.ext_r < 2.0 * self.r_max + self.exp_shift() {
+            return Err(TrainError::Config(format!(
+                "the exp polynomial's interval reaches {} logits below 0, needs 2R_max + \
+                 ln B = {}",
+                self.ext_r,
+                2.0 * self.r_max + self.exp_shift()
+            )));
+        }
         if self.exp_degree == 0 || self.exp_degree > 255 || self.inverse_iters == 0 {
             return Err(TrainError::Config(
                 "exp degree must be in 1..=255 and inverse iterations ≥ 1".into(),
@@ -353,6 +361,20 @@ impl ASoftmaxParams {
         }
     }
 
+    /// The shift `ln B` (`B` = `inverse_range`) subtracted from `u` before the exponential
+    /// without a domain extension, so that it computes `exp(u − ln B) = exp(u)/B`: the
+    /// division by `B` of step 7 costs nothing and every value the exponential and its
+    /// squarings produce stays below 1 while the maximum's shortfall is below `ln B`
+    /// (the encrypted circuit then refreshes them without a scaling level). 0 with an
+    /// extension (HETAL's parameters divide in the class mask).
+    pub fn exp_shift(&self) -> f64 {
+        if self.ext_n == 0 {
+            self.inverse_range.ln()
+        } else {
+            0.0
+        }
+    }
+
     /// Levels of step 4: 2 per domain-extension step, or 1 for the affine map of
     /// [`Self::exp_input`] without an extension (with one, the map folds into the steps'
     /// constants).
@@ -398,6 +420,26 @@ impl ASoftmaxParams {
         u
     }
 
+    /// Whether the encrypted circuit runs in its packed form for `padded_classes` (`c'`)
+    /// columns (`encrypted::EncryptedSoftmax`'s module docs): the relu maximum, no domain
+    /// extension, `2R_max` a power of two (the logits' refresh hands them back scaled by
+    /// `1/(2R_max)`), a shortfall bound below [`Self::exp_shift`] (every value of the
+    /// exponential stays below 1) and an interval that reaches at least `2R_max + 64`
+    /// logits below 0 (columns outside the classes are sent there, to `exp ≈ 0`, instead
+    /// of being masked). The float64 path computes the same values either way.
+    ///
+    /// # Errors
+    /// As [`Self::max_shortfall`].
+    pub fn packed(&self, padded_classes: usize) -> Result<bool> {
+        let two_r = 2.0 * self.r_max;
+        Ok(matches!(self.row_max, RowMax::Relu { .. })
+            && self.ext_n == 0
+            && two_r >= 1.0
+            && two_r.log2().fract() == 0.0
+            && self.ext_r >= two_r + 64.0
+            && self.max_shortfall(padded_classes)? < self.exp_shift())
+    }
+
     /// Multiplicative depth of the encrypted evaluation (levels consumed without
     /// bootstrapping), stage by stage as the encrypted circuit spends them: scaling 1;
     /// per max round the relu polynomial (`⌈log2(degree + 1)⌉`, [`RowMax::Relu`]) or the
@@ -409,7 +451,10 @@ impl ASoftmaxParams {
     /// mask 1; the inverse with the numerator folded in (`iterations` factors
     /// `1 + t^(2^i)`, one level each). Defaults: `1 + 3·7 + 1 + 1 + 5 + 3 + 1 + 7 = 40`
     /// for `c' = 8` (the defaults before the relu maximum and without the extension:
-    /// `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 = 54`).
+    /// `1 + 3·10 + 1 + 4 + 3 + 6 + 1 + 8 = 54`). In the packed form ([`Self::packed`])
+    /// the first-slot mask rides in the last round's polynomial, the input map on the
+    /// logits runs beside the maximum and the class mask comes last:
+    /// `1 + 3·7 + 5 + 3 + 7 + 1 = 38` for the defaults.
     ///
     /// # Errors
     /// As [`Self::exp_polynomial`]; a relu degree out of range.
@@ -430,6 +475,14 @@ impl ASoftmaxParams {
                 .relu_part()?
                 .map_or(0, |q| crate::relu::round_depth(&q)),
         };
+        if self.packed(padded_classes)? {
+            return Ok(1
+                + rounds * round
+                + self.exp_polynomial()?.depth()
+                + self.exp_squarings
+                + self.inverse_iters
+                + 1);
+        }
         Ok(1 + rounds * round
             + usize::from(rounds > 0)
             + self.extension_depth()
@@ -565,27 +618,30 @@ impl PreparedASoftmax {
             .map(|j| logits.get(j).map_or(-0.5, |&v| v * scale))
             .collect();
         let m0 = self.approx_row_max(&z);
+        // e_j / B: the division by B folded into the exponential's input
+        // (`exp_shift`) without an extension, else a separate factor.
+        let shift = p.exp_shift();
+        let divide = if shift == 0.0 { p.inverse_range } else { 1.0 };
+        let (alpha, beta) = p.exp_input();
         let e: Vec<f64> = (0..c)
             .map(|j| {
-                let u = p.extend((z[j] - m0) * 2.0 * p.r_max);
-                let (alpha, beta) = p.exp_input();
+                let u = p.extend((z[j] - m0) * 2.0 * p.r_max) - shift;
                 let mut v = exp.eval(alpha * u + beta);
                 for _ in 0..p.exp_squarings {
                     v *= v;
                 }
-                v
+                v / divide
             })
             .collect();
-        let s: f64 = e.iter().sum();
-        let bound = p.inverse_range;
-        let y = s / bound;
+        // y = s/B.
+        let y: f64 = e.iter().sum();
         let mut inv = 1.0;
         let mut t = 1.0 - y;
         for _ in 0..p.inverse_iters {
             inv *= 1.0 + t;
             t *= t;
         }
-        e.iter().map(|v| v * inv / bound).collect()
+        e.iter().map(|v| v * inv).collect()
     }
 }
 

@@ -92,6 +92,75 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
     );
 }
 
+/// The packed circuit (the training default): logits encrypted at the top level and at
+/// level 1, where the first refresh hands them back scaled and the raw ones are
+/// corrected through the next refresh; every bootstrap full-slot.
+#[test]
+fn packed_asoftmax_matches_simulated_and_exact() {
+    let (lit, boot_cfg) = presets::insecure_n12_train();
+    let ctx = Context::new_cpu(lit).unwrap();
+    let slots = ctx.params().max_slots();
+    let params = ASoftmaxParams::default();
+    for classes in [7, 4] {
+        let shape = UnitShape::hetal(64, classes, slots).unwrap();
+        assert!(params.packed(padded_classes(classes)).unwrap());
+        let sm = EncryptedSoftmax::new(&params, classes, shape.s1, slots).unwrap();
+        assert_eq!(sm.sparse_slots(), None);
+        let mut kg = KeyGenerator::new(&ctx);
+        let sk = kg.gen_secret_key().unwrap();
+        let req = sm.key_request(ctx.params(), &boot_cfg).unwrap();
+        let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
+        let ev = Arc::new(Evaluator::new(&ctx, keys));
+        let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots).unwrap());
+        let refresher = sm.refresher(&ev, &boot_cfg, boot).unwrap();
+        let ops = Ops::new(ev);
+        let mut z = random_matrix(60, classes, 20.0, 11 + classes as u64);
+        for j in 0..classes {
+            z.set(0, j, [-120.0, 100.0, 3.0, 99.0, -60.0, 127.0, -128.0][j]);
+            z.set(1, j, 4.0);
+            z.set(2, j, -128.0);
+        }
+        let prepared = params.prepare().unwrap();
+        let layout = BlockLayout::new(z.rows(), classes, shape).unwrap();
+        for level in [ctx.params().max_user_level(), 1] {
+            let before = refresher.stats().count;
+            let enc = EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, level).unwrap();
+            let out_level = 3;
+            let out = sm.evaluate(&ops, &refresher, &enc, out_level).unwrap();
+            assert!(out.level() >= out_level);
+            let got = out.decrypt(&ctx, &sk).unwrap();
+            let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
+            for i in 0..z.rows() {
+                let sim = prepared.eval_row(z.row(i));
+                let exact = softmax_row(z.row(i));
+                for j in 0..classes {
+                    vs_sim = vs_sim.max((got.get(i, j) - sim[j]).abs());
+                    vs_exact = vs_exact.max((got.get(i, j) - exact[j]).abs());
+                    sim_vs_exact = sim_vs_exact.max((sim[j] - exact[j]).abs());
+                }
+            }
+            let stats = refresher.stats();
+            println!(
+                "packed ASoftmax c = {classes}, logits at level {level}: encrypted vs simulated \
+                 2^-{:.1}, vs exact 2^-{:.1}, simulated vs exact 2^-{:.1}; {} bootstraps, \
+                 depth {}",
+                bits(vs_sim),
+                bits(vs_exact),
+                bits(sim_vs_exact),
+                stats.count - before,
+                sm.depth().unwrap()
+            );
+            assert!(
+                bits(vs_sim) > 9.0,
+                "encrypted vs simulated: 2^-{:.1}",
+                bits(vs_sim)
+            );
+            assert!(vs_exact < sim_vs_exact + 2f64.powi(-9));
+            assert_eq!(stats.sparse, 0);
+        }
+    }
+}
+
 fn small_session(features: usize, classes: usize) -> SessionConfig {
     SessionConfig {
         classes,

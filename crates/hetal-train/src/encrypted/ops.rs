@@ -193,6 +193,20 @@ impl<B: Backend> Ops<B> {
     pub fn poly(&self, a: &Ciphertext<B>, p: &ckks::Polynomial) -> Result<Ciphertext<B>> {
         Ok(self.ev.evaluate_polynomial(a, p)?)
     }
+
+    /// `w ⊙ p(a)` for slot weights `w`, at the polynomial's depth
+    /// ([`ckks::Evaluator::evaluate_polynomial_weighted`]).
+    ///
+    /// # Errors
+    /// As [`Self::poly`]; a weight vector of the wrong length.
+    pub fn poly_weighted(
+        &self,
+        a: &Ciphertext<B>,
+        p: &ckks::Polynomial,
+        weights: &[f64],
+    ) -> Result<Ciphertext<B>> {
+        Ok(self.ev.evaluate_polynomial_weighted(a, p, weights)?)
+    }
 }
 
 fn poisoned<T>(_: T) -> TrainError {
@@ -370,6 +384,42 @@ impl<B: Backend> Refresher<B> {
     /// [`ckks::CkksError::LevelTooLow`] below the floor, or for `bound > 1` at it;
     /// bootstrapping errors.
     pub fn refresh(&self, ops: &Ops<B>, ct: &Ciphertext<B>, bound: f64) -> Result<Ciphertext<B>> {
+        self.refresh_impl(ops, ct, bound, None)
+    }
+
+    /// [`Self::refresh`] that returns `ct/m` instead of `ct`, for a power of two `m ≥ 2·bound`
+    /// (`ct` bounded by `bound`): the scaling by `1/m` that the bootstrap needs anyway
+    /// becomes the result's, so a caller that wants the message scaled by `1/m` saves the
+    /// level a constant multiplication after the refresh would cost (ASoftmax's logits,
+    /// scaled by `1/(2R_max)`); `ct` itself is `m` times it, an integer multiplication.
+    /// Takes a waiting passenger along as [`Self::refresh`] does (`ct` scaled by
+    /// `1/(2m)` in the pair, the passenger by its own factor).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] unless `m` is a power of two with `m ≥ 2·bound`; as
+    /// [`Self::refresh`].
+    pub fn refresh_scaled(
+        &self,
+        ops: &Ops<B>,
+        ct: &Ciphertext<B>,
+        bound: f64,
+        m: f64,
+    ) -> Result<Ciphertext<B>> {
+        if !(m >= 1.0 && m.log2().fract() == 0.0 && m >= 2.0 * bound) {
+            return Err(TrainError::Config(format!(
+                "a scaled refresh divides by a power of two at least twice the bound                  ({bound}); got {m}"
+            )));
+        }
+        self.refresh_impl(ops, ct, bound, Some(m))
+    }
+
+    fn refresh_impl(
+        &self,
+        ops: &Ops<B>,
+        ct: &Ciphertext<B>,
+        bound: f64,
+        divide: Option<f64>,
+    ) -> Result<Ciphertext<B>> {
         tracing::trace!(target: "hetal_train::refresh", level = ct.level(), bound, "refresh");
         if ct.level() > self.floor() && self.pairs(ct.slots()) {
             let next = self
@@ -386,14 +436,16 @@ impl<B: Backend> Refresher<B> {
                     "bootstrap (with a passenger)"
                 );
                 let (out, back) =
-                    self.pair_bootstrap(ops, (ct, bound), (&rider.ct, rider.bound))?;
+                    self.pair_bootstrap_with(ops, (ct, bound), (&rider.ct, rider.bound), divide)?;
                 self.arrive(ops, rider, back)?;
                 return Ok(out);
             }
         }
         let clock = Instant::now();
         let boot = self.bootstrapper(ct.slots())?;
-        let out = if bound > 1.0 {
+        let out = if let Some(m) = divide {
+            boot.bootstrap(&ops.mul_const(ct, 1.0 / m)?)?
+        } else if bound > 1.0 {
             let m = bound.log2().ceil().exp2();
             let scaled = ops.mul_const(ct, 1.0 / m)?;
             let b = boot.bootstrap(&scaled)?;
@@ -460,8 +512,20 @@ impl<B: Backend> Refresher<B> {
     fn pair_bootstrap(
         &self,
         ops: &Ops<B>,
+        a: (&Ciphertext<B>, f64),
+        b: (&Ciphertext<B>, f64),
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        self.pair_bootstrap_with(ops, a, b, None)
+    }
+
+    /// [`Self::pair_bootstrap`]; with `a_divide = Some(m)`, `a`'s factor is `2m` and its
+    /// part comes back as `a/m` (`z + z̄`, not multiplied back).
+    fn pair_bootstrap_with(
+        &self,
+        ops: &Ops<B>,
         (a, bound_a): (&Ciphertext<B>, f64),
         (b, bound_b): (&Ciphertext<B>, f64),
+        a_divide: Option<f64>,
     ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
         let level = a.level().min(b.level());
         if level <= self.floor() || a.slots() != self.boot.slots() || b.slots() != self.boot.slots()
@@ -480,7 +544,15 @@ impl<B: Backend> Refresher<B> {
         // of a would use when that is ≥ 2).
         let mb = (2.0 * bound_b.max(1.0)).log2().ceil().exp2();
         let room = 1.0 - bound_b / mb;
-        let ma = (bound_a / room).max(2.0).log2().ceil().exp2();
+        let ma = match a_divide {
+            Some(m) if bound_a / (2.0 * m) <= room => 2.0 * m,
+            Some(m) => {
+                return Err(TrainError::Config(format!(
+                    "a pair refresh cannot scale a part bounded by {bound_a} by 1/{m}                      beside one bounded by {bound_b}"
+                )));
+            }
+            None => (bound_a / room).max(2.0).log2().ceil().exp2(),
+        };
         // Real parts only: a ciphertext that went through a circuit carries an imaginary
         // error as large as its real one, which would land in the other part. `x + x̄` is
         // twice the real part; the 1/2 joins the scaling.
@@ -491,7 +563,10 @@ impl<B: Backend> Refresher<B> {
         let (a, b) = (real(a, ma)?, real(b, mb)?);
         let z = self.boot.bootstrap(&ev.add(&a, &ev.mul_by_i(&b)?)?)?;
         let conj = ev.conjugate(&z)?;
-        let re = ev.mul_integer(&ev.add(&z, &conj)?, (ma / 2.0) as i64)?;
+        let re = match a_divide {
+            Some(_) => ev.add(&z, &conj)?,
+            None => ev.mul_integer(&ev.add(&z, &conj)?, (ma / 2.0) as i64)?,
+        };
         let im = ev.mul_integer(
             &ev.neg(&ev.mul_by_i(&ev.sub(&z, &conj)?)?)?,
             (mb / 2.0) as i64,

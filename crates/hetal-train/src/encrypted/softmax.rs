@@ -74,6 +74,9 @@ pub struct EncryptedSoftmax {
     shortfall: f64,
     /// Whether blocks are folded into `slots/2` (see the module docs).
     fold: bool,
+    /// Whether the packed circuit runs ([`ASoftmaxParams::packed`], not folded; module
+    /// docs).
+    packed: bool,
     sign_g: Polynomial,
     sign_f: Polynomial,
     /// `(1 + f)/2`: the last `f` iteration folded with `max(a,b) = b + (a−b)·(1+sign)/2`.
@@ -122,6 +125,7 @@ impl EncryptedSoftmax {
             slots,
             shortfall,
             fold: false,
+            packed: params.packed(padded)?,
             sign_g: poly(SIGN_G.to_vec())?,
             sign_f: poly(SIGN_F.to_vec())?,
             step_f: poly(step)?,
@@ -146,6 +150,7 @@ impl EncryptedSoftmax {
             )));
         }
         self.fold = true;
+        self.packed = false;
         Ok(self)
     }
 
@@ -220,6 +225,10 @@ impl EncryptedSoftmax {
         let mut rotations = vec![-(self.padded as i64)];
         if self.fold {
             rotations.extend(self.fold_rotations());
+        }
+        if self.packed {
+            let half = (self.s1 / 2) as i64;
+            rotations.extend([half, -half]);
         }
         let mut k = 1;
         while k < self.padded {
@@ -323,6 +332,10 @@ impl EncryptedSoftmax {
             .iter()
             .map(|ct| {
                 let ct = refresher.ensure(ops, ct, 1, self.params.r_max)?;
+                if self.packed {
+                    let p = self.evaluate_block_packed(ops, refresher, &ct, out_level)?;
+                    return refresher.ensure_level(ops, &p, out_level, 1.0);
+                }
                 if !self.fold {
                     let raw = self.pad_and_copy(ops, &ct, two_r)?;
                     let z = ops.mul_const(&raw, 1.0 / two_r)?;
@@ -620,5 +633,228 @@ impl EncryptedSoftmax {
             }
         }
         Ok(num)
+    }
+
+    /// One round's operands from `m`: `b = m` rotated left by `k`, `d = m − b`,
+    /// `t = 2d² − 1` (the relu polynomial's even part's input) and `s = b + d/2`, so that
+    /// the round's maximum is `s + q(t)`; both one level below `m`.
+    fn round_operands<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        m: &Ciphertext<B>,
+        k: usize,
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        let b = ops.rotate(m, k as i64)?;
+        let d = ops.sub(m, &b)?;
+        let sq = ops.mul(&d, &d)?;
+        let t = ops.add_const(&ops.evaluator().mul_integer(&sq, 2)?, -1.0)?;
+        let s = ops.add(&b, &ops.mul_const(&d, 0.5)?)?;
+        Ok((t, s))
+    }
+
+    /// Refreshes a round's operands `t` and `s` in one bootstrap, packed side by side in
+    /// the halves of each row (`t` in columns `[0, s1/2)`, `s` moved to `[s1/2, s1)`; one
+    /// level for the two half masks, which run in parallel): the row maximum only reads
+    /// columns below `c' ≤ s1/2`. Returns `t` (whose upper half then holds `s`'s values,
+    /// inside `[−1, 1]`) and `s` moved back, not yet masked (its upper half holds `t`'s
+    /// values of the next row; the caller masks it).
+    fn refresh_round<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        t: &Ciphertext<B>,
+        s: &Ciphertext<B>,
+    ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
+        let h = self.s1 / 2;
+        let lower = |j: usize| if j < h { 1.0 } else { 0.0 };
+        let name = format!("half/{}", self.s1);
+        let t = ops.mul_mask(t, &name, &|| self.column_mask(lower))?;
+        let s = ops.mul_mask(s, &name, &|| self.column_mask(lower))?;
+        let packed = ops.add(&t, &ops.rotate(&s, -(h as i64))?)?;
+        let fresh = refresher.refresh(ops, &packed, 1.0)?;
+        let s = ops.rotate(&fresh, h as i64)?;
+        Ok((fresh, s))
+    }
+
+    /// The packed circuit (module docs) on one block of raw logits above the floor:
+    /// the maximum on logits scaled by `1/(2R)` (handed back so by their refresh), its
+    /// rounds' operands refreshed packed in one bootstrap when a round does not fit, the
+    /// last round masked to the row's first slot inside its polynomial and scaled by the
+    /// exponential's input factor; the exponential's input formed per column from the
+    /// raw logits (the classes and their copies mapped into `[−1, 1]` with the shift
+    /// `ln B`, every other column sent far below 0); the exponential refreshed without a
+    /// scaling level before its squarings; the inverse refreshed as a pair where the
+    /// levels run out; the class mask last. The result is at `p_level` or above.
+    fn evaluate_block_packed<B: Backend>(
+        &self,
+        ops: &Ops<B>,
+        refresher: &Refresher<B>,
+        raw: &Ciphertext<B>,
+        p_level: usize,
+    ) -> Result<Ciphertext<B>> {
+        let _span = tracing::debug_span!("asoftmax_block_packed").entered();
+        let p = &self.params;
+        let q = self
+            .relu
+            .as_ref()
+            .ok_or_else(|| TrainError::Config("packed ASoftmax needs the relu maximum".into()))?;
+        let (c, cp) = (self.classes, self.padded);
+        let two_r = 2.0 * p.r_max;
+        let floor = refresher.floor();
+        let exp_depth = self.exp.depth();
+        let round = crate::relu::round_depth(q);
+        if p_level + 1 > refresher.output_level() {
+            return Err(TrainError::Config(format!(
+                "ASoftmax's output at level {p_level} needs bootstrapping to land above it \
+                 (it lands at {})",
+                refresher.output_level()
+            )));
+        }
+        // 1. The logits scaled by 1/(2R) for the maximum, and raw (one level above the
+        //    exponential's input) for the subtraction.
+        let (z, raw, correction) = if raw.level() < floor + exp_depth + 1 {
+            let z = refresher.refresh_scaled(ops, raw, p.r_max, two_r)?;
+            let fresh = ops.evaluator().mul_integer(&z, two_r as i64)?;
+            let id = self.board_logit_correction(ops, refresher, &fresh, raw)?;
+            (z, fresh, id)
+        } else {
+            (ops.mul_const(raw, 1.0 / two_r)?, raw.clone(), None)
+        };
+        // 2. Row maximum, m ← s + q(t); the last round keeps the first slot of each row
+        //    (weights in its polynomial, a mask on s) scaled by α' = 2R·α, the
+        //    exponential's input factor per logit.
+        let (alpha, beta) = p.exp_input();
+        let alpha_m = two_r * alpha;
+        let first = |j: usize| if j == 0 { alpha_m } else { 0.0 };
+        let h = self.s1 / 2;
+        let mut m = self.pad_and_copy(ops, &z, 1.0)?;
+        let mut k = 1;
+        while k < cp {
+            let last = 2 * k == cp;
+            let level = m.level();
+            let (t, s) = if level >= floor + round {
+                self.round_operands(ops, &m, k)?
+            } else if level >= floor + 3 {
+                let (t, s) = self.round_operands(ops, &m, k)?;
+                let (t, s) = self.refresh_round(ops, refresher, &t, &s)?;
+                if last {
+                    (t, s)
+                } else {
+                    let s = ops.mul_mask(&s, &format!("half/{}", self.s1), &|| {
+                        self.column_mask(|j| if j < h { 1.0 } else { 0.0 })
+                    })?;
+                    (t, s)
+                }
+            } else {
+                m = refresher.ensure(ops, &m, round, 1.0)?;
+                self.round_operands(ops, &m, k)?
+            };
+            m = if last {
+                let w = self.column_mask(first);
+                let qt = ops.poly_weighted(&t, q, &w)?;
+                let s = ops.mul_mask(&s, &format!("first/{alpha_m:e}"), &|| w.clone())?;
+                ops.add(&s, &qt)?
+            } else {
+                ops.add(&s, &ops.poly(&t, q)?)?
+            };
+            k *= 2;
+        }
+        // A maximum without the exponential's levels is refreshed in the first slot and
+        // masked again (the refresh leaves its error in the zero slots too).
+        if m.level() < floor + exp_depth {
+            let bound = (0.5 * alpha_m).max(1.0);
+            m = refresher.ensure_level(ops, &m, floor + exp_depth + 1, bound)?;
+            m = ops.mul_mask(&m, "first/1", &|| {
+                self.column_mask(|j| if j == 0 { 1.0 } else { 0.0 })
+            })?;
+        }
+        // Broadcast over the 2c' columns (right rotations stay in the row).
+        let mut k = 1;
+        while k < 2 * cp {
+            m = ops.add(&m, &ops.rotate(&m, -(k as i64))?)?;
+            k *= 2;
+        }
+        // 3.–5. y = α·(x − max − ln B) + β on the classes and their copies; every other
+        //    column at y = α·u_out + β − α'·max with u_out = −r + R + 8, so that its u
+        //    stays in [−r + 8 − R, −r + 8 + R] ⊂ [−r, −56], where exp(u) vanishes.
+        let raw = match correction {
+            Some(id) => refresher.collect(id)?,
+            None => raw,
+        };
+        // The classes' copies in columns c' … c' + c − 1, as the maximum's input has them.
+        let raw = ops.add(&raw, &ops.rotate(&raw, -(cp as i64))?)?;
+        let shift = p.exp_shift();
+        let u_out = -p.ext_r + p.r_max + 8.0;
+        let class = |j: usize| j < c || (cp..cp + c).contains(&j);
+        let a = ops.mul_mask(&raw, &format!("expin/a{c}/{alpha:e}"), &|| {
+            self.column_mask(|j| if class(j) { alpha } else { 0.0 })
+        })?;
+        let a = ops.add_mask(
+            &a,
+            &format!("expin/b{c}/{alpha:e}/{beta:e}/{shift:e}"),
+            &|| {
+                self.column_mask(|j| {
+                    if class(j) {
+                        beta - alpha * shift
+                    } else {
+                        alpha * u_out + beta
+                    }
+                })
+            },
+        )?;
+        let u = ops.sub(&a, &m)?;
+        if u.level() < floor + exp_depth {
+            return Err(TrainError::Config(format!(
+                "ASoftmax's exponential needs level {}, its input is at {}",
+                floor + exp_depth,
+                u.level()
+            )));
+        }
+        // exp(u − ln B) = p(y)^(2^k) ≤ 1: refreshed without a scaling level.
+        let mut e = ops.poly(&u, &self.exp)?;
+        for _ in 0..p.exp_squarings {
+            e = refresher.ensure(ops, &e, 1, 1.0)?;
+            e = ops.mul(&e, &e)?;
+        }
+        // 6. y = s/B in every column j < c' (the copies hold the classes, the padded
+        //    columns ≈ 0); 1 added outside the classes keeps t = 1 − y in (−1, 0] there.
+        let mut y = e.clone();
+        let mut k = 1;
+        while k < cp {
+            y = ops.add(&y, &ops.rotate(&y, k as i64)?)?;
+            k *= 2;
+        }
+        let y = ops.add_mask(&y, &format!("outside{c}"), &|| {
+            self.column_mask(|j| if j >= c { 1.0 } else { 0.0 })
+        })?;
+        let mut t = ops.add_const(&ops.evaluator().neg(&y)?, 1.0)?;
+        // 7.–8. Goldschmidt with the numerator folded in; refreshed as a pair (both in
+        //    [−1, 1]) as late as leaves the remaining factors and the class mask above
+        //    `p_level`.
+        let room = refresher.output_level() - p_level - 1;
+        let (mut num, mut left) = (e, p.inverse_iters);
+        while left > 0 {
+            let level = num.level().min(t.level());
+            if level < p_level + 1 + left && (left <= room || level <= floor + 1) {
+                let (nl, tl) = (ops.align(&num, level)?, ops.align(&t, level)?);
+                (num, t) = if level > floor && refresher.pairs(num.slots()) {
+                    refresher.refresh_pair(ops, &nl, &tl, 1.0)?
+                } else {
+                    (
+                        refresher.refresh(ops, &nl, 1.0)?,
+                        refresher.refresh(ops, &tl, 1.0)?,
+                    )
+                };
+                continue;
+            }
+            num = ops.mul(&num, &ops.add_const(&t, 1.0)?)?;
+            left -= 1;
+            if left > 0 {
+                t = ops.mul(&t, &t)?;
+            }
+        }
+        ops.mul_mask(&num, &format!("classes{c}"), &|| {
+            self.column_mask(|j| if j < c { 1.0 } else { 0.0 })
+        })
     }
 }
