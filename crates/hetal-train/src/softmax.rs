@@ -37,8 +37,10 @@
 //!    (`ρ(v) = v + (c/r²)·v³ − (c/r⁴)·v⁵`, `c = (4/27)·(L^{2n} − 1)/(L^{2n−2}(L² − 1))`,
 //!    HETAL's `domain_extension(…, precise=True)`; the identity when `n = 0`); here it
 //!    is folded into the interpolated function, so it costs no level;
+//!    Without an extension the exponential's input is `u − ln B`
+//!    ([`ASoftmaxParams::exp_shift`]): it computes `exp(u)/B` directly;
 //! 6. zero the padded classes, sum the row (`log2 c'` rotations; every slot of the row
-//!    gets the sum `s`);
+//!    gets the sum `s`, or `s/B` with the shift);
 //! 7. `1/s` by Goldschmidt's iteration on `y = s/B` (`B` = `inverse_range`):
 //!    `1/y ≈ Π_{i<k} (1 + (1−y)^{2^i})` (HETAL's `approx_inv`);
 //! 8. multiply.
@@ -49,7 +51,7 @@
 //! | `r_max` | 128 | HETAL (paper §4.3, code `Rmax = (r/2)·L^n`) |
 //! | `row_max` | relu, degree 126 | ours (HETAL: the sign composition) |
 //! | `sign_g_iters`, `sign_f_iters` | 2, 1 | HETAL's code defaults (`--gi 2 --fi 1`), for [`RowMax::Sign`] |
-//! | `ext_r`, `ext_n`, `exp_top` | 256, 0, 8 | ours (HETAL: `r = 8`, `n = 5`, `L = 2`, covering `r·L^n = 256 = 2R_max`) |
+//! | `ext_r`, `ext_n`, `exp_top` | 384, 0, 8 | ours (HETAL: `r = 8`, `n = 5`, `L = 2`, covering `r·L^n = 256 = 2R_max`) |
 //! | `exp_degree`, `exp_squarings` | 31, 3 | ours (HETAL: a degree-8 Taylor-like polynomial of `exp(x/8)`, 3 squarings) |
 //! | `inverse_range`, `inverse_iters` | 12, 7 | ours (HETAL's benchmark: `R = 100`, 16 iterations) |
 //! | `variant` | normal | HETAL's "normal" (its "precise" correction is the identity without an extension) |
@@ -63,10 +65,13 @@
 //!   percent and folds the logits far below the maximum onto `≈ −6.5`
 //!   (`exp = 1.5·10^-3` instead of 0): the error stays above `5·10^-3` for 7 classes on
 //!   `[−128, 128]`. An earlier default (`r = 64`, `n = 2`, degree 7, 6 squarings) cost 13
-//!   levels; a degree-31 interpolant of `exp(u/8)` on `[−256, 8]` (values in
-//!   `[e^-32, e]`, coefficients below 0.6) and 3 squarings cost `1 + 5 + 3 = 9`, with an
-//!   error below the inverse's. An interval with `exp_top` logits of room above 0 keeps
-//!   the coefficients small, where `[−256, 256]` would need `e^{32}`-sized ones.
+//!   levels; a degree-31 interpolant of `exp(u/8)` on `[−384, 8]` (values in
+//!   `[e^-48, e]`) and 3 squarings cost `1 + 5 + 3 = 9`, with an error below the
+//!   inverse's. An interval with `exp_top` logits of room above 0 keeps the coefficients
+//!   small, where `[−256, 256]` would need `e^{32}`-sized ones. The interval reaches 128
+//!   logits below the `−2R_max` that the classes need so that the encrypted circuit can
+//!   send the columns outside the classes there instead of masking them (the error is
+//!   the same as on `[−256, 8]`: 1.409·10^-5 with either).
 //! - **The inverse.** With the relu maximum the row sums stay below 8 for 7 classes and
 //!   13 for 16 (29 with `g² f`), so `B = 12` keeps `y = s/B < 2`, and 7 iterations give
 //!   `(1 − 1/12)^{128} ≈ 1.4·10^-5`; the encrypted circuit multiplies the numerator by
@@ -75,7 +80,7 @@
 //!   (`encrypted::EncryptedSoftmax`).
 //!
 //! Measured with `cargo xtask softmax-error --classes 7 --range 128 --samples 200000`
-//! (docs/results/softmax.md): max error `1.4·10^-5` at depth 40 (the earlier defaults:
+//! (docs/results/softmax.md): max error `1.4·10^-5` at depth 38 in the packed form, 40 otherwise (the earlier defaults:
 //! `6.7·10^-5` at depth 54).
 //!
 //! Levels of the encrypted evaluation: see [`ASoftmaxParams::depth`].
@@ -175,7 +180,8 @@ pub struct ASoftmaxParams {
     /// (HETAL's code: 1).
     pub sign_f_iters: usize,
     /// Domain-extension target radius `r` (HETAL: 8), or without an extension the bottom
-    /// `−r` of the exp polynomial's interval (here 256 = `2R_max`).
+    /// `−r` of the exp polynomial's interval (here 384 = `2R_max + 128`; at least
+    /// `2R_max + ln B`, and `2R_max + 64` for the packed circuit, [`Self::packed`]).
     pub ext_r: f64,
     /// Domain-extension ratio `L` (HETAL: 2).
     pub ext_l: f64,

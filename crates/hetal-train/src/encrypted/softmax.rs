@@ -33,6 +33,32 @@
 //! `exp(shortfall·2^i/2^k)`, [`crate::ASoftmaxParams::max_shortfall`], and multiplied
 //! by the squarings after it) and the inverse's pair refresh.
 //!
+//! **The packed circuit** (the default, [`crate::ASoftmaxParams::packed`]: the relu
+//! maximum, no domain extension, `2R` a power of two) spends its levels so that a
+//! training step at DermaMNIST's shape takes five bootstraps instead of six
+//! (docs/results/dermamnist.md, sixteenth session):
+//! - the logits' refresh hands them back already scaled by `1/(2R)`
+//!   ([`super::Refresher::refresh_scaled`]: the bootstrap's own scaling), the raw ones are
+//!   `2R` times that (an integer product), corrected through the next refresh;
+//! - a round `m ← s + q(t)` (`s = b + d/2`, `t = 2d² − 1`, `d = m − b`) that does not fit
+//!   in the levels left refreshes its operands `t` and `s` instead of `m`, packed side by
+//!   side in the two halves of each row (the maximum only reads columns below
+//!   `c' ≤ s1/2`): the round's squaring and the pack's masks use levels that a whole
+//!   round could not;
+//! - the last round keeps the row's first slot inside its polynomial (its coefficients
+//!   times the first-slot mask, [`he_linalg::ckks::Evaluator::evaluate_polynomial_weighted`],
+//!   no level) and a mask on `s`, both scaled by the exponential's input factor
+//!   `α' = 2R·α`: no level is spent masking or mapping the maximum;
+//! - the exponential's input is formed per column from the raw logits and their copies,
+//!   `y = α·(x − ln B) + β − α'·max` on the classes (the division by `B` folded,
+//!   [`crate::ASoftmaxParams::exp_shift`]), every other column sent to
+//!   `u ∈ [−r, −56]` logits, where the exponential vanishes: no class mask before the row
+//!   sum;
+//! - every value of the exponential is below 1 (the shortfall is below `ln B`), so it is
+//!   refreshed without a scaling level, at the floor;
+//! - the inverse is refreshed as a pair as late as leaves its last factors and the class
+//!   mask (which comes last) above the output level.
+//!
 //! **Sparse slots** ([`EncryptedSoftmax::folded`], a variant measured by `cargo xtask
 //! softmax-error --fold`; training does not use it yet). When a row has room for two
 //! (`s1 ≥ 4c'`, e.g. DermaMNIST's `c' = 8` in `s1 = 32`), the block is first folded into
@@ -47,7 +73,8 @@
 //! level, one rotation), so the output layout is the input's.
 //!
 //! Keys: rotations `±1, ±2, …, ±c'/2` and `−c'`, relinearization, plus bootstrapping's;
-//! folding adds `n/2 − s1/2`, `n/2` and `−(n/2 − s1/2)` and the sparse bootstrapper's.
+//! the packed circuit adds `±s1/2`; folding adds `n/2 − s1/2`, `n/2` and
+//! `−(n/2 − s1/2)` and the sparse bootstrapper's.
 
 use super::ops::{Ops, Refresher};
 use crate::error::{Result, TrainError};
