@@ -11,9 +11,10 @@
 //! results the client decrypts (validation and test logits) go below it.
 //!
 //! A step, with `Z = X·Vᵀ`, `P = ASoftmax(Z)`, `G = (P − Y)ᵀ·X`:
-//! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling 1, then its own
-//! plan, see [`crate::encrypted::EncryptedSoftmax`]) → `P` refreshed to
-//! [`StepPlan::softmax_out`] → DiagATB (3 from `P − Y`, 1 from `X`, with the step size
+//! `V` (≥ [`StepPlan::v_min`]) → DiagABT (3) → `Z` → ASoftmax (scaling by `1/(2R)` 1,
+//! in the packed circuit inside the logits' refresh; then its own plan, see
+//! [`crate::encrypted::EncryptedSoftmax`]) → `P` at [`StepPlan::softmax_out`] or above
+//! → DiagATB (3 from `P − Y`, 1 from `X`, with the step size
 //! `η/n` folded into `X`'s alignment to the product's level:
 //! `he_linalg::MatrixEvaluator::diag_atb_scaled`) → `(η/n)·G` at
 //! [`StepPlan::g_level`] → `W' = V − (η/n)·G` (no level) at ≥ [`StepPlan::w_min`]
@@ -47,8 +48,8 @@ pub struct StepPlan {
     /// will be refreshed.
     pub floor: usize,
     /// Level the weights `V` need at the start of a step: DiagABT's depth plus the one
-    /// level ASoftmax spends scaling the logits by `1/(2·R_max)`, above the floor
-    /// (`f + 4`).
+    /// level ASoftmax spends scaling the logits by `1/(2·R_max)` (the scaling of their
+    /// refresh in the packed circuit), above the floor (`f + 4`).
     pub v_min: usize,
     /// Level the softmax output `P` is brought to before `P − Y`: DiagATB's depth from
     /// its left operand above `g_level` (`f + 8`).
