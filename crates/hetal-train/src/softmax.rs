@@ -465,6 +465,12 @@ impl ASoftmaxParams {
     /// # Errors
     /// As [`Self::exp_polynomial`]; a relu degree out of range.
     pub fn depth(&self, padded_classes: usize) -> Result<usize> {
+        self.depth_of_form(padded_classes, self.packed(padded_classes)?)
+    }
+
+    /// [`Self::depth`] of the packed form or of the other one (the folded encrypted
+    /// circuit runs the other form whatever the parameters).
+    pub(crate) fn depth_of_form(&self, padded_classes: usize, packed: bool) -> Result<usize> {
         let rounds = padded_classes.trailing_zeros() as usize;
         let poly_depth = |c: &[f64]| -> Result<usize> {
             Ok(Polynomial::monomial(c.to_vec())
@@ -481,7 +487,7 @@ impl ASoftmaxParams {
                 .relu_part()?
                 .map_or(0, |q| crate::relu::round_depth(&q)),
         };
-        if self.packed(padded_classes)? {
+        if packed {
             return Ok(1
                 + rounds * round
                 + self.exp_polynomial()?.depth()

@@ -22,6 +22,44 @@ fn random_matrix(rows: usize, cols: usize, range: f64, seed: u64) -> Matrix {
     Matrix::from_fn(rows, cols, |_, _| rng.random_range(-range..range))
 }
 
+/// Keys for `sm` on `ctx` (a fresh secret key), its operations and its refresher.
+fn softmax_keys(
+    ctx: &Arc<Context<CpuBackend>>,
+    sm: &EncryptedSoftmax,
+    boot_cfg: &he_linalg::ckks::BootstrappingConfig,
+) -> (
+    SecretKey<CpuBackend>,
+    Ops<CpuBackend>,
+    hetal_train::encrypted::Refresher<CpuBackend>,
+) {
+    let slots = ctx.params().max_slots();
+    let mut kg = KeyGenerator::new(ctx);
+    let sk = kg.gen_secret_key().unwrap();
+    let req = sm.key_request(ctx.params(), boot_cfg).unwrap();
+    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
+    let ev = Arc::new(Evaluator::new(ctx, keys));
+    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots).unwrap());
+    let refresher = sm.refresher(&ev, boot_cfg, boot).unwrap();
+    (sk, Ops::new(ev), refresher)
+}
+
+/// Largest errors over the class columns: encrypted `got` vs the float64 circuit, vs
+/// exact softmax, and the float64 circuit vs exact softmax.
+fn softmax_errors(got: &Matrix, z: &Matrix, params: &ASoftmaxParams) -> (f64, f64, f64) {
+    let prepared = params.prepare().unwrap();
+    let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
+    for i in 0..z.rows() {
+        let sim = prepared.eval_row(z.row(i));
+        let exact = softmax_row(z.row(i));
+        for j in 0..z.cols() {
+            vs_sim = vs_sim.max((got.get(i, j) - sim[j]).abs());
+            vs_exact = vs_exact.max((got.get(i, j) - exact[j]).abs());
+            sim_vs_exact = sim_vs_exact.max((sim[j] - exact[j]).abs());
+        }
+    }
+    (vs_sim, vs_exact, sim_vs_exact)
+}
+
 #[test]
 fn encrypted_asoftmax_matches_simulated_and_exact() {
     let (lit, boot_cfg) = presets::insecure_n12_train();
@@ -37,14 +75,7 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
         .folded()
         .unwrap();
     assert_eq!(sm.sparse_slots(), Some(slots / 2));
-    let mut kg = KeyGenerator::new(&ctx);
-    let sk = kg.gen_secret_key().unwrap();
-    let req = sm.key_request(ctx.params(), &boot_cfg).unwrap();
-    let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
-    let ev = Arc::new(Evaluator::new(&ctx, keys));
-    let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots).unwrap());
-    let refresher = sm.refresher(&ev, &boot_cfg, boot).unwrap();
-    let ops = Ops::new(ev);
+    let (sk, ops, refresher) = softmax_keys(&ctx, &sm, &boot_cfg);
 
     // Logits within ±20 (one row with a large spread, one constant row).
     let mut z = random_matrix(60, classes, 20.0, 7);
@@ -57,17 +88,7 @@ fn encrypted_asoftmax_matches_simulated_and_exact() {
         EncryptedMatrix::encrypt(&ctx, &sk, &z, layout, ctx.params().max_user_level()).unwrap();
     let out = sm.evaluate(&ops, &refresher, &enc, 0).unwrap();
     let got = out.decrypt(&ctx, &sk).unwrap();
-    let prepared = params.prepare().unwrap();
-    let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
-    for i in 0..z.rows() {
-        let sim = prepared.eval_row(z.row(i));
-        let exact = softmax_row(z.row(i));
-        for j in 0..classes {
-            vs_sim = vs_sim.max((got.get(i, j) - sim[j]).abs());
-            vs_exact = vs_exact.max((got.get(i, j) - exact[j]).abs());
-            sim_vs_exact = sim_vs_exact.max((sim[j] - exact[j]).abs());
-        }
-    }
+    let (vs_sim, vs_exact, sim_vs_exact) = softmax_errors(&got, &z, &params);
     let stats = refresher.stats();
     println!(
         "ASoftmax c = {classes} (c' = {}): encrypted vs simulated 2^-{:.1}, encrypted vs exact \
@@ -106,21 +127,13 @@ fn packed_asoftmax_matches_simulated_and_exact() {
         assert!(params.packed(padded_classes(classes)).unwrap());
         let sm = EncryptedSoftmax::new(&params, classes, shape.s1, slots).unwrap();
         assert_eq!(sm.sparse_slots(), None);
-        let mut kg = KeyGenerator::new(&ctx);
-        let sk = kg.gen_secret_key().unwrap();
-        let req = sm.key_request(ctx.params(), &boot_cfg).unwrap();
-        let keys = Arc::new(kg.gen_evaluation_keys(&sk, &req).unwrap());
-        let ev = Arc::new(Evaluator::new(&ctx, keys));
-        let boot = Arc::new(Bootstrapper::new(ev.clone(), boot_cfg.clone(), slots).unwrap());
-        let refresher = sm.refresher(&ev, &boot_cfg, boot).unwrap();
-        let ops = Ops::new(ev);
+        let (sk, ops, refresher) = softmax_keys(&ctx, &sm, &boot_cfg);
         let mut z = random_matrix(60, classes, 20.0, 11 + classes as u64);
         for j in 0..classes {
             z.set(0, j, [-120.0, 100.0, 3.0, 99.0, -60.0, 127.0, -128.0][j]);
             z.set(1, j, 4.0);
             z.set(2, j, -128.0);
         }
-        let prepared = params.prepare().unwrap();
         let layout = BlockLayout::new(z.rows(), classes, shape).unwrap();
         for level in [ctx.params().max_user_level(), 1] {
             let before = refresher.stats().count;
@@ -129,16 +142,7 @@ fn packed_asoftmax_matches_simulated_and_exact() {
             let out = sm.evaluate(&ops, &refresher, &enc, out_level).unwrap();
             assert!(out.level() >= out_level);
             let got = out.decrypt(&ctx, &sk).unwrap();
-            let (mut vs_sim, mut vs_exact, mut sim_vs_exact) = (0f64, 0f64, 0f64);
-            for i in 0..z.rows() {
-                let sim = prepared.eval_row(z.row(i));
-                let exact = softmax_row(z.row(i));
-                for j in 0..classes {
-                    vs_sim = vs_sim.max((got.get(i, j) - sim[j]).abs());
-                    vs_exact = vs_exact.max((got.get(i, j) - exact[j]).abs());
-                    sim_vs_exact = sim_vs_exact.max((sim[j] - exact[j]).abs());
-                }
-            }
+            let (vs_sim, vs_exact, sim_vs_exact) = softmax_errors(&got, &z, &params);
             let stats = refresher.stats();
             println!(
                 "packed ASoftmax c = {classes}, logits at level {level}: encrypted vs simulated \
@@ -150,12 +154,13 @@ fn packed_asoftmax_matches_simulated_and_exact() {
                 stats.count - before,
                 sm.depth().unwrap()
             );
+            // Measured 2^-21.0 … 2^-21.5.
             assert!(
-                bits(vs_sim) > 9.0,
+                bits(vs_sim) > 17.0,
                 "encrypted vs simulated: 2^-{:.1}",
                 bits(vs_sim)
             );
-            assert!(vs_exact < sim_vs_exact + 2f64.powi(-9));
+            assert!(vs_exact < sim_vs_exact + 2f64.powi(-17));
             assert_eq!(stats.sparse, 0);
         }
     }

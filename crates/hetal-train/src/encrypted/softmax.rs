@@ -276,7 +276,7 @@ impl EncryptedSoftmax {
     /// # Errors
     /// As [`ASoftmaxParams::depth`].
     pub fn depth(&self) -> Result<usize> {
-        Ok(self.params.depth(self.padded)? + usize::from(self.fold))
+        Ok(self.params.depth_of_form(self.padded, self.packed)? + usize::from(self.fold))
     }
 
     /// A mask over the slots the circuit runs on, by column.
