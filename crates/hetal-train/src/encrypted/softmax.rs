@@ -730,10 +730,10 @@ impl EncryptedSoftmax {
         let floor = refresher.floor();
         let exp_depth = self.exp.depth();
         let round = crate::relu::round_depth(q);
-        if p_level + 1 > refresher.output_level() {
+        if p_level + 1 > refresher.output_level() || refresher.budget() < 2 {
             return Err(TrainError::Config(format!(
-                "ASoftmax's output at level {p_level} needs bootstrapping to land above it \
-                 (it lands at {})",
+                "ASoftmax's output at level {p_level} needs bootstrapping to land above it, \
+                 two levels above the floor (it lands at {}, floor {floor})",
                 refresher.output_level()
             )));
         }
