@@ -407,7 +407,8 @@ impl<B: Backend> Refresher<B> {
     ) -> Result<Ciphertext<B>> {
         if !(m >= 1.0 && m.log2().fract() == 0.0 && m >= 2.0 * bound) {
             return Err(TrainError::Config(format!(
-                "a scaled refresh divides by a power of two at least twice the bound                  ({bound}); got {m}"
+                "a scaled refresh divides by a power of two at least twice the bound \
+                 ({bound}); got {m}"
             )));
         }
         self.refresh_impl(ops, ct, bound, Some(m))
@@ -548,7 +549,8 @@ impl<B: Backend> Refresher<B> {
             Some(m) if bound_a / (2.0 * m) <= room => 2.0 * m,
             Some(m) => {
                 return Err(TrainError::Config(format!(
-                    "a pair refresh cannot scale a part bounded by {bound_a} by 1/{m}                      beside one bounded by {bound_b}"
+                    "a pair refresh cannot scale a part bounded by {bound_a} by 1/{m} \
+                     beside one bounded by {bound_b}"
                 )));
             }
             None => (bound_a / room).max(2.0).log2().ceil().exp2(),
