@@ -441,6 +441,24 @@ fn pair_refresh_restores_both_parts() {
             .refresh_pair(&ops, &enc(&a, f), &enc(&b, f), 1.0)
             .is_err()
     );
+    // A scaled refresh hands back ct/m (here ct = 8a, m = 16), no level after the
+    // bootstrap; m must be a power of two at least twice the bound.
+    let a8: Vec<f64> = a.iter().map(|x| 8.0 * x).collect();
+    let half: Vec<f64> = a.iter().map(|x| 0.5 * x).collect();
+    let r = refresher
+        .refresh_scaled(&ops, &enc(&a8, f + 1), 8.0, 16.0)
+        .unwrap();
+    assert_eq!(r.level(), out);
+    let e = err(&r, &half);
+    println!("scaled refresh: error 2^-{:.1}", bits(e));
+    assert!(bits(e) > 16.0, "2^-{:.1}", bits(e));
+    for m in [8.0, 24.0, 0.5] {
+        assert!(
+            refresher
+                .refresh_scaled(&ops, &enc(&a8, f + 1), 8.0, m)
+                .is_err()
+        );
+    }
 }
 
 /// A passenger (`Refresher::board`) rides in the imaginary half of the next refresh and
