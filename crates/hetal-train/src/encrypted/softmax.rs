@@ -693,14 +693,20 @@ impl EncryptedSoftmax {
         s: &Ciphertext<B>,
     ) -> Result<(Ciphertext<B>, Ciphertext<B>)> {
         let h = self.s1 / 2;
-        let lower = |j: usize| if j < h { 1.0 } else { 0.0 };
-        let name = format!("half/{}", self.s1);
-        let t = ops.mul_mask(t, &name, &|| self.column_mask(lower))?;
-        let s = ops.mul_mask(s, &name, &|| self.column_mask(lower))?;
+        let t = self.lower_half(ops, t)?;
+        let s = self.lower_half(ops, s)?;
         let packed = ops.add(&t, &ops.rotate(&s, -(h as i64))?)?;
         let fresh = refresher.refresh(ops, &packed, 1.0)?;
         let s = ops.rotate(&fresh, h as i64)?;
         Ok((fresh, s))
+    }
+
+    /// `ct` with the columns `≥ s1/2` of every row zeroed (one level).
+    fn lower_half<B: Backend>(&self, ops: &Ops<B>, ct: &Ciphertext<B>) -> Result<Ciphertext<B>> {
+        let h = self.s1 / 2;
+        ops.mul_mask(ct, &format!("half/{}", self.s1), &|| {
+            self.column_mask(|j| if j < h { 1.0 } else { 0.0 })
+        })
     }
 
     /// The packed circuit (module docs) on one block of raw logits above the floor:
@@ -753,7 +759,6 @@ impl EncryptedSoftmax {
         let (alpha, beta) = p.exp_input();
         let alpha_m = two_r * alpha;
         let first = |j: usize| if j == 0 { alpha_m } else { 0.0 };
-        let h = self.s1 / 2;
         let mut m = self.pad_and_copy(ops, &z, 1.0)?;
         let mut k = 1;
         while k < cp {
@@ -767,10 +772,7 @@ impl EncryptedSoftmax {
                 if last {
                     (t, s)
                 } else {
-                    let s = ops.mul_mask(&s, &format!("half/{}", self.s1), &|| {
-                        self.column_mask(|j| if j < h { 1.0 } else { 0.0 })
-                    })?;
-                    (t, s)
+                    (t, self.lower_half(ops, &s)?)
                 }
             } else {
                 m = refresher.ensure(ops, &m, round, 1.0)?;
