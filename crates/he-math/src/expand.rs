@@ -119,14 +119,12 @@ impl UniformStream<'_> {
                 self.refill();
             }
             let take = (out.len() - done).min(self.words.len() - self.pos);
-            let dst = &mut out[done..done + take];
-            // Branch-free compaction: a skipped word's value is overwritten by the next.
-            let mut kept = 0;
-            for &x in &self.words[self.pos..self.pos + take] {
-                let p = u128::from(x) * u128::from(q);
-                dst[kept] = (p >> 64) as u64;
-                kept += usize::from((p as u64) >= threshold);
-            }
+            let kept = map_words(
+                &self.words[self.pos..self.pos + take],
+                q,
+                threshold,
+                &mut out[done..done + take],
+            );
             self.pos += take;
             done += kept;
         }
@@ -155,6 +153,53 @@ impl UniformStream<'_> {
         }
         self.pos = 0;
     }
+}
+
+/// Lemire's map of keystream words to `[0, q)` (see [`UniformStream::fill`]): writes
+/// the accepted words' residues, in order, to the front of `dst` (`dst.len() ≥
+/// words.len()`) and returns how many were accepted.
+///
+/// Groups of [`GROUP`] words whose products all pass the test (the common case: a word
+/// is skipped with probability below `q/2^64`) are stored without the data-dependent
+/// store index of the compaction, which bounds the loop by its multiplier instead of a
+/// chain through `kept`; a group with a skipped word takes the compaction. The output is
+/// the same either way (`compaction_matches_the_reference` in the tests).
+#[inline]
+fn map_words(words: &[u64], q: u64, threshold: u64, dst: &mut [u64]) -> usize {
+    let mut kept = 0;
+    let mut groups = words.chunks_exact(GROUP);
+    for g in &mut groups {
+        let mut hi = [0u64; GROUP];
+        let mut ok = true;
+        for (h, &x) in hi.iter_mut().zip(g) {
+            let p = u128::from(x) * u128::from(q);
+            *h = (p >> 64) as u64;
+            ok &= (p as u64) >= threshold;
+        }
+        // `kept ≤` the words consumed before this group, so `kept + GROUP ≤ dst.len()`.
+        if ok {
+            dst[kept..kept + GROUP].copy_from_slice(&hi);
+            kept += GROUP;
+        } else {
+            kept += compact(g, q, threshold, &mut dst[kept..]);
+        }
+    }
+    kept + compact(groups.remainder(), q, threshold, &mut dst[kept..])
+}
+
+/// Words mapped per group by [`map_words`].
+const GROUP: usize = 8;
+
+/// Branch-free compaction: a skipped word's value is overwritten by the next.
+#[inline]
+fn compact(words: &[u64], q: u64, threshold: u64, dst: &mut [u64]) -> usize {
+    let mut kept = 0;
+    for &x in words {
+        let p = u128::from(x) * u128::from(q);
+        dst[kept] = (p >> 64) as u64;
+        kept += usize::from((p as u64) >= threshold);
+    }
+    kept
 }
 
 /// AES-128 in counter mode with VAES (four blocks per AVX-512 instruction), for the
@@ -286,6 +331,38 @@ mod tests {
                 (mean / m.value() as f64 - 0.5).abs() < 0.05,
                 "{bits}: {mean}"
             );
+        }
+    }
+
+    #[test]
+    fn compaction_matches_the_reference() {
+        // The grouped map against the word-by-word definition, with thresholds that
+        // skip no word, some words and most words (forcing the compaction path).
+        let ex = SeedExpander::new(&[9u8; 32]);
+        let mut words = [0u64; 2 * PASS_BLOCKS];
+        let m61 = modulus(61);
+        let mut s = ex.stream(0, 0, &m61);
+        s.refill();
+        words.copy_from_slice(&s.words);
+        for q in [modulus(61).value(), (1u64 << 60) + 33, modulus(40).value()] {
+            for threshold in [0, q.wrapping_neg() % q, 1 << 62, u64::MAX - (1 << 60)] {
+                for len in [0, 1, 7, 8, 9, 100, words.len()] {
+                    let w = &words[..len];
+                    let want: Vec<u64> = w
+                        .iter()
+                        .map(|&x| u128::from(x) * u128::from(q))
+                        .filter(|&p| (p as u64) >= threshold)
+                        .map(|p| (p >> 64) as u64)
+                        .collect();
+                    let mut dst = vec![0u64; len];
+                    let kept = map_words(w, q, threshold, &mut dst);
+                    assert_eq!(
+                        &dst[..kept],
+                        &want[..],
+                        "q {q}, threshold {threshold}, {len}"
+                    );
+                }
+            }
         }
     }
 
