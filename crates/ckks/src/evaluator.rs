@@ -985,8 +985,7 @@ impl<B: Backend> Evaluator<B> {
             1,
         );
         let be = self.be();
-        let mut c1 = be.zero(be.basis(&a.parts[1]), be.repr(&a.parts[1]))?;
-        be.automorphism(&a.parts[1], element, &mut c1)?;
+        let c1 = be.automorphism_new(&a.parts[1], element)?;
         let [k0, k1] = self.key_switch(&c1, a.level, key)?;
         // σ(c_1) is dead after the key switch: its buffer takes σ(c_0).
         let mut c0 = c1;
@@ -1096,8 +1095,7 @@ impl<B: Backend> Evaluator<B> {
             }
             let [k0, k1] = self.key_switch_decomposed(&rotated_digits, a.level, key, &p_basis)?;
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
-            let mut c0 = be.zero(be.basis(&a.parts[0]), be.repr(&a.parts[0]))?;
-            be.automorphism(&a.parts[0], e, &mut c0)?;
+            let mut c0 = be.automorphism_new(&a.parts[0], e)?;
             be.add_assign(&mut c0, &k0)?;
             out.push(Ciphertext {
                 parts: vec![c0, k1],

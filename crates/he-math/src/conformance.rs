@@ -236,13 +236,18 @@ fn check_automorphism<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         p.b.automorphism(&ab, k, &mut ob).unwrap();
         p.r.automorphism(&ar, k, &mut or).unwrap();
         p.same("automorphism (coefficients)", &ob, &or);
+        let fresh = p.b.automorphism_new(&ab, k).unwrap();
+        p.same("automorphism_new (coefficients)", &fresh, &or);
         // NTT form agrees with the coefficient form
         let mut an = ab.clone();
         p.b.forward_ntt(&mut an).unwrap();
         let mut on = p.b.zero(&basis, Representation::Ntt).unwrap();
         p.b.automorphism(&an, k, &mut on).unwrap();
+        let mut fresh = p.b.automorphism_new(&an, k).unwrap();
         p.b.inverse_ntt(&mut on).unwrap();
         p.same("automorphism (NTT)", &on, &or);
+        p.b.inverse_ntt(&mut fresh).unwrap();
+        p.same("automorphism_new (NTT)", &fresh, &or);
     }
     // composition
     let (ab, _) = p.up(&a);
@@ -556,6 +561,10 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     let mut out = ab.clone();
     assert!(matches!(
         p.b.automorphism(&ab, 4, &mut out),
+        Err(MathError::InvalidGaloisElement { .. })
+    ));
+    assert!(matches!(
+        p.b.automorphism_new(&ab, 4),
         Err(MathError::InvalidGaloisElement { .. })
     ));
     assert!(matches!(

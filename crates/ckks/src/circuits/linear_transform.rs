@@ -487,8 +487,7 @@ impl<B: Backend> Evaluator<B> {
             };
             self.note(Op::Rot, 1);
             // σ(c_1) into a fresh buffer, decomposed; σ(c_0) into c_1's buffer.
-            let mut c1 = be.zero(be.basis(&inner.parts[1]), be.repr(&inner.parts[1]))?;
-            be.automorphism(&inner.parts[1], e, &mut c1)?;
+            let mut c1 = be.automorphism_new(&inner.parts[1], e)?;
             let dec = self.decompose(&c1, level)?;
             let [u0, u1] = self.key_switch_lazy(&dec.digits, level, key)?;
             drop(dec);

@@ -24,6 +24,69 @@ use std::sync::{Arc, Mutex};
 /// the digits' chunks stay in L1/L2 between expansion and use).
 const SEEDED_CHUNK: usize = 1024;
 
+/// A limb of fresh memory, zero-filled and so initialized.
+fn zero_filled(l: &mut [std::mem::MaybeUninit<u64>]) -> &mut [u64] {
+    l.fill(std::mem::MaybeUninit::new(0));
+    // SAFETY: every element of `l` was initialized on the line above, and
+    // `MaybeUninit<u64>` has the layout of `u64`.
+    unsafe { &mut *(l as *mut [std::mem::MaybeUninit<u64>] as *mut [u64]) }
+}
+
+/// `limbs` limbs of `n` words, limb `j` written by `f(j, limb)` after it is zero-filled
+/// (see `HostBackend::fresh`): the allocation is never zeroed as a whole.
+fn fresh_data<F>(n: usize, limbs: usize, parallel: bool, f: F) -> Vec<u64>
+where
+    F: Fn(usize, &mut [u64]) + Send + Sync,
+{
+    let len = n * limbs;
+    let mut data: Vec<u64> = Vec::with_capacity(len);
+    let spare = &mut data.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(j, l)| f(j, zero_filled(l)));
+    } else {
+        spare
+            .chunks_mut(n)
+            .enumerate()
+            .for_each(|(j, l)| f(j, zero_filled(l)));
+    }
+    // SAFETY: the chunks above cover `0..len` and each was initialized (a panic in `f`
+    // propagates before this line and drops `data` with length 0).
+    unsafe { data.set_len(len) };
+    data
+}
+
+/// Two such outputs written together: `f(j, limb j of the first, limb j of the second)`.
+fn fresh_data_pair<F>(n: usize, limbs: usize, parallel: bool, f: F) -> [Vec<u64>; 2]
+where
+    F: Fn(usize, &mut [u64], &mut [u64]) + Send + Sync,
+{
+    let len = n * limbs;
+    let mut a: Vec<u64> = Vec::with_capacity(len);
+    let mut b: Vec<u64> = Vec::with_capacity(len);
+    let sa = &mut a.spare_capacity_mut()[..len];
+    let sb = &mut b.spare_capacity_mut()[..len];
+    if parallel {
+        sa.par_chunks_mut(n)
+            .zip(sb.par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(j, (x, y))| f(j, zero_filled(x), zero_filled(y)));
+    } else {
+        sa.chunks_mut(n)
+            .zip(sb.chunks_mut(n))
+            .enumerate()
+            .for_each(|(j, (x, y))| f(j, zero_filled(x), zero_filled(y)));
+    }
+    // SAFETY: as in `fresh_data`, for both vectors.
+    unsafe {
+        a.set_len(len);
+        b.set_len(len);
+    }
+    [a, b]
+}
+
 thread_local! {
     /// The seeded inner product's expansion buffer, one per thread, reused (no
     /// allocation per limb once grown).
@@ -384,6 +447,22 @@ impl<K: LimbKernels> HostBackend<K> {
         });
     }
 
+    /// A polynomial over `basis` whose every limb is written by `f(position, modulus
+    /// index, limb)` (in parallel when the kernels ask for it): the output of operations
+    /// that overwrite each limb (ModUp, basis conversion, ModRaise, the key-switching
+    /// inner product). [`RnsPoly::zero`] followed by such a pass zeroes the whole
+    /// allocation first, a pass over memory of its own (megabytes per key switch);
+    /// here each limb is zero-filled just before `f` writes it, while it is in cache.
+    fn fresh<F>(&self, basis: &[usize], repr: Representation, f: F) -> RnsPoly
+    where
+        F: Fn(usize, usize, &mut [u64]) + Send + Sync,
+    {
+        let data = fresh_data(self.ctx.n(), basis.len(), K::PARALLEL, |j, l| {
+            f(j, basis[j], l)
+        });
+        RnsPoly::from_data(self.ctx.n(), basis, repr, data).expect("n·limbs words by construction")
+    }
+
     /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
     /// the kernels ask for it.
     fn limbs<F>(&self, basis: &[usize], data: &mut [u64], f: F)
@@ -685,15 +764,30 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         Ok(())
     }
 
+    fn automorphism_new(&self, a: &RnsPoly, k: usize) -> Result<RnsPoly> {
+        galois::check_galois_element(k, self.ctx.n())?;
+        Ok(match a.repr() {
+            Representation::Coeff => self.fresh(a.basis(), a.repr(), |j, bi, l| {
+                galois::automorphism_coeff(a.limb(j), k, self.ctx.modulus(bi), l)
+                    .expect("element and lengths checked")
+            }),
+            Representation::Ntt => {
+                let perm = self.permutation(k)?;
+                self.fresh(a.basis(), a.repr(), |j, _, l| {
+                    galois::apply_permutation(a.limb(j), &perm, l)
+                })
+            }
+        })
+    }
+
     fn basis_convert(&self, a: &RnsPoly, to: &[usize]) -> Result<RnsPoly> {
         check_repr(a, Representation::Coeff)?;
         let conv = self.converter(a.basis(), to)?;
         let mut y = a.data().to_vec();
         self.premultiply(&conv, &mut y);
-        let mut out = RnsPoly::zero(self.ctx.n(), to, Representation::Coeff);
-        let (basis, data) = out.parts_mut();
-        self.limbs(basis, data, |j, _, l| Self::convert_limb(&conv, &y, j, l));
-        Ok(out)
+        Ok(self.fresh(to, Representation::Coeff, |j, _, l| {
+            Self::convert_limb(&conv, &y, j, l)
+        }))
     }
 
     fn rescale(&self, a: &mut RnsPoly) -> Result<()> {
@@ -761,9 +855,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             self.premultiply(c, d.data_mut());
         }
         let y = d.data();
-        let mut out = RnsPoly::zero(self.ctx.n(), &out_basis, Representation::Ntt);
-        let (basis, data) = out.parts_mut();
-        self.limbs(basis, data, |_, bi, l| {
+        let out = self.fresh(&out_basis, Representation::Ntt, |_, bi, l| {
             match (targets.binary_search(&bi), conv.as_ref()) {
                 (Ok(j), Some(conv)) => {
                     Self::convert_limb(conv, y, j, l);
@@ -798,9 +890,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let q = self.ctx.modulus(src).value();
         let half = q / 2;
         let coeffs = c.limb(0);
-        let mut out = RnsPoly::zero(self.ctx.n(), target, Representation::Ntt);
-        let (basis, data) = out.parts_mut();
-        self.limbs(basis, data, |_, bi, l| {
+        let out = self.fresh(target, Representation::Ntt, |_, bi, l| {
             let m = self.ctx.modulus(bi);
             let mv = m.value();
             // Centred lift: x > q/2 stands for x − q.
@@ -923,9 +1013,8 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         };
         let pos_b = positions(key_b)?;
         let n = self.ctx.n();
-        let stored = |o: &mut RnsPoly, key: &[RnsPoly], pos: &[Vec<usize>]| {
-            let (b, data) = o.parts_mut();
-            self.limbs(b, data, |j, bi, l| {
+        let stored = |key: &[RnsPoly], pos: &[Vec<usize>]| {
+            self.fresh(&basis, Representation::Ntt, |j, bi, l| {
                 let m = self.ctx.modulus(bi);
                 let mut xs = [&[][..]; 32];
                 let mut ys = [&[][..]; 32];
@@ -938,35 +1027,18 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 for (t, d) in digits.iter().enumerate().skip(t_max) {
                     K::mul_add(m, l, d.limb(j), key[t].limb(pos[t][j]));
                 }
-            });
+            })
         };
-        let mut out_b = RnsPoly::zero(n, &basis, Representation::Ntt);
-        let mut out_a = RnsPoly::zero(n, &basis, Representation::Ntt);
         match key_a {
-            UniformParts::Stored(a) => {
-                stored(&mut out_b, key_b, &pos_b);
-                stored(&mut out_a, a, &positions(a)?);
-            }
+            UniformParts::Stored(a) => Ok([stored(key_b, &pos_b), stored(a, &positions(a)?)]),
             UniformParts::Seeded(seed) => {
                 let expander = SeedExpander::new(seed);
-                let fused = |j: usize, lb: &mut [u64], la: &mut [u64]| {
+                let [db, da] = fresh_data_pair(n, basis.len(), K::PARALLEL, |j, lb, la| {
                     self.seeded_limb(&expander, digits, key_b, &pos_b, j, basis[j], lb, la);
-                };
-                let (_, db) = out_b.parts_mut();
-                let (_, da) = out_a.parts_mut();
-                if K::PARALLEL {
-                    db.par_chunks_mut(n)
-                        .zip(da.par_chunks_mut(n))
-                        .enumerate()
-                        .for_each(|(j, (lb, la))| fused(j, lb, la));
-                } else {
-                    db.chunks_mut(n)
-                        .zip(da.chunks_mut(n))
-                        .enumerate()
-                        .for_each(|(j, (lb, la))| fused(j, lb, la));
-                }
+                });
+                let poly = |d| RnsPoly::from_data(n, &basis, Representation::Ntt, d);
+                Ok([poly(db)?, poly(da)?])
             }
         }
-        Ok([out_b, out_a])
     }
 }

@@ -176,6 +176,19 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Poly,
     ) -> Result<()>;
 
+    /// `σ_k(a)` in a new polynomial over `a`'s basis and representation:
+    /// [`Self::automorphism`] into a fresh output. The default allocates a zero
+    /// polynomial first; a backend may instead skip zeroing memory that the automorphism
+    /// overwrites anyway (the host backend does).
+    ///
+    /// # Errors
+    /// As [`Self::automorphism`].
+    fn automorphism_new(&self, a: &Self::Poly, galois_element: usize) -> Result<Self::Poly> {
+        let mut out = self.zero(self.basis(a), self.repr(a))?;
+        self.automorphism(a, galois_element, &mut out)?;
+        Ok(out)
+    }
+
     // ----- RNS ---------------------------------------------------------------------------
 
     /// Fast basis conversion ([`crate::basis_conv`]) of a coefficient-form polynomial over
