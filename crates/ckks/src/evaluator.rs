@@ -1081,7 +1081,8 @@ impl<B: Backend> Evaluator<B> {
         }
         let p_basis = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[1], a.level)?;
-        let mut rotated_digits = dec.digits.clone();
+        // The rotated digits' buffers: made by the first rotation, reused by the others.
+        let mut rotated_digits: Vec<B::Poly> = Vec::with_capacity(dec.digits.len());
         let mut out = Vec::with_capacity(rotations.len());
         for (&e, &k) in elements.iter().zip(rotations) {
             if e == 1 {
@@ -1090,8 +1091,14 @@ impl<B: Backend> Evaluator<B> {
             }
             let key = &self.keys.galois_key(e, Some(k))?.key;
             self.note(Op::Rot, 1);
-            for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
-                be.automorphism(d, e, r)?;
+            if rotated_digits.is_empty() {
+                for d in &dec.digits {
+                    rotated_digits.push(be.automorphism_new(d, e)?);
+                }
+            } else {
+                for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
+                    be.automorphism(d, e, r)?;
+                }
             }
             let [k0, k1] = self.key_switch_decomposed(&rotated_digits, a.level, key, &p_basis)?;
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
