@@ -17,10 +17,13 @@
 //! `aes` crate (AES-NI) produces 6–8 GB/s on one core here (ChaCha20, the project's
 //! secret CSPRNG in [`crate::sampling`], 1.4 GB/s); where the CPU has VAES, a kernel of
 //! this module encrypts four blocks per AVX-512 instruction instead (the same
-//! keystream, checked against the crate in the tests): a whole limb of `2^16` residues
-//! then takes 0.08–0.09 ms instead of 0.13–0.19 ms, so a key-switching inner product can
-//! afford to regenerate its key's `a_j` (docs/results/bootstrap.md). The seed is public
-//! and is drawn from the CSPRNG by whoever generates the key.
+//! keystream, checked against the crate in the tests), and the map to residues runs in
+//! groups of eight words ([`UniformStream::fill`]). A limb of `2^16` residues took
+//! 0.08–0.09 ms with VAES on a quiet hour of the word-by-word map; with the groups, in
+//! paired runs on a loaded machine, 0.10–0.16 ms against 0.19–0.24 ms. Regenerating
+//! still costs a key switch at the top of the bootstrapping chain about 8–10 ms more
+//! than reading a stored key (docs/results/bootstrap.md, seventeenth session). The seed
+//! is public and is drawn from the CSPRNG by whoever generates the key.
 
 use crate::modulus::Modulus;
 use aes::Aes128;
