@@ -441,12 +441,17 @@ impl<B: Backend> Evaluator<B> {
     pub fn mul_plain(&self, a: &Ciphertext<B>, pt: &Plaintext<B>) -> Result<Ciphertext<B>> {
         let m = self.plain_at(a, pt)?;
         self.note(Op::CMult, 1);
-        let mut out = a.clone();
-        for p in &mut out.parts {
-            self.be().mul_assign(p, &m)?;
-        }
-        out.scale = a.scale * pt.scale;
-        Ok(out)
+        let parts = a
+            .parts
+            .iter()
+            .map(|p| self.be().mul_new(p, &m))
+            .collect::<he_math::Result<Vec<_>>>()?;
+        Ok(Ciphertext {
+            parts,
+            level: a.level,
+            scale: a.scale * pt.scale,
+            slots: a.slots,
+        })
     }
 
     /// Multiply-plaintext-then-add: `acc += a · pt` in place, without a temporary

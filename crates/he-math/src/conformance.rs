@@ -196,6 +196,9 @@ fn check_pointwise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             run("mul", &|x| p.b.mul_assign(x, &bb).unwrap(), &|x| {
                 p.r.mul_assign(x, &b).unwrap()
             });
+            run("mul_new", &|x| *x = p.b.mul_new(x, &bb).unwrap(), &|x| {
+                p.r.mul_assign(x, &b).unwrap()
+            });
             run(
                 "mul-add",
                 &|x| p.b.mul_add_assign(x, &bb, &cb).unwrap(),
@@ -552,6 +555,10 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     let mut cc = cb.clone();
     assert!(matches!(
         p.b.mul_assign(&mut cc, &cb),
+        Err(MathError::ReprMismatch { .. })
+    ));
+    assert!(matches!(
+        p.b.mul_new(&cc, &cb),
         Err(MathError::ReprMismatch { .. })
     ));
     assert!(matches!(

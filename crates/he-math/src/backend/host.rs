@@ -693,6 +693,15 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         Ok(())
     }
 
+    fn mul_new(&self, a: &RnsPoly, b: &RnsPoly) -> Result<RnsPoly> {
+        check_same(a, b)?;
+        check_repr(a, Representation::Ntt)?;
+        Ok(self.fresh(a.basis(), a.repr(), |j, bi, l| {
+            l.copy_from_slice(a.limb(j));
+            K::mul(self.ctx.modulus(bi), l, b.limb(j))
+        }))
+    }
+
     fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) -> Result<()> {
         check_same(acc, a)?;
         check_same(a, b)?;

@@ -130,6 +130,18 @@ pub trait Backend: Send + Sync {
     /// Basis mismatch, or [`MathError::ReprMismatch`] unless both are in NTT form.
     fn mul_assign(&self, a: &mut Self::Poly, b: &Self::Poly) -> Result<()>;
 
+    /// `a ⊙ b` in a new polynomial: [`Self::mul_assign`] on a copy of `a`. The default
+    /// clones `a` first; a backend may write each limb of the product directly (the host
+    /// backend copies and multiplies limb by limb, in cache).
+    ///
+    /// # Errors
+    /// As [`Self::mul_assign`].
+    fn mul_new(&self, a: &Self::Poly, b: &Self::Poly) -> Result<Self::Poly> {
+        let mut out = a.clone();
+        self.mul_assign(&mut out, b)?;
+        Ok(out)
+    }
+
     /// `acc ← acc + a ⊙ b` (all in NTT representation).
     ///
     /// # Errors
