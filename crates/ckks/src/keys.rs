@@ -68,8 +68,8 @@ pub enum KeyStorage {
     /// Only the 32-byte seed of the `a_j` kept (the default): half the memory; each key
     /// switch regenerates the `a_j` limbs it reads (AES-128-CTR with VAES, about 0.1 ms
     /// per limb of `2^16` words here): at the top of the bootstrapping chain a key
-    /// switch's inner product takes about 1.6 times as long as with a stored key
-    /// (24.5 ms against 15 ms at 26 limbs, docs/results/bootstrap.md).
+    /// switch's inner product takes about 1.3 times as long as with a stored key
+    /// (21.6 ms against 17.0 ms at 26 limbs in a loaded run, docs/results/bootstrap.md).
     /// A key set loaded or converted this way ([`EvaluationKeySet::set_key_storage`],
     /// [`crate::Context::deserialize_evaluation_keys_with`]) still keeps its
     /// relinearization key expanded ([`Self::for_relinearization`]); a

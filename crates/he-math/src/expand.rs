@@ -18,12 +18,13 @@
 //! secret CSPRNG in [`crate::sampling`], 1.4 GB/s); where the CPU has VAES, a kernel of
 //! this module encrypts four blocks per AVX-512 instruction instead (the same
 //! keystream, checked against the crate in the tests), and the map to residues runs in
-//! groups of eight words ([`UniformStream::fill`]). A limb of `2^16` residues took
-//! 0.08–0.09 ms with VAES on a quiet hour of the word-by-word map; with the groups, in
-//! paired runs on a loaded machine, 0.10–0.16 ms against 0.19–0.24 ms. Regenerating
-//! still costs a key switch at the top of the bootstrapping chain about 8–10 ms more
-//! than reading a stored key (docs/results/bootstrap.md, seventeenth session). The seed
-//! is public and is drawn from the CSPRNG by whoever generates the key.
+//! groups of eight words ([`UniformStream::fill`]; with AVX-512F eight words per
+//! instruction). A limb of `2^16` residues took 0.08–0.09 ms with VAES on a quiet hour
+//! of the word-by-word map; in paired runs on a loaded machine, 0.19–0.24 ms with that
+//! map, 0.10–0.16 ms with the scalar groups, 0.07–0.10 ms with AVX-512. Regenerating
+//! still costs a key switch at the top of the bootstrapping chain about 5 ms more than
+//! reading a stored key (docs/results/bootstrap.md, seventeenth session). The seed is
+//! public and is drawn from the CSPRNG by whoever generates the key.
 
 use crate::modulus::Modulus;
 use aes::Aes128;
