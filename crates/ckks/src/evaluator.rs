@@ -660,13 +660,10 @@ impl<B: Backend> Evaluator<B> {
         check_degree1(b)?;
         self.note(Op::Mult, 1);
         let be = self.be();
-        let mut d0 = a.parts[0].clone();
-        be.mul_assign(&mut d0, &b.parts[0])?;
-        let mut d1 = a.parts[0].clone();
-        be.mul_assign(&mut d1, &b.parts[1])?;
+        let d0 = be.mul_new(&a.parts[0], &b.parts[0])?;
+        let mut d1 = be.mul_new(&a.parts[0], &b.parts[1])?;
         be.mul_add_assign(&mut d1, &a.parts[1], &b.parts[0])?;
-        let mut d2 = a.parts[1].clone();
-        be.mul_assign(&mut d2, &b.parts[1])?;
+        let d2 = be.mul_new(&a.parts[1], &b.parts[1])?;
         Ok(Ciphertext {
             parts: vec![d0, d1, d2],
             level: a.level,
@@ -906,7 +903,10 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<[B::Poly; 2]> {
         let [u0, u1] = self.key_switch_lazy(digits, level, key)?;
         let be = self.be();
-        Ok([be.mod_down(&u0, special)?, be.mod_down(&u1, special)?])
+        Ok([
+            be.mod_down_owned(u0, special)?,
+            be.mod_down_owned(u1, special)?,
+        ])
     }
 
     /// The inner product of decomposed digits (over `Q_ℓ ∪ P`) with a switching key,

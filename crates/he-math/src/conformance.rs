@@ -374,6 +374,12 @@ fn check_mod_up_down<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     let db = p.b.mod_down(&xb, &TEST_P).unwrap();
     let dr = p.r.mod_down(&xr, &TEST_P).unwrap();
     p.same("ModDown", &db, &dr);
+    let ob = p.b.mod_down_owned(xb.clone(), &TEST_P).unwrap();
+    p.same("ModDown (owned input)", &ob, &dr);
+    // Special moduli that do not end the basis (the owned path cannot truncate).
+    let ob = p.b.mod_down_owned(xb.clone(), &[2]).unwrap();
+    let or = p.r.mod_down(&xr, &[2]).unwrap();
+    p.same("ModDown (owned input, inner special modulus)", &ob, &or);
     let mut xc = x.clone();
     p.r.inverse_ntt(&mut xc).unwrap();
     let mut rc = dr.clone();
@@ -609,6 +615,14 @@ fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     assert!(
         p.b.mod_down(&ab, &[0, 1]).is_err(),
         "ModDown needs Q limbs left"
+    );
+    assert!(
+        p.b.mod_down_owned(ab.clone(), &[0, 1]).is_err(),
+        "ModDown (owned input) needs Q limbs left"
+    );
+    assert!(
+        p.b.mod_down_owned(ab.clone(), &[7]).is_err(),
+        "ModDown (owned input): special modulus outside the basis"
     );
     assert!(
         p.b.mod_up(&ab, &[3], &TEST_P).is_err(),

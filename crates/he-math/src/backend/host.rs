@@ -87,6 +87,32 @@ where
     [a, b]
 }
 
+/// Limbs that start as copies: limb `j` of the result is `sources[j]` (each `n` words),
+/// then passed to `f(j, limb)` while it is in cache (an inverse NTT, a premultiplication),
+/// in parallel when asked. The copy writes the fresh memory directly (no zeroing pass),
+/// and `capacity` words are reserved so that the caller can append limbs without a
+/// reallocation. Replaces a serial `RnsPoly::select_limbs` followed by a pass per limb.
+fn copied_data<F>(n: usize, sources: &[&[u64]], capacity: usize, parallel: bool, f: F) -> Vec<u64>
+where
+    F: Fn(usize, &mut [u64]) + Send + Sync,
+{
+    let len = n * sources.len();
+    let mut data: Vec<u64> = Vec::with_capacity(capacity.max(len));
+    let spare = &mut data.spare_capacity_mut()[..len];
+    let run = |(j, l): (usize, &mut [std::mem::MaybeUninit<u64>])| {
+        f(j, l.write_copy_of_slice(sources[j]))
+    };
+    if parallel {
+        spare.par_chunks_mut(n).enumerate().for_each(run);
+    } else {
+        spare.chunks_mut(n).enumerate().for_each(run);
+    }
+    // SAFETY: the chunks above cover `0..len` and each was initialized by
+    // `write_copy_of_slice` (which panics, before this line, unless the lengths match).
+    unsafe { data.set_len(len) };
+    data
+}
+
 thread_local! {
     /// The seeded inner product's expansion buffer, one per thread, reused (no
     /// allocation per limb once grown).
@@ -262,6 +288,28 @@ fn special_limbs<'a>(a: &'a RnsPoly, special: &[usize]) -> Result<Vec<&'a [u64]>
                 .ok_or_else(|| MathError::BasisMismatch(format!("modulus {p} is not in the basis")))
         })
         .collect()
+}
+
+/// The basis of ModDown's output: `a`'s moduli outside `special`.
+///
+/// # Errors
+/// [`MathError::ReprMismatch`] unless `a` is in NTT form; [`MathError::BasisMismatch`]
+/// unless `special` is a proper, non-empty-complement subset of `a`'s basis.
+fn mod_down_basis(a: &RnsPoly, special: &[usize]) -> Result<Vec<usize>> {
+    check_repr(a, Representation::Ntt)?;
+    let q_basis: Vec<usize> = a
+        .basis()
+        .iter()
+        .copied()
+        .filter(|i| !special.contains(i))
+        .collect();
+    if q_basis.is_empty() || q_basis.len() + special.len() != a.num_limbs() {
+        return Err(MathError::BasisMismatch(format!(
+            "special moduli {special:?} must be a proper subset of the basis {:?}",
+            a.basis()
+        )));
+    }
+    Ok(q_basis)
 }
 
 /// Cache of basis converters keyed by (source basis, target basis).
@@ -497,63 +545,86 @@ impl<K: LimbKernels> HostBackend<K> {
         Ok(())
     }
 
-    /// First step of a fast basis conversion: `y_i = [x_i · (B/b_i)^{-1}]_{b_i}` for the
-    /// coefficient-form limbs `input` over `conv.from()`.
-    /// `y` holds the coefficient-form limbs over `conv.from()` (and possibly more limbs
-    /// after them, left alone); they are premultiplied in place.
-    fn premultiply(&self, conv: &BasisConverter, y: &mut [u64]) {
-        let n = self.ctx.n();
-        let y = &mut y[..n * conv.from().len()];
-        let pre = |i: usize, l: &mut [u64]| {
-            K::scalar_mul(&conv.from_moduli()[i], l, conv.punctured_inv()[i].0)
-        };
-        if K::PARALLEL {
-            y.par_chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
-        } else {
-            y.chunks_mut(n).enumerate().for_each(|(i, l)| pre(i, l));
-        }
+    /// First step of a fast basis conversion on limb `i` of the coefficient-form input
+    /// over `conv.from()`: `y_i = [x_i · (B/b_i)^{-1}]_{b_i}`, in place.
+    fn premultiply_limb(conv: &BasisConverter, i: usize, l: &mut [u64]) {
+        K::scalar_mul(&conv.from_moduli()[i], l, conv.punctured_inv()[i].0);
     }
 
-    /// `out ← (out − [x]_S)·S^{-1}` limb by limb, `S` the product of the moduli `special`
-    /// (ascending, disjoint from `out`'s basis) and `x` given on them by `special_limbs`
-    /// (NTT form): the division by `S` with rounding of a polynomial whose other limbs
-    /// are `out` (ModDown; with `q_l` among `special`, a fused ModDown and rescale).
-    /// `[x]_S` is the exact centred residue in `(−S/2, S/2]` (Halevi–Polyakov–Shoup,
-    /// CT-RSA 2019, §2.3): the fast conversion gives `[x]_S + u·S` with
-    /// `u = ⌊Σ_i y_i/s_i⌋`; subtracting `v = round(Σ_i y_i/s_i)` instead makes the
-    /// rounding unbiased (no drift of the key-switching error). `v` (at most `|S|`) is
-    /// appended to the premultiplied residues and converted with the weight `−S mod q_j`,
-    /// so the correction costs no pass of its own.
-    fn mod_down_core(
+    /// ModDown's division, first half. The whole division is `out ← (out − [x]_S)·S^{-1}`
+    /// limb by limb, `S` the product of the moduli `special` (ascending, disjoint from
+    /// `out`'s basis `q_basis`) and `x` given on them by `special_limbs` (NTT form): the
+    /// division by `S` with rounding of a polynomial whose other limbs are `out`
+    /// (ModDown; with `q_l` among `special`, a fused ModDown and rescale). `[x]_S` is the
+    /// exact centred residue in `(−S/2, S/2]` (Halevi–Polyakov–Shoup, CT-RSA 2019, §2.3):
+    /// the fast conversion gives `[x]_S + u·S` with `u = ⌊Σ_i y_i/s_i⌋`; subtracting
+    /// `v = round(Σ_i y_i/s_i)` instead makes the rounding unbiased (no drift of the
+    /// key-switching error). `v` (at most `|S|`) is appended to the premultiplied
+    /// residues and converted with the weight `−S mod q_j`, so the correction costs no
+    /// pass of its own.
+    ///
+    /// Returns the converter from `special` to `q_basis` and `y`: the `k = special.len()`
+    /// premultiplied coefficient-form residues `y_i` followed by the limb `v` (`k + 1`
+    /// limbs of `N` words). Each special limb is copied, inverse-transformed and
+    /// premultiplied in one parallel pass; `v` is summed in parallel over blocks of
+    /// coefficients (the same `f64` operations in the same order as a serial sum, so the
+    /// same result). [`Self::mod_down_finish`] is the second half.
+    fn mod_down_residues(
+        &self,
+        special: &[usize],
+        q_basis: &[usize],
+        special_limbs: &[&[u64]],
+    ) -> Result<(Arc<BasisConverter>, Vec<u64>)> {
+        /// Coefficients per block of the correction's sum.
+        const BLOCK: usize = 2048;
+        let n = self.ctx.n();
+        let k = special.len();
+        let conv = self.converter(special, q_basis)?;
+        let mut y = copied_data(n, special_limbs, (k + 1) * n, K::PARALLEL, |i, l| {
+            self.ctx.plan(special[i]).inverse(l);
+            Self::premultiply_limb(&conv, i, l);
+        });
+        y.resize((k + 1) * n, 0);
+        let inv: Vec<f64> = conv
+            .from_moduli()
+            .iter()
+            .map(|m| 1.0 / m.value() as f64)
+            .collect();
+        let (ys, v) = y.split_at_mut(k * n);
+        let ys = &*ys;
+        let correction = |(c, out): (usize, &mut [u64])| {
+            let lo = c * BLOCK;
+            let mut frac = [0.0f64; BLOCK];
+            let frac = &mut frac[..out.len()];
+            for (yi, &ip) in ys.chunks_exact(n).zip(&inv) {
+                frac.iter_mut()
+                    .zip(&yi[lo..lo + out.len()])
+                    .for_each(|(acc, &x)| *acc += x as f64 * ip);
+            }
+            out.iter_mut()
+                .zip(&*frac)
+                .for_each(|(o, x)| *o = x.round() as u64);
+        };
+        if K::PARALLEL {
+            v.par_chunks_mut(BLOCK).enumerate().for_each(correction);
+        } else {
+            v.chunks_mut(BLOCK).enumerate().for_each(correction);
+        }
+        Ok((conv, y))
+    }
+
+    /// Second half of ModDown's division (see [`Self::mod_down_residues`]): `out ← (out − [x]_S)·S^{-1}` from the
+    /// residues `y` of [`Self::mod_down_residues`] (whose converter `conv` targets `out`'s
+    /// basis).
+    fn mod_down_finish(
         &self,
         mut out: RnsPoly,
         special: &[usize],
-        special_limbs: &[&[u64]],
+        conv: &BasisConverter,
+        y: &[u64],
     ) -> Result<RnsPoly> {
-        let n = self.ctx.n();
         let k = special.len();
         let q_basis = out.basis().to_vec();
-        let conv = self.converter(special, &q_basis)?;
-        let mut y = vec![0u64; (k + 1) * n];
-        for (i, l) in special_limbs.iter().enumerate() {
-            y[i * n..(i + 1) * n].copy_from_slice(l);
-        }
-        self.limbs(special, &mut y[..k * n], |_, bi, l| {
-            self.ctx.plan(bi).inverse(l)
-        });
-        self.premultiply(&conv, &mut y);
-        let (ys, v) = y.split_at_mut(k * n);
-        let mut frac = vec![0.0f64; n];
-        for (yi, m) in ys.chunks_exact(n).zip(conv.from_moduli()) {
-            let ip = 1.0 / m.value() as f64;
-            frac.iter_mut()
-                .zip(yi)
-                .for_each(|(acc, &x)| *acc += x as f64 * ip);
-        }
-        v.iter_mut()
-            .zip(&frac)
-            .for_each(|(o, x)| *o = x.round() as u64);
-        drop(frac);
         // Rows of the conversion extended by −S mod q_j, and S^{-1} mod q_j.
         let mut rows = Vec::with_capacity(q_basis.len() * (k + 1));
         let mut s_inv = Vec::with_capacity(q_basis.len());
@@ -575,7 +646,7 @@ impl<K: LimbKernels> HostBackend<K> {
         self.limbs(basis, data, |j, bi, l| {
             let qi = self.ctx.modulus(bi);
             with_scratch(l.len(), |t| {
-                K::convert_limb(qi, &rows[j * (k + 1)..(j + 1) * (k + 1)], &y, y_bound, t);
+                K::convert_limb(qi, &rows[j * (k + 1)..(j + 1) * (k + 1)], y, y_bound, t);
                 self.ctx.plan(bi).forward(t);
                 K::sub_scalar_mul(qi, l, t, s_inv[j]);
             });
@@ -640,7 +711,9 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
 
     fn select_limbs(&self, p: &RnsPoly, keep: &[usize]) -> Result<RnsPoly> {
         self.ctx.check_basis(keep)?;
-        p.select_limbs(keep)
+        let sources = special_limbs(p, keep)?;
+        let data = copied_data(self.ctx.n(), &sources, 0, K::PARALLEL, |_, _| {});
+        RnsPoly::from_data(self.ctx.n(), keep, p.repr(), data)
     }
 
     fn forward_ntt(&self, p: &mut RnsPoly) -> Result<()> {
@@ -696,10 +769,12 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     fn mul_new(&self, a: &RnsPoly, b: &RnsPoly) -> Result<RnsPoly> {
         check_same(a, b)?;
         check_repr(a, Representation::Ntt)?;
-        Ok(self.fresh(a.basis(), a.repr(), |j, bi, l| {
-            l.copy_from_slice(a.limb(j));
-            K::mul(self.ctx.modulus(bi), l, b.limb(j))
-        }))
+        let basis = a.basis();
+        let sources: Vec<&[u64]> = a.data().chunks_exact(self.ctx.n()).collect();
+        let data = copied_data(self.ctx.n(), &sources, 0, K::PARALLEL, |j, l| {
+            K::mul(self.ctx.modulus(basis[j]), l, b.limb(j))
+        });
+        RnsPoly::from_data(self.ctx.n(), basis, a.repr(), data)
     }
 
     fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) -> Result<()> {
@@ -792,8 +867,10 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     fn basis_convert(&self, a: &RnsPoly, to: &[usize]) -> Result<RnsPoly> {
         check_repr(a, Representation::Coeff)?;
         let conv = self.converter(a.basis(), to)?;
-        let mut y = a.data().to_vec();
-        self.premultiply(&conv, &mut y);
+        let sources: Vec<&[u64]> = a.data().chunks_exact(self.ctx.n()).collect();
+        let y = copied_data(self.ctx.n(), &sources, 0, K::PARALLEL, |i, l| {
+            Self::premultiply_limb(&conv, i, l)
+        });
         Ok(self.fresh(to, Representation::Coeff, |j, _, l| {
             Self::convert_limb(&conv, &y, j, l)
         }))
@@ -844,8 +921,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 "special moduli overlap the polynomial's basis".into(),
             ));
         }
-        let mut d = a.select_limbs(digit)?;
-        self.inverse_ntt(&mut d)?;
+        let digit_limbs = special_limbs(a, digit)?;
         let mut out_basis: Vec<usize> = a.basis().iter().chain(special).copied().collect();
         out_basis.sort_unstable();
         self.ctx.check_basis(&out_basis)?;
@@ -859,11 +935,14 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         } else {
             Some(self.converter(digit, &targets)?)
         };
-        // The digit's coefficient-form copy is premultiplied in place.
-        if let Some(c) = conv.as_ref() {
-            self.premultiply(c, d.data_mut());
-        }
-        let y = d.data();
+        // The digit's limbs copied, in coefficient form and premultiplied, in one pass.
+        let y = copied_data(self.ctx.n(), &digit_limbs, 0, K::PARALLEL, |i, l| {
+            self.ctx.plan(digit[i]).inverse(l);
+            if let Some(c) = conv.as_ref() {
+                Self::premultiply_limb(c, i, l);
+            }
+        });
+        let y = &y[..];
         let out = self.fresh(&out_basis, Representation::Ntt, |_, bi, l| {
             match (targets.binary_search(&bi), conv.as_ref()) {
                 (Ok(j), Some(conv)) => {
@@ -920,22 +999,29 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
 
     fn mod_down(&self, a: &RnsPoly, special: &[usize]) -> Result<RnsPoly> {
         let _span = tracing::trace_span!("mod_down", backend = K::NAME).entered();
-        check_repr(a, Representation::Ntt)?;
-        let q_basis: Vec<usize> = a
-            .basis()
-            .iter()
-            .copied()
-            .filter(|i| !special.contains(i))
-            .collect();
-        if q_basis.is_empty() || q_basis.len() + special.len() != a.num_limbs() {
-            return Err(MathError::BasisMismatch(format!(
-                "special moduli {special:?} must be a proper subset of the basis {:?}",
-                a.basis()
-            )));
-        }
+        let q_basis = mod_down_basis(a, special)?;
         let limbs = special_limbs(a, special)?;
-        let out = a.select_limbs(&q_basis)?;
-        self.mod_down_core(out, special, &limbs)
+        let (conv, y) = self.mod_down_residues(special, &q_basis, &limbs)?;
+        let out = self.select_limbs(a, &q_basis)?;
+        self.mod_down_finish(out, special, &conv, &y)
+    }
+
+    fn mod_down_owned(&self, mut a: RnsPoly, special: &[usize]) -> Result<RnsPoly> {
+        let _span = tracing::trace_span!("mod_down", backend = K::NAME).entered();
+        let q_basis = mod_down_basis(&a, special)?;
+        let (conv, y) = {
+            let limbs = special_limbs(&a, special)?;
+            self.mod_down_residues(special, &q_basis, &limbs)?
+        };
+        // The special limbs are a suffix of the basis when the moduli table lists P
+        // after Q (every preset): the output is then `a` with its last limbs dropped.
+        let out = if a.basis()[..q_basis.len()] == q_basis[..] {
+            a.drop_last_limbs(special.len())?;
+            a
+        } else {
+            self.select_limbs(&a, &q_basis)?
+        };
+        self.mod_down_finish(out, special, &conv, &y)
     }
 
     fn mod_down_rescale(&self, a: &RnsPoly, b: RnsPoly, special: &[usize]) -> Result<RnsPoly> {
@@ -966,13 +1052,15 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         // Divide by P·q_l: the last limb of x joins the special moduli.
         let l = x.num_limbs();
         let last_bi = x.basis()[l - 1];
-        let last = x.limb(l - 1).to_vec();
-        x.drop_last_limbs(1)?;
         let mut all_special = vec![last_bi];
         all_special.extend_from_slice(special);
-        let mut limbs = vec![last.as_slice()];
-        limbs.extend(special_limbs(a, special)?);
-        self.mod_down_core(x, &all_special, &limbs)
+        let (conv, y) = {
+            let mut limbs = vec![x.limb(l - 1)];
+            limbs.extend(special_limbs(a, special)?);
+            self.mod_down_residues(&all_special, &x.basis()[..l - 1], &limbs)?
+        };
+        x.drop_last_limbs(1)?;
+        self.mod_down_finish(x, &all_special, &conv, &y)
     }
 
     fn key_switch_inner_product(

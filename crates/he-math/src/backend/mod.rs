@@ -237,6 +237,16 @@ pub trait Backend: Send + Sync {
     /// Representation or basis errors (`special` not a proper suffix-set of the basis).
     fn mod_down(&self, a: &Self::Poly, special: &[usize]) -> Result<Self::Poly>;
 
+    /// [`Self::mod_down`] consuming `a`: a backend may reuse `a`'s memory for the output
+    /// (the host backend drops the special limbs in place when they end the basis,
+    /// instead of copying the other limbs). The default calls [`Self::mod_down`].
+    ///
+    /// # Errors
+    /// As [`Self::mod_down`].
+    fn mod_down_owned(&self, a: Self::Poly, special: &[usize]) -> Result<Self::Poly> {
+        self.mod_down(&a, special)
+    }
+
     /// ModDown fused with a rescale, for relinearization followed by rescaling: for `a`
     /// over `Q_ℓ ∪ P` (`P = special`) and `b` over `Q_ℓ = {q_0 … q_ℓ}` (NTT form both),
     /// returns `(a + P·b)/(P·q_ℓ)` rounded to the nearest integer (one exact centred
