@@ -482,6 +482,47 @@ impl<B: Backend> Evaluator<B> {
         Ok(())
     }
 
+    /// `Σ_t a_t · pt_t` (no rescale) in one pass of the backend
+    /// ([`he_math::Backend::dot_parts`]): each ciphertext part, plaintext and output read
+    /// or written once, where [`Self::mul_plain_accumulate`] streams the accumulator once
+    /// per term. The inner sums of BSGS linear transformations. Every `a_t` at one level,
+    /// slot count and degree, every product at one scale; the result has them.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] for no terms; [`CkksError::LevelMismatch`],
+    /// [`CkksError::SlotsMismatch`], [`CkksError::DegreeTooHigh`] (degrees differ) or
+    /// [`CkksError::ScaleMismatch`] between terms; [`CkksError::LevelTooLow`] for a
+    /// plaintext below its ciphertext's level.
+    pub fn mul_plain_sum(
+        &self,
+        terms: &[(&Ciphertext<B>, &Plaintext<B>)],
+    ) -> Result<Ciphertext<B>> {
+        let Some(&(a0, p0)) = terms.first() else {
+            return Err(CkksError::InvalidValue(
+                "a sum of plaintext products needs at least one term".into(),
+            ));
+        };
+        let scale = a0.scale * p0.scale;
+        let mut plains = Vec::with_capacity(terms.len());
+        for &(a, pt) in terms {
+            check_pair(a, a0.level, a0.slots)?;
+            if a.parts.len() != a0.parts.len() {
+                return Err(CkksError::DegreeTooHigh(a.degree().max(a0.degree())));
+            }
+            check_scale(scale, a.scale * pt.scale)?;
+            plains.push(self.plain_at(a, pt)?);
+        }
+        self.note(Op::CMult, terms.len() as u64);
+        let xs: Vec<&[B::Poly]> = terms.iter().map(|(a, _)| a.parts.as_slice()).collect();
+        let ys: Vec<&B::Poly> = plains.iter().map(|m| m.as_ref()).collect();
+        Ok(Ciphertext {
+            parts: self.be().dot_parts(&xs, &ys)?,
+            level: a0.level,
+            scale,
+            slots: a0.slots,
+        })
+    }
+
     /// `acc += a · pt` where `acc` starts empty: the first product becomes `acc`
     /// ([`Self::mul_plain`]), later ones are added in place
     /// ([`Self::mul_plain_add_assign`]). The accumulation of BSGS and masked products.

@@ -129,6 +129,29 @@ fn arithmetic<B: Backend>(ctx: Arc<Context<B>>) {
         -20.0,
     );
     check("add_plain", &ev.add_plain(&cx, &ptx).unwrap(), &sum, -25.0);
+    // Σ_t a_t · pt_t in one pass, against float64 and against its accumulation.
+    let pty = s
+        .ctx
+        .encode_complex(&x, top, p.scale_at(top).unwrap())
+        .unwrap();
+    let dot: Vec<_> = x.iter().zip(&y).map(|(a, b)| a * b + b * a).collect();
+    let summed = ev.mul_plain_sum(&[(&cx, &ptx), (&cy, &pty)]).unwrap();
+    check(
+        "mul_plain_sum+rescale",
+        &ev.rescale(&summed).unwrap(),
+        &dot,
+        -20.0,
+    );
+    let mut acc = None;
+    ev.mul_plain_accumulate(&mut acc, &cx, &ptx).unwrap();
+    ev.mul_plain_accumulate(&mut acc, &cy, &pty).unwrap();
+    let acc = acc.unwrap();
+    assert_eq!(summed.scale(), acc.scale());
+    assert_eq!(
+        decrypt(&s, &summed),
+        decrypt(&s, &acc),
+        "mul_plain_sum equals mul_plain_accumulate exactly"
+    );
     let c = Complex64::new(0.75, -0.5);
     let cm: Vec<_> = x.iter().map(|a| a * c).collect();
     let mc = ev.rescale(&ev.mul_const_complex(&cx, c).unwrap()).unwrap();
@@ -352,6 +375,36 @@ fn errors<B: Backend>(ctx: Arc<Context<B>>) {
     assert!(matches!(
         ev.rotate_hoisted(&cx, &[1, 2]),
         Err(CkksError::MissingGaloisKey { .. })
+    ));
+    // Sums of plaintext products: no terms, mixed levels, mixed scales.
+    assert!(matches!(
+        ev.mul_plain_sum(&[]),
+        Err(CkksError::InvalidValue(_))
+    ));
+    let pt = s
+        .ctx
+        .encode_complex(&x, top, p.scale_at(top).unwrap())
+        .unwrap();
+    let low = ev.drop_level(&cx, top - 1).unwrap();
+    assert!(matches!(
+        ev.mul_plain_sum(&[(&cx, &pt), (&low, &pt)]),
+        Err(CkksError::LevelMismatch(..))
+    ));
+    let pt2 = s
+        .ctx
+        .encode_complex(&x, top, 2.0 * p.scale_at(top).unwrap())
+        .unwrap();
+    assert!(matches!(
+        ev.mul_plain_sum(&[(&cx, &pt), (&cx, &pt2)]),
+        Err(CkksError::ScaleMismatch(..))
+    ));
+    let pt_low = s
+        .ctx
+        .encode_complex(&x, top - 1, p.scale_at(top).unwrap())
+        .unwrap();
+    assert!(matches!(
+        ev.mul_plain_sum(&[(&cx, &pt_low)]),
+        Err(CkksError::LevelTooLow { .. })
     ));
     // Missing relinearization key.
     let bare = Evaluator::new(&s.ctx, Arc::new(Default::default()));

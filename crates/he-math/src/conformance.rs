@@ -95,6 +95,7 @@ pub fn run_all<B: Backend>(backend: &B) {
     check_mod_down_rescale(&pair, &mut rng);
     check_mod_raise(&pair, &mut rng);
     check_key_switch_inner_product(&pair, &mut rng);
+    check_dot_parts(&pair, &mut rng);
     check_errors(&pair, &mut rng);
 }
 
@@ -540,6 +541,75 @@ fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng)
         &seeded_b[0],
         &out_r[0],
     );
+}
+
+/// [`Backend::dot_parts`] against the reference backend and against its definition
+/// (one product and `T − 1` multiply-adds per part), for one term, a few, and more
+/// terms than one kernel call takes; two and three parts; then its errors.
+fn check_dot_parts<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let basis: Vec<usize> = (0..ctx.num_moduli()).collect();
+    for (terms, parts) in [(1usize, 2usize), (3, 2), (3, 3), (40, 2)] {
+        let xs: Vec<Vec<RnsPoly>> = (0..terms)
+            .map(|_| {
+                (0..parts)
+                    .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
+                    .collect()
+            })
+            .collect();
+        let ys: Vec<RnsPoly> = (0..terms)
+            .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
+            .collect();
+        let xb: Vec<Vec<B::Poly>> = xs
+            .iter()
+            .map(|g| g.iter().map(|x| p.up(x).0).collect())
+            .collect();
+        let yb: Vec<B::Poly> = ys.iter().map(|y| p.up(y).0).collect();
+        let xb_refs: Vec<&[B::Poly]> = xb.iter().map(Vec::as_slice).collect();
+        let yb_refs: Vec<&B::Poly> = yb.iter().collect();
+        let xr_refs: Vec<&[RnsPoly]> = xs.iter().map(Vec::as_slice).collect();
+        let yr_refs: Vec<&RnsPoly> = ys.iter().collect();
+        let got = p.b.dot_parts(&xb_refs, &yb_refs).unwrap();
+        let want = p.r.dot_parts(&xr_refs, &yr_refs).unwrap();
+        assert_eq!(got.len(), parts);
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            p.same(&format!("dot_parts, {terms} terms, part {k}"), g, w);
+            let mut direct = p.r.mul_new(&xs[0][k], &ys[0]).unwrap();
+            for t in 1..terms {
+                p.r.mul_add_assign(&mut direct, &xs[t][k], &ys[t]).unwrap();
+            }
+            assert_eq!(w, &direct, "dot_parts against its definition");
+        }
+    }
+    let a = random_poly(&ctx, &[0, 1], Representation::Ntt, rng);
+    let narrow = random_poly(&ctx, &[0, 2], Representation::Ntt, rng);
+    let coeff = random_poly(&ctx, &[0, 1], Representation::Coeff, rng);
+    let (ab, _) = p.up(&a);
+    let (nb, _) = p.up(&narrow);
+    let (cb, _) = p.up(&coeff);
+    let pair = [ab.clone(), ab.clone()];
+    let single = [ab.clone()];
+    assert!(matches!(
+        p.b.dot_parts(&[], &[]),
+        Err(MathError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        p.b.dot_parts(&[&pair[..]], &[&ab, &ab]),
+        Err(MathError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        p.b.dot_parts(&[&pair[..], &single[..]], &[&ab, &ab]),
+        Err(MathError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        p.b.dot_parts(&[&pair[..]], &[&nb]),
+        Err(MathError::BasisMismatch(_))
+    ));
+    let coeffs = [cb.clone(), cb.clone()];
+    assert!(matches!(
+        p.b.dot_parts(&[&coeffs[..]], &[&cb]),
+        Err(MathError::ReprMismatch { .. })
+    ));
 }
 
 fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

@@ -12,7 +12,9 @@ fn reference_backend_conforms() {
 
 #[test]
 fn cpu_simd_backend_conforms() {
-    for n in [16usize, 256, 1 << 10] {
+    // 2^12: more than one block of the blocked kernels (dot_parts, the seeded inner
+    // product).
+    for n in [16usize, 256, 1 << 10, 1 << 12] {
         run_all(&CpuBackend::new(&test_ring(n)).unwrap());
     }
 }

@@ -462,18 +462,26 @@ impl<B: Backend> Evaluator<B> {
         let mut lazy: Option<[B::Poly; 2]> = None;
         let mut plain: Option<Ciphertext<B>> = None;
         for (&g, terms) in &lt.giants {
-            let mut inner: Option<Ciphertext<B>> = None;
+            let encoded: Vec<(&Ciphertext<B>, &Plaintext<B>)> = terms
+                .iter()
+                .filter_map(|(b, diag)| match diag {
+                    StoredDiagonal::Encoded(pt) => Some((&baby[b], pt)),
+                    StoredDiagonal::Coefficients(_) => None,
+                })
+                .collect();
+            // Encoded diagonals: one pass over all of them (`mul_plain_sum`). Diagonals
+            // kept as coefficients are encoded one at a time (their point is memory).
+            let mut inner = if encoded.is_empty() {
+                None
+            } else {
+                Some(self.mul_plain_sum(&encoded)?)
+            };
             for (b, diag) in terms {
-                match diag {
-                    StoredDiagonal::Encoded(pt) => {
-                        self.mul_plain_accumulate(&mut inner, &baby[b], pt)?;
-                    }
-                    StoredDiagonal::Coefficients(c) => {
-                        let pt =
-                            self.context()
-                                .plaintext_from_scaled(c, level, lt.plaintext_scale)?;
-                        self.mul_plain_accumulate(&mut inner, &baby[b], &pt)?;
-                    }
+                if let StoredDiagonal::Coefficients(c) = diag {
+                    let pt = self
+                        .context()
+                        .plaintext_from_scaled(c, level, lt.plaintext_scale)?;
+                    self.mul_plain_accumulate(&mut inner, &baby[b], &pt)?;
                 }
             }
             let Some(mut inner) = inner else { continue };

@@ -113,6 +113,51 @@ where
     data
 }
 
+/// Words per block of [`Backend::dot_parts`] on the host: the `T` plaintext blocks of a
+/// sum (8 KiB each) stay in L1/L2 while both parts of the ciphertexts are summed.
+const DOT_BLOCK: usize = 1024;
+
+/// Terms per call of the dot-product kernel (slices kept on the stack).
+const DOT_TERMS: usize = 32;
+
+/// `out ← Σ_t a_t · b_t mod m` over the blocks `a_t`, `b_t` (each at least `out.len()`
+/// long), [`DOT_TERMS`] terms per kernel call, later groups added to the first.
+fn dot_block<'a, K: LimbKernels>(
+    m: &Modulus,
+    out: &mut [u64],
+    a: impl Iterator<Item = &'a [u64]>,
+    b: impl Iterator<Item = &'a [u64]>,
+) {
+    let len = out.len();
+    let mut xs = [&[][..]; DOT_TERMS];
+    let mut ys = [&[][..]; DOT_TERMS];
+    let mut tmp = [0u64; DOT_BLOCK];
+    let mut filled = 0;
+    let mut first = true;
+    let mut flush = |xs: &[&[u64]], ys: &[&[u64]], first: &mut bool, out: &mut [u64]| {
+        if *first {
+            K::dot(m, out, xs, ys);
+            *first = false;
+        } else {
+            let t = &mut tmp[..len];
+            K::dot(m, t, xs, ys);
+            K::add(m, out, t);
+        }
+    };
+    for (x, y) in a.zip(b) {
+        xs[filled] = &x[..len];
+        ys[filled] = &y[..len];
+        filled += 1;
+        if filled == DOT_TERMS {
+            flush(&xs, &ys, &mut first, out);
+            filled = 0;
+        }
+    }
+    if filled > 0 || first {
+        flush(&xs[..filled], &ys[..filled], &mut first, out);
+    }
+}
+
 thread_local! {
     /// The seeded inner product's expansion buffer, one per thread, reused (no
     /// allocation per limb once grown).
@@ -775,6 +820,58 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             K::mul(self.ctx.modulus(basis[j]), l, b.limb(j))
         });
         RnsPoly::from_data(self.ctx.n(), basis, a.repr(), data)
+    }
+
+    fn dot_parts(&self, xs: &[&[RnsPoly]], ys: &[&RnsPoly]) -> Result<Vec<RnsPoly>> {
+        let parts = super::check_dot_parts(xs, ys)?;
+        let first = &xs[0][0];
+        check_repr(first, Representation::Ntt)?;
+        for (g, y) in xs.iter().zip(ys) {
+            check_same(first, y)?;
+            for x in g.iter() {
+                check_same(first, x)?;
+            }
+        }
+        let n = self.ctx.n();
+        let basis = first.basis();
+        let limbs = basis.len();
+        // Output block [lo, lo + out.len()) of part p, limb j: one lazy dot product.
+        let block = |j: usize, p: usize, lo: usize, out: &mut [u64]| {
+            dot_block::<K>(
+                self.ctx.modulus(basis[j]),
+                out,
+                xs.iter().map(|g| &g[p].limb(j)[lo..]),
+                ys.iter().map(|y| &y.limb(j)[lo..]),
+            );
+        };
+        let datas: Vec<Vec<u64>> = if parts == 2 {
+            // Both parts block by block: each plaintext block is read from memory once.
+            fresh_data_pair(n, limbs, K::PARALLEL, |j, o0, o1| {
+                for (c, (b0, b1)) in o0
+                    .chunks_mut(DOT_BLOCK)
+                    .zip(o1.chunks_mut(DOT_BLOCK))
+                    .enumerate()
+                {
+                    block(j, 0, c * DOT_BLOCK, b0);
+                    block(j, 1, c * DOT_BLOCK, b1);
+                }
+            })
+            .into()
+        } else {
+            (0..parts)
+                .map(|p| {
+                    fresh_data(n, limbs, K::PARALLEL, |j, o| {
+                        for (c, b) in o.chunks_mut(DOT_BLOCK).enumerate() {
+                            block(j, p, c * DOT_BLOCK, b);
+                        }
+                    })
+                })
+                .collect()
+        };
+        datas
+            .into_iter()
+            .map(|d| RnsPoly::from_data(n, basis, Representation::Ntt, d))
+            .collect()
     }
 
     fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) -> Result<()> {

@@ -24,7 +24,6 @@ pub use host::{
     CpuBackend, HostBackend, LimbKernels, ReferenceBackend, ScalarKernels, SimdKernels,
 };
 
-#[cfg(doc)]
 use crate::error::MathError;
 use crate::error::Result;
 use crate::poly::{Representation, RnsPoly};
@@ -147,6 +146,32 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// As [`Self::mul_assign`].
     fn mul_add_assign(&self, acc: &mut Self::Poly, a: &Self::Poly, b: &Self::Poly) -> Result<()>;
+
+    /// Sums of products sharing their right factors: for `T ≥ 1` groups `xs[t]` of `P`
+    /// polynomials each (a ciphertext's parts) and `T` polynomials `ys[t]` (plaintexts),
+    /// the `P` polynomials `out_p = Σ_t xs[t][p] ⊙ ys[t]`, all in NTT representation over
+    /// one basis: the inner sums of baby-step giant-step linear transformations (Bossuat
+    /// et al., Eurocrypt 2021, §4; Lattigo `MultiplyByDiagMatrixBSGS` accumulates them
+    /// the same way). The default is one [`Self::mul_new`] and `T − 1`
+    /// [`Self::mul_add_assign`] per part, which streams every accumulator `T` times; a
+    /// backend may read each operand once instead (the host backend: block by block,
+    /// with one lazy reduction per output word).
+    ///
+    /// # Errors
+    /// [`MathError::LengthMismatch`] if `xs` is empty, `ys` has another length or the
+    /// groups differ in size; basis and representation errors as [`Self::mul_assign`].
+    fn dot_parts(&self, xs: &[&[Self::Poly]], ys: &[&Self::Poly]) -> Result<Vec<Self::Poly>> {
+        let parts = check_dot_parts(xs, ys)?;
+        (0..parts)
+            .map(|p| {
+                let mut acc = self.mul_new(&xs[0][p], ys[0])?;
+                for (g, y) in xs.iter().zip(ys).skip(1) {
+                    self.mul_add_assign(&mut acc, &g[p], y)?;
+                }
+                Ok(acc)
+            })
+            .collect()
+    }
 
     /// `a ← a · s_i` on limb `i`, one scalar per limb (`s_i < q_i`), any representation.
     ///
@@ -300,4 +325,32 @@ pub enum UniformParts<'a, P> {
     /// `i` are the stream `(j, i)` of [`crate::expand::SeedExpander`] for this public
     /// seed, taken as NTT-form values (uniform in either form).
     Seeded(&'a [u8; 32]),
+}
+
+/// Shape checks of [`Backend::dot_parts`]: `T ≥ 1` groups of one size `P ≥ 1`, as many
+/// right factors; returns `P`.
+///
+/// # Errors
+/// [`MathError::LengthMismatch`] otherwise.
+pub(crate) fn check_dot_parts<P>(xs: &[&[P]], ys: &[&P]) -> Result<usize> {
+    let Some(first) = xs.first() else {
+        return Err(MathError::LengthMismatch {
+            expected: 1,
+            got: 0,
+        });
+    };
+    if ys.len() != xs.len() {
+        return Err(MathError::LengthMismatch {
+            expected: xs.len(),
+            got: ys.len(),
+        });
+    }
+    let parts = first.len();
+    if let Some(g) = xs.iter().find(|g| g.len() != parts || g.is_empty()) {
+        return Err(MathError::LengthMismatch {
+            expected: parts.max(1),
+            got: g.len(),
+        });
+    }
+    Ok(parts)
 }
