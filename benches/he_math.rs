@@ -145,6 +145,25 @@ fn rns_ops(c: &mut Criterion) {
     });
     let up = be.mod_up(&a, &q[0..3], &p).unwrap();
     g.bench_function("mod_down", |b| b.iter(|| be.mod_down(&up, &p).unwrap()));
+    g.bench_function("mod_down_owned", |b| {
+        b.iter_batched(
+            || up.clone(),
+            |x| be.mod_down_owned(x, &p).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // The NTT-form Galois permutation of a rotation by one slot, 13 limbs.
+    g.bench_function("automorphism_new_13_limbs", |b| {
+        b.iter(|| be.automorphism_new(&a, 5).unwrap())
+    });
+    // A BSGS inner sum: 8 ciphertexts (2 parts) times 8 plaintexts, 13 limbs.
+    let xs: Vec<Vec<_>> = (0..8).map(|_| vec![a.clone(), a.clone()]).collect();
+    let xs: Vec<&[_]> = xs.iter().map(Vec::as_slice).collect();
+    let ys: Vec<_> = (0..8).map(|_| a.clone()).collect();
+    let ys: Vec<_> = ys.iter().collect();
+    g.bench_function("dot_parts_8_terms_2_parts", |b| {
+        b.iter(|| be.dot_parts(&xs, &ys).unwrap())
+    });
     g.finish();
 }
 

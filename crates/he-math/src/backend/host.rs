@@ -658,9 +658,8 @@ impl<K: LimbKernels> HostBackend<K> {
         Ok((conv, y))
     }
 
-    /// Second half of ModDown's division (see [`Self::mod_down_residues`]): `out ← (out − [x]_S)·S^{-1}` from the
-    /// residues `y` of [`Self::mod_down_residues`] (whose converter `conv` targets `out`'s
-    /// basis).
+    /// Second half of ModDown's division: `out ← (out − [x]_S)·S^{-1}` from the residues
+    /// `y` of [`Self::mod_down_residues`] (whose converter `conv` targets `out`'s basis).
     fn mod_down_finish(
         &self,
         mut out: RnsPoly,
