@@ -455,8 +455,8 @@ impl<B: Backend> Evaluator<B> {
     }
 
     /// Multiply-plaintext-then-add: `acc += a · pt` in place, without a temporary
-    /// ciphertext (the inner loop of BSGS linear transformations and of HETAL's masked
-    /// products). `acc` must be at `a`'s level and slot count, with `a`'s degree, and at
+    /// ciphertext (HETAL's masked products, whose terms are made one at a time; a sum
+    /// whose terms all exist at once is cheaper with [`Self::mul_plain_sum`]). `acc` must be at `a`'s level and slot count, with `a`'s degree, and at
     /// the product's scale `a.scale · pt.scale` (relative tolerance as [`Self::add`]).
     ///
     /// # Errors
@@ -525,7 +525,8 @@ impl<B: Backend> Evaluator<B> {
 
     /// `acc += a · pt` where `acc` starts empty: the first product becomes `acc`
     /// ([`Self::mul_plain`]), later ones are added in place
-    /// ([`Self::mul_plain_add_assign`]). The accumulation of BSGS and masked products.
+    /// ([`Self::mul_plain_add_assign`]). The accumulation of masked products and of BSGS
+    /// diagonals kept as coefficients (encoded one at a time).
     ///
     /// # Errors
     /// As [`Self::mul_plain_add_assign`].

@@ -151,8 +151,7 @@ pub trait Backend: Send + Sync {
     /// polynomials each (a ciphertext's parts) and `T` polynomials `ys[t]` (plaintexts),
     /// the `P` polynomials `out_p = Σ_t xs[t][p] ⊙ ys[t]`, all in NTT representation over
     /// one basis: the inner sums of baby-step giant-step linear transformations (Bossuat
-    /// et al., Eurocrypt 2021, §4; Lattigo `MultiplyByDiagMatrixBSGS` accumulates them
-    /// the same way). The default is one [`Self::mul_new`] and `T − 1`
+    /// et al., Eurocrypt 2021, §4). The default is one [`Self::mul_new`] and `T − 1`
     /// [`Self::mul_add_assign`] per part, which streams every accumulator `T` times; a
     /// backend may read each operand once instead (the host backend: block by block,
     /// with one lazy reduction per output word).
