@@ -113,6 +113,39 @@ where
     data
 }
 
+/// Limbs that are permutations of others: limb `j` of the result is
+/// `out[i] = sources[j][perm[i]]` (the NTT-form Galois automorphism,
+/// [`galois::apply_permutation`]), written straight into fresh memory (no zeroing pass),
+/// in parallel when asked.
+///
+/// # Panics
+/// If `perm` or a source is not `n` long, or an index of `perm` is out of range.
+fn permuted_data(n: usize, sources: &[&[u64]], perm: &[u32], parallel: bool) -> Vec<u64> {
+    assert!(
+        perm.len() == n && sources.iter().all(|s| s.len() == n),
+        "permutation and limbs must have n words"
+    );
+    let len = n * sources.len();
+    let mut data: Vec<u64> = Vec::with_capacity(len);
+    let spare = &mut data.spare_capacity_mut()[..len];
+    let run = |(j, l): (usize, &mut [std::mem::MaybeUninit<u64>])| {
+        let src = sources[j];
+        for (o, &p) in l.iter_mut().zip(perm) {
+            o.write(src[p as usize]);
+        }
+    };
+    if parallel {
+        spare.par_chunks_mut(n).enumerate().for_each(run);
+    } else {
+        spare.chunks_mut(n).enumerate().for_each(run);
+    }
+    // SAFETY: every chunk is `n` long and `perm` is `n` long (asserted), so the zip above
+    // wrote each of the chunk's words; the chunks cover `0..len` (a panic on an index
+    // out of range propagates before this line and drops `data` with length 0).
+    unsafe { data.set_len(len) };
+    data
+}
+
 /// Words per block of [`Backend::dot_parts`] on the host: the `T` plaintext blocks of a
 /// sum (8 KiB each) stay in L1/L2 while both parts of the ciphertexts are summed.
 const DOT_BLOCK: usize = 1024;
@@ -953,9 +986,9 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             }),
             Representation::Ntt => {
                 let perm = self.permutation(k)?;
-                self.fresh(a.basis(), a.repr(), |j, _, l| {
-                    galois::apply_permutation(a.limb(j), &perm, l)
-                })
+                let sources: Vec<&[u64]> = a.data().chunks_exact(self.ctx.n()).collect();
+                let data = permuted_data(self.ctx.n(), &sources, &perm, K::PARALLEL);
+                RnsPoly::from_data(self.ctx.n(), a.basis(), a.repr(), data)?
             }
         })
     }
