@@ -32,30 +32,51 @@ fn zero_filled(l: &mut [std::mem::MaybeUninit<u64>]) -> &mut [u64] {
     unsafe { &mut *(l as *mut [std::mem::MaybeUninit<u64>] as *mut [u64]) }
 }
 
+/// `limbs` limbs of `n` words in fresh memory (room for `capacity` words), limb `j`
+/// initialized by `init(j, limb)`, in parallel when asked: the skeleton of
+/// [`fresh_data`], [`copied_data`] and [`permuted_data`], which never zero a whole
+/// allocation first.
+///
+/// # Safety
+/// `init` must initialize every element of the chunk it is given (a panic is fine: it
+/// propagates before the length is set).
+unsafe fn init_limbs<I>(
+    n: usize,
+    limbs: usize,
+    capacity: usize,
+    parallel: bool,
+    init: I,
+) -> Vec<u64>
+where
+    I: Fn(usize, &mut [std::mem::MaybeUninit<u64>]) + Send + Sync,
+{
+    let len = n * limbs;
+    let mut data: Vec<u64> = Vec::with_capacity(capacity.max(len));
+    let spare = &mut data.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(j, l)| init(j, l));
+    } else {
+        spare
+            .chunks_mut(n)
+            .enumerate()
+            .for_each(|(j, l)| init(j, l));
+    }
+    // SAFETY: the chunks cover `0..len` and the caller's `init` initialized each.
+    unsafe { data.set_len(len) };
+    data
+}
+
 /// `limbs` limbs of `n` words, limb `j` written by `f(j, limb)` after it is zero-filled
 /// (see `HostBackend::fresh`): the allocation is never zeroed as a whole.
 fn fresh_data<F>(n: usize, limbs: usize, parallel: bool, f: F) -> Vec<u64>
 where
     F: Fn(usize, &mut [u64]) + Send + Sync,
 {
-    let len = n * limbs;
-    let mut data: Vec<u64> = Vec::with_capacity(len);
-    let spare = &mut data.spare_capacity_mut()[..len];
-    if parallel {
-        spare
-            .par_chunks_mut(n)
-            .enumerate()
-            .for_each(|(j, l)| f(j, zero_filled(l)));
-    } else {
-        spare
-            .chunks_mut(n)
-            .enumerate()
-            .for_each(|(j, l)| f(j, zero_filled(l)));
-    }
-    // SAFETY: the chunks above cover `0..len` and each was initialized (a panic in `f`
-    // propagates before this line and drops `data` with length 0).
-    unsafe { data.set_len(len) };
-    data
+    // SAFETY: `zero_filled` initializes the whole chunk.
+    unsafe { init_limbs(n, limbs, 0, parallel, |j, l| f(j, zero_filled(l))) }
 }
 
 /// Two such outputs written together: `f(j, limb j of the first, limb j of the second)`.
@@ -96,21 +117,13 @@ fn copied_data<F>(n: usize, sources: &[&[u64]], capacity: usize, parallel: bool,
 where
     F: Fn(usize, &mut [u64]) + Send + Sync,
 {
-    let len = n * sources.len();
-    let mut data: Vec<u64> = Vec::with_capacity(capacity.max(len));
-    let spare = &mut data.spare_capacity_mut()[..len];
-    let run = |(j, l): (usize, &mut [std::mem::MaybeUninit<u64>])| {
-        f(j, l.write_copy_of_slice(sources[j]))
-    };
-    if parallel {
-        spare.par_chunks_mut(n).enumerate().for_each(run);
-    } else {
-        spare.chunks_mut(n).enumerate().for_each(run);
+    // SAFETY: `write_copy_of_slice` initializes the whole chunk (it panics unless the
+    // lengths match).
+    unsafe {
+        init_limbs(n, sources.len(), capacity, parallel, |j, l| {
+            f(j, l.write_copy_of_slice(sources[j]))
+        })
     }
-    // SAFETY: the chunks above cover `0..len` and each was initialized by
-    // `write_copy_of_slice` (which panics, before this line, unless the lengths match).
-    unsafe { data.set_len(len) };
-    data
 }
 
 /// Limbs that are permutations of others: limb `j` of the result is
@@ -125,25 +138,16 @@ fn permuted_data(n: usize, sources: &[&[u64]], perm: &[u32], parallel: bool) -> 
         perm.len() == n && sources.iter().all(|s| s.len() == n),
         "permutation and limbs must have n words"
     );
-    let len = n * sources.len();
-    let mut data: Vec<u64> = Vec::with_capacity(len);
-    let spare = &mut data.spare_capacity_mut()[..len];
-    let run = |(j, l): (usize, &mut [std::mem::MaybeUninit<u64>])| {
-        let src = sources[j];
-        for (o, &p) in l.iter_mut().zip(perm) {
-            o.write(src[p as usize]);
-        }
-    };
-    if parallel {
-        spare.par_chunks_mut(n).enumerate().for_each(run);
-    } else {
-        spare.chunks_mut(n).enumerate().for_each(run);
+    // SAFETY: every chunk and `perm` are `n` long (asserted), so the zip writes each of
+    // the chunk's words (an index out of range panics).
+    unsafe {
+        init_limbs(n, sources.len(), 0, parallel, |j, l| {
+            let src = sources[j];
+            for (o, &p) in l.iter_mut().zip(perm) {
+                o.write(src[p as usize]);
+            }
+        })
     }
-    // SAFETY: every chunk is `n` long and `perm` is `n` long (asserted), so the zip above
-    // wrote each of the chunk's words; the chunks cover `0..len` (a panic on an index
-    // out of range propagates before this line and drops `data` with length 0).
-    unsafe { data.set_len(len) };
-    data
 }
 
 /// Words per block of [`Backend::dot_parts`] on the host: the `T` plaintext blocks of a
