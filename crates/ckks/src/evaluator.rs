@@ -456,8 +456,9 @@ impl<B: Backend> Evaluator<B> {
 
     /// Multiply-plaintext-then-add: `acc += a · pt` in place, without a temporary
     /// ciphertext (HETAL's masked products, whose terms are made one at a time; a sum
-    /// whose terms all exist at once is cheaper with [`Self::mul_plain_sum`]). `acc` must be at `a`'s level and slot count, with `a`'s degree, and at
-    /// the product's scale `a.scale · pt.scale` (relative tolerance as [`Self::add`]).
+    /// whose terms all exist at once is cheaper with [`Self::mul_plain_sum`]). `acc` must
+    /// be at `a`'s level and slot count, with `a`'s degree, and at the product's scale
+    /// `a.scale · pt.scale` (relative tolerance as [`Self::add`]).
     ///
     /// # Errors
     /// [`CkksError::LevelMismatch`], [`CkksError::SlotsMismatch`],

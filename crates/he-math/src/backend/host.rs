@@ -168,30 +168,25 @@ fn dot_block<'a, K: LimbKernels>(
     let len = out.len();
     let mut xs = [&[][..]; DOT_TERMS];
     let mut ys = [&[][..]; DOT_TERMS];
-    let mut tmp = [0u64; DOT_BLOCK];
-    let mut filled = 0;
+    let mut terms = a.zip(b).peekable();
     let mut first = true;
-    let mut flush = |xs: &[&[u64]], ys: &[&[u64]], first: &mut bool, out: &mut [u64]| {
-        if *first {
-            K::dot(m, out, xs, ys);
-            *first = false;
+    while first || terms.peek().is_some() {
+        let mut k = 0;
+        for (x, y) in terms.by_ref().take(DOT_TERMS) {
+            xs[k] = &x[..len];
+            ys[k] = &y[..len];
+            k += 1;
+        }
+        if first {
+            K::dot(m, out, &xs[..k], &ys[..k]);
+            first = false;
         } else {
-            let t = &mut tmp[..len];
-            K::dot(m, t, xs, ys);
+            // Only past DOT_TERMS terms: a scratch block for the group, added to `out`.
+            let mut t = [0u64; DOT_BLOCK];
+            let t = &mut t[..len];
+            K::dot(m, t, &xs[..k], &ys[..k]);
             K::add(m, out, t);
         }
-    };
-    for (x, y) in a.zip(b) {
-        xs[filled] = &x[..len];
-        ys[filled] = &y[..len];
-        filled += 1;
-        if filled == DOT_TERMS {
-            flush(&xs, &ys, &mut first, out);
-            filled = 0;
-        }
-    }
-    if filled > 0 || first {
-        flush(&xs[..filled], &ys[..filled], &mut first, out);
     }
 }
 
