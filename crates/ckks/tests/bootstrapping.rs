@@ -254,6 +254,44 @@ fn linear_transform_matches_plaintext() {
     ));
 }
 
+/// Every baby-step span evaluates the same map (within the noise); the rotations, and so
+/// the keys, follow the span; a span that is not a power of two in `1..=n` is an error.
+#[test]
+fn fixed_baby_step_spans_agree() {
+    let k = boot_keys();
+    let (m, x) = random_transform(512, &[0, 1, 2, 3, 5, 8, 64, 100, 300, 511], 5);
+    let want = m.apply(&x).unwrap();
+    let level = 4;
+    let p = k.ctx.params();
+    let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
+    let chosen = m.baby_step();
+    for n1 in [1, 4, chosen, 512] {
+        let fixed = m.clone().with_baby_step(n1).unwrap();
+        assert_eq!(fixed.baby_step(), n1);
+        assert_eq!(fixed.apply(&x).unwrap(), want);
+        let (sk, ev) = transform_keys(&k.ctx, &fixed);
+        let enc = fixed.encode(&k.ctx, level, s_in, s_out).unwrap();
+        let ct = sk
+            .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
+            .unwrap();
+        let out = ev.linear_transform(&ct, &enc).unwrap();
+        let got = k.ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
+        let e = log2_err(&got, &want);
+        assert!(e < -30.0, "n1 = {n1}: 2^{e}");
+    }
+    // The chosen span needs the fewest rotations.
+    for n1 in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
+        let r = m.clone().with_baby_step(n1).unwrap().rotations().len();
+        assert!(r >= m.rotations().len(), "n1 = {n1}: {r} rotations");
+    }
+    for bad in [0, 3, 1024] {
+        assert!(matches!(
+            m.clone().with_baby_step(bad),
+            Err(CkksError::InvalidValue(_))
+        ));
+    }
+}
+
 /// Diagonals kept as coefficients on sparse slots (`2n < N` coefficients, placed with a
 /// gap): the same ciphertext as with encoded diagonals, bit for bit.
 #[test]

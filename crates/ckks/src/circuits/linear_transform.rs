@@ -53,6 +53,8 @@ enum StoredDiagonal<B: Backend> {
 pub struct LinearTransform {
     slots: usize,
     diagonals: BTreeMap<usize, Vec<Complex64>>,
+    /// Baby-step span fixed by [`Self::with_baby_step`]; `None`: by rotation count.
+    baby_step: Option<usize>,
 }
 
 fn rotate_vec(v: &[Complex64], d: usize) -> Vec<Complex64> {
@@ -87,7 +89,11 @@ impl LinearTransform {
                 )));
             }
         }
-        Ok(Self { slots, diagonals })
+        Ok(Self {
+            slots,
+            diagonals,
+            baby_step: None,
+        })
     }
 
     /// The transform of a dense `n × n` matrix (row-major), zero diagonals dropped.
@@ -177,6 +183,7 @@ impl LinearTransform {
         Self {
             slots: self.slots,
             diagonals,
+            baby_step: self.baby_step,
         }
     }
 
@@ -199,6 +206,7 @@ impl LinearTransform {
         Ok(Self {
             slots: self.slots,
             diagonals,
+            baby_step: self.baby_step,
         })
     }
 
@@ -217,11 +225,41 @@ impl LinearTransform {
             .iter()
             .map(|(&d, v)| (d, (0..slots).map(|k| v[k % n]).collect()))
             .collect();
-        Ok(Self { slots, diagonals })
+        Ok(Self {
+            slots,
+            diagonals,
+            baby_step: None,
+        })
     }
 
-    /// The baby-step span `n1` (a power of two) minimizing the number of rotations.
+    /// The same transform evaluated with the baby-step span `n1` instead of the one
+    /// [`Self::baby_step`] chooses (as Lattigo's `LogBSGSRatio` fixes it); for comparing
+    /// splits. The rotations, and so the keys, follow the span.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidValue`] unless `n1` is a power of two in `1..=slots`.
+    pub fn with_baby_step(mut self, n1: usize) -> Result<Self> {
+        if !n1.is_power_of_two() || n1 > self.slots {
+            return Err(CkksError::InvalidValue(format!(
+                "baby-step span {n1} on {} slots",
+                self.slots
+            )));
+        }
+        self.baby_step = Some(n1);
+        Ok(self)
+    }
+
+    /// The baby-step span `n1` (a power of two) minimizing the number of distinct
+    /// rotations, the smallest such span on a tie, unless [`Self::with_baby_step`] fixed
+    /// it. At the top of the N = 2^16 bootstrapping chain a hoisted baby step and a lazily
+    /// switched giant step cost about the same (≈ 52 ms each: the baby permutes every
+    /// digit and ModDowns both parts, the giant decomposes its inner sum), so the count
+    /// is the cost; `cargo run --release -p ckks --example bsgs_split` compares splits
+    /// (docs/results/bootstrap.md).
     pub fn baby_step(&self) -> usize {
+        if let Some(n1) = self.baby_step {
+            return n1;
+        }
         let mut best = (usize::MAX, 1);
         let mut n1 = 1;
         while n1 <= self.slots {
