@@ -80,7 +80,19 @@ where
     unsafe { init_limbs(n, limbs, 0, parallel, |j, l| f(j, zero_filled(l))) }
 }
 
-/// Two outputs, `f(j, limb j of the first, limb j of the second)`, without a zero fill: `f(j, x, y)` gets limb `j` of
+/// Two such outputs written together: `f(j, limb j of the first, limb j of the second)`.
+fn fresh_data_pair<F>(n: usize, limbs: usize, parallel: bool, f: F) -> [Vec<u64>; 2]
+where
+    F: Fn(usize, &mut [u64], &mut [u64]) + Send + Sync,
+{
+    fresh_data_pair_with(n, limbs, parallel, |j, x, y| {
+        let (x, y) = (zero_filled(x), zero_filled(y));
+        f(j, x, y);
+        (x, y)
+    })
+}
+
+/// Two outputs written together without a zero fill: `f(j, x, y)` gets limb `j` of
 /// each as fresh memory and returns both initialized, as the slices that initialized
 /// them (a `_into` kernel's results). That they are the same memory, whole, is checked
 /// (a panic otherwise): a `&mut [u64]` exists only over initialized words, so `f` cannot
@@ -181,101 +193,35 @@ const DOT_BLOCK: usize = 1024;
 const DOT_TERMS: usize = 32;
 
 /// `out ← Σ_t a_t · b_t mod m` over the blocks `a_t`, `b_t` (each at least `out.len()`
-/// long), [`DOT_TERMS`] terms per kernel call, later groups added to the first; `out`
-/// is fresh memory, written whole by the first call ([`LimbKernels::dot_into`]) and
-/// returned initialized.
-fn dot_block<'o, 'a, K: LimbKernels>(
+/// long), [`DOT_TERMS`] terms per kernel call, later groups added to the first.
+fn dot_block<'a, K: LimbKernels>(
     m: &Modulus,
-    out: &'o mut [MaybeUninit<u64>],
+    out: &mut [u64],
     a: impl Iterator<Item = &'a [u64]>,
     b: impl Iterator<Item = &'a [u64]>,
-) -> &'o mut [u64] {
+) {
     let len = out.len();
     let mut xs = [&[][..]; DOT_TERMS];
     let mut ys = [&[][..]; DOT_TERMS];
     let mut terms = a.zip(b).peekable();
-    let mut load = |xs: &mut [&'a [u64]; DOT_TERMS], ys: &mut [&'a [u64]; DOT_TERMS]| {
+    let mut first = true;
+    while first || terms.peek().is_some() {
         let mut k = 0;
         for (x, y) in terms.by_ref().take(DOT_TERMS) {
             xs[k] = &x[..len];
             ys[k] = &y[..len];
             k += 1;
         }
-        k
-    };
-    let k = load(&mut xs, &mut ys);
-    let out = K::dot_into(m, out, &xs[..k], &ys[..k]);
-    loop {
-        let k = load(&mut xs, &mut ys);
-        if k == 0 {
-            return out;
+        if first {
+            K::dot(m, out, &xs[..k], &ys[..k]);
+            first = false;
+        } else {
+            // Only past DOT_TERMS terms: a scratch block for the group, added to `out`.
+            let mut t = [0u64; DOT_BLOCK];
+            let t = &mut t[..len];
+            K::dot(m, t, &xs[..k], &ys[..k]);
+            K::add(m, out, t);
         }
-        // Only past DOT_TERMS terms: a scratch block for the group, added to `out`.
-        let mut t = [0u64; DOT_BLOCK];
-        let t = &mut t[..len];
-        K::dot(m, t, &xs[..k], &ys[..k]);
-        K::add(m, out, t);
-    }
-}
-
-/// Fresh memory `out` written chunk by chunk: `f(chunk index, chunk)` returns each chunk
-/// initialized, as the slice that initialized it (checked: the same memory, whole), so
-/// the whole of `out` comes back initialized.
-fn write_chunks<'o, F>(out: &'o mut [MaybeUninit<u64>], chunk: usize, mut f: F) -> &'o mut [u64]
-where
-    F: for<'c> FnMut(usize, &'c mut [MaybeUninit<u64>]) -> &'c mut [u64],
-{
-    for (c, o) in out.chunks_mut(chunk).enumerate() {
-        let (p, len) = (o.as_ptr().cast::<u64>(), o.len());
-        let w = f(c, o);
-        assert!(
-            std::ptr::eq(w.as_ptr(), p) && w.len() == len,
-            "a fresh chunk was not written whole"
-        );
-    }
-    // SAFETY: the chunks cover `out`, and each was returned (checked above) as
-    // initialized words over exactly its memory.
-    unsafe { &mut *(out as *mut [MaybeUninit<u64>] as *mut [u64]) }
-}
-
-/// [`write_chunks`] over two outputs in lockstep (`x.len() == y.len()`):
-/// `f(chunk index, chunk of x, chunk of y)` returns both chunks initialized.
-fn write_chunk_pairs<'o, F>(
-    x: &'o mut [MaybeUninit<u64>],
-    y: &'o mut [MaybeUninit<u64>],
-    chunk: usize,
-    mut f: F,
-) -> (&'o mut [u64], &'o mut [u64])
-where
-    F: for<'c> FnMut(
-        usize,
-        &'c mut [MaybeUninit<u64>],
-        &'c mut [MaybeUninit<u64>],
-    ) -> (&'c mut [u64], &'c mut [u64]),
-{
-    assert_eq!(x.len(), y.len(), "outputs of different lengths");
-    for (c, (ox, oy)) in x.chunks_mut(chunk).zip(y.chunks_mut(chunk)).enumerate() {
-        let (px, py, len) = (
-            ox.as_ptr().cast::<u64>(),
-            oy.as_ptr().cast::<u64>(),
-            ox.len(),
-        );
-        let (wx, wy) = f(c, ox, oy);
-        assert!(
-            std::ptr::eq(wx.as_ptr(), px)
-                && wx.len() == len
-                && std::ptr::eq(wy.as_ptr(), py)
-                && wy.len() == len,
-            "a fresh chunk was not written whole"
-        );
-    }
-    // SAFETY: the chunks cover `x` and `y`, each returned (checked above) as initialized
-    // words over exactly its memory.
-    unsafe {
-        (
-            &mut *(x as *mut [MaybeUninit<u64>] as *mut [u64]),
-            &mut *(y as *mut [MaybeUninit<u64>] as *mut [u64]),
-        )
     }
 }
 
@@ -675,7 +621,11 @@ impl<K: LimbKernels> HostBackend<K> {
                 scratch.resize(t * chunk, 0);
             }
             let buf = &mut scratch[..t * chunk];
-            let (oa, ob) = write_chunk_pairs(out_a, out_b, chunk, |c, oa, ob| {
+            for (c, (oa, ob)) in out_a
+                .chunks_mut(chunk)
+                .zip(out_b.chunks_mut(chunk))
+                .enumerate()
+            {
                 let len = oa.len();
                 let lo = c * chunk;
                 for (s, b) in streams.iter_mut().zip(buf.chunks_mut(chunk)) {
@@ -697,10 +647,16 @@ impl<K: LimbKernels> HostBackend<K> {
                     K::mul_add(m, ob, d, &key_b[k].limb(pos_b[k][j])[lo..lo + len]);
                     K::mul_add(m, oa, d, &b[..len]);
                 }
-                (oa, ob)
-            });
-            (ob, oa)
-        })
+            }
+        });
+        // SAFETY: the chunks above cover both outputs, and `dot_into` wrote every word of
+        // each chunk it was given.
+        unsafe {
+            (
+                &mut *(out_b as *mut [MaybeUninit<u64>] as *mut [u64]),
+                &mut *(out_a as *mut [MaybeUninit<u64>] as *mut [u64]),
+            )
+        }
     }
 
     /// A polynomial over `basis` whose every limb is written by `f(position, modulus
@@ -1026,45 +982,36 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let n = self.ctx.n();
         let basis = first.basis();
         let limbs = basis.len();
-        // Output block `c` of part p, limb j (fresh memory): one lazy dot product.
-        fn block<'o, K: LimbKernels>(
-            m: &Modulus,
-            xs: &[&[RnsPoly]],
-            ys: &[&RnsPoly],
-            (j, p, c): (usize, usize, usize),
-            out: &'o mut [MaybeUninit<u64>],
-        ) -> &'o mut [u64] {
-            let lo = c * DOT_BLOCK;
+        // Output block [lo, lo + out.len()) of part p, limb j: one lazy dot product.
+        let block = |j: usize, p: usize, lo: usize, out: &mut [u64]| {
             dot_block::<K>(
-                m,
+                self.ctx.modulus(basis[j]),
                 out,
                 xs.iter().map(|g| &g[p].limb(j)[lo..]),
                 ys.iter().map(|y| &y.limb(j)[lo..]),
-            )
-        }
-        let modulus = |j: usize| self.ctx.modulus(basis[j]);
+            );
+        };
         let datas: Vec<Vec<u64>> = if parts == 2 {
             // Both parts block by block: each plaintext block is read from memory once.
-            fresh_data_pair_with(n, limbs, K::PARALLEL, |j, o0, o1| {
-                write_chunk_pairs(o0, o1, DOT_BLOCK, |c, b0, b1| {
-                    (
-                        block::<K>(modulus(j), xs, ys, (j, 0, c), b0),
-                        block::<K>(modulus(j), xs, ys, (j, 1, c), b1),
-                    )
-                })
+            fresh_data_pair(n, limbs, K::PARALLEL, |j, o0, o1| {
+                for (c, (b0, b1)) in o0
+                    .chunks_mut(DOT_BLOCK)
+                    .zip(o1.chunks_mut(DOT_BLOCK))
+                    .enumerate()
+                {
+                    block(j, 0, c * DOT_BLOCK, b0);
+                    block(j, 1, c * DOT_BLOCK, b1);
+                }
             })
             .into()
         } else {
             (0..parts)
                 .map(|p| {
-                    // SAFETY: `write_chunks` returns the limb initialized (checked per chunk).
-                    unsafe {
-                        init_limbs(n, limbs, 0, K::PARALLEL, |j, o| {
-                            write_chunks(o, DOT_BLOCK, |c, b| {
-                                block::<K>(modulus(j), xs, ys, (j, p, c), b)
-                            });
-                        })
-                    }
+                    fresh_data(n, limbs, K::PARALLEL, |j, o| {
+                        for (c, b) in o.chunks_mut(DOT_BLOCK).enumerate() {
+                            block(j, p, c * DOT_BLOCK, b);
+                        }
+                    })
                 })
                 .collect()
         };
