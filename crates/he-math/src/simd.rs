@@ -19,7 +19,6 @@
 //! the standard library) and falls back to the scalar code of [`crate::modulus`].
 
 use crate::modulus::Modulus;
-use std::mem::MaybeUninit;
 
 /// Largest modulus (exclusive) handled by the IFMA kernels that reduce every product.
 pub const IFMA_MAX_MODULUS: u64 = 1 << 50;
@@ -259,14 +258,14 @@ pub fn dot_assign(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
     #[cfg(target_arch = "x86_64")]
     if use_ifma(m) {
         // SAFETY: AVX-512F and IFMA are present, q < 2^50, lengths checked.
-        unsafe { ifma::dot(m, as_uninit(out), a, b) };
+        unsafe { ifma::dot(m, out, a, b) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if use_wide(m) && a.len() <= WIDE_MAX_TERMS {
         // SAFETY: AVX-512F and IFMA are present, inputs below q, 2^54 ≤ q < 2^61, at most
         // WIDE_MAX_TERMS terms, lengths checked.
-        unsafe { ifma::dot_wide(m, as_uninit(out), a, b) };
+        unsafe { ifma::dot_wide(m, out, a, b) };
         return;
     }
     dot_scalar(m, out, a, b);
@@ -397,119 +396,17 @@ pub fn basis_convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out
     #[cfg(target_arch = "x86_64")]
     if use_ifma(c) && y_bound <= (1 << 61) {
         // SAFETY: AVX-512F and IFMA present, c < 2^50, y < 2^61, lengths checked.
-        unsafe { ifma::convert_limb(c, row, y, y_bound, as_uninit(out)) };
+        unsafe { ifma::convert_limb(c, row, y, y_bound, out) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if use_wide(c) && y_bound <= (1 << 61) && row.len() <= WIDE_MAX_TERMS {
         // SAFETY: AVX-512F and IFMA present, 2^54 ≤ c < 2^61, y < 2^61, at most
         // WIDE_MAX_TERMS terms, lengths checked.
-        unsafe { ifma::convert_limb_wide(c, row, y, as_uninit(out)) };
+        unsafe { ifma::convert_limb_wide(c, row, y, out) };
         return;
     }
     convert_limb_scalar(c, row, y, y_bound, out);
-}
-
-/// `x` viewed as possibly uninitialized words, for the kernels that only write their
-/// output (they never write an uninitialized value, so `x` stays initialized).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn as_uninit(x: &mut [u64]) -> &mut [MaybeUninit<u64>] {
-    // SAFETY: `MaybeUninit<u64>` has the layout of `u64`; every writer behind this view
-    // stores initialized words only.
-    unsafe { &mut *(x as *mut [u64] as *mut [MaybeUninit<u64>]) }
-}
-
-/// `x` as initialized words.
-///
-/// # Safety
-/// Every element of `x` must have been written.
-unsafe fn assume_init(x: &mut [MaybeUninit<u64>]) -> &mut [u64] {
-    // SAFETY: the caller guarantees every element is initialized; same layout.
-    unsafe { &mut *(x as *mut [MaybeUninit<u64>] as *mut [u64]) }
-}
-
-/// A zero-filled `x` as initialized words (the fallback of the `_into` kernels).
-fn zero_filled(x: &mut [MaybeUninit<u64>]) -> &mut [u64] {
-    x.fill(MaybeUninit::new(0));
-    // SAFETY: every element was written on the line above.
-    unsafe { assume_init(x) }
-}
-
-/// [`dot_assign`] into fresh memory: writes every word of `out` and returns it as
-/// initialized (the same memory). The IFMA kernels write it directly; the scalar
-/// fallback zero-fills it first. Saves the zero fill of a fresh output limb (the
-/// key-switching inner product's).
-///
-/// # Panics
-/// As [`dot_assign`].
-pub fn dot_into<'a>(
-    m: &Modulus,
-    out: &'a mut [MaybeUninit<u64>],
-    a: &[&[u64]],
-    b: &[&[u64]],
-) -> &'a mut [u64] {
-    assert!(
-        a.len() == b.len() && a.iter().chain(b).all(|x| x.len() >= out.len()),
-        "dot product operands too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if use_ifma(m) {
-        // SAFETY: AVX-512F and IFMA are present, q < 2^50, lengths checked; the kernel
-        // writes every word of `out` (vector body and scalar tail).
-        unsafe {
-            ifma::dot(m, out, a, b);
-            return assume_init(out);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if use_wide(m) && a.len() <= WIDE_MAX_TERMS {
-        // SAFETY: as in `dot_assign`; the kernel writes every word of `out`.
-        unsafe {
-            ifma::dot_wide(m, out, a, b);
-            return assume_init(out);
-        }
-    }
-    let out = zero_filled(out);
-    dot_scalar(m, out, a, b);
-    out
-}
-
-/// [`basis_convert_limb`] into fresh memory: writes every word of `out` and returns it
-/// as initialized (the same memory), without the zero fill the IFMA kernels do not need.
-///
-/// # Panics
-/// As [`basis_convert_limb`].
-pub fn basis_convert_limb_into<'a>(
-    c: &Modulus,
-    row: &[u64],
-    y: &[u64],
-    y_bound: u64,
-    out: &'a mut [MaybeUninit<u64>],
-) -> &'a mut [u64] {
-    let len = out.len();
-    assert!(
-        y.len() >= row.len() * len,
-        "basis conversion input too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    if use_ifma(c) && y_bound <= (1 << 61) {
-        // SAFETY: as in `basis_convert_limb`; the kernel writes every word of `out`.
-        unsafe {
-            ifma::convert_limb(c, row, y, y_bound, out);
-            return assume_init(out);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if use_wide(c) && y_bound <= (1 << 61) && row.len() <= WIDE_MAX_TERMS {
-        // SAFETY: as in `basis_convert_limb`; the kernel writes every word of `out`.
-        unsafe {
-            ifma::convert_limb_wide(c, row, y, out);
-            return assume_init(out);
-        }
-    }
-    let out = zero_filled(out);
-    convert_limb_scalar(c, row, y, y_bound, out);
-    out
 }
 
 /// The scalar basis conversion: lazy 128-bit sums of as many products (each below
@@ -573,7 +470,6 @@ fn convert_limb_scalar(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &
 mod ifma {
     use super::Modulus;
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
 
     const MASK52: u64 = (1 << 52) - 1;
 
@@ -743,7 +639,7 @@ mod ifma {
         row: &[u64],
         y: &[u64],
         y_bound: u64,
-        out: &mut [MaybeUninit<u64>],
+        out: &mut [u64],
     ) {
         let len = out.len();
         let body = len - len % 8;
@@ -796,7 +692,7 @@ mod ifma {
                     acc = c.reduce_u128(acc) as u128;
                 }
             }
-            o.write(c.reduce_u128(acc));
+            *o = c.reduce_u128(acc);
         }
     }
 
@@ -858,7 +754,7 @@ mod ifma {
     /// subtractions (`4q`, `2q`, `q`) finish.
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
-    fn wide_reduce(c: &WideReducer, a: &[__m512i; 3], out: &mut [MaybeUninit<u64>]) {
+    fn wide_reduce(c: &WideReducer, a: &[__m512i; 3], out: &mut [u64]) {
         let mask = _mm512_set1_epi64(MASK52 as i64);
         let zero = _mm512_setzero_si512();
         let a1 = _mm512_add_epi64(a[1], _mm512_srli_epi64::<52>(a[0]));
@@ -886,8 +782,7 @@ mod ifma {
         let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q4));
         let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, q2));
         let r = _mm512_min_epu64(r, _mm512_sub_epi64(r, c.vq));
-        assert!(out.len() >= 8);
-        // SAFETY: out holds at least 8 words (asserted).
+        // SAFETY: out holds at least 8 u64.
         unsafe { _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, r) };
     }
 
@@ -935,7 +830,7 @@ mod ifma {
             };
             let (x1, y1) = (_mm512_srli_epi64::<52>(vx), _mm512_srli_epi64::<52>(vy));
             wide_mul_acc(&mut acc, vx, x1, vy, y1);
-            wide_reduce(&red, &acc, super::as_uninit(&mut out[k..k + 8]));
+            wide_reduce(&red, &acc, &mut out[k..k + 8]);
             k += 8;
         }
         for t in body..len {
@@ -954,7 +849,7 @@ mod ifma {
     #[target_feature(enable = "avx512f,avx512ifma")]
     fn wide_sums(
         m: &Modulus,
-        out: &mut [MaybeUninit<u64>],
+        out: &mut [u64],
         terms: usize,
         term: impl Fn(usize, usize) -> (__m512i, __m512i),
     ) {
@@ -978,12 +873,7 @@ mod ifma {
     /// AVX-512F and IFMA available, `2^54 ≤ q < 2^61`, inputs below `q`, `a.len() == b.len() ≤
     /// WIDE_MAX_TERMS`, every `a_t`, `b_t` at least as long as `out`.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn dot_wide(
-        m: &Modulus,
-        out: &mut [MaybeUninit<u64>],
-        a: &[&[u64]],
-        b: &[&[u64]],
-    ) {
+    pub(super) unsafe fn dot_wide(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         let len = out.len();
         wide_sums(m, out, a.len(), |i, k| {
             // SAFETY: k + 8 ≤ len ≤ a[i].len(), b[i].len() by the caller's guarantee.
@@ -995,7 +885,7 @@ mod ifma {
             }
         });
         for t in len - len % 8..len {
-            out[t].write(sum_products(m, a.iter().zip(b).map(|(x, y)| (x[t], y[t]))));
+            out[t] = sum_products(m, a.iter().zip(b).map(|(x, y)| (x[t], y[t])));
         }
     }
 
@@ -1006,12 +896,7 @@ mod ifma {
     /// AVX-512F and IFMA available, `2^54 ≤ c < 2^61`, `y < 2^61`, `row[i] < c`, `row.len() ≤
     /// WIDE_MAX_TERMS`, `y.len() ≥ row.len() · out.len()`.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn convert_limb_wide(
-        c: &Modulus,
-        row: &[u64],
-        y: &[u64],
-        out: &mut [MaybeUninit<u64>],
-    ) {
+    pub(super) unsafe fn convert_limb_wide(c: &Modulus, row: &[u64], y: &[u64], out: &mut [u64]) {
         let len = out.len();
         wide_sums(c, out, row.len(), |i, k| {
             // SAFETY: i·len + k + 8 ≤ y.len() by the caller's length guarantee.
@@ -1019,10 +904,7 @@ mod ifma {
             (vy, _mm512_set1_epi64(row[i] as i64))
         });
         for (t, o) in out.iter_mut().enumerate().skip(len - len % 8) {
-            o.write(sum_products(
-                c,
-                row.iter().enumerate().map(|(i, &w)| (y[i * len + t], w)),
-            ));
+            *o = sum_products(c, row.iter().enumerate().map(|(i, &w)| (y[i * len + t], w)));
         }
     }
 
@@ -1053,12 +935,7 @@ mod ifma {
     /// AVX-512F and AVX-512 IFMA must be available, `q < 2^50`, all inputs below `q`,
     /// `a.len() == b.len()` and every `a_t`, `b_t` at least as long as `out`.
     #[target_feature(enable = "avx512f,avx512ifma")]
-    pub(super) unsafe fn dot(
-        m: &Modulus,
-        out: &mut [MaybeUninit<u64>],
-        a: &[&[u64]],
-        b: &[&[u64]],
-    ) {
+    pub(super) unsafe fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         let zero = _mm512_setzero_si512();
         let red = HalvesReducer::new(m);
         let len = out.len();
@@ -1087,11 +964,10 @@ mod ifma {
             k += 8;
         }
         for t in body..len {
-            out[t].write(
-                a.iter()
-                    .zip(b)
-                    .fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s)),
-            );
+            out[t] = a
+                .iter()
+                .zip(b)
+                .fold(0, |s, (x, y)| m.mul_add(x[t], y[t], s));
         }
     }
 
@@ -1243,9 +1119,6 @@ mod tests {
                 let want = (0..terms).map(|t| a[t][k] as u128 * b[t][k] as u128).sum::<u128>() % q as u128;
                 prop_assert_eq!(out[k] as u128, want);
             }
-            // Into fresh memory: every word written (a sentinel above q would survive).
-            let mut raw = vec![MaybeUninit::new(u64::MAX); len];
-            prop_assert_eq!(&dot_into(&m, &mut raw, &ar, &br)[..], &out[..]);
             // Basis conversion with inputs up to the source bound (incl. the extremes).
             let row: Vec<u64> = (0..terms).map(|_| next(q)).collect();
             let mut y: Vec<u64> = (0..terms * len).map(|_| next(y_bound)).collect();
@@ -1256,8 +1129,6 @@ mod tests {
                 let want = (0..terms).map(|i| y[i * len + k] as u128 * row[i] as u128).sum::<u128>() % q as u128;
                 prop_assert_eq!(out[k] as u128, want);
             }
-            let mut raw = vec![MaybeUninit::new(u64::MAX); len];
-            prop_assert_eq!(&basis_convert_limb_into(&m, &row, &y, y_bound, &mut raw)[..], &out[..]);
         }
     }
 

@@ -18,7 +18,6 @@ use crate::simd;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 /// Words of each digit's expanded `a_j` per pass of the seeded inner product (8 KiB:
@@ -26,11 +25,11 @@ use std::sync::{Arc, Mutex};
 const SEEDED_CHUNK: usize = 1024;
 
 /// A limb of fresh memory, zero-filled and so initialized.
-fn zero_filled(l: &mut [MaybeUninit<u64>]) -> &mut [u64] {
-    l.fill(MaybeUninit::new(0));
+fn zero_filled(l: &mut [std::mem::MaybeUninit<u64>]) -> &mut [u64] {
+    l.fill(std::mem::MaybeUninit::new(0));
     // SAFETY: every element of `l` was initialized on the line above, and
     // `MaybeUninit<u64>` has the layout of `u64`.
-    unsafe { &mut *(l as *mut [MaybeUninit<u64>] as *mut [u64]) }
+    unsafe { &mut *(l as *mut [std::mem::MaybeUninit<u64>] as *mut [u64]) }
 }
 
 /// `limbs` limbs of `n` words in fresh memory (room for `capacity` words), limb `j`
@@ -85,57 +84,23 @@ fn fresh_data_pair<F>(n: usize, limbs: usize, parallel: bool, f: F) -> [Vec<u64>
 where
     F: Fn(usize, &mut [u64], &mut [u64]) + Send + Sync,
 {
-    fresh_data_pair_with(n, limbs, parallel, |j, x, y| {
-        let (x, y) = (zero_filled(x), zero_filled(y));
-        f(j, x, y);
-        (x, y)
-    })
-}
-
-/// Two outputs written together without a zero fill: `f(j, x, y)` gets limb `j` of
-/// each as fresh memory and returns both initialized, as the slices that initialized
-/// them (a `_into` kernel's results). That they are the same memory, whole, is checked
-/// (a panic otherwise): a `&mut [u64]` exists only over initialized words, so `f` cannot
-/// leave any unwritten.
-fn fresh_data_pair_with<F>(n: usize, limbs: usize, parallel: bool, f: F) -> [Vec<u64>; 2]
-where
-    F: for<'a> Fn(
-            usize,
-            &'a mut [MaybeUninit<u64>],
-            &'a mut [MaybeUninit<u64>],
-        ) -> (&'a mut [u64], &'a mut [u64])
-        + Send
-        + Sync,
-{
     let len = n * limbs;
     let mut a: Vec<u64> = Vec::with_capacity(len);
     let mut b: Vec<u64> = Vec::with_capacity(len);
     let sa = &mut a.spare_capacity_mut()[..len];
     let sb = &mut b.spare_capacity_mut()[..len];
-    let init = |j: usize, x: &mut [MaybeUninit<u64>], y: &mut [MaybeUninit<u64>]| {
-        let (px, py) = (x.as_ptr().cast::<u64>(), y.as_ptr().cast::<u64>());
-        let (wx, wy) = f(j, x, y);
-        assert!(
-            std::ptr::eq(wx.as_ptr(), px)
-                && wx.len() == n
-                && std::ptr::eq(wy.as_ptr(), py)
-                && wy.len() == n,
-            "a fresh limb was not written whole"
-        );
-    };
     if parallel {
         sa.par_chunks_mut(n)
             .zip(sb.par_chunks_mut(n))
             .enumerate()
-            .for_each(|(j, (x, y))| init(j, x, y));
+            .for_each(|(j, (x, y))| f(j, zero_filled(x), zero_filled(y)));
     } else {
         sa.chunks_mut(n)
             .zip(sb.chunks_mut(n))
             .enumerate()
-            .for_each(|(j, (x, y))| init(j, x, y));
+            .for_each(|(j, (x, y))| f(j, zero_filled(x), zero_filled(y)));
     }
-    // SAFETY: the chunks cover `0..len` of both vectors, and `init` checked that `f`
-    // returned each as initialized words over exactly its memory.
+    // SAFETY: as in `fresh_data`, for both vectors.
     unsafe {
         a.set_len(len);
         b.set_len(len);
@@ -263,30 +228,6 @@ pub trait LimbKernels: Send + Sync + 'static {
     fn convert_limb(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &mut [u64]);
     /// `out ← Σ_t a_t · b_t mod q` (the key-switching inner product of one limb).
     fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]);
-    /// [`Self::convert_limb`] into fresh memory: writes every word of `out` and returns
-    /// it, initialized (the same memory). Default: zero fill, then `convert_limb`.
-    fn convert_limb_into<'a>(
-        c: &Modulus,
-        row: &[u64],
-        y: &[u64],
-        y_bound: u64,
-        out: &'a mut [MaybeUninit<u64>],
-    ) -> &'a mut [u64] {
-        let out = zero_filled(out);
-        Self::convert_limb(c, row, y, y_bound, out);
-        out
-    }
-    /// [`Self::dot`] into fresh memory, as [`Self::convert_limb_into`].
-    fn dot_into<'a>(
-        m: &Modulus,
-        out: &'a mut [MaybeUninit<u64>],
-        a: &[&[u64]],
-        b: &[&[u64]],
-    ) -> &'a mut [u64] {
-        let out = zero_filled(out);
-        Self::dot(m, out, a, b);
-        out
-    }
 }
 
 /// Scalar kernels: the reference implementation.
@@ -394,23 +335,6 @@ impl LimbKernels for SimdKernels {
     }
     fn dot(m: &Modulus, out: &mut [u64], a: &[&[u64]], b: &[&[u64]]) {
         simd::dot_assign(m, out, a, b);
-    }
-    fn convert_limb_into<'a>(
-        c: &Modulus,
-        row: &[u64],
-        y: &[u64],
-        y_bound: u64,
-        out: &'a mut [MaybeUninit<u64>],
-    ) -> &'a mut [u64] {
-        simd::basis_convert_limb_into(c, row, y, y_bound, out)
-    }
-    fn dot_into<'a>(
-        m: &Modulus,
-        out: &'a mut [MaybeUninit<u64>],
-        a: &[&[u64]],
-        b: &[&[u64]],
-    ) -> &'a mut [u64] {
-        simd::dot_into(m, out, a, b)
     }
 }
 
@@ -596,11 +520,8 @@ impl<K: LimbKernels> HostBackend<K> {
     /// expanded from `expander` chunk by chunk ([`SEEDED_CHUNK`] words per digit, in a
     /// per-thread buffer), so a key's uniform part never exists whole in memory and each
     /// chunk of the digits is read from memory once for both parts.
-    ///
-    /// `out_b` and `out_a` are fresh memory; every chunk of both is written by
-    /// [`LimbKernels::dot_into`], and both come back initialized.
     #[allow(clippy::too_many_arguments)]
-    fn seeded_limb<'o>(
+    fn seeded_limb(
         &self,
         expander: &SeedExpander,
         digits: &[RnsPoly],
@@ -608,9 +529,9 @@ impl<K: LimbKernels> HostBackend<K> {
         pos_b: &[Vec<usize>],
         j: usize,
         bi: usize,
-        out_b: &'o mut [MaybeUninit<u64>],
-        out_a: &'o mut [MaybeUninit<u64>],
-    ) -> (&'o mut [u64], &'o mut [u64]) {
+        out_b: &mut [u64],
+        out_a: &mut [u64],
+    ) {
         let m = self.ctx.modulus(bi);
         let t = digits.len();
         let chunk = SEEDED_CHUNK.min(out_a.len());
@@ -640,8 +561,8 @@ impl<K: LimbKernels> HostBackend<K> {
                     ys[k] = &b[..len];
                     ks[k] = &key_b[k].limb(pos_b[k][j])[lo..lo + len];
                 }
-                let ob = K::dot_into(m, ob, &xs[..t_max], &ks[..t_max]);
-                let oa = K::dot_into(m, oa, &xs[..t_max], &ys[..t_max]);
+                K::dot(m, ob, &xs[..t_max], &ks[..t_max]);
+                K::dot(m, oa, &xs[..t_max], &ys[..t_max]);
                 for (k, b) in buf.chunks(chunk).enumerate().skip(t_max) {
                     let d = &digits[k].limb(j)[lo..lo + len];
                     K::mul_add(m, ob, d, &key_b[k].limb(pos_b[k][j])[lo..lo + len]);
@@ -649,14 +570,6 @@ impl<K: LimbKernels> HostBackend<K> {
                 }
             }
         });
-        // SAFETY: the chunks above cover both outputs, and `dot_into` wrote every word of
-        // each chunk it was given.
-        unsafe {
-            (
-                &mut *(out_b as *mut [MaybeUninit<u64>] as *mut [u64]),
-                &mut *(out_a as *mut [MaybeUninit<u64>] as *mut [u64]),
-            )
-        }
     }
 
     /// A polynomial over `basis` whose every limb is written by `f(position, modulus
@@ -673,30 +586,6 @@ impl<K: LimbKernels> HostBackend<K> {
             f(j, basis[j], l)
         });
         RnsPoly::from_data(self.ctx.n(), basis, repr, data).expect("n·limbs words by construction")
-    }
-
-    /// [`Self::fresh`] without the zero fill: `f(position, modulus index, limb)` gets the
-    /// limb's fresh memory and returns it initialized, as the slice that initialized it
-    /// (a `_into` kernel's result, or `write_copy_of_slice`'s). That it is the same
-    /// memory, whole, is checked (a panic otherwise), as in `fresh_data_pair_with`.
-    fn fresh_with<F>(&self, basis: &[usize], repr: Representation, f: F) -> RnsPoly
-    where
-        F: for<'a> Fn(usize, usize, &'a mut [MaybeUninit<u64>]) -> &'a mut [u64] + Send + Sync,
-    {
-        let n = self.ctx.n();
-        // SAFETY: `init` checks that `f` returned each chunk as initialized words over
-        // exactly its memory.
-        let data = unsafe {
-            init_limbs(n, basis.len(), 0, K::PARALLEL, |j, l| {
-                let p = l.as_ptr().cast::<u64>();
-                let w = f(j, basis[j], l);
-                assert!(
-                    std::ptr::eq(w.as_ptr(), p) && w.len() == n,
-                    "a fresh limb was not written whole"
-                );
-            })
-        };
-        RnsPoly::from_data(n, basis, repr, data).expect("n·limbs words by construction")
     }
 
     /// Runs `f(position, modulus index, limb)` over every limb of `data`, in parallel when
@@ -842,20 +731,15 @@ impl<K: LimbKernels> HostBackend<K> {
     }
 
     /// Second step: output limb `j` (modulus `conv.to()[j]`) of the conversion of the
-    /// premultiplied `y`, written into fresh memory ([`LimbKernels::convert_limb_into`]).
-    fn convert_limb_into<'a>(
-        conv: &BasisConverter,
-        y: &[u64],
-        j: usize,
-        out: &'a mut [MaybeUninit<u64>],
-    ) -> &'a mut [u64] {
-        K::convert_limb_into(
+    /// premultiplied `y`.
+    fn convert_limb(conv: &BasisConverter, y: &[u64], j: usize, out: &mut [u64]) {
+        K::convert_limb(
             &conv.to_moduli()[j],
             conv.row(j),
             y,
             conv.max_from_modulus(),
             out,
-        )
+        );
     }
 }
 
@@ -1115,8 +999,8 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let y = copied_data(self.ctx.n(), &sources, 0, K::PARALLEL, |i, l| {
             Self::premultiply_limb(&conv, i, l)
         });
-        Ok(self.fresh_with(to, Representation::Coeff, |j, _, l| {
-            Self::convert_limb_into(&conv, &y, j, l)
+        Ok(self.fresh(to, Representation::Coeff, |j, _, l| {
+            Self::convert_limb(&conv, &y, j, l)
         }))
     }
 
@@ -1187,16 +1071,15 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             }
         });
         let y = &y[..];
-        let out = self.fresh_with(&out_basis, Representation::Ntt, |_, bi, l| {
+        let out = self.fresh(&out_basis, Representation::Ntt, |_, bi, l| {
             match (targets.binary_search(&bi), conv.as_ref()) {
                 (Ok(j), Some(conv)) => {
-                    let l = Self::convert_limb_into(conv, y, j, l);
+                    Self::convert_limb(conv, y, j, l);
                     self.ctx.plan(bi).forward(l);
-                    l
                 }
                 _ => {
                     let src = a.position(bi).expect("digit modulus is in the input basis");
-                    l.write_copy_of_slice(a.limb(src))
+                    l.copy_from_slice(a.limb(src));
                 }
             }
         });
@@ -1356,7 +1239,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let pos_b = positions(key_b)?;
         let n = self.ctx.n();
         let stored = |key: &[RnsPoly], pos: &[Vec<usize>]| {
-            self.fresh_with(&basis, Representation::Ntt, |j, bi, l| {
+            self.fresh(&basis, Representation::Ntt, |j, bi, l| {
                 let m = self.ctx.modulus(bi);
                 let mut xs = [&[][..]; 32];
                 let mut ys = [&[][..]; 32];
@@ -1365,19 +1248,18 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                     xs[t] = digits[t].limb(j);
                     ys[t] = key[t].limb(pos[t][j]);
                 }
-                let l = K::dot_into(m, l, &xs[..t_max], &ys[..t_max]);
+                K::dot(m, l, &xs[..t_max], &ys[..t_max]);
                 for (t, d) in digits.iter().enumerate().skip(t_max) {
                     K::mul_add(m, l, d.limb(j), key[t].limb(pos[t][j]));
                 }
-                l
             })
         };
         match key_a {
             UniformParts::Stored(a) => Ok([stored(key_b, &pos_b), stored(a, &positions(a)?)]),
             UniformParts::Seeded(seed) => {
                 let expander = SeedExpander::new(seed);
-                let [db, da] = fresh_data_pair_with(n, basis.len(), K::PARALLEL, |j, lb, la| {
-                    self.seeded_limb(&expander, digits, key_b, &pos_b, j, basis[j], lb, la)
+                let [db, da] = fresh_data_pair(n, basis.len(), K::PARALLEL, |j, lb, la| {
+                    self.seeded_limb(&expander, digits, key_b, &pos_b, j, basis[j], lb, la);
                 });
                 let poly = |d| RnsPoly::from_data(n, &basis, Representation::Ntt, d);
                 Ok([poly(db)?, poly(da)?])
