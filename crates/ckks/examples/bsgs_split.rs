@@ -2,9 +2,9 @@
 //! CoeffsToSlots matrix (32 diagonals) of the N = 2^16 bootstrapping preset
 //! `n16_logqp1755_dense_boot` at its top level, evaluated alternately with the split
 //! [`ckks::LinearTransform::baby_step`] chooses (fewest rotations, on a tie the fewest
-//! babies: 3 baby and 7 giant steps) and the one with twice the baby-step span (7 baby and
-//! 3 giant steps), for full slots and for 2^13 slots. Alternating in one process makes the ratio robust to
-//! the drift of a shared host. Run:
+//! babies: 3 baby and 7 giant steps) and the one with twice the baby-step span (7 baby
+//! and 3 giant steps), for full slots and for 2^13 slots. Alternating in one process
+//! keeps the ratio meaningful on a host whose speed drifts. Run:
 //! `cargo run --release -p ckks --example bsgs_split [reps]` (docs/results/bootstrap.md).
 
 use ckks::circuits::bootstrapping::presets;
@@ -38,13 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         m = m.lifted(work)?;
         // The span the transform chooses (fewest rotations) and the one above it, which
         // trades giant steps for baby steps (32 diagonals: 3 + 7 against 7 + 3).
-        let by_count = m.baby_step();
-        let more_babies = 2 * by_count;
+        let chosen = m.baby_step();
         let splits = [
-            ("count", m.clone().with_baby_step(by_count)?),
-            ("more babies", m.clone().with_baby_step(more_babies)?),
+            m.clone().with_baby_step(chosen)?,
+            m.clone().with_baby_step(2 * chosen)?,
         ];
-        let mut rotations: Vec<i64> = splits.iter().flat_map(|(_, t)| t.rotations()).collect();
+        let mut rotations: Vec<i64> = splits.iter().flat_map(LinearTransform::rotations).collect();
         rotations.sort_unstable();
         rotations.dedup();
         let mut kg = KeyGenerator::new(&ctx);
@@ -63,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ct = sk.encrypt(&ctx.encode_complex(&x, level, s_in)?)?;
         let enc: Vec<_> = splits
             .iter()
-            .map(|(_, t)| t.encode(&ctx, level, s_in, s_out))
+            .map(|t| t.encode(&ctx, level, s_in, s_out))
             .collect::<Result<_, _>>()?;
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..reps {
@@ -84,9 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{slots} slots, {} diagonals, level {level}: chosen ({}) {:.1} ms, more babies \
              ({}) {:.1} ms, ratio {:.3}",
             m.diagonals().len(),
-            desc(&splits[0].1),
+            desc(&splits[0]),
             a * 1e3,
-            desc(&splits[1].1),
+            desc(&splits[1]),
             b * 1e3,
             b / a
         );
