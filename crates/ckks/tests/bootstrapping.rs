@@ -198,6 +198,30 @@ fn transform_keys(
     (sk, ev)
 }
 
+/// `x` encrypted under `sk` at `enc`'s level and input scale, then transformed by `ev`:
+/// the input and output ciphertexts and the decrypted output.
+fn transform_encrypted(
+    ctx: &Arc<Context<CpuBackend>>,
+    sk: &SecretKey<CpuBackend>,
+    ev: &Evaluator<CpuBackend>,
+    enc: &ckks::circuits::EncodedLinearTransform<CpuBackend>,
+    x: &[Complex64],
+) -> (
+    Ciphertext<CpuBackend>,
+    Ciphertext<CpuBackend>,
+    Vec<Complex64>,
+) {
+    let ct = sk
+        .encrypt(
+            &ctx.encode_complex(x, enc.level(), enc.input_scale())
+                .unwrap(),
+        )
+        .unwrap();
+    let out = ev.linear_transform(&ct, enc).unwrap();
+    let got = ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
+    (ct, out, got)
+}
+
 #[test]
 fn linear_transform_matches_plaintext() {
     let k = boot_keys();
@@ -210,11 +234,7 @@ fn linear_transform_matches_plaintext() {
     let p = k.ctx.params();
     let (s_in, s_out) = (p.scale_at(level).unwrap(), p.scale_at(level - 1).unwrap());
     let enc = m.encode(&k.ctx, level, s_in, s_out).unwrap();
-    let ct = sk
-        .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
-        .unwrap();
-    let out = ev.linear_transform(&ct, &enc).unwrap();
-    let got = k.ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
+    let (ct, out, got) = transform_encrypted(&k.ctx, &sk, &ev, &enc, &x);
     let e = log2_err(&got, &want);
     eprintln!(
         "random 8-diagonal transform (n1 = {}): 2^{e:.1}",
@@ -271,11 +291,7 @@ fn fixed_baby_step_spans_agree() {
         assert_eq!(fixed.apply(&x).unwrap(), want);
         let (sk, ev) = transform_keys(&k.ctx, &fixed);
         let enc = fixed.encode(&k.ctx, level, s_in, s_out).unwrap();
-        let ct = sk
-            .encrypt(&k.ctx.encode_complex(&x, level, s_in).unwrap())
-            .unwrap();
-        let out = ev.linear_transform(&ct, &enc).unwrap();
-        let got = k.ctx.decode_complex(&sk.decrypt(&out).unwrap()).unwrap();
+        let (_, _, got) = transform_encrypted(&k.ctx, &sk, &ev, &enc, &x);
         let e = log2_err(&got, &want);
         assert!(e < -30.0, "n1 = {n1}: 2^{e}");
     }
