@@ -234,7 +234,9 @@ impl LinearTransform {
 
     /// The same transform evaluated with the baby-step span `n1` instead of the one
     /// [`Self::baby_step`] chooses (as Lattigo's `LogBSGSRatio` fixes it); for comparing
-    /// splits. The rotations, and so the keys, follow the span.
+    /// splits. The rotations, and so the keys, follow the span. [`Self::scaled`] and
+    /// [`Self::row_scaled`] keep it (same diagonals); [`Self::compose`] and
+    /// [`Self::lifted`] make a new transform that chooses its own.
     ///
     /// # Errors
     /// [`CkksError::InvalidValue`] unless `n1` is a power of two in `1..=slots`.
