@@ -30,7 +30,8 @@ pub struct Args {
     json: bool,
     /// Preset: `n16` (`n16_logqp1755_dense_boot`, N = 2^16, 128-bit per its secret's
     /// table; the training's), `n16-s2c` (`n16_logqp1732_dense_s2c`, SlotsToCoeffs
-    /// first, full slots only) or `insecure-n12` (tests).
+    /// first, full slots only), `n16-precise` (`n16_logqp1759_dense_precise`, Δ = 2^44,
+    /// for two-pass refreshes with `--meta-log-gain`) or `insecure-n12` (tests).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
@@ -105,6 +106,10 @@ fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingC
         "n16-s2c" => {
             let (l, c) = presets::n16_logqp1732_dense_s2c();
             ("n16_logqp1732_dense_s2c", l, c)
+        }
+        "n16-precise" => {
+            let (l, c) = presets::n16_logqp1759_dense_precise();
+            ("n16_logqp1759_dense_precise", l, c)
         }
         "insecure-n12" => {
             let (l, c) = presets::insecure_n12_boot();

@@ -20,6 +20,10 @@ fn secure_presets() -> Vec<(&'static str, ParametersLiteral)> {
             boot::n16_logqp1755_dense_boot().0,
         ),
         ("n16_logqp1732_dense_s2c", boot::n16_logqp1732_dense_s2c().0),
+        (
+            "n16_logqp1759_dense_precise",
+            boot::n16_logqp1759_dense_precise().0,
+        ),
     ]
 }
 

@@ -1155,6 +1155,42 @@ pub mod presets {
         )
     }
 
+    /// A precision-first bootstrappable N = 2^16 preset: the circuit, secret,
+    /// encapsulation, special primes and bootstrapping primes of
+    /// [`n16_logqp1755_dense_boot`], with the user chain moved to a 44-bit scale: `q_0`
+    /// 54 bits (the same message ratio `q_0/Δ_0 = 2^10`) and 10 user primes of ≈44 bits
+    /// instead of 50 and 11 × 40. Meant to be refreshed in two passes
+    /// ([`Bootstrapper::bootstrap_meta`](super::Bootstrapper::bootstrap_meta)).
+    ///
+    /// Why: a single pass errs by the same ≈ 2^-19.5 on either preset (EvalMod's noise
+    /// relative to the message depends on the ratio, not on Δ). A two-pass refresh
+    /// removes that error and leaves the rounding of the rescales that bring the result
+    /// to its output scale (`√(N(1+h)/12)/Δ` in RMS under the dense secret,
+    /// docs/results/bootstrap.md); at Δ = 2^44 that rounding is 16 times smaller against
+    /// the message than at 2^40.
+    ///
+    /// Level budget (what applications plan with): a two-pass refresh lands at level 9
+    /// with Δ = 2^44, so **9 usable levels**; a single pass lands at level 10. Input at
+    /// level 0. The larger scale leaves `q_0/Δ = 2^10` of headroom at level 0, as the
+    /// default preset does.
+    ///
+    /// Modulus chain, from level 0 up: `q_0` 54 bits, 10 user primes of ≈44 bits, 14
+    /// bootstrapping primes of 61 bits (SlotsToCoeffs 3, EvalMod 8, CoeffsToSlots 3);
+    /// `p_0` 61 bits then 7 × 50 bits, dnum 4 with digits balanced by bits. `L = 24`,
+    /// `log2(QP) ≈ 1759`. `q_0` is above 2^50 and runs on the wide (64-bit) kernels.
+    ///
+    /// Security: dense h = N/2 main secret, HE Standard bound `1759 ≤ 1772`; the
+    /// encapsulation key lives over `q_0·p_0`, 115 bits, within the 121 bits of the
+    /// published h = 32 sets (Bossuat et al., ACNS 2022).
+    pub fn n16_logqp1759_dense_precise() -> (ParametersLiteral, BootstrappingConfig) {
+        let (mut lit, cfg) = n16_logqp1755_dense_boot();
+        let mut log_q = vec![54];
+        log_q.extend([44; 10]);
+        lit.log_q = log_q;
+        lit.log_scale = 44;
+        (lit, cfg)
+    }
+
     /// INSECURE (N = 2^12 with log QP ≈ 1224; tests only): the N = 2^16 preset's circuit
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
