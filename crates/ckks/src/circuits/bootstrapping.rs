@@ -1052,7 +1052,9 @@ pub mod presets {
     /// Level budget (what applications plan with): a refreshed ciphertext lands at level
     /// 11 with Δ = 2^40, so **11 usable levels** (multiplications) before the next
     /// bootstrap; bootstrapping takes its input at level 0 (any level is brought there).
-    /// [`n16_logqp1732_dense_s2c`] refreshes more precisely, but from level 3.
+    /// [`n16_logqp1732_dense_s2c`] refreshes more precisely, but from level 3;
+    /// [`n16_logqp1759_dense_precise`] (Δ = 2^44, one level fewer) meets 2^-24 in two
+    /// passes.
     ///
     /// Modulus chain, from level 0 up: `q_0` 50 bits (message ratio `q_0/Δ_0 = 2^10`, see
     /// below); 11 user primes of ≈40 bits; 14 bootstrapping primes, consumed from the
