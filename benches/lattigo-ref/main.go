@@ -26,6 +26,7 @@ func main() {
 	name := flag.String("params", "N16QP1767H32768H32", "Lattigo default bootstrapping parameter set: N16QP1767H32768H32, N16QP1788H32768H32 (dense main secret) or N16QP1546H192H32 (sparse)")
 	reps := flag.Int("reps", 3, "timed bootstraps (the median is reported)")
 	chain := flag.Int("chain", 0, "refresh one ciphertext this many times in a row and report the error after each")
+	logSlots := flag.Int("logslots", 15, "log2 of the slot count (15: full slots at N = 2^16; fewer: sparse packing)")
 	flag.Parse()
 
 	sets := map[string]struct {
@@ -43,6 +44,11 @@ func main() {
 	}
 	params, err := ckks.NewParametersFromLiteral(set.scheme)
 	check(err)
+	if *logSlots < 1 || *logSlots > params.LogMaxSlots() {
+		fmt.Fprintf(os.Stderr, "-logslots %d is not in [1, %d]\n", *logSlots, params.LogMaxSlots())
+		os.Exit(2)
+	}
+	set.boot.LogSlots = logSlots
 	btp, err := bootstrapping.NewParametersFromLiteral(params, set.boot)
 	check(err)
 
@@ -60,13 +66,14 @@ func main() {
 	enc := ckks.NewEncoder(params)
 	encryptor := rlwe.NewEncryptor(params, sk)
 	decryptor := rlwe.NewDecryptor(params, sk)
-	slots := params.MaxSlots()
+	slots := 1 << *logSlots
 	rng := rand.New(rand.NewSource(int64(slots)))
 	want := make([]complex128, slots)
 	for i := range want {
 		want[i] = complex(2*rng.Float64()-1, 0)
 	}
 	pt := ckks.NewPlaintext(params, 0)
+	pt.LogDimensions.Cols = *logSlots
 	check(enc.Encode(want, pt))
 	ct, err := encryptor.EncryptNew(pt)
 	check(err)
