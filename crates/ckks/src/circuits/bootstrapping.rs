@@ -1161,7 +1161,7 @@ pub mod presets {
     /// encapsulation, special primes and bootstrapping primes of
     /// [`n16_logqp1755_dense_boot`], with the user chain moved to a 44-bit scale: `q_0`
     /// 54 bits (the same message ratio `q_0/Δ_0 = 2^10`) and 10 user primes of ≈44 bits
-    /// instead of 50 and 11 × 40. Meant to be refreshed in two passes
+    /// (the default has `q_0` 50 bits and 11 × 40). Meant to be refreshed in two passes
     /// ([`Bootstrapper::bootstrap_meta`](super::Bootstrapper::bootstrap_meta)).
     ///
     /// Why: a single pass errs by the same ≈ 2^-19.5 on either preset (EvalMod's noise
