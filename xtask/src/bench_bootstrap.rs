@@ -14,9 +14,9 @@
 //! `--meta-log-gain k` times two-pass refreshes (Meta-BTS) instead of single ones.
 
 use ckks::circuits::DiagonalStorage;
-use ckks::circuits::bootstrapping::presets;
-use ckks::circuits::{BootstrapOrder, Bootstrapper, BootstrappingConfig, StageTimings};
-use ckks::{Complex64, Context, Evaluator, KeyGenerator, KeyStorage, ParametersLiteral};
+use ckks::circuits::bootstrapping::presets::BootstrapPreset;
+use ckks::circuits::{BootstrapOrder, Bootstrapper, StageTimings};
+use ckks::{Complex64, Context, Evaluator, KeyGenerator, KeyStorage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use std::sync::Arc;
@@ -31,7 +31,8 @@ pub struct Args {
     /// Preset: `n16` (`n16_logqp1755_dense_boot`, N = 2^16, 128-bit per its secret's
     /// table; the training's), `n16-s2c` (`n16_logqp1732_dense_s2c`, SlotsToCoeffs
     /// first, full slots only), `n16-precise` (`n16_logqp1759_dense_precise`, Δ = 2^44,
-    /// for two-pass refreshes with `--meta-log-gain`) or `insecure-n12` (tests).
+    /// for two-pass refreshes with `--meta-log-gain`) or `insecure-n12` (tests); the
+    /// names are `ckks::circuits::bootstrapping::presets::BootstrapPreset`'s.
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Slot counts to bootstrap (comma-separated); default: full slots N/2.
@@ -97,28 +98,6 @@ pub fn value_name<T: clap::ValueEnum + std::fmt::Debug>(v: T) -> String {
         .map_or_else(|| format!("{v:?}"), |p| p.get_name().to_string())
 }
 
-fn preset(name: &str) -> Result<(&'static str, ParametersLiteral, BootstrappingConfig), String> {
-    Ok(match name {
-        "n16" => {
-            let (l, c) = presets::n16_logqp1755_dense_boot();
-            ("n16_logqp1755_dense_boot", l, c)
-        }
-        "n16-s2c" => {
-            let (l, c) = presets::n16_logqp1732_dense_s2c();
-            ("n16_logqp1732_dense_s2c", l, c)
-        }
-        "n16-precise" => {
-            let (l, c) = presets::n16_logqp1759_dense_precise();
-            ("n16_logqp1759_dense_precise", l, c)
-        }
-        "insecure-n12" => {
-            let (l, c) = presets::insecure_n12_boot();
-            ("insecure_n12_boot", l, c)
-        }
-        other => return Err(format!("unknown preset {other:?}")),
-    })
-}
-
 fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
     let e: Vec<f64> = got.iter().zip(want).map(|(a, b)| (a - b).norm()).collect();
     let max = e.iter().copied().fold(0.0f64, f64::max);
@@ -131,7 +110,9 @@ fn errors(got: &[Complex64], want: &[Complex64]) -> (f64, f64) {
 /// # Errors
 /// Unknown preset, invalid slot count, or any scheme error.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let (name, literal, mut config) = preset(&args.preset)?;
+    let preset = BootstrapPreset::from_name(&args.preset)?;
+    let name = preset.id();
+    let (literal, mut config) = preset.parameters();
     if !(args.amplitude > 0.0 && args.amplitude <= 1.0) {
         return Err(format!("--amplitude {} is not in (0, 1]", args.amplitude).into());
     }

@@ -29,7 +29,8 @@
 
 use he_linalg::ckks::{Bootstrapper, Context, KeyGenerator};
 use he_linalg::{BlockLayout, EncryptedMatrix, Evaluator, Matrix, UnitShape, padded_classes};
-use hetal_train::encrypted::{EncryptedSoftmax, Ops, presets};
+use hetal_train::encrypted::presets::TrainPreset;
+use hetal_train::encrypted::{EncryptedSoftmax, Ops};
 use hetal_train::{ASoftmaxParams, ASoftmaxVariant, RowMax, softmax_row};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -268,11 +269,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "variants": variants,
     });
     if args.encrypted {
-        let (lit, boot_cfg) = match args.preset.as_str() {
-            "n16" => presets::n16_train(),
-            "insecure-n12" => presets::insecure_n12_train(),
-            p => return Err(format!("unknown preset {p:?} (n16, insecure-n12)").into()),
-        };
+        let (lit, boot_cfg) = TrainPreset::from_name(&args.preset)?.parameters();
         let ctx = Context::new_cpu(lit)?;
         let slots = ctx.params().max_slots();
         let shape = match args.encrypted_batch {

@@ -1193,6 +1193,73 @@ pub mod presets {
         (lit, cfg)
     }
 
+    /// The bootstrappable presets by name: the one place that maps the names used on
+    /// command lines (`cargo xtask bench-bootstrap --preset NAME`) to parameter sets.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum BootstrapPreset {
+        /// `n16`: [`n16_logqp1755_dense_boot`], the default (the training's circuit).
+        N16,
+        /// `n16-s2c`: [`n16_logqp1732_dense_s2c`], SlotsToCoeffs first, full slots only.
+        N16S2c,
+        /// `n16-precise`: [`n16_logqp1759_dense_precise`], Δ = 2^44, for two-pass
+        /// refreshes.
+        N16Precise,
+        /// `insecure-n12`: [`insecure_n12_boot`] (tests and smoke runs only).
+        InsecureN12,
+    }
+
+    impl BootstrapPreset {
+        /// Every preset.
+        pub const ALL: [Self; 4] = [Self::N16, Self::N16S2c, Self::N16Precise, Self::InsecureN12];
+
+        /// The command-line name.
+        pub fn name(self) -> &'static str {
+            match self {
+                Self::N16 => "n16",
+                Self::N16S2c => "n16-s2c",
+                Self::N16Precise => "n16-precise",
+                Self::InsecureN12 => "insecure-n12",
+            }
+        }
+
+        /// The parameter set's own name (its function's), as reports print it.
+        pub fn id(self) -> &'static str {
+            match self {
+                Self::N16 => "n16_logqp1755_dense_boot",
+                Self::N16S2c => "n16_logqp1732_dense_s2c",
+                Self::N16Precise => "n16_logqp1759_dense_precise",
+                Self::InsecureN12 => "insecure_n12_boot",
+            }
+        }
+
+        /// The preset of a command-line name.
+        ///
+        /// # Errors
+        /// [`crate::CkksError::InvalidParameters`] naming the known presets.
+        pub fn from_name(name: &str) -> crate::Result<Self> {
+            Self::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| {
+                    crate::CkksError::InvalidParameters(format!(
+                        "unknown bootstrapping preset {name:?} ({})",
+                        Self::ALL.map(Self::name).join(", ")
+                    ))
+                })
+        }
+
+        /// CKKS parameters and bootstrapping circuit.
+        pub fn parameters(self) -> (ParametersLiteral, BootstrappingConfig) {
+            match self {
+                Self::N16 => n16_logqp1755_dense_boot(),
+                Self::N16S2c => n16_logqp1732_dense_s2c(),
+                Self::N16Precise => n16_logqp1759_dense_precise(),
+                Self::InsecureN12 => insecure_n12_boot(),
+            }
+        }
+    }
+
     /// INSECURE (N = 2^12 with log QP ≈ 1224; tests only): the N = 2^16 preset's circuit
     /// on a small ring, 2 user levels above `q_0`, SlotsToCoeffs and CoeffsToSlots in 2
     /// levels each, same EvalMod, encapsulation and main-secret density (h = N/2).
@@ -1223,7 +1290,22 @@ pub mod presets {
 
 #[cfg(test)]
 mod tests {
+    use super::presets::BootstrapPreset;
     use super::sum_of_uniforms_tail_log2;
+    use crate::security::SecurityLevel;
+
+    #[test]
+    fn preset_names_round_trip() {
+        for p in BootstrapPreset::ALL {
+            assert_eq!(BootstrapPreset::from_name(p.name()).unwrap(), p);
+            // Secure presets claim 128 bits; the insecure ones are named so.
+            let secure = p.parameters().0.security == SecurityLevel::Classical128;
+            assert_eq!(secure, !p.name().starts_with("insecure"), "{}", p.name());
+            assert_eq!(secure, !p.id().starts_with("insecure"), "{}", p.id());
+        }
+        let err = BootstrapPreset::from_name("n17").unwrap_err().to_string();
+        assert!(err.contains("n16-precise"), "{err}");
+    }
 
     #[test]
     fn irwin_hall_tail() {
