@@ -537,9 +537,17 @@ fn passengers_ride_in_a_refresh() {
     // The correction divides the refresh error by 2^12; what is left is the rounding
     // noise of the passenger's own level (computing `x' − x` there), 2^-30 on this
     // ring (3–4 bits below a refresh; at N = 2^16 more, see docs/results/dermamnist.md).
-    // The uncorrected pair costs one bit against a refresh alone.
+    // The uncorrected pair costs about one bit against a refresh alone: both are maxima
+    // over the slots under fresh keys, and their difference ranged over 0.5–2.4 bits in
+    // 37 runs (2.4 once in CI), hence the 3-bit bound.
     assert!(bits(eb) > bits(e_alone) + 2.0, "2^-{:.1}", bits(eb));
-    assert!(bits(ec) > bits(e_alone) - 2.0 && bits(eh) > 16.0);
+    assert!(
+        bits(ec) > bits(e_alone) - 3.0 && bits(eh) > 16.0,
+        "uncorrected 2^-{:.1}, alone 2^-{:.1}, host 2^-{:.1}",
+        bits(ec),
+        bits(e_alone),
+        bits(eh)
+    );
     assert!(refresher.alight(&ops).unwrap().is_empty());
     assert!(refresher.board(enc(&b, f), 1.0).is_err());
 }
