@@ -658,7 +658,14 @@ fn weights_are_packed_at_their_own_scale() {
         bits(e_own),
         bits(e_shrunk)
     );
-    assert!(bits(e_own) > bits(e_shrunk) + 2.0);
+    // Two maxima over the slots under fresh keys: the gain ranged over 2.1–3.7 bits in
+    // 42 runs, so the bound asserts one bit.
+    assert!(
+        bits(e_own) > bits(e_shrunk) + 1.0,
+        "own scale 2^-{:.1}, shrunk 2^-{:.1}",
+        bits(e_own),
+        bits(e_shrunk)
+    );
     assert!(bits(e_shrunk) > 20.0);
     // A refresh of either form comes back as the same weights.
     for (c, b) in [(&own, own_bound), (&shrunk, shrunk_bound)] {
