@@ -1,6 +1,6 @@
-// Command lattigo-ref times Lattigo's CKKS bootstrapping on one of its default N = 2^16
-// parameter sets and prints one JSON line with the fields `cargo xtask bench-bootstrap
-// --json` uses (median seconds, log2 of the maximum and mean slot error against real
+// Command lattigo-ref times Lattigo's CKKS bootstrapping (or, with -ops-level, one
+// multiplication and one rotation) on one of its default N = 2^16 parameter sets and
+// prints one JSON line with the fields `cargo xtask bench-bootstrap --json` uses (median seconds, log2 of the maximum and mean slot error against real
 // inputs uniform in [-1, 1], residual levels), so that this project's bootstrap can be
 // compared with a reference in the same run (docs/results/bootstrap.md). Not part of
 // the Rust workspace; see README.md beside it for how to build it.
@@ -27,6 +27,7 @@ func main() {
 	reps := flag.Int("reps", 3, "timed bootstraps (the median is reported)")
 	chain := flag.Int("chain", 0, "refresh one ciphertext this many times in a row and report the error after each")
 	logSlots := flag.Int("logslots", 15, "log2 of the slot count (15: full slots at N = 2^16; fewer: sparse packing)")
+	opsLevel := flag.Int("ops-level", -1, "instead of bootstrapping, time mult+relin+rescale and a rotation by 1 on the set's residual parameters at this level (12: 13 limbs, as bench-ckks)")
 	flag.Parse()
 
 	sets := map[string]struct {
@@ -44,6 +45,10 @@ func main() {
 	}
 	params, err := ckks.NewParametersFromLiteral(set.scheme)
 	check(err)
+	if *opsLevel >= 0 {
+		timeOps(params, *opsLevel, max(*reps, 1), *name)
+		return
+	}
 	if *logSlots < 1 || *logSlots > params.LogMaxSlots() {
 		fmt.Fprintf(os.Stderr, "-logslots %d is not in [1, %d]\n", *logSlots, params.LogMaxSlots())
 		os.Exit(2)
@@ -130,6 +135,63 @@ func main() {
 		"gomaxprocs":         runtime.GOMAXPROCS(0),
 	}
 	b, err := json.Marshal(report)
+	check(err)
+	fmt.Println(string(b))
+}
+
+// timeOps prints the median times of mult+relin+rescale and of a rotation by one slot
+// at `level`, with a relinearization key and one Galois key over the whole chain.
+func timeOps(params ckks.Parameters, level, reps int, name string) {
+	if level < 1 || level > params.MaxLevel() {
+		fmt.Fprintf(os.Stderr, "-ops-level %d is not in [1, %d]\n", level, params.MaxLevel())
+		os.Exit(2)
+	}
+	kgen := rlwe.NewKeyGenerator(params)
+	sk := kgen.GenSecretKeyNew()
+	rlk := kgen.GenRelinearizationKeyNew(sk)
+	gks := kgen.GenGaloisKeysNew([]uint64{params.GaloisElement(1)}, sk)
+	eval := ckks.NewEvaluator(params, rlwe.NewMemEvaluationKeySet(rlk, gks...))
+	enc := ckks.NewEncoder(params)
+	encryptor := rlwe.NewEncryptor(params, sk)
+	rng := rand.New(rand.NewSource(1))
+	values := make([]complex128, params.MaxSlots())
+	for i := range values {
+		values[i] = complex(2*rng.Float64()-1, 0)
+	}
+	pt := ckks.NewPlaintext(params, level)
+	check(enc.Encode(values, pt))
+	ct, err := encryptor.EncryptNew(pt)
+	check(err)
+	median := func(f func()) float64 {
+		var ts []float64
+		for r := 0; r < reps; r++ {
+			start := time.Now()
+			f()
+			ts = append(ts, time.Since(start).Seconds())
+		}
+		sort.Float64s(ts)
+		return ts[len(ts)/2]
+	}
+	mult := median(func() {
+		out, err := eval.MulRelinNew(ct, ct)
+		check(err)
+		check(eval.Rescale(out, out))
+	})
+	rotate := median(func() {
+		_, err := eval.RotateNew(ct, 1)
+		check(err)
+	})
+	b, err := json.Marshal(map[string]any{
+		"reference":  "lattigo v6",
+		"params":     name,
+		"level":      level,
+		"limbs":      level + 1,
+		"log_qp":     params.LogQP(),
+		"reps":       reps,
+		"mult_s":     mult,
+		"rotate_s":   rotate,
+		"gomaxprocs": runtime.GOMAXPROCS(0),
+	})
 	check(err)
 	fmt.Println(string(b))
 }
