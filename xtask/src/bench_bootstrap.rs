@@ -54,8 +54,9 @@ pub struct Args {
     /// the message) from noise (independent of it).
     #[arg(long, default_value_t = 1.0)]
     amplitude: f64,
-    /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `encoded` plaintexts
-    /// (fastest) or their `coefficients`, encoded when used (a twentieth of the memory).
+    /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `encoded` plaintexts,
+    /// `extended` over `Q ∪ P` (double hoisting: faster, more memory) or their
+    /// `coefficients`, encoded when used (a twentieth of the memory).
     #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
     diagonals: DiagonalStorage,
     /// How the evaluation keys keep their uniform parts `a_j`: `seeded` (the default:

@@ -1,6 +1,8 @@
 //! `cargo xtask bench-ckks`: timings and precision of the CKKS operations on one preset.
 //!
-//! Every operation is timed `--reps` times (median reported) at each level of `--levels`
+//! Every operation runs `--warmup` times untimed (the first runs of a process pay for the
+//! first touch of memory the allocator maps; a steady computation does not), then is
+//! timed `--reps` times (median reported) at each level of `--levels`
 //! (default: the top level `L`, the top user level `U` and `U/2`), and its output is
 //! decrypted and compared with a float64 reference on uniform inputs in [-1, 1]
 //! (`log2_max_err`, the base-2 log of the largest slot error).
@@ -29,6 +31,11 @@ pub struct Args {
     /// Repetitions per operation (the median is reported).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Untimed runs of each operation before the timed ones: the first runs of a process
+    /// fault in the memory its outputs get (kernel page clearing), which a computation in
+    /// its steady state reuses. `--warmup 0` times them too.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Levels to measure at (comma-separated); default `L, U, U/2`.
     #[arg(long, value_delimiter = ',')]
     levels: Vec<usize>,
@@ -63,7 +70,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+fn time<T>((warmup, reps): (usize, usize), mut f: impl FnMut() -> T) -> (f64, T) {
+    for _ in 0..warmup {
+        drop(f());
+    }
     let mut times = Vec::with_capacity(reps);
     let mut last = None;
     for _ in 0..reps.max(1) {
@@ -87,7 +97,8 @@ struct Bench {
     ctx: Arc<Context<CpuBackend>>,
     sk: SecretKey<CpuBackend>,
     eval: Evaluator<CpuBackend>,
-    reps: usize,
+    /// Untimed then timed repetitions.
+    reps: (usize, usize),
 }
 
 impl Bench {
@@ -137,7 +148,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         eval: Evaluator::new(&ctx, Arc::new(keys)),
         ctx: ctx.clone(),
         sk,
-        reps: args.reps,
+        reps: (args.warmup, args.reps),
     };
 
     let mut rng = StdRng::seed_from_u64(2023);
@@ -235,6 +246,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "dnum": p.dnum(),
         "threads": rayon_threads(),
         "machine": crate::machine_report(),
+        "reps": args.reps,
+        "warmup": args.warmup,
         "keygen_s": keygen_s,
         "keygen_keys": format!("sk, pk, relin, {} rotations, conjugation", hoisted.len()),
         "keys": crate::bench_bootstrap::value_name(args.keys),

@@ -80,8 +80,10 @@ pub struct Args {
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
-    /// mode): `encoded` (fastest) or `coefficients` (encoded when used: 3.1 GB less at
-    /// N = 2^16, a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
+    /// mode): `encoded`, `extended` (over `Q ∪ P`, double hoisting: 1.3 GB more at
+    /// N = 2^16, 3–7 % less time per bootstrap) or `coefficients` (encoded when used:
+    /// 3.1 GB less, a quarter to a third more time per bootstrap;
+    /// docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = ServerOptions::default().bootstrapper.diagonals)]
     diagonals: DiagonalStorage,
     /// How the server keeps its evaluation keys' uniform parts (encrypted mode):

@@ -1,14 +1,16 @@
-//! BSGS split of the homomorphic DFT's matrices, measured in one process: the first
-//! CoeffsToSlots matrix (32 diagonals) of the N = 2^16 bootstrapping preset
-//! `n16_logqp1755_dense_boot` at its top level, evaluated alternately with the split
-//! [`ckks::LinearTransform::baby_step`] chooses (fewest rotations, on a tie the fewest
-//! babies: 3 baby and 7 giant steps) and the one with twice the baby-step span (7 baby
-//! and 3 giant steps), for full slots and for 2^13 slots. Alternating in one process
-//! keeps the ratio meaningful on a host whose speed drifts. Run:
+//! BSGS split and hoisting of the homomorphic DFT's matrices, measured in one process:
+//! the first CoeffsToSlots matrix (32 diagonals) of the N = 2^16 bootstrapping preset
+//! `n16_logqp1755_dense_boot` at its top level, for full slots and for 2^13 slots,
+//! evaluated alternately with the split [`ckks::LinearTransform::baby_step`] chooses and
+//! the spans twice and four times as wide, each with single hoisting (diagonals over
+//! `Q_ℓ`, [`DiagonalStorage::Encoded`]) and with double hoisting (over `Q_ℓ ∪ P`,
+//! [`DiagonalStorage::Extended`]). Alternating in one process keeps the ratios
+//! meaningful on a host whose speed drifts; every variant's output is decrypted and
+//! compared with the plaintext map (`log2` of the largest error). Run:
 //! `cargo run --release -p ckks --example bsgs_split [reps]` (docs/results/bootstrap.md).
 
 use ckks::circuits::bootstrapping::presets;
-use ckks::circuits::{LinearTransform, dft};
+use ckks::circuits::{DiagonalStorage, LinearTransform, dft};
 use ckks::{Complex64, Context, EvaluationKeyRequest, Evaluator, KeyGenerator};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,13 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             slots
         };
         m = m.lifted(work)?;
-        // The span the transform chooses (fewest rotations) and the one above it, which
-        // trades giant steps for baby steps (32 diagonals: 3 + 7 against 7 + 3).
         let chosen = m.baby_step();
-        let splits = [
-            m.clone().with_baby_step(chosen)?,
-            m.clone().with_baby_step(2 * chosen)?,
-        ];
+        let splits: Vec<LinearTransform> = [chosen, 2 * chosen, 4 * chosen]
+            .into_iter()
+            .filter(|&n1| n1 <= work)
+            .map(|n1| m.clone().with_baby_step(n1))
+            .collect::<Result<_, _>>()?;
         let mut rotations: Vec<i64> = splits.iter().flat_map(LinearTransform::rotations).collect();
         rotations.sort_unstable();
         rotations.dedup();
@@ -57,38 +58,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let ev = Evaluator::new(&ctx, Arc::new(kg.gen_evaluation_keys(&sk, &req)?));
         let x: Vec<Complex64> = (0..work)
-            .map(|k| Complex64::new(((k * 37) % 101) as f64 / 101.0, 0.0))
+            .map(|k| Complex64::new(((k * 37) % 101) as f64 / 101.0 - 0.5, 0.0))
             .collect();
+        let want = m.apply(&x)?;
         let ct = sk.encrypt(&ctx.encode_complex(&x, level, s_in)?)?;
-        let enc: Vec<_> = splits
-            .iter()
-            .map(|t| t.encode(&ctx, level, s_in, s_out))
-            .collect::<Result<_, _>>()?;
-        let mut times = [Vec::new(), Vec::new()];
-        for _ in 0..reps {
-            for (i, e) in enc.iter().enumerate() {
-                let t = Instant::now();
-                std::hint::black_box(ev.linear_transform(&ct, e)?);
-                times[i].push(t.elapsed().as_secs_f64());
+        let mut variants = Vec::new();
+        for t in &splits {
+            for storage in [DiagonalStorage::Encoded, DiagonalStorage::Extended] {
+                variants.push((
+                    t,
+                    storage,
+                    t.encode_with(&ctx, level, s_in, s_out, storage)?,
+                ));
             }
         }
-        let [a, b] = times.map(median);
-        let desc = |t: &LinearTransform| {
+        let mut times = vec![Vec::new(); variants.len()];
+        let mut errs = vec![0.0f64; variants.len()];
+        for _ in 0..reps {
+            for (i, (_, _, e)) in variants.iter().enumerate() {
+                let t = Instant::now();
+                let out = std::hint::black_box(ev.linear_transform(&ct, e)?);
+                times[i].push(t.elapsed().as_secs_f64());
+                let got = ctx.decode_complex(&sk.decrypt(&out)?)?;
+                errs[i] = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).norm())
+                    .fold(errs[i], f64::max);
+            }
+        }
+        let base = median(times[0].clone());
+        println!(
+            "{slots} slots, {} diagonals, level {level}:",
+            m.diagonals().len()
+        );
+        for (i, (t, storage, _)) in variants.iter().enumerate() {
             let n1 = t.baby_step();
             let r = t.rotations();
             let babies = r.iter().filter(|&&k| (k as usize) < n1).count();
-            format!("n1 = {n1}: {babies} baby, {} giant", r.len() - babies)
-        };
-        println!(
-            "{slots} slots, {} diagonals, level {level}: chosen ({}) {:.1} ms, more babies \
-             ({}) {:.1} ms, ratio {:.3}",
-            m.diagonals().len(),
-            desc(&splits[0]),
-            a * 1e3,
-            desc(&splits[1]),
-            b * 1e3,
-            b / a
-        );
+            let med = median(times[i].clone());
+            println!(
+                "  n1 = {n1:3}: {babies:2} baby, {:2} giant, {storage:?}: {:7.1} ms, ratio {:.3}, \
+                 max error 2^{:.1}",
+                r.len() - babies,
+                med * 1e3,
+                med / base,
+                errs[i].log2()
+            );
+        }
     }
     Ok(())
 }

@@ -118,26 +118,37 @@ impl<B: Backend> Context<B> {
         level: usize,
         scale: f64,
     ) -> Result<Plaintext<B>> {
+        let poly = self.poly_from_scaled(scaled, &self.params().q_basis(level))?;
+        Ok(Plaintext {
+            poly,
+            level,
+            scale,
+            slots: scaled.len() / 2,
+        })
+    }
+
+    /// The residues of [`Self::scaled_coefficients`]' output (`2n` coefficients for `n`
+    /// slots) modulo each prime of `basis` (moduli-table indices: `Q_ℓ`, or `Q_ℓ ∪ P`
+    /// for diagonals that double hoisting multiplies before ModDown), NTT form.
+    ///
+    /// # Errors
+    /// [`CkksError::InvalidSlots`] for a length that is not twice a power of two
+    /// `≤ N/2`; backend errors (an index outside the moduli table).
+    pub(crate) fn poly_from_scaled(&self, scaled: &[f64], basis: &[usize]) -> Result<B::Poly> {
         let n = self.params().n();
         let slots = scaled.len() / 2;
         if !slots.is_power_of_two() || 2 * slots > n {
             return Err(CkksError::InvalidSlots { slots, max: n / 2 });
         }
         let gap = n / (2 * slots);
-        let basis = self.params().q_basis(level);
         let ring = self.params().ring();
-        let mut poly = RnsPoly::zero(n, &basis, Representation::Coeff);
+        let mut poly = RnsPoly::zero(n, basis, Representation::Coeff);
         for (j, &bi) in basis.iter().enumerate() {
             reduce_f64_into(ring.modulus(bi), scaled, poly.limb_mut(j), gap);
         }
         let mut poly = self.backend().upload_owned(poly)?;
         self.backend().forward_ntt(&mut poly)?;
-        Ok(Plaintext {
-            poly,
-            level,
-            scale,
-            slots,
-        })
+        Ok(poly)
     }
 
     /// Encodes real slots (imaginary parts zero); see [`Self::encode_complex`].

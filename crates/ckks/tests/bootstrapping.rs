@@ -3,7 +3,7 @@
 //! repeated refreshes, and error cases. Errors are `log2(max |error|)`.
 
 use ckks::circuits::bootstrapping::presets;
-use ckks::circuits::{Bootstrapper, LinearTransform, Polynomial, dft};
+use ckks::circuits::{Bootstrapper, GIANT_STEP_WEIGHT, LinearTransform, Polynomial, dft};
 use ckks::he_math::{Backend, CpuBackend};
 use ckks::{
     Ciphertext, CkksError, Complex64, Context, EvaluationKeyRequest, Evaluator, KeyGenerator,
@@ -260,8 +260,39 @@ fn linear_transform_matches_plaintext() {
         k.ctx.serialize_ciphertext(&out_lean).unwrap(),
         k.ctx.serialize_ciphertext(&out).unwrap()
     );
+    // Diagonals over Q ∪ P, double hoisting: the same map within the noise, from
+    // (ℓ + 1 + |P|)/(ℓ + 1) of the memory.
+    let wide = m
+        .encode_with(
+            &k.ctx,
+            level,
+            s_in,
+            s_out,
+            ckks::circuits::DiagonalStorage::Extended,
+        )
+        .unwrap();
+    let special = p.p_basis().len();
+    assert_eq!(
+        wide.diagonal_bytes() * (level + 1),
+        enc.diagonal_bytes() * (level + 1 + special)
+    );
+    let out_wide = ev.linear_transform(&ct, &wide).unwrap();
+    assert_eq!(out_wide.level(), level - 1);
+    assert_eq!(out_wide.scale(), s_out);
+    let e_wide = log2_err(
+        &k.ctx
+            .decode_complex(&sk.decrypt(&out_wide).unwrap())
+            .unwrap(),
+        &want,
+    );
+    eprintln!("double hoisting: 2^{e_wide:.1}");
+    assert!(e_wide < -30.0, "2^{e_wide}");
     // Without the keys: an error naming the missing rotation.
     let keyless = Evaluator::new(&k.ctx, Arc::new(ckks::EvaluationKeySet::default()));
+    assert!(matches!(
+        keyless.linear_transform(&k.enc(&x, level), &wide),
+        Err(CkksError::MissingGaloisKey { .. })
+    ));
     assert!(matches!(
         keyless.linear_transform(&k.enc(&x, level), &enc),
         Err(CkksError::MissingGaloisKey { .. })
@@ -290,15 +321,28 @@ fn fixed_baby_step_spans_agree() {
         assert_eq!(fixed.baby_step(), n1);
         assert_eq!(fixed.apply(&x).unwrap(), want);
         let (sk, ev) = transform_keys(&k.ctx, &fixed);
-        let enc = fixed.encode(&k.ctx, level, s_in, s_out).unwrap();
-        let (_, _, got) = transform_encrypted(&k.ctx, &sk, &ev, &enc, &x);
-        let e = log2_err(&got, &want);
-        assert!(e < -30.0, "n1 = {n1}: 2^{e}");
+        for storage in [
+            ckks::circuits::DiagonalStorage::Encoded,
+            ckks::circuits::DiagonalStorage::Extended,
+        ] {
+            let enc = fixed
+                .encode_with(&k.ctx, level, s_in, s_out, storage)
+                .unwrap();
+            let (_, _, got) = transform_encrypted(&k.ctx, &sk, &ev, &enc, &x);
+            let e = log2_err(&got, &want);
+            assert!(e < -30.0, "n1 = {n1}, {storage:?}: 2^{e}");
+        }
     }
-    // The chosen span needs the fewest rotations.
+    // The chosen span has the lowest weighted count of baby and giant rotations.
+    let cost = |t: &LinearTransform| {
+        let n1 = t.baby_step();
+        let r = t.rotations();
+        let babies = r.iter().filter(|&&k| (k as usize) < n1).count();
+        babies + GIANT_STEP_WEIGHT * (r.len() - babies)
+    };
     for n1 in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
-        let r = m.clone().with_baby_step(n1).unwrap().rotations().len();
-        assert!(r >= m.rotations().len(), "n1 = {n1}: {r} rotations");
+        let c = cost(&m.clone().with_baby_step(n1).unwrap());
+        assert!(c >= cost(&m), "n1 = {n1}: cost {c} < {}", cost(&m));
     }
     for bad in [0, 3, 1024] {
         assert!(matches!(
@@ -495,6 +539,31 @@ fn sparse_slot_bootstrap() {
     let e = log2_err(&k.dec(&out), &z);
     eprintln!("512 slots, complex: error 2^{e:.1}");
     assert!(e < -20.0, "2^{e}");
+}
+
+/// Double hoisting ([`ckks::circuits::DiagonalStorage::Extended`]) in the whole
+/// circuit, full and sparse slots: as precise as the default storage.
+#[test]
+fn bootstrap_with_double_hoisting() {
+    let k = boot_keys();
+    for (slots, seed) in [(2048, 21), (512, 22)] {
+        let (_, cfg) = presets::insecure_n12_boot();
+        let options = ckks::circuits::BootstrapperOptions {
+            diagonals: ckks::circuits::DiagonalStorage::Extended,
+            ..Default::default()
+        };
+        let wide = Bootstrapper::with_options(k.eval.clone(), cfg, slots, options).unwrap();
+        let z = complex_uniform(slots, seed);
+        let ct = k.enc(&z, 0);
+        let e_wide = log2_err(&k.dec(&wide.bootstrap(&ct).unwrap()), &z);
+        let e = log2_err(&k.dec(&bootstrapper(slots).bootstrap(&ct).unwrap()), &z);
+        eprintln!("{slots} slots: double hoisting 2^{e_wide:.1}, single 2^{e:.1}");
+        assert!(
+            e_wide < -20.0 && e_wide < e + 1.0,
+            "2^{e_wide} against 2^{e}"
+        );
+        assert!(wide.diagonal_bytes() > bootstrapper(slots).diagonal_bytes());
+    }
 }
 
 #[test]

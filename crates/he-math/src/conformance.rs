@@ -184,6 +184,33 @@ fn check_pointwise<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
             &|x| p.b.scalar_mul_add_assign(x, &wb, &scalars).unwrap(),
             &|x| p.r.scalar_mul_add_assign(x, &wide, &scalars).unwrap(),
         );
+        // It may lack moduli whose scalar is zero (`P·a` added over `Q ∪ P`): those
+        // limbs stay as they are.
+        let sub = random_poly(&ctx, &[2, 5], repr, rng);
+        let (sb, _) = p.up(&sub);
+        let lifted: Vec<u64> = basis
+            .iter()
+            .zip(&scalars)
+            .map(|(&bi, &s)| if sub.position(bi).is_some() { s } else { 0 })
+            .collect();
+        run(
+            "scalar mul-add from a narrower operand",
+            &|x| p.b.scalar_mul_add_assign(x, &sb, &lifted).unwrap(),
+            &|x| p.r.scalar_mul_add_assign(x, &sub, &lifted).unwrap(),
+        );
+        let mut x = a.clone();
+        p.r.scalar_mul_add_assign(&mut x, &sub, &lifted).unwrap();
+        for (j, &bi) in basis.iter().enumerate() {
+            let m = ctx.modulus(bi);
+            match sub.position(bi) {
+                Some(i) => {
+                    for ((&got, &sk), &ak) in x.limb(j).iter().zip(sub.limb(i)).zip(a.limb(j)) {
+                        assert_eq!(got, m.mul_add(sk, lifted[j], ak));
+                    }
+                }
+                None => assert_eq!(x.limb(j), a.limb(j), "limb {j} outside the operand"),
+            }
+        }
         let mut x = a.clone();
         p.r.scalar_mul_add_assign(&mut x, &wide, &scalars).unwrap();
         for (j, &bi) in basis.iter().enumerate() {

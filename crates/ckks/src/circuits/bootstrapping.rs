@@ -465,9 +465,11 @@ pub struct BootstrapperOptions {
     /// Largest accepted failure probability per bootstrap, log2
     /// ([`DEFAULT_MAX_FAILURE_LOG2`]).
     pub max_failure_log2: f64,
-    /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Encoded`]: fastest;
-    /// [`DiagonalStorage::Coefficients`]: 3.2 → 0.17 GB at N = 2^16 full slots, one NTT
-    /// per limb and diagonal each bootstrap; docs/results/bootstrap.md).
+    /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Encoded`], the
+    /// default; [`DiagonalStorage::Extended`]: double hoisting, 3–7 % faster at N = 2^16
+    /// for 3.2 → 4.6 GB of diagonals at full slots; [`DiagonalStorage::Coefficients`]:
+    /// 3.2 → 0.17 GB, one NTT per limb and diagonal each bootstrap;
+    /// docs/results/bootstrap.md).
     pub diagonals: DiagonalStorage,
 }
 
@@ -565,12 +567,19 @@ impl<B: Backend> Bootstrapper<B> {
         // ModRaised slots decode (at this label) to t/(2 q_0 K') after the trace's
         // factor N/2n, so the CtS output y + conj(y) is t/(q_0 K').
         let raised_scale = 2.0 * q0 * config.eval_mod_range() * sparse_factor;
+        // Every CoeffsToSlots level outputs at EvalMod's input scale, not at its own
+        // level's canonical scale: the message is only `Δ_0/(q_0 K')` of the slot
+        // values here, so each rescale's rounding must stay far below the values. With
+        // CoeffsToSlots primes smaller than EvalMod's, the canonical scales of the top
+        // levels fall towards those primes (2^51 for 50-bit primes under 61-bit EvalMod
+        // primes: 3.5 bits of precision lost, docs/results/bootstrap.md); the diagonals'
+        // scales `out·q_ℓ/in` absorb the difference.
+        let cts_out = params.scale_at(cts_at.last().map_or(0, |&l| l - 1))?;
         let mut scale = raised_scale;
         let mut cts = Vec::new();
         for (m, &level) in cts_m.iter().zip(&cts_at) {
-            let out = params.scale_at(level - 1)?;
-            cts.push(m.encode_with(&ctx, level, scale, out, diagonals)?);
-            scale = out;
+            cts.push(m.encode_with(&ctx, level, scale, cts_out, diagonals)?);
+            scale = cts_out;
         }
         let sine = config.eval_mod_polynomial()?;
         let mut s2c = Vec::new();

@@ -10,5 +10,7 @@ pub use bootstrapping::{
     BootstrapOrder, Bootstrapper, BootstrapperOptions, BootstrappingConfig, DEFAULT_META_LOG_GAIN,
     StageTimings,
 };
-pub use linear_transform::{DiagonalStorage, EncodedLinearTransform, LinearTransform};
+pub use linear_transform::{
+    DiagonalStorage, EncodedLinearTransform, GIANT_STEP_WEIGHT, LinearTransform,
+};
 pub use polynomial::{Polynomial, PolynomialBasis};

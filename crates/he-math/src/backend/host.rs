@@ -933,10 +933,26 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 got: a.repr(),
             });
         }
-        let src = special_limbs(a, acc.basis())?;
+        // A limb whose scalar is zero adds nothing: `a` need not have that modulus.
+        let src = acc
+            .basis()
+            .iter()
+            .zip(scalars)
+            .map(|(&m, &s)| match a.position(m) {
+                Some(i) => Ok(Some(a.limb(i))),
+                None if s == 0 => Ok(None),
+                None => Err(MathError::BasisMismatch(format!(
+                    "modulus {m} is not in the basis"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (basis, data) = acc.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
-            K::scalar_mul_add(self.ctx.modulus(bi), l, src[j], scalars[j])
+            if let Some(x) = src[j]
+                && scalars[j] != 0
+            {
+                K::scalar_mul_add(self.ctx.modulus(bi), l, x, scalars[j]);
+            }
         });
         Ok(())
     }

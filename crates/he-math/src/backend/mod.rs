@@ -181,12 +181,15 @@ pub trait Backend: Send + Sync {
     /// `acc ← acc + a · s_j` limb by limb for one constant per limb of `acc`
     /// (`scalars[j] < q_j`). `a` may have more limbs than `acc` (a ciphertext part at a
     /// higher level, read without dropping its extra limbs): only the limbs of `acc`'s
-    /// moduli are read. Same representation for both.
+    /// moduli are read. `a` may also lack moduli of `acc` whose scalar is zero (the
+    /// term is zero there): `acc` over `Q ∪ P` plus `P·a` for `a` over `Q` takes
+    /// `P mod q_i` on `Q` and zeros on `P`, as double-hoisted linear transformations
+    /// need. Same representation for both.
     ///
     /// # Errors
     /// [`MathError::LengthMismatch`] / [`MathError::ResidueOutOfRange`] for bad scalars,
-    /// [`MathError::ReprMismatch`], [`MathError::BasisMismatch`] if a modulus of `acc` is
-    /// not in `a`'s basis.
+    /// [`MathError::ReprMismatch`], [`MathError::BasisMismatch`] if a modulus of `acc`
+    /// with a non-zero scalar is not in `a`'s basis.
     fn scalar_mul_add_assign(
         &self,
         acc: &mut Self::Poly,
