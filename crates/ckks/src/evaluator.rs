@@ -1139,15 +1139,7 @@ impl<B: Backend> Evaluator<B> {
             }
             let key = &self.keys.galois_key(e, Some(k))?.key;
             self.note(Op::Rot, 1);
-            if rotated_digits.is_empty() {
-                for d in &dec.digits {
-                    rotated_digits.push(be.automorphism_new(d, e)?);
-                }
-            } else {
-                for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
-                    be.automorphism(d, e, r)?;
-                }
-            }
+            self.rotate_digits(&dec.digits, e, &mut rotated_digits)?;
             let [k0, k1] = self.key_switch_decomposed(&rotated_digits, a.level, key, &p_basis)?;
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
             let mut c0 = be.automorphism_new(&a.parts[0], e)?;
@@ -1160,6 +1152,27 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         Ok(out)
+    }
+
+    /// `σ_e` of every decomposed digit into `out`: made by the first call, its buffers
+    /// reused by the next ones (hoisted rotations of one decomposition).
+    pub(crate) fn rotate_digits(
+        &self,
+        digits: &[B::Poly],
+        e: usize,
+        out: &mut Vec<B::Poly>,
+    ) -> Result<()> {
+        let be = self.be();
+        if out.is_empty() {
+            for d in digits {
+                out.push(be.automorphism_new(d, e)?);
+            }
+        } else {
+            for (d, r) in digits.iter().zip(out.iter_mut()) {
+                be.automorphism(d, e, r)?;
+            }
+        }
+        Ok(())
     }
 
     /// Rotate-and-sum: `Σ_{i < count} rotate(a, i·step)` for a power-of-two `count`, in

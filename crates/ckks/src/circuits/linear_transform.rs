@@ -272,9 +272,11 @@ impl LinearTransform {
     /// own inner sum, and with double hoisting ([`DiagonalStorage::Extended`]) a baby
     /// skips its ModDowns while a giant gains one. On the first CoeffsToSlots matrix of
     /// the N = 2^16 bootstrapping preset (32 diagonals) this picks 7 baby and 3 giant
-    /// steps, measured 3–10 % faster than 3 and 7 with single hoisting and 10–18 % with
-    /// double hoisting (`cargo run --release -p ckks --example bsgs_split`;
-    /// docs/results/bootstrap.md). The rotations, and so the keys, follow the span.
+    /// steps where the rotation count tied with 3 and 7: that matrix alone took 0.79–0.97
+    /// of the time with single hoisting and 0.74–0.90 with double hoisting, a whole
+    /// bootstrap with single hoisting 0.98–1.01 (`cargo run --release -p ckks --example
+    /// bsgs_split`; docs/results/bootstrap.md). The rotations, and so the keys, follow
+    /// the span.
     pub fn baby_step(&self) -> usize {
         if let Some(n1) = self.baby_step {
             return n1;
@@ -678,15 +680,7 @@ impl<B: Backend> Evaluator<B> {
             let e = galois::galois_element_for_rotation(b as i64, n);
             let key = &self.keys().galois_key_at(e, Some(b as i64), level)?.key;
             self.note(Op::Rot, 1);
-            if rotated_digits.is_empty() {
-                for d in &dec.digits {
-                    rotated_digits.push(be.automorphism_new(d, e)?);
-                }
-            } else {
-                for (d, r) in dec.digits.iter().zip(rotated_digits.iter_mut()) {
-                    be.automorphism(d, e, r)?;
-                }
-            }
+            self.rotate_digits(&dec.digits, e, &mut rotated_digits)?;
             let [mut u0, u1] = self.key_switch_lazy(&rotated_digits, level, key)?;
             let c0 = be.automorphism_new(&ct.parts[0], e)?;
             be.scalar_mul_add_assign(&mut u0, &c0, &lift)?;
