@@ -81,8 +81,8 @@ pub struct Args {
     preset: String,
     /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
     /// mode): `encoded`, `extended` (over `Q ∪ P`, double hoisting: 1.3 GB more at
-    /// N = 2^16, 3–7 % less time per bootstrap) or `coefficients` (encoded when used:
-    /// 3.1 GB less, a quarter to a third more time per bootstrap;
+    /// N = 2^16, 1–8 % less time per bootstrap with two threads) or `coefficients`
+    /// (encoded when used: 3.1 GB less, a quarter to a third more time per bootstrap;
     /// docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = ServerOptions::default().bootstrapper.diagonals)]
     diagonals: DiagonalStorage,

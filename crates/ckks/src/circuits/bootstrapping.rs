@@ -466,10 +466,10 @@ pub struct BootstrapperOptions {
     /// ([`DEFAULT_MAX_FAILURE_LOG2`]).
     pub max_failure_log2: f64,
     /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Encoded`], the
-    /// default; [`DiagonalStorage::Extended`]: double hoisting, 3–7 % faster at N = 2^16
-    /// for 3.2 → 4.6 GB of diagonals at full slots; [`DiagonalStorage::Coefficients`]:
-    /// 3.2 → 0.17 GB, one NTT per limb and diagonal each bootstrap;
-    /// docs/results/bootstrap.md).
+    /// default; [`DiagonalStorage::Extended`]: double hoisting, 1–8 % faster at
+    /// N = 2^16 with two threads, not with one, for 3.2 → 4.6 GB of diagonals at full
+    /// slots; [`DiagonalStorage::Coefficients`]: 3.2 → 0.17 GB, one NTT per limb and
+    /// diagonal each bootstrap; docs/results/bootstrap.md).
     pub diagonals: DiagonalStorage,
 }
 

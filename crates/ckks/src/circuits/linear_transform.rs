@@ -46,8 +46,9 @@ pub enum DiagonalStorage {
     /// The scaled coefficients (`2n` words for `n` slots), encoded when used: `1/(ℓ+1)`
     /// of the memory (less for sparse slots), one NTT per limb per diagonal and use.
     Coefficients,
-    /// Encoded over `Q_ℓ ∪ P` (the special primes too), double hoisting: the fastest,
-    /// `(ℓ+1+|P|)/(ℓ+1)` of [`Self::Encoded`]'s memory. The baby steps stay over
+    /// Encoded over `Q_ℓ ∪ P` (the special primes too), double hoisting: the fastest
+    /// with two threads (N = 2^16 bootstraps 1–8 % faster, none with one; see
+    /// docs/results/bootstrap.md), `(ℓ+1+|P|)/(ℓ+1)` of [`Self::Encoded`]'s memory. The baby steps stay over
     /// `Q_ℓ ∪ P` without their two ModDowns each and the inner sums run there
     /// ([`Evaluator::linear_transform`]). The result differs from the other storages'
     /// within the noise (other roundings), not bit for bit.

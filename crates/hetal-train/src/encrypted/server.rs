@@ -110,8 +110,8 @@ pub struct ServerOptions {
     /// The bootstrapping circuit's choices (default: `DiagonalStorage::Encoded`;
     /// `DiagonalStorage::Coefficients`: 3.2 → 0.17 GB of DFT diagonals at N = 2^16, one
     /// NTT per limb and diagonal each bootstrap, 17–29 % more time per step;
-    /// `DiagonalStorage::Extended`: double hoisting, 3.2 → 4.6 GB, each bootstrap 3–7 %
-    /// faster).
+    /// `DiagonalStorage::Extended`: double hoisting, 3.2 → 4.6 GB, each bootstrap 1–8 %
+    /// faster with two threads).
     pub bootstrapper: BootstrapperOptions,
     /// How the evaluation keys keep their uniform parts (default
     /// [`KeyStorage::Seeded`]: each key switch regenerates the `a_j` it reads; in the
