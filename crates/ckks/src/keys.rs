@@ -690,18 +690,8 @@ impl<B: Backend> KeyGenerator<B> {
             .into_iter()
             .chain(special.iter().copied())
             .collect();
-        let ring = params.ring();
         let seed = self.rng.seed_bytes();
-        let special_primes: Vec<u64> = special.iter().map(|&i| ring.modulus(i).value()).collect();
-        let p_mod: Vec<u64> = qp
-            .iter()
-            .map(|&i| {
-                let m = ring.modulus(i);
-                special_primes
-                    .iter()
-                    .fold(1u64, |acc, &p| m.mul(acc, m.reduce(p)))
-            })
-            .collect();
+        let p_mod = params.product_residues(special, &qp);
         let num_digits = params.digits_at(level);
         let s_out = Wiped::new(be, be.select_limbs(&sk.s, &qp)?);
         let mut bs = Vec::with_capacity(num_digits);

@@ -308,6 +308,23 @@ impl Parameters {
         (self.q.len()..self.q.len() + self.p.len()).collect()
     }
 
+    /// The residues of the product of the primes `factors` modulo each prime of `basis`
+    /// (moduli-table indices, checked by the ring): `P mod q_i` for the special primes,
+    /// the factor of the gadget in key generation and of `P·x` over `Q ∪ P` in double
+    /// hoisting. Zero on a prime of `basis` that is among `factors`.
+    pub fn product_residues(&self, factors: &[usize], basis: &[usize]) -> Vec<u64> {
+        let ring = self.ring();
+        basis
+            .iter()
+            .map(|&i| {
+                let m = ring.modulus(i);
+                factors.iter().fold(1u64, |acc, &j| {
+                    m.mul(acc, m.reduce(ring.modulus(j).value()))
+                })
+            })
+            .collect()
+    }
+
     /// Moduli-table indices of `q_0 … q_L, p_0 … p_{k−1}` (where keys live).
     pub fn qp_basis(&self) -> Vec<usize> {
         (0..self.q.len() + self.p.len()).collect()

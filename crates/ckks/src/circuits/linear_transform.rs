@@ -48,10 +48,10 @@ pub enum DiagonalStorage {
     Coefficients,
     /// Encoded over `Q_ℓ ∪ P` (the special primes too), double hoisting: the fastest
     /// with two threads (N = 2^16 bootstraps 1–8 % faster, none with one; see
-    /// docs/results/bootstrap.md), `(ℓ+1+|P|)/(ℓ+1)` of [`Self::Encoded`]'s memory. The baby steps stay over
-    /// `Q_ℓ ∪ P` without their two ModDowns each and the inner sums run there
-    /// ([`Evaluator::linear_transform`]). The result differs from the other storages'
-    /// within the noise (other roundings), not bit for bit.
+    /// docs/results/bootstrap.md), `(ℓ+1+|P|)/(ℓ+1)` of [`Self::Encoded`]'s memory.
+    /// The baby steps stay over `Q_ℓ ∪ P` without their two ModDowns each and the inner
+    /// sums run there ([`Evaluator::linear_transform`]). The result differs from the
+    /// other storages' within the noise (other roundings), not bit for bit.
     Extended,
 }
 
@@ -645,19 +645,6 @@ impl<B: Backend> Evaluator<B> {
         let n = params.n();
         let p_basis = params.p_basis();
         let q_basis = params.q_basis(level);
-        let ring = params.ring();
-        // `P mod q_i` on Q_ℓ and 0 on P: `scalar_mul_add_assign` with these adds `P·x`
-        // (x over Q_ℓ) to a polynomial over Q_ℓ ∪ P.
-        let mut lift: Vec<u64> = q_basis
-            .iter()
-            .map(|&i| {
-                let m = ring.modulus(i);
-                p_basis
-                    .iter()
-                    .fold(1, |acc, &j| m.mul(acc, m.reduce(ring.modulus(j).value())))
-            })
-            .collect();
-        lift.resize(q_basis.len() + p_basis.len(), 0);
         let dec = self.decompose(&ct.parts[1], level)?;
         let Some(first) = dec.digits.first() else {
             return Err(CkksError::InvalidParameters(
@@ -666,6 +653,9 @@ impl<B: Backend> Evaluator<B> {
         };
         let qp = be.basis(first).to_vec();
         let repr = be.repr(first);
+        // `P mod q_i` on Q_ℓ and 0 on P: `scalar_mul_add_assign` with these adds `P·x`
+        // (x over Q_ℓ) to a polynomial over Q_ℓ ∪ P.
+        let lift = params.product_residues(&p_basis, &qp);
         let lifted = |x: &B::Poly| -> Result<B::Poly> {
             let mut z = be.zero(&qp, repr)?;
             be.scalar_mul_add_assign(&mut z, x, &lift)?;

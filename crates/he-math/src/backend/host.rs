@@ -933,24 +933,22 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                 got: a.repr(),
             });
         }
-        // A limb whose scalar is zero adds nothing: `a` need not have that modulus.
+        // A limb whose scalar is zero adds nothing (`None`): `a` need not have that modulus.
         let src = acc
             .basis()
             .iter()
             .zip(scalars)
-            .map(|(&m, &s)| match a.position(m) {
-                Some(i) => Ok(Some(a.limb(i))),
-                None if s == 0 => Ok(None),
-                None => Err(MathError::BasisMismatch(format!(
+            .map(|(&m, &s)| match (s, a.position(m)) {
+                (0, _) => Ok(None),
+                (_, Some(i)) => Ok(Some(a.limb(i))),
+                (_, None) => Err(MathError::BasisMismatch(format!(
                     "modulus {m} is not in the basis"
                 ))),
             })
             .collect::<Result<Vec<_>>>()?;
         let (basis, data) = acc.parts_mut();
         self.limbs(basis, data, |j, bi, l| {
-            if let Some(x) = src[j]
-                && scalars[j] != 0
-            {
+            if let Some(x) = src[j] {
                 K::scalar_mul_add(self.ctx.modulus(bi), l, x, scalars[j]);
             }
         });
