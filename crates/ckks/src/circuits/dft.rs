@@ -71,7 +71,11 @@ pub fn fft_stage(n: usize, len: usize, inverse: bool) -> Result<LinearTransform>
 }
 
 /// Splits the `log2 n` stages into `groups` consecutive runs, as even as possible, the
-/// longer runs first.
+/// longer runs first. Both factorizations give the longer runs to the largest spans: a
+/// run of `k` stages has up to `2^(k+1) − 1` diagonals, but the run that holds the span
+/// `n/2` only `2^k` (its offsets `±n/2` coincide modulo `n`), so an extra stage costs
+/// least there (13 stages in 3 runs: 32 + 31 + 31 diagonals with the 5-stage run at the
+/// top, 63 + 31 + 16 with it at the bottom).
 fn group_sizes(stages: usize, groups: usize) -> Vec<usize> {
     let g = groups.min(stages).max(1);
     (0..g)
@@ -81,7 +85,7 @@ fn group_sizes(stages: usize, groups: usize) -> Vec<usize> {
 
 /// SlotsToCoeffs as `groups` transforms, applied in order: their product maps the
 /// bit-reversed `u` to the slots `z` (see the module docs). Stages are merged from the
-/// smallest span up.
+/// smallest span up, the longer runs last ([`group_sizes`]).
 ///
 /// # Errors
 /// [`CkksError::InvalidValue`] unless `n ≥ 2` is a power of two and `groups ≥ 1`.
@@ -90,7 +94,7 @@ pub fn slots_to_coeffs_factors(n: usize, groups: usize) -> Result<Vec<LinearTran
     let log_n = n.trailing_zeros() as usize;
     let mut out = Vec::new();
     let mut len = 2;
-    for size in group_sizes(log_n, groups) {
+    for size in group_sizes(log_n, groups).into_iter().rev() {
         let mut m = fft_stage(n, len, false)?;
         len *= 2;
         for _ in 1..size {
@@ -190,12 +194,27 @@ mod tests {
 
     #[test]
     fn merged_stages_have_few_diagonals() {
-        let f = coeffs_to_slots_factors(1 << 10, 3).unwrap();
-        // 10 stages in runs of 4, 3, 3: at most 2^(k+1) − 1 diagonals each.
-        let counts: Vec<usize> = f.iter().map(|m| m.diagonals().len()).collect();
-        assert!(
-            counts[0] <= 31 && counts[1] <= 15 && counts[2] <= 15,
-            "{counts:?}"
+        // 10 stages in runs of 4, 3, 3, the longest at the largest spans: 2^4 diagonals
+        // there (the offsets ±n/2 coincide), at most 2^(k+1) − 1 elsewhere.
+        let count = |f: Vec<LinearTransform>| -> Vec<usize> {
+            f.iter().map(|m| m.diagonals().len()).collect()
+        };
+        assert_eq!(
+            count(coeffs_to_slots_factors(1 << 10, 3).unwrap()),
+            [16, 15, 15]
+        );
+        assert_eq!(
+            count(slots_to_coeffs_factors(1 << 10, 3).unwrap()),
+            [15, 15, 16]
+        );
+        // 13 stages: 5 + 4 + 4.
+        assert_eq!(
+            count(coeffs_to_slots_factors(1 << 13, 3).unwrap()),
+            [32, 31, 31]
+        );
+        assert_eq!(
+            count(slots_to_coeffs_factors(1 << 13, 3).unwrap()),
+            [31, 31, 32]
         );
     }
 }
