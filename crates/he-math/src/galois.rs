@@ -114,16 +114,37 @@ pub fn ntt_permutation(k: usize, n: usize) -> Result<Vec<u32>> {
         .collect())
 }
 
-/// Applies a permutation from [`ntt_permutation`]: `out[i] = a[perm[i]]`.
+/// Applies a permutation from [`ntt_permutation`]: `out[i] = a[perm[i]]`. A block
+/// permutation ([`is_block_permutation`], as every [`ntt_permutation`] is) moves whole
+/// 8-word blocks with AVX-512 where the CPU has it; any other permutation is applied
+/// word by word.
 ///
 /// # Panics
-/// If lengths differ (callers check them).
+/// If lengths differ (callers check them) or an index is out of range.
 #[inline]
 pub fn apply_permutation(a: &[u64], perm: &[u32], out: &mut [u64]) {
     assert!(a.len() == perm.len() && out.len() == perm.len());
+    if perm.len() % 8 == 0 && is_block_permutation(perm) {
+        crate::simd::permute_blocks(a, perm, out);
+        return;
+    }
     for (o, &p) in out.iter_mut().zip(perm) {
         *o = a[p as usize];
     }
+}
+
+/// Whether `perm` (length a multiple of 8) maps every aligned block of 8 output
+/// positions into one aligned block of 8 input positions, all indices in range. The
+/// permutations of [`ntt_permutation`] do: `perm(i) = br(k·br(i) + (k−1)/2 mod N)`,
+/// and the low bits of `k·m + c` depend only on the low bits of `m`, which bit reversal
+/// swaps with the high ones.
+pub fn is_block_permutation(perm: &[u32]) -> bool {
+    perm.len() % 8 == 0
+        && perm.chunks_exact(8).all(|b| {
+            let base = b[0] >> 3;
+            b.iter()
+                .all(|&p| p >> 3 == base && (p as usize) < perm.len())
+        })
 }
 
 #[cfg(test)]
@@ -132,6 +153,32 @@ mod tests {
     use crate::ntt::NttPlan;
     use crate::primes::ntt_primes;
     use proptest::prelude::*;
+
+    #[test]
+    fn ntt_permutations_move_whole_blocks() {
+        for log_n in [3u32, 10, 12] {
+            let n = 1usize << log_n;
+            let a: Vec<u64> = (0..n as u64).map(|i| i * 7919 + 3).collect();
+            for k in [5, galois_element_for_rotation(-3, n), 2 * n - 1] {
+                let perm = ntt_permutation(k, n).unwrap();
+                assert!(is_block_permutation(&perm), "n {n}, k {k}");
+                let want: Vec<u64> = perm.iter().map(|&p| a[p as usize]).collect();
+                let mut out = vec![0; n];
+                apply_permutation(&a, &perm, &mut out);
+                assert_eq!(out, want);
+                crate::simd::permute_blocks(&a, &perm, &mut out);
+                assert_eq!(out, want);
+            }
+        }
+        // Any other permutation is applied word by word.
+        let perm: Vec<u32> = (0..16u32).map(|i| (i * 5) % 16).collect();
+        assert!(!is_block_permutation(&perm));
+        let a: Vec<u64> = (100..116).collect();
+        let mut out = vec![0; 16];
+        apply_permutation(&a, &perm, &mut out);
+        assert!(out.iter().zip(&perm).all(|(&o, &p)| o == a[p as usize]));
+        assert!(!is_block_permutation(&[0, 1, 2, 3, 4, 5, 6, 8]));
+    }
 
     #[test]
     fn rotation_elements() {

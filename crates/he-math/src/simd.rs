@@ -466,6 +466,72 @@ fn convert_limb_scalar(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &
     }
 }
 
+/// `out[i] = a[perm[i]]` for a permutation that maps every aligned block of 8 words of
+/// `out` onto one aligned block of 8 words of `a`, as the NTT-domain Galois permutations
+/// of [`crate::galois::ntt_permutation`] do (their top index bits map to top index bits,
+/// [`crate::galois::is_block_permutation`]). With AVX-512F a block is one 64-byte load
+/// and one lane permutation (`vpermq`) instead of 8 scalar loads; memory-safe for any
+/// `perm` (a block address is clamped into `a`), but only a block permutation gives
+/// `a[perm[i]]` (checked in debug builds).
+///
+/// # Panics
+/// If the lengths differ, or (scalar path) if an index of `perm` is out of range.
+pub(crate) fn permute_blocks(a: &[u64], perm: &[u32], out: &mut [u64]) {
+    // SAFETY: `MaybeUninit<u64>` has the layout of `u64`, and only initialized words are
+    // written through the view.
+    let out = unsafe { &mut *(out as *mut [u64] as *mut [std::mem::MaybeUninit<u64>]) };
+    permute_blocks_into(a, perm, out);
+}
+
+/// [`permute_blocks`] into memory not yet initialized; every word of `out` is written.
+///
+/// # Panics
+/// As [`permute_blocks`].
+pub(crate) fn permute_blocks_into(a: &[u64], perm: &[u32], out: &mut [std::mem::MaybeUninit<u64>]) {
+    assert!(
+        a.len() == perm.len() && out.len() == perm.len(),
+        "permutation and limbs must have the same length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if a.len() >= 8 && a.len() % 8 == 0 && has_avx512() {
+        debug_assert!(crate::galois::is_block_permutation(perm));
+        // SAFETY: AVX-512F is present; lengths are equal multiples of 8 (checked), and
+        // the kernel clamps every block address into `a`.
+        unsafe { permute::blocks8(a, perm, out) };
+        return;
+    }
+    for (o, &p) in out.iter_mut().zip(perm) {
+        o.write(a[p as usize]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod permute {
+    use std::arch::x86_64::*;
+
+    /// [`super::permute_blocks`] with AVX-512F.
+    ///
+    /// # Safety
+    /// AVX-512F available; `a`, `perm` and `out` of one length, a non-zero multiple of 8.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn blocks8(a: &[u64], perm: &[u32], out: &mut [std::mem::MaybeUninit<u64>]) {
+        let n = a.len();
+        let last = n - 8;
+        for b in (0..n).step_by(8) {
+            // SAFETY: b + 8 ≤ n for all three slices; `base + 8 ≤ n` by the clamp.
+            unsafe {
+                let idx32 = _mm256_loadu_si256(perm.as_ptr().add(b) as *const __m256i);
+                // vpermq reads the low 3 bits of each 64-bit index: the lane in the block.
+                let idx = _mm512_cvtepu32_epi64(idx32);
+                let base = (*perm.get_unchecked(b) as usize & !7).min(last);
+                let src = _mm512_loadu_si512(a.as_ptr().add(base) as *const __m512i);
+                let v = _mm512_permutexvar_epi64(idx, src);
+                _mm512_storeu_si512(out.as_mut_ptr().add(b) as *mut __m512i, v);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod ifma {
     use super::Modulus;

@@ -127,9 +127,10 @@ where
 }
 
 /// Limbs that are permutations of others: limb `j` of the result is
-/// `out[i] = sources[j][perm[i]]` (the NTT-form Galois automorphism,
-/// [`galois::apply_permutation`]), written straight into fresh memory (no zeroing pass),
-/// in parallel when asked.
+/// `out[i] = sources[j][perm[i]]` (the NTT-form Galois automorphism; `perm` from
+/// [`galois::ntt_permutation`], a block permutation that
+/// [`crate::simd::permute_blocks_into`] moves 8 words at a time), written straight into
+/// fresh memory (no zeroing pass), in parallel when asked.
 ///
 /// # Panics
 /// If `perm` or a source is not `n` long, or an index of `perm` is out of range.
@@ -138,14 +139,11 @@ fn permuted_data(n: usize, sources: &[&[u64]], perm: &[u32], parallel: bool) -> 
         perm.len() == n && sources.iter().all(|s| s.len() == n),
         "permutation and limbs must have n words"
     );
-    // SAFETY: every chunk and `perm` are `n` long (asserted), so the zip writes each of
-    // the chunk's words (an index out of range panics).
+    // SAFETY: every chunk and `perm` are `n` long (asserted), and `permute_blocks_into`
+    // writes each of the chunk's words.
     unsafe {
         init_limbs(n, sources.len(), 0, parallel, |j, l| {
-            let src = sources[j];
-            for (o, &p) in l.iter_mut().zip(perm) {
-                o.write(src[p as usize]);
-            }
+            crate::simd::permute_blocks_into(sources[j], perm, l)
         })
     }
 }
@@ -983,7 +981,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             Representation::Ntt => {
                 let perm = self.permutation(k)?;
                 self.limbs(basis, data, |j, _, l| {
-                    galois::apply_permutation(a.limb(j), &perm, l)
+                    crate::simd::permute_blocks(a.limb(j), &perm, l)
                 });
             }
         }
