@@ -124,7 +124,7 @@ pub fn ntt_permutation(k: usize, n: usize) -> Result<Vec<u32>> {
 #[inline]
 pub fn apply_permutation(a: &[u64], perm: &[u32], out: &mut [u64]) {
     assert!(a.len() == perm.len() && out.len() == perm.len());
-    if perm.len() % 8 == 0 && is_block_permutation(perm) {
+    if perm.len().is_multiple_of(8) && is_block_permutation(perm) {
         crate::simd::permute_blocks(a, perm, out);
         return;
     }
@@ -139,7 +139,7 @@ pub fn apply_permutation(a: &[u64], perm: &[u32], out: &mut [u64]) {
 /// and the low bits of `k·m + c` depend only on the low bits of `m`, which bit reversal
 /// swaps with the high ones.
 pub fn is_block_permutation(perm: &[u32]) -> bool {
-    perm.len() % 8 == 0
+    perm.len().is_multiple_of(8)
         && perm.chunks_exact(8).all(|b| {
             let base = b[0] >> 3;
             b.iter()

@@ -493,7 +493,7 @@ pub(crate) fn permute_blocks_into(a: &[u64], perm: &[u32], out: &mut [std::mem::
         "permutation and limbs must have the same length"
     );
     #[cfg(target_arch = "x86_64")]
-    if a.len() >= 8 && a.len() % 8 == 0 && has_avx512() {
+    if a.len() >= 8 && a.len().is_multiple_of(8) && has_avx512() {
         debug_assert!(crate::galois::is_block_permutation(perm));
         // SAFETY: AVX-512F is present; lengths are equal multiples of 8 (checked), and
         // the kernel clamps every block address into `a`.
