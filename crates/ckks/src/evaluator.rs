@@ -972,6 +972,28 @@ impl<B: Backend> Evaluator<B> {
         Ok(out)
     }
 
+    /// [`Self::key_switch_lazy`] of the digits' images under `X ↦ X^e`: the lazy key
+    /// switch of a hoisted rotation's baby step, `(u_0, u_1)` over `Q_ℓ ∪ P` with
+    /// `u_0 + u_1·s ≈ P·σ_e(c)·σ_e(s)` for the digits of `c` and a Galois key of `e`. The
+    /// backend reads the digits through the permutation
+    /// ([`he_math::Backend::key_switch_inner_product_automorphism`]) instead of writing
+    /// rotated copies (σ_e commutes with the decomposition).
+    ///
+    /// # Errors
+    /// As [`Self::key_switch_lazy`]; an invalid Galois element.
+    pub(crate) fn key_switch_lazy_automorphism(
+        &self,
+        digits: &[B::Poly],
+        e: usize,
+        level: usize,
+        key: &SwitchingKey<B>,
+    ) -> Result<[B::Poly; 2]> {
+        key.check_level(level)?;
+        let out = key.inner_product_automorphism(self.be(), digits, e)?;
+        self.note(Op::KeySwitch, 1);
+        Ok(out)
+    }
+
     /// Hybrid key switching (Han–Ki, CT-RSA 2020, §3) of `c` (NTT form over
     /// `q_0 … q_level`) with `key` (from `s'` to `s`, over `q_0 … q_ℓ ∪ P` for a key
     /// level `ℓ ≥ level`): `(d_0, d_1)` over `q_0 … q_level` with `d_0 + d_1·s ≈ c·s'`
@@ -1129,8 +1151,6 @@ impl<B: Backend> Evaluator<B> {
         }
         let p_basis = self.ctx.params().p_basis();
         let dec = self.decompose(&a.parts[1], a.level)?;
-        // The rotated digits' buffers: made by the first rotation, reused by the others.
-        let mut rotated_digits: Vec<B::Poly> = Vec::with_capacity(dec.digits.len());
         let mut out = Vec::with_capacity(rotations.len());
         for (&e, &k) in elements.iter().zip(rotations) {
             if e == 1 {
@@ -1139,8 +1159,11 @@ impl<B: Backend> Evaluator<B> {
             }
             let key = &self.keys.galois_key(e, Some(k))?.key;
             self.note(Op::Rot, 1);
-            self.rotate_digits(&dec.digits, e, &mut rotated_digits)?;
-            let [k0, k1] = self.key_switch_decomposed(&rotated_digits, a.level, key, &p_basis)?;
+            let [u0, u1] = self.key_switch_lazy_automorphism(&dec.digits, e, a.level, key)?;
+            let (k0, k1) = (
+                be.mod_down_owned(u0, &p_basis)?,
+                be.mod_down_owned(u1, &p_basis)?,
+            );
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
             let mut c0 = be.automorphism_new(&a.parts[0], e)?;
             be.add_assign(&mut c0, &k0)?;
@@ -1152,27 +1175,6 @@ impl<B: Backend> Evaluator<B> {
             });
         }
         Ok(out)
-    }
-
-    /// `σ_e` of every decomposed digit into `out`: made by the first call, its buffers
-    /// reused by the next ones (hoisted rotations of one decomposition).
-    pub(crate) fn rotate_digits(
-        &self,
-        digits: &[B::Poly],
-        e: usize,
-        out: &mut Vec<B::Poly>,
-    ) -> Result<()> {
-        let be = self.be();
-        if out.is_empty() {
-            for d in digits {
-                out.push(be.automorphism_new(d, e)?);
-            }
-        } else {
-            for (d, r) in digits.iter().zip(out.iter_mut()) {
-                be.automorphism(d, e, r)?;
-            }
-        }
-        Ok(())
     }
 
     /// Rotate-and-sum: `Σ_{i < count} rotate(a, i·step)` for a power-of-two `count`, in

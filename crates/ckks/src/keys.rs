@@ -280,6 +280,33 @@ impl<B: Backend> SwitchingKey<B> {
         Ok(be.key_switch_inner_product(digits, &self.b[..t], a)?)
     }
 
+    /// [`Self::inner_product`] of the digits' images under the Galois automorphism
+    /// `X ↦ X^e` ([`Backend::key_switch_inner_product_automorphism`]: the backend may
+    /// permute the digits as it reads them): a hoisted rotation's inner product.
+    ///
+    /// # Errors
+    /// As [`Self::inner_product`]; an invalid Galois element.
+    pub(crate) fn inner_product_automorphism(
+        &self,
+        be: &B,
+        digits: &[B::Poly],
+        e: usize,
+    ) -> Result<[B::Poly; 2]> {
+        let t = digits.len();
+        if t > self.b.len() {
+            return Err(CkksError::ParameterMismatch(format!(
+                "switching key has {} digits, {t} needed",
+                self.b.len()
+            )));
+        }
+        let a = if self.a.is_empty() {
+            UniformParts::Seeded(&self.seed)
+        } else {
+            UniformParts::Stored(&self.a[..t])
+        };
+        Ok(be.key_switch_inner_product_automorphism(digits, e, &self.b[..t], a)?)
+    }
+
     /// Keeps the `a_j` as `storage` says: drops them ([`KeyStorage::Seeded`]) or
     /// expands them from the seed over the key's basis ([`KeyStorage::Expanded`]).
     ///

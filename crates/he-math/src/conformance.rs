@@ -568,6 +568,44 @@ fn check_key_switch_inner_product<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng)
         &seeded_b[0],
         &out_r[0],
     );
+    // Of the digits' images under an automorphism (a hoisted rotation's baby step): the
+    // same as rotating the digits first, with stored and with seeded keys.
+    for rot in [3i64, -1] {
+        let k = galois::galois_element_for_rotation(rot, ctx.n());
+        let rotated: Vec<RnsPoly> = digits
+            .iter()
+            .map(|d| p.r.automorphism_new(d, k).unwrap())
+            .collect();
+        for (what, got, want) in [
+            (
+                "stored",
+                p.b.key_switch_inner_product_automorphism(&db, k, &kb, UniformParts::Stored(&ka)),
+                p.r.key_switch_inner_product(&rotated, &key_b, UniformParts::Stored(&key_a)),
+            ),
+            (
+                "seeded",
+                p.b.key_switch_inner_product_automorphism(&db, k, &kb, UniformParts::Seeded(&seed)),
+                p.r.key_switch_inner_product(&rotated, &key_b, UniformParts::Seeded(&seed)),
+            ),
+        ] {
+            let (got, want) = (got.unwrap(), want.unwrap());
+            p.same(
+                &format!("{what} inner product of rotated digits, b"),
+                &got[0],
+                &want[0],
+            );
+            p.same(
+                &format!("{what} inner product of rotated digits, a"),
+                &got[1],
+                &want[1],
+            );
+        }
+    }
+    assert!(
+        p.b.key_switch_inner_product_automorphism(&db, 2, &kb, UniformParts::Stored(&ka))
+            .is_err(),
+        "an even Galois element is refused"
+    );
 }
 
 /// [`Backend::dot_parts`] against the reference backend and against its definition

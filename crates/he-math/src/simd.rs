@@ -472,10 +472,13 @@ fn convert_limb_scalar(c: &Modulus, row: &[u64], y: &[u64], y_bound: u64, out: &
 /// [`crate::galois::is_block_permutation`]). With AVX-512F a block is one 64-byte load
 /// and one lane permutation (`vpermq`) instead of 8 scalar loads; memory-safe for any
 /// `perm` (a block address is clamped into `a`), but only a block permutation gives
-/// `a[perm[i]]` (checked in debug builds).
+/// `a[perm[i]]` (checked in debug builds). `perm` may be a run of a longer permutation
+/// (`out` and `perm` of one length, a multiple of 8 for the vector path; `a` the whole
+/// source).
 ///
 /// # Panics
-/// If the lengths differ, or (scalar path) if an index of `perm` is out of range.
+/// If `out` and `perm` differ in length, or (scalar path) if an index of `perm` is out
+/// of range.
 pub(crate) fn permute_blocks(a: &[u64], perm: &[u32], out: &mut [u64]) {
     // SAFETY: `MaybeUninit<u64>` has the layout of `u64`, and only initialized words are
     // written through the view.
@@ -488,15 +491,19 @@ pub(crate) fn permute_blocks(a: &[u64], perm: &[u32], out: &mut [u64]) {
 /// # Panics
 /// As [`permute_blocks`].
 pub(crate) fn permute_blocks_into(a: &[u64], perm: &[u32], out: &mut [std::mem::MaybeUninit<u64>]) {
-    assert!(
-        a.len() == perm.len() && out.len() == perm.len(),
-        "permutation and limbs must have the same length"
+    assert_eq!(
+        out.len(),
+        perm.len(),
+        "permutation and output must have the same length"
     );
     #[cfg(target_arch = "x86_64")]
-    if a.len() >= 8 && a.len().is_multiple_of(8) && has_avx512() {
-        debug_assert!(crate::galois::is_block_permutation(perm));
-        // SAFETY: AVX-512F is present; lengths are equal multiples of 8 (checked), and
-        // the kernel clamps every block address into `a`.
+    if a.len() >= 8 && a.len().is_multiple_of(8) && perm.len().is_multiple_of(8) && has_avx512() {
+        debug_assert!(perm.chunks_exact(8).all(|b| {
+            b.iter()
+                .all(|&p| p >> 3 == b[0] >> 3 && (p as usize) < a.len())
+        }));
+        // SAFETY: AVX-512F is present; `perm` and `out` have one length, a multiple of
+        // 8, `a` a multiple of 8 (checked); the kernel clamps every block into `a`.
         unsafe { permute::blocks8(a, perm, out) };
         return;
     }
@@ -512,13 +519,13 @@ mod permute {
     /// [`super::permute_blocks`] with AVX-512F.
     ///
     /// # Safety
-    /// AVX-512F available; `a`, `perm` and `out` of one length, a non-zero multiple of 8.
+    /// AVX-512F available; `perm` and `out` of one length, a multiple of 8; `a` a
+    /// non-zero multiple of 8 long.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn blocks8(a: &[u64], perm: &[u32], out: &mut [std::mem::MaybeUninit<u64>]) {
-        let n = a.len();
-        let last = n - 8;
-        for b in (0..n).step_by(8) {
-            // SAFETY: b + 8 ≤ n for all three slices; `base + 8 ≤ n` by the clamp.
+        let last = a.len() - 8;
+        for b in (0..perm.len()).step_by(8) {
+            // SAFETY: b + 8 ≤ len for `perm` and `out`; `base + 8 ≤ a.len()` by the clamp.
             unsafe {
                 let idx32 = _mm256_loadu_si256(perm.as_ptr().add(b) as *const __m256i);
                 // vpermq reads the low 3 bits of each 64-bit index: the lane in the block.

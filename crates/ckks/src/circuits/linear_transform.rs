@@ -662,7 +662,6 @@ impl<B: Backend> Evaluator<B> {
             Ok(z)
         };
         let mut baby: BTreeMap<usize, [B::Poly; 2]> = BTreeMap::new();
-        let mut rotated_digits: Vec<B::Poly> = Vec::with_capacity(dec.digits.len());
         for &b in babies {
             if b % lt.slots == 0 {
                 baby.insert(b, [lifted(&ct.parts[0])?, lifted(&ct.parts[1])?]);
@@ -671,13 +670,11 @@ impl<B: Backend> Evaluator<B> {
             let e = galois::galois_element_for_rotation(b as i64, n);
             let key = &self.keys().galois_key_at(e, Some(b as i64), level)?.key;
             self.note(Op::Rot, 1);
-            self.rotate_digits(&dec.digits, e, &mut rotated_digits)?;
-            let [mut u0, u1] = self.key_switch_lazy(&rotated_digits, level, key)?;
+            let [mut u0, u1] = self.key_switch_lazy_automorphism(&dec.digits, e, level, key)?;
             let c0 = be.automorphism_new(&ct.parts[0], e)?;
             be.scalar_mul_add_assign(&mut u0, &c0, &lift)?;
             baby.insert(b, [u0, u1]);
         }
-        drop(rotated_digits);
         drop(dec);
 
         // Σ over giant steps, over Q_ℓ ∪ P.

@@ -192,6 +192,9 @@ thread_local! {
     /// The seeded inner product's expansion buffer, one per thread, reused (no
     /// allocation per limb once grown).
     static SEEDED_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The stored-key inner product's permuted digit limbs (one limb per digit), one
+    /// buffer per thread, reused.
+    static PERMUTED_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Limb-level kernels of a host backend. Every slice argument has length N unless said.
@@ -523,6 +526,7 @@ impl<K: LimbKernels> HostBackend<K> {
         &self,
         expander: &SeedExpander,
         digits: &[RnsPoly],
+        perm: Option<&[u32]>,
         key_b: &[RnsPoly],
         pos_b: &[Vec<usize>],
         j: usize,
@@ -536,10 +540,11 @@ impl<K: LimbKernels> HostBackend<K> {
         let mut streams: Vec<_> = (0..t).map(|d| expander.stream(d, bi, m)).collect();
         SEEDED_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            if scratch.len() < t * chunk {
-                scratch.resize(t * chunk, 0);
+            if scratch.len() < 2 * t * chunk {
+                scratch.resize(2 * t * chunk, 0);
             }
-            let buf = &mut scratch[..t * chunk];
+            // Expanded `a_t` chunks, then (with `perm`) the permuted digit chunks.
+            let (buf, rotated) = scratch[..2 * t * chunk].split_at_mut(t * chunk);
             for (c, (oa, ob)) in out_a
                 .chunks_mut(chunk)
                 .zip(out_b.chunks_mut(chunk))
@@ -550,19 +555,31 @@ impl<K: LimbKernels> HostBackend<K> {
                 for (s, b) in streams.iter_mut().zip(buf.chunks_mut(chunk)) {
                     s.fill(&mut b[..len]);
                 }
+                if let Some(perm) = perm {
+                    for (d, r) in digits.iter().zip(rotated.chunks_mut(chunk)) {
+                        crate::simd::permute_blocks(d.limb(j), &perm[lo..lo + len], &mut r[..len]);
+                    }
+                }
+                // The digits' chunk: read in place, or its permuted copy.
+                let digit = |k: usize| -> &[u64] {
+                    match perm {
+                        None => &digits[k].limb(j)[lo..lo + len],
+                        Some(_) => &rotated[k * chunk..k * chunk + len],
+                    }
+                };
                 let mut xs = [&[][..]; 32];
                 let mut ys = [&[][..]; 32];
                 let mut ks = [&[][..]; 32];
                 let t_max = t.min(32);
                 for (k, b) in buf.chunks(chunk).take(t_max).enumerate() {
-                    xs[k] = &digits[k].limb(j)[lo..lo + len];
+                    xs[k] = digit(k);
                     ys[k] = &b[..len];
                     ks[k] = &key_b[k].limb(pos_b[k][j])[lo..lo + len];
                 }
                 K::dot(m, ob, &xs[..t_max], &ks[..t_max]);
                 K::dot(m, oa, &xs[..t_max], &ys[..t_max]);
                 for (k, b) in buf.chunks(chunk).enumerate().skip(t_max) {
-                    let d = &digits[k].limb(j)[lo..lo + len];
+                    let d = digit(k);
                     K::mul_add(m, ob, d, &key_b[k].limb(pos_b[k][j])[lo..lo + len]);
                     K::mul_add(m, oa, d, &b[..len]);
                 }
@@ -1210,6 +1227,38 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         key_a: UniformParts<'_, RnsPoly>,
     ) -> Result<[RnsPoly; 2]> {
         let _span = tracing::trace_span!("key_switch_inner_product", backend = K::NAME).entered();
+        self.inner_product(digits, None, key_b, key_a)
+    }
+
+    /// Reads each digit limb through the NTT-form permutation of `k`
+    /// ([`crate::simd::permute_blocks`], a chunk at a time into a per-thread buffer)
+    /// instead of writing the rotated digits out and reading them back.
+    fn key_switch_inner_product_automorphism(
+        &self,
+        digits: &[RnsPoly],
+        k: usize,
+        key_b: &[RnsPoly],
+        key_a: UniformParts<'_, RnsPoly>,
+    ) -> Result<[RnsPoly; 2]> {
+        let _span =
+            tracing::trace_span!("key_switch_inner_product_automorphism", backend = K::NAME)
+                .entered();
+        galois::check_galois_element(k, self.ctx.n())?;
+        let perm = self.permutation(k)?;
+        self.inner_product(digits, Some(&perm), key_b, key_a)
+    }
+}
+
+impl<K: LimbKernels> HostBackend<K> {
+    /// [`Backend::key_switch_inner_product`], of the digits permuted by `perm` (an
+    /// NTT-form Galois permutation) where given.
+    fn inner_product(
+        &self,
+        digits: &[RnsPoly],
+        perm: Option<&[u32]>,
+        key_b: &[RnsPoly],
+        key_a: UniformParts<'_, RnsPoly>,
+    ) -> Result<[RnsPoly; 2]> {
         if digits.is_empty() || digits.len() != key_b.len() {
             return Err(MathError::LengthMismatch {
                 expected: digits.len(),
@@ -1253,17 +1302,35 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         let stored = |key: &[RnsPoly], pos: &[Vec<usize>]| {
             self.fresh(&basis, Representation::Ntt, |j, bi, l| {
                 let m = self.ctx.modulus(bi);
-                let mut xs = [&[][..]; 32];
-                let mut ys = [&[][..]; 32];
-                let t_max = digits.len().min(32);
-                for t in 0..t_max {
-                    xs[t] = digits[t].limb(j);
-                    ys[t] = key[t].limb(pos[t][j]);
-                }
-                K::dot(m, l, &xs[..t_max], &ys[..t_max]);
-                for (t, d) in digits.iter().enumerate().skip(t_max) {
-                    K::mul_add(m, l, d.limb(j), key[t].limb(pos[t][j]));
-                }
+                PERMUTED_SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    if let Some(perm) = perm {
+                        if scratch.len() < digits.len() * n {
+                            scratch.resize(digits.len() * n, 0);
+                        }
+                        for (d, buf) in digits.iter().zip(scratch.chunks_mut(n)) {
+                            crate::simd::permute_blocks(d.limb(j), perm, buf);
+                        }
+                    }
+                    // The digits' limb `j`: read in place, or its permuted copy.
+                    let digit = |t: usize| -> &[u64] {
+                        match perm {
+                            None => digits[t].limb(j),
+                            Some(_) => &scratch[t * n..(t + 1) * n],
+                        }
+                    };
+                    let mut xs = [&[][..]; 32];
+                    let mut ys = [&[][..]; 32];
+                    let t_max = digits.len().min(32);
+                    for t in 0..t_max {
+                        xs[t] = digit(t);
+                        ys[t] = key[t].limb(pos[t][j]);
+                    }
+                    K::dot(m, l, &xs[..t_max], &ys[..t_max]);
+                    for t in t_max..digits.len() {
+                        K::mul_add(m, l, digit(t), key[t].limb(pos[t][j]));
+                    }
+                })
             })
         };
         match key_a {
@@ -1271,7 +1338,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
             UniformParts::Seeded(seed) => {
                 let expander = SeedExpander::new(seed);
                 let [db, da] = fresh_data_pair(n, basis.len(), K::PARALLEL, |j, lb, la| {
-                    self.seeded_limb(&expander, digits, key_b, &pos_b, j, basis[j], lb, la);
+                    self.seeded_limb(&expander, digits, perm, key_b, &pos_b, j, basis[j], lb, la);
                 });
                 let poly = |d| RnsPoly::from_data(n, &basis, Representation::Ntt, d);
                 Ok([poly(db)?, poly(da)?])

@@ -315,6 +315,30 @@ pub trait Backend: Send + Sync {
         key_b: &[Self::Poly],
         key_a: UniformParts<'_, Self::Poly>,
     ) -> Result<[Self::Poly; 2]>;
+
+    /// [`Self::key_switch_inner_product`] of the digits' images under the Galois
+    /// automorphism `X ↦ X^k` (NTT form): `(Σ_j σ_k(d_j) ⊙ b_j, Σ_j σ_k(d_j) ⊙ a_j)`, the
+    /// inner product of a hoisted rotation's baby step (Bossuat et al., Eurocrypt 2021,
+    /// §4; σ_k commutes with the digit decomposition). This default applies
+    /// [`Self::automorphism_new`] to each digit first; a backend may permute the digits'
+    /// words as it reads them instead, without writing the rotated digits out.
+    ///
+    /// # Errors
+    /// As [`Self::key_switch_inner_product`];
+    /// [`MathError::InvalidGaloisElement`] for an invalid `k`.
+    fn key_switch_inner_product_automorphism(
+        &self,
+        digits: &[Self::Poly],
+        k: usize,
+        key_b: &[Self::Poly],
+        key_a: UniformParts<'_, Self::Poly>,
+    ) -> Result<[Self::Poly; 2]> {
+        let rotated = digits
+            .iter()
+            .map(|d| self.automorphism_new(d, k))
+            .collect::<Result<Vec<_>>>()?;
+        self.key_switch_inner_product(&rotated, key_b, key_a)
+    }
 }
 
 /// The uniform parts `a_j` of a switching key, as [`Backend::key_switch_inner_product`]
