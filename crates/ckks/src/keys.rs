@@ -258,14 +258,12 @@ impl<B: Backend> SwitchingKey<B> {
         }
     }
 
-    /// The key-switching inner product of ModUp `digits` with this key's first
-    /// `digits.len()` digits (`Backend::key_switch_inner_product`; the `a_j` stored or
-    /// regenerated from the seed).
+    /// The key's first `t` digits as the backend's inner product reads them: the `b_j`,
+    /// and the `a_j` stored or as the seed to regenerate them from.
     ///
     /// # Errors
-    /// [`CkksError::ParameterMismatch`] for more digits than the key has; backend errors.
-    pub(crate) fn inner_product(&self, be: &B, digits: &[B::Poly]) -> Result<[B::Poly; 2]> {
-        let t = digits.len();
+    /// [`CkksError::ParameterMismatch`] for more digits than the key has.
+    fn digits(&self, t: usize) -> Result<(&[B::Poly], UniformParts<'_, B::Poly>)> {
         if t > self.b.len() {
             return Err(CkksError::ParameterMismatch(format!(
                 "switching key has {} digits, {t} needed",
@@ -277,7 +275,18 @@ impl<B: Backend> SwitchingKey<B> {
         } else {
             UniformParts::Stored(&self.a[..t])
         };
-        Ok(be.key_switch_inner_product(digits, &self.b[..t], a)?)
+        Ok((&self.b[..t], a))
+    }
+
+    /// The key-switching inner product of ModUp `digits` with this key's first
+    /// `digits.len()` digits (`Backend::key_switch_inner_product`; the `a_j` stored or
+    /// regenerated from the seed).
+    ///
+    /// # Errors
+    /// [`CkksError::ParameterMismatch`] for more digits than the key has; backend errors.
+    pub(crate) fn inner_product(&self, be: &B, digits: &[B::Poly]) -> Result<[B::Poly; 2]> {
+        let (b, a) = self.digits(digits.len())?;
+        Ok(be.key_switch_inner_product(digits, b, a)?)
     }
 
     /// [`Self::inner_product`] of the digits' images under the Galois automorphism
@@ -292,19 +301,8 @@ impl<B: Backend> SwitchingKey<B> {
         digits: &[B::Poly],
         e: usize,
     ) -> Result<[B::Poly; 2]> {
-        let t = digits.len();
-        if t > self.b.len() {
-            return Err(CkksError::ParameterMismatch(format!(
-                "switching key has {} digits, {t} needed",
-                self.b.len()
-            )));
-        }
-        let a = if self.a.is_empty() {
-            UniformParts::Seeded(&self.seed)
-        } else {
-            UniformParts::Stored(&self.a[..t])
-        };
-        Ok(be.key_switch_inner_product_automorphism(digits, e, &self.b[..t], a)?)
+        let (b, a) = self.digits(digits.len())?;
+        Ok(be.key_switch_inner_product_automorphism(digits, e, b, a)?)
     }
 
     /// Keeps the `a_j` as `storage` says: drops them ([`KeyStorage::Seeded`]) or
