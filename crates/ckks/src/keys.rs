@@ -29,6 +29,10 @@ use zeroize::Zeroize;
 
 /// Samples a polynomial over `basis`, NTT form, with every residue uniform (uniform in
 /// the NTT domain is uniform in the coefficient domain).
+/// A switching key's first digits as the backend's inner product takes them: the `b_j`
+/// and the `a_j` (stored, or their seed).
+type KeyDigits<'a, P> = (&'a [P], UniformParts<'a, P>);
+
 pub(crate) fn sample_uniform<B: Backend>(
     ctx: &Context<B>,
     rng: &mut Csprng,
@@ -263,7 +267,7 @@ impl<B: Backend> SwitchingKey<B> {
     ///
     /// # Errors
     /// [`CkksError::ParameterMismatch`] for more digits than the key has.
-    fn digits(&self, t: usize) -> Result<(&[B::Poly], UniformParts<'_, B::Poly>)> {
+    fn digits(&self, t: usize) -> Result<KeyDigits<'_, B::Poly>> {
         if t > self.b.len() {
             return Err(CkksError::ParameterMismatch(format!(
                 "switching key has {} digits, {t} needed",
