@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use zeroize::Zeroize;
 
-/// Samples a polynomial over `basis`, NTT form, with every residue uniform (uniform in
-/// the NTT domain is uniform in the coefficient domain).
 /// A switching key's first digits as the backend's inner product takes them: the `b_j`
 /// and the `a_j` (stored, or their seed).
 type KeyDigits<'a, P> = (&'a [P], UniformParts<'a, P>);
 
+/// Samples a polynomial over `basis`, NTT form, with every residue uniform (uniform in
+/// the NTT domain is uniform in the coefficient domain).
 pub(crate) fn sample_uniform<B: Backend>(
     ctx: &Context<B>,
     rng: &mut Csprng,
