@@ -935,16 +935,9 @@ impl<B: Backend> Evaluator<B> {
         Ok(Decomposition { digits, level })
     }
 
-    /// Inner product of decomposed digits with a switching key, then ModDown by the
-    /// special primes `special`.
-    fn key_switch_decomposed(
-        &self,
-        digits: &[B::Poly],
-        level: usize,
-        key: &SwitchingKey<B>,
-        special: &[usize],
-    ) -> Result<[B::Poly; 2]> {
-        let [u0, u1] = self.key_switch_lazy(digits, level, key)?;
+    /// ModDown of both parts of a lazy key switch's output by the special primes
+    /// `special`: `(u_0, u_1)` over `Q_ℓ ∪ special` → `(u_0, u_1)/special` over `Q_ℓ`.
+    fn mod_down_pair(&self, [u0, u1]: [B::Poly; 2], special: &[usize]) -> Result<[B::Poly; 2]> {
         let be = self.be();
         Ok([
             be.mod_down_owned(u0, special)?,
@@ -1027,7 +1020,7 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<[B::Poly; 2]> {
         let _span = tracing::trace_span!("key_switch", level).entered();
         let dec = self.decompose_over(c, level, special)?;
-        self.key_switch_decomposed(&dec.digits, level, key, special)
+        self.mod_down_pair(self.key_switch_lazy(&dec.digits, level, key)?, special)
     }
 
     /// Applies the Galois automorphism `element` to `a` (key switching back to `s`).
@@ -1159,11 +1152,8 @@ impl<B: Backend> Evaluator<B> {
             }
             let key = &self.keys.galois_key(e, Some(k))?.key;
             self.note(Op::Rot, 1);
-            let [u0, u1] = self.key_switch_lazy_automorphism(&dec.digits, e, a.level, key)?;
-            let (k0, k1) = (
-                be.mod_down_owned(u0, &p_basis)?,
-                be.mod_down_owned(u1, &p_basis)?,
-            );
+            let lazy = self.key_switch_lazy_automorphism(&dec.digits, e, a.level, key)?;
+            let [k0, k1] = self.mod_down_pair(lazy, &p_basis)?;
             // k_0 is only added: σ(c_0) is written into a fresh buffer and k_0 added.
             let mut c0 = be.automorphism_new(&a.parts[0], e)?;
             be.add_assign(&mut c0, &k0)?;
