@@ -353,7 +353,8 @@ fn fixed_baby_step_spans_agree() {
 }
 
 /// Diagonals kept as coefficients on sparse slots (`2n < N` coefficients, placed with a
-/// gap): the same ciphertext as with encoded diagonals, bit for bit.
+/// gap): the same ciphertext as with encoded diagonals (compressed by runs), bit for bit;
+/// the compressed diagonals' memory; double hoisting on sparse slots.
 #[test]
 fn coefficient_diagonals_on_sparse_slots() {
     let k = boot_keys();
@@ -378,6 +379,23 @@ fn coefficient_diagonals_on_sparse_slots() {
     );
     let got = k.ctx.decode_complex(&sk.decrypt(&lean).unwrap()).unwrap();
     assert!(log2_err(&got, &m.apply(&x).unwrap()) < -30.0);
+    // The NTT-form diagonals of a plaintext on 256 slots repeat in runs of N/512 words,
+    // kept once each: 1/run of the memory, over Q_ℓ or over Q_ℓ ∪ P.
+    let run = p.n() / 512;
+    let words = |storage, limbs: usize| {
+        let lt = m.encode_with(&k.ctx, level, s_in, s_out, storage).unwrap();
+        assert_eq!(
+            lt.diagonal_bytes(),
+            m.diagonals().len() * limbs * p.n() / run * 8
+        );
+    };
+    words(ckks::circuits::DiagonalStorage::Encoded, level + 1);
+    let special = p.p_basis().len();
+    words(ckks::circuits::DiagonalStorage::Extended, level + 1 + special);
+    let wide = out(ckks::circuits::DiagonalStorage::Extended);
+    let got = k.ctx.decode_complex(&sk.decrypt(&wide).unwrap()).unwrap();
+    let e = log2_err(&got, &m.apply(&x).unwrap());
+    assert!(e < -30.0, "double hoisting on sparse slots: 2^{e}");
 }
 
 #[test]

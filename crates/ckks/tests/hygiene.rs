@@ -85,6 +85,12 @@ impl Backend for Counting {
     fn mul_add_assign(&self, acc: &mut P, a: &P, b: &P) -> Result<()> {
         self.inner.mul_add_assign(acc, a, b)
     }
+    fn compress_runs(&self, a: &P, run: usize) -> Result<P> {
+        self.inner.compress_runs(a, run)
+    }
+    fn expand_runs(&self, a: &P, run: usize) -> Result<P> {
+        self.inner.expand_runs(a, run)
+    }
     fn scalar_mul_assign(&self, a: &mut P, scalars: &[u64]) -> Result<()> {
         self.inner.scalar_mul_assign(a, scalars)
     }

@@ -96,6 +96,7 @@ pub fn run_all<B: Backend>(backend: &B) {
     check_mod_raise(&pair, &mut rng);
     check_key_switch_inner_product(&pair, &mut rng);
     check_dot_parts(&pair, &mut rng);
+    check_runs(&pair, &mut rng);
     check_errors(&pair, &mut rng);
 }
 
@@ -675,6 +676,101 @@ fn check_dot_parts<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         p.b.dot_parts(&[&coeffs[..]], &[&cb]),
         Err(MathError::ReprMismatch { .. })
     ));
+}
+
+/// [`Backend::compress_runs`], [`Backend::expand_runs`] and [`Backend::dot_parts_runs`]:
+/// a polynomial in `X^r` (coefficients zero off the multiples of `r`) in NTT form
+/// compresses (its words repeat in aligned runs of `r`, the property the sparse-slot
+/// diagonals rely on), expands back bit for bit, and sums of products with compressed
+/// right factors equal [`Backend::dot_parts`] with the full ones, for one term, a few and
+/// more than one kernel call takes, two and three parts; then the errors: a polynomial
+/// not in `X^r`, a run that is not a power of two dividing `N`, coefficient form, an
+/// uncompressed right factor.
+fn check_runs<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
+    let ctx = p.r.context().clone();
+    let n = ctx.n();
+    let basis: Vec<usize> = (0..ctx.num_moduli()).collect();
+    let in_x_r = |run: usize, rng: &mut Csprng| {
+        let mut y = random_poly(&ctx, &basis, Representation::Coeff, rng);
+        for j in 0..basis.len() {
+            for (i, w) in y.limb_mut(j).iter_mut().enumerate() {
+                if i % run != 0 {
+                    *w = 0;
+                }
+            }
+        }
+        p.r.forward_ntt(&mut y).unwrap();
+        y
+    };
+    for (run, terms, parts) in [(2usize, 1usize, 2usize), (2, 40, 2), (4, 3, 3), (8, 3, 2)] {
+        let xs: Vec<Vec<RnsPoly>> = (0..terms)
+            .map(|_| {
+                (0..parts)
+                    .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
+                    .collect()
+            })
+            .collect();
+        let ys: Vec<RnsPoly> = (0..terms).map(|_| in_x_r(run, rng)).collect();
+        let compressed: Vec<B::Poly> = ys
+            .iter()
+            .map(|y| p.b.compress_runs(&p.up(y).0, run).unwrap())
+            .collect();
+        for (c, y) in compressed.iter().zip(&ys) {
+            let back = p.b.expand_runs(c, run).unwrap();
+            p.same(&format!("expand_runs(compress_runs(y, {run}))"), &back, y);
+        }
+        let xb: Vec<Vec<B::Poly>> = xs
+            .iter()
+            .map(|g| g.iter().map(|x| p.up(x).0).collect())
+            .collect();
+        let xb_refs: Vec<&[B::Poly]> = xb.iter().map(Vec::as_slice).collect();
+        let cb_refs: Vec<&B::Poly> = compressed.iter().collect();
+        let got = p.b.dot_parts_runs(&xb_refs, &cb_refs, run).unwrap();
+        let xr_refs: Vec<&[RnsPoly]> = xs.iter().map(Vec::as_slice).collect();
+        let yr_refs: Vec<&RnsPoly> = ys.iter().collect();
+        let want = p.r.dot_parts(&xr_refs, &yr_refs).unwrap();
+        assert_eq!(got.len(), parts);
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            p.same(&format!("dot_parts_runs, run {run}, {terms} terms, part {k}"), g, w);
+        }
+    }
+    let dense = p.up(&random_poly(&ctx, &basis, Representation::Ntt, rng)).0;
+    assert!(
+        matches!(p.b.compress_runs(&dense, 2), Err(MathError::InvalidArgument(_))),
+        "a polynomial not in X^2 does not compress"
+    );
+    let y = p.up(&in_x_r(2, rng)).0;
+    for bad in [0, 3, 2 * n] {
+        assert!(
+            matches!(p.b.compress_runs(&y, bad), Err(MathError::InvalidArgument(_))),
+            "run {bad} refused"
+        );
+    }
+    let coeff = p.up(&random_poly(&ctx, &basis, Representation::Coeff, rng)).0;
+    assert!(matches!(
+        p.b.compress_runs(&coeff, 2),
+        Err(MathError::ReprMismatch { .. })
+    ));
+    let c = p.b.compress_runs(&y, 2).unwrap();
+    assert!(matches!(
+        p.b.expand_runs(&c, 4),
+        Err(MathError::InvalidArgument(_))
+    ));
+    let x = [dense.clone(), dense.clone()];
+    assert!(
+        matches!(
+            p.b.dot_parts_runs(&[&x[..]], &[&y], 2),
+            Err(MathError::InvalidArgument(_))
+        ),
+        "an uncompressed right factor refused"
+    );
+    assert!(
+        matches!(
+            p.b.dot_parts_runs(&[&x[..]], &[&c], 4),
+            Err(MathError::InvalidArgument(_))
+        ),
+        "a right factor compressed by another run refused"
+    );
 }
 
 fn check_errors<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {

@@ -13,7 +13,7 @@
 //! evaluation needs, for key generation. Diagonals kept over `Q ∪ P`
 //! ([`DiagonalStorage::Extended`]) are evaluated with double hoisting.
 
-use crate::ciphertext::{Ciphertext, Plaintext};
+use crate::ciphertext::Ciphertext;
 use crate::context::Context;
 use crate::error::{CkksError, Result};
 use crate::evaluator::{Evaluator, Op};
@@ -57,10 +57,12 @@ pub enum DiagonalStorage {
 
 /// One pre-rotated diagonal as kept by an [`EncodedLinearTransform`].
 enum StoredDiagonal<B: Backend> {
-    Encoded(Plaintext<B>),
+    /// NTT form over `Q_ℓ` ([`DiagonalStorage::Encoded`]) or `Q_ℓ ∪ P`
+    /// ([`DiagonalStorage::Extended`]), compressed by the transform's run
+    /// ([`Backend::compress_runs`]); its number of limbs.
+    Ntt(B::Poly, usize),
+    /// The scaled coefficients ([`DiagonalStorage::Coefficients`]).
     Coefficients(Vec<f64>),
-    /// NTT form over `Q_ℓ ∪ P`, and its number of limbs.
-    Extended(B::Poly, usize),
 }
 
 /// A linear map on `n` complex slots stored by diagonals (index in `0..n`).
@@ -367,27 +369,32 @@ impl LinearTransform {
                 level: 0,
             });
         }
-        let q = ctx.params().q()[level] as f64;
-        let pt_scale = output_scale * q / input_scale;
-        let mut qp = ctx.params().q_basis(level);
+        let q_level = ctx.params().q()[level] as f64;
+        let pt_scale = output_scale * q_level / input_scale;
+        let q = ctx.params().q_basis(level);
+        let mut qp = q.clone();
         qp.extend(ctx.params().p_basis());
+        // A plaintext on `slots` slots is a polynomial in X^(N/2·slots): its NTT words
+        // repeat in runs that long, kept once each.
+        let run = (ctx.params().n() / (2 * self.slots)).max(1);
         let n1 = self.baby_step();
         let mut giants: BTreeMap<usize, Vec<(usize, StoredDiagonal<B>)>> = BTreeMap::new();
         for (&d, diag) in &self.diagonals {
             let b = d % n1;
             let g = d - b;
             let rotated = rotate_vec(diag, (self.slots - g % self.slots) % self.slots);
+            let scaled = ctx.scaled_coefficients(&rotated, level, pt_scale)?;
+            let ntt = |basis: &[usize]| -> Result<StoredDiagonal<B>> {
+                let full = ctx.poly_from_scaled(&scaled, basis)?;
+                Ok(StoredDiagonal::Ntt(
+                    ctx.backend().compress_runs(&full, run)?,
+                    basis.len(),
+                ))
+            };
             let stored = match storage {
-                DiagonalStorage::Encoded => {
-                    StoredDiagonal::Encoded(ctx.encode_complex(&rotated, level, pt_scale)?)
-                }
-                DiagonalStorage::Coefficients => StoredDiagonal::Coefficients(
-                    ctx.scaled_coefficients(&rotated, level, pt_scale)?,
-                ),
-                DiagonalStorage::Extended => {
-                    let scaled = ctx.scaled_coefficients(&rotated, level, pt_scale)?;
-                    StoredDiagonal::Extended(ctx.poly_from_scaled(&scaled, &qp)?, qp.len())
-                }
+                DiagonalStorage::Encoded => ntt(&q)?,
+                DiagonalStorage::Extended => ntt(&qp)?,
+                DiagonalStorage::Coefficients => StoredDiagonal::Coefficients(scaled),
             };
             giants.entry(g).or_default().push((b, stored));
         }
@@ -398,6 +405,7 @@ impl LinearTransform {
             output_scale,
             plaintext_scale: pt_scale,
             n: ctx.params().n(),
+            run,
             giants,
             double_hoisted: storage == DiagonalStorage::Extended,
         })
@@ -414,6 +422,8 @@ pub struct EncodedLinearTransform<B: Backend> {
     plaintext_scale: f64,
     /// Ring degree.
     n: usize,
+    /// Words per run of the compressed NTT-form diagonals, `N/(2·slots)`.
+    run: usize,
     /// giant step → (baby step, pre-rotated diagonal).
     giants: BTreeMap<usize, Vec<(usize, StoredDiagonal<B>)>>,
     /// Diagonals over `Q_ℓ ∪ P` ([`DiagonalStorage::Extended`]): evaluated with double
@@ -462,9 +472,8 @@ impl<B: Backend> EncodedLinearTransform<B> {
             .values()
             .flatten()
             .map(|(_, d)| match d {
-                StoredDiagonal::Encoded(pt) => (pt.level() + 1) * self.n * 8,
+                StoredDiagonal::Ntt(_, limbs) => limbs * self.n / self.run * 8,
                 StoredDiagonal::Coefficients(c) => c.len() * 8,
-                StoredDiagonal::Extended(_, limbs) => limbs * self.n * 8,
             })
             .sum()
     }
@@ -538,19 +547,26 @@ impl<B: Backend> Evaluator<B> {
         let mut lazy: Option<[B::Poly; 2]> = None;
         let mut plain: Option<Ciphertext<B>> = None;
         for (&g, terms) in &lt.giants {
-            let encoded: Vec<(&Ciphertext<B>, &Plaintext<B>)> = terms
-                .iter()
-                .filter_map(|(b, diag)| match diag {
-                    StoredDiagonal::Encoded(pt) => Some((&baby[b], pt)),
-                    StoredDiagonal::Coefficients(_) | StoredDiagonal::Extended(..) => None,
-                })
-                .collect();
-            // Encoded diagonals: one pass over all of them (`mul_plain_sum`). Diagonals
+            // NTT-form diagonals: one pass over all of them (`dot_parts_runs`). Diagonals
             // kept as coefficients are encoded one at a time (their point is memory).
-            let mut inner = if encoded.is_empty() {
+            let mut xs: Vec<&[B::Poly]> = Vec::with_capacity(terms.len());
+            let mut ys: Vec<&B::Poly> = Vec::with_capacity(terms.len());
+            for (b, diag) in terms {
+                if let StoredDiagonal::Ntt(d, _) = diag {
+                    xs.push(&baby[b].parts);
+                    ys.push(d);
+                }
+            }
+            let mut inner = if xs.is_empty() {
                 None
             } else {
-                Some(self.mul_plain_sum(&encoded)?)
+                self.note(Op::CMult, xs.len() as u64);
+                Some(Ciphertext {
+                    parts: be.dot_parts_runs(&xs, &ys, lt.run)?,
+                    level,
+                    scale: ct.scale * lt.plaintext_scale,
+                    slots: ct.slots,
+                })
             };
             for (b, diag) in terms {
                 if let StoredDiagonal::Coefficients(c) = diag {
@@ -683,7 +699,7 @@ impl<B: Backend> Evaluator<B> {
             let mut xs: Vec<&[B::Poly]> = Vec::with_capacity(terms.len());
             let mut ys: Vec<&B::Poly> = Vec::with_capacity(terms.len());
             for (b, diag) in terms {
-                let StoredDiagonal::Extended(d, _) = diag else {
+                let StoredDiagonal::Ntt(d, _) = diag else {
                     return Err(CkksError::InvalidValue(
                         "a double-hoisted transform holds only extended diagonals".into(),
                     ));
@@ -693,7 +709,7 @@ impl<B: Backend> Evaluator<B> {
             }
             self.note(Op::CMult, terms.len() as u64);
             let [i0, i1]: [B::Poly; 2] = be
-                .dot_parts(&xs, &ys)?
+                .dot_parts_runs(&xs, &ys, lt.run)?
                 .try_into()
                 .map_err(|_| CkksError::DegreeTooHigh(2))?;
             let term = match giant_keys.get(&g) {

@@ -188,6 +188,79 @@ fn dot_block<'a, K: LimbKernels>(
     }
 }
 
+/// Words per sub-block of [`Backend::dot_parts_runs`] on the host: the [`DOT_TERMS`]
+/// right factors of a group are expanded from their runs into a 64 KiB per-thread buffer
+/// and stay in L1/L2 while every part is summed.
+const RUN_BLOCK: usize = 256;
+
+/// `out[i] = src[(start + i) / run]`: words `start .. start + out.len()` of the polynomial
+/// that `src` holds compressed by runs of `run` ([`Backend::compress_runs`]).
+fn expand_runs_into(src: &[u64], start: usize, run: usize, out: &mut [u64]) {
+    if start % run == 0 && out.len() % run == 0 {
+        let from = &src[start / run..][..out.len() / run];
+        if run == 2 {
+            for (o, &v) in out.chunks_exact_mut(2).zip(from) {
+                o[0] = v;
+                o[1] = v;
+            }
+        } else {
+            for (o, &v) in out.chunks_exact_mut(run).zip(from) {
+                o.fill(v);
+            }
+        }
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = src[(start + i) / run];
+        }
+    }
+}
+
+/// Limb `j` of the parts `first_part ..` of
+/// [`Backend::dot_parts_runs`] (`outs[p]` for part `first_part + p`): per sub-block of
+/// [`RUN_BLOCK`] words, each group of [`DOT_TERMS`] right factors is expanded once into
+/// `buf` and multiplied with every part; later groups are added to the first.
+#[allow(clippy::too_many_arguments)]
+fn dot_runs_block<K: LimbKernels>(
+    m: &Modulus,
+    j: usize,
+    outs: &mut [&mut [u64]],
+    first_part: usize,
+    xs: &[&[RnsPoly]],
+    ys: &[&RnsPoly],
+    run: usize,
+    buf: &mut [u64],
+) {
+    let len = outs.first().map_or(0, |o| o.len());
+    for (g, (xg, yg)) in xs.chunks(DOT_TERMS).zip(ys.chunks(DOT_TERMS)).enumerate() {
+        let k = xg.len();
+        for s in (0..len).step_by(RUN_BLOCK) {
+            let sub = RUN_BLOCK.min(len - s);
+            for (t, y) in yg.iter().enumerate() {
+                expand_runs_into(y.limb(j), s, run, &mut buf[t * RUN_BLOCK..][..sub]);
+            }
+            let b: [&[u64]; DOT_TERMS] =
+                std::array::from_fn(|t| if t < k { &buf[t * RUN_BLOCK..][..sub] } else { &[] });
+            for (p, out) in outs.iter_mut().enumerate() {
+                let a: [&[u64]; DOT_TERMS] = std::array::from_fn(|t| {
+                    if t < k {
+                        &xg[t][first_part + p].limb(j)[s..s + sub]
+                    } else {
+                        &[]
+                    }
+                });
+                let o = &mut out[s..s + sub];
+                if g == 0 {
+                    K::dot(m, o, &a[..k], &b[..k]);
+                } else {
+                    let mut t = [0u64; RUN_BLOCK];
+                    K::dot(m, &mut t[..sub], &a[..k], &b[..k]);
+                    K::add(m, o, &t[..sub]);
+                }
+            }
+        }
+    }
+}
+
 thread_local! {
     /// The seeded inner product's expansion buffer, one per thread, reused (no
     /// allocation per limb once grown).
@@ -195,6 +268,9 @@ thread_local! {
     /// The stored-key inner product's permuted digit limbs (one limb per digit), one
     /// buffer per thread, reused.
     static PERMUTED_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// [`Backend::dot_parts_runs`]' expanded right factors ([`DOT_TERMS`] blocks of
+    /// [`RUN_BLOCK`] words), one buffer per thread, reused.
+    static RUN_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Limb-level kernels of a host backend. Every slice argument has length N unless said.
@@ -621,6 +697,17 @@ impl<K: LimbKernels> HostBackend<K> {
         }
     }
 
+    /// `run` is a power of two dividing `N` ([`Backend::compress_runs`]).
+    fn check_run(&self, run: usize) -> Result<()> {
+        let n = self.ctx.n();
+        if run == 0 || !run.is_power_of_two() || run > n {
+            return Err(MathError::InvalidArgument(format!(
+                "run {run} is not a power of two dividing N = {n}"
+            )));
+        }
+        Ok(())
+    }
+
     fn check_scalars(&self, a: &RnsPoly, s: &[u64]) -> Result<()> {
         if s.len() != a.num_limbs() {
             return Err(MathError::LengthMismatch {
@@ -912,6 +999,114 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
                         }
                     })
                 })
+                .collect()
+        };
+        datas
+            .into_iter()
+            .map(|d| RnsPoly::from_data(n, basis, Representation::Ntt, d))
+            .collect()
+    }
+
+    fn compress_runs(&self, a: &RnsPoly, run: usize) -> Result<RnsPoly> {
+        check_repr(a, Representation::Ntt)?;
+        let n = self.ctx.n();
+        self.check_run(run)?;
+        if a.n() != n {
+            return Err(MathError::InvalidArgument(format!(
+                "compressing a polynomial of {} words per limb, not N = {n}",
+                a.n()
+            )));
+        }
+        let mut data = Vec::with_capacity(a.num_limbs() * (n / run));
+        for (_, l) in a.limbs() {
+            for c in l.chunks_exact(run) {
+                if c.iter().any(|&w| w != c[0]) {
+                    return Err(MathError::InvalidArgument(format!(
+                        "not a polynomial in X^{run}: its NTT words differ within a run"
+                    )));
+                }
+                data.push(c[0]);
+            }
+        }
+        RnsPoly::from_data(n / run, a.basis(), Representation::Ntt, data)
+    }
+
+    fn expand_runs(&self, a: &RnsPoly, run: usize) -> Result<RnsPoly> {
+        let n = self.ctx.n();
+        self.check_run(run)?;
+        check_repr(a, Representation::Ntt)?;
+        if a.n() * run != n {
+            return Err(MathError::InvalidArgument(format!(
+                "{} words per limb are not N/{run} (N = {n})",
+                a.n()
+            )));
+        }
+        let sources: Vec<&[u64]> = a.limbs().map(|(_, l)| l).collect();
+        let data = fresh_data(n, sources.len(), K::PARALLEL, |j, o| {
+            expand_runs_into(sources[j], 0, run, o)
+        });
+        RnsPoly::from_data(n, a.basis(), Representation::Ntt, data)
+    }
+
+    fn dot_parts_runs(
+        &self,
+        xs: &[&[RnsPoly]],
+        ys: &[&RnsPoly],
+        run: usize,
+    ) -> Result<Vec<RnsPoly>> {
+        if run == 1 {
+            return self.dot_parts(xs, ys);
+        }
+        let parts = super::check_dot_parts(xs, ys)?;
+        self.check_run(run)?;
+        let n = self.ctx.n();
+        let first = &xs[0][0];
+        check_repr(first, Representation::Ntt)?;
+        for (g, y) in xs.iter().zip(ys) {
+            check_same(first, y)?;
+            if y.n() * run != n {
+                return Err(MathError::InvalidArgument(format!(
+                    "a right factor of {} words per limb is not compressed by {run} (N = {n})",
+                    y.n()
+                )));
+            }
+            for x in g.iter() {
+                check_same(first, x)?;
+                if x.n() != n {
+                    return Err(MathError::InvalidArgument(format!(
+                        "a left factor of {} words per limb (N = {n})",
+                        x.n()
+                    )));
+                }
+            }
+        }
+        let basis = first.basis();
+        let limbs = basis.len();
+        let block = |j: usize, first_part: usize, outs: &mut [&mut [u64]]| {
+            RUN_SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < DOT_TERMS * RUN_BLOCK {
+                    s.resize(DOT_TERMS * RUN_BLOCK, 0);
+                }
+                dot_runs_block::<K>(
+                    self.ctx.modulus(basis[j]),
+                    j,
+                    outs,
+                    first_part,
+                    xs,
+                    ys,
+                    run,
+                    &mut s,
+                );
+            });
+        };
+        let datas: Vec<Vec<u64>> = if parts == 2 {
+            // Both parts together: each expanded block serves both.
+            fresh_data_pair(n, limbs, K::PARALLEL, |j, o0, o1| block(j, 0, &mut [o0, o1]))
+                .into()
+        } else {
+            (0..parts)
+                .map(|p| fresh_data(n, limbs, K::PARALLEL, |j, o| block(j, p, &mut [o])))
                 .collect()
         };
         datas

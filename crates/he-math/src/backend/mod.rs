@@ -172,6 +172,54 @@ pub trait Backend: Send + Sync {
             .collect()
     }
 
+    /// The NTT form of a polynomial in `X^r` (`r` = `run`, a power of two dividing `N`),
+    /// kept with one word per run: in this crate's bit-reversed NTT order the evaluations
+    /// of `m(X^r)` at `ψ^(2·brev(i)+1)` repeat in aligned runs of `r` adjacent words
+    /// (the points of one run differ by `r`-th roots of unity, which `X^r` maps to one
+    /// point). A plaintext encoded on `n` slots is such a polynomial with
+    /// `r = N/(2n)`, so sparse-slot linear transformations keep their diagonals in
+    /// `1/r` of the memory. The result has `N/r` words per limb: it is accepted only by
+    /// [`Self::dot_parts_runs`] and [`Self::expand_runs`] (other operations refuse or
+    /// misread it). `run = 1` returns a copy.
+    ///
+    /// # Errors
+    /// [`MathError::ReprMismatch`] unless `a` is in NTT form;
+    /// [`MathError::InvalidArgument`] unless `run` is a power of two dividing `N`, or if
+    /// some run of `a` holds different words (`a` is not a polynomial in `X^r`).
+    fn compress_runs(&self, a: &Self::Poly, run: usize) -> Result<Self::Poly>;
+
+    /// The inverse of [`Self::compress_runs`]: each word repeated `run` times.
+    ///
+    /// # Errors
+    /// [`MathError::InvalidArgument`] unless `run` is a power of two dividing `N` and `a`
+    /// has `N/run` words per limb.
+    fn expand_runs(&self, a: &Self::Poly, run: usize) -> Result<Self::Poly>;
+
+    /// [`Self::dot_parts`] with every `ys[t]` compressed by [`Self::compress_runs`] with
+    /// `run` (and `xs` full): the sparse-slot diagonals of a linear transformation read
+    /// from `1/run` of the memory. The default expands each `ys[t]` and calls
+    /// [`Self::dot_parts`]; the host backend expands block by block in cache.
+    ///
+    /// # Errors
+    /// As [`Self::dot_parts`]; [`MathError::InvalidArgument`] for a `ys[t]` not
+    /// compressed by `run`.
+    fn dot_parts_runs(
+        &self,
+        xs: &[&[Self::Poly]],
+        ys: &[&Self::Poly],
+        run: usize,
+    ) -> Result<Vec<Self::Poly>> {
+        if run == 1 {
+            return self.dot_parts(xs, ys);
+        }
+        let full = ys
+            .iter()
+            .map(|y| self.expand_runs(y, run))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Self::Poly> = full.iter().collect();
+        self.dot_parts(xs, &refs)
+    }
+
     /// `a ← a · s_i` on limb `i`, one scalar per limb (`s_i < q_i`), any representation.
     ///
     /// # Errors
