@@ -60,10 +60,12 @@ pub struct Args {
     /// the message) from noise (independent of it).
     #[arg(long, default_value_t = 1.0)]
     amplitude: f64,
-    /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `encoded` plaintexts,
-    /// `extended` over `Q ∪ P` (double hoisting: faster, more memory) or their
-    /// `coefficients`, encoded when used (a twentieth of the memory).
-    #[arg(long, value_enum, default_value_t = DiagonalStorage::Encoded)]
+    /// Where the CoeffsToSlots/SlotsToCoeffs diagonals live: `auto` (`extended` on
+    /// sparse slots, `encoded` on full slots: `DiagonalStorage::Auto`), `encoded`
+    /// plaintexts, `extended` over `Q ∪ P` (double hoisting: faster, more memory) or
+    /// their `coefficients`, encoded when used (a twentieth of the memory). The JSON's
+    /// `"diagonals"` names the storage used (`auto` resolved).
+    #[arg(long, value_enum, default_value_t = DiagonalStorage::Auto)]
     diagonals: DiagonalStorage,
     /// How the evaluation keys keep their uniform parts `a_j`: `seeded` (the default:
     /// regenerated from their seed in each key switch, the relinearization key's kept:
@@ -270,7 +272,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "approximation_log2": config.eval_mod_approximation_error()?.log2(),
             },
             "s2c_shrink_log2": config.s2c_shrink_log2,
-            "diagonals": value_name(args.diagonals),
+            "diagonals": value_name(bt.diagonal_storage()),
             "keys": value_name(args.keys),
             "diagonal_bytes": bt.diagonal_bytes(),
             "level_in": level_in,

@@ -80,7 +80,7 @@ pub struct Args {
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Where the server's bootstrapping circuit keeps its DFT diagonals (encrypted
-    /// mode): `encoded`, `extended` (over `Q ∪ P`, double hoisting: 1.3 GB more at
+    /// mode): `auto` (`encoded` on the training's full slots), `encoded`, `extended` (over `Q ∪ P`, double hoisting: 1.3 GB more at
     /// N = 2^16, 1–8 % less time per bootstrap with two threads) or `coefficients`
     /// (encoded when used: 3.1 GB less, a quarter to a third more time per bootstrap;
     /// docs/results/bootstrap.md).
@@ -356,7 +356,7 @@ pub fn run(args: &Args) -> BoxResult<()> {
             obj.insert("preset".into(), json!(e.preset));
             obj.insert(
                 "diagonals".into(),
-                json!(crate::bench_bootstrap::value_name(args.diagonals)),
+                json!(crate::bench_bootstrap::value_name(e.diagonals)),
             );
             obj.insert(
                 "keys".into(),
@@ -635,6 +635,8 @@ fn chiang_encrypted_run(args: &Args, p: &Prepared, sim: &TrainOutcome) -> BoxRes
 
 struct EncryptedOutcome {
     preset: String,
+    /// `--diagonals` resolved for the training's full slots.
+    diagonals: DiagonalStorage,
     test_accuracy: f64,
     steps: usize,
     steps_run: usize,
@@ -813,6 +815,9 @@ fn encrypted_run(
     };
     Ok(EncryptedOutcome {
         preset: preset.name().into(),
+        diagonals: args
+            .diagonals
+            .resolve(ctx.params().max_slots(), ctx.params().n()),
         test_accuracy,
         steps: out.steps,
         steps_run: out.steps_run,

@@ -240,6 +240,13 @@ fn linear_transform_matches_plaintext() {
         "random 8-diagonal transform (n1 = {}): 2^{e:.1}",
         m.baby_step()
     );
+    // Full slots: `Auto` (the default) is single hoisting over encoded diagonals.
+    assert_eq!(2 * m.slots(), p.n());
+    let auto = m
+        .encode_with(&k.ctx, level, s_in, s_out, Default::default())
+        .unwrap();
+    assert_eq!(auto.storage(), ckks::circuits::DiagonalStorage::Encoded);
+    assert_eq!(auto.diagonal_bytes(), enc.diagonal_bytes());
     assert!(e < -30.0, "2^{e}");
     assert_eq!(out.level(), level - 1);
     assert_eq!(out.scale(), s_out);
@@ -391,7 +398,15 @@ fn coefficient_diagonals_on_sparse_slots() {
     };
     words(ckks::circuits::DiagonalStorage::Encoded, level + 1);
     let special = p.p_basis().len();
-    words(ckks::circuits::DiagonalStorage::Extended, level + 1 + special);
+    words(
+        ckks::circuits::DiagonalStorage::Extended,
+        level + 1 + special,
+    );
+    // `Auto` (the default) is double hoisting on sparse slots.
+    let auto = m
+        .encode_with(&k.ctx, level, s_in, s_out, Default::default())
+        .unwrap();
+    assert_eq!(auto.storage(), ckks::circuits::DiagonalStorage::Extended);
     let wide = out(ckks::circuits::DiagonalStorage::Extended);
     let got = k.ctx.decode_complex(&sk.decrypt(&wide).unwrap()).unwrap();
     let e = log2_err(&got, &m.apply(&x).unwrap());
@@ -560,27 +575,40 @@ fn sparse_slot_bootstrap() {
 }
 
 /// Double hoisting ([`ckks::circuits::DiagonalStorage::Extended`]) in the whole
-/// circuit, full and sparse slots: as precise as the default storage.
+/// circuit, full and sparse slots: as precise as single hoisting over encoded diagonals;
+/// the default (`Auto`) is single hoisting on full slots, double on sparse ones.
 #[test]
 fn bootstrap_with_double_hoisting() {
+    use ckks::circuits::{BootstrapperOptions, DiagonalStorage};
     let k = boot_keys();
-    for (slots, seed) in [(2048, 21), (512, 22)] {
-        let (_, cfg) = presets::insecure_n12_boot();
-        let options = ckks::circuits::BootstrapperOptions {
-            diagonals: ckks::circuits::DiagonalStorage::Extended,
-            ..Default::default()
+    for (slots, seed, default) in [
+        (2048, 21, DiagonalStorage::Encoded),
+        (512, 22, DiagonalStorage::Extended),
+    ] {
+        let with = |diagonals| {
+            let (_, cfg) = presets::insecure_n12_boot();
+            let options = BootstrapperOptions {
+                diagonals,
+                ..Default::default()
+            };
+            Bootstrapper::with_options(k.eval.clone(), cfg, slots, options).unwrap()
         };
-        let wide = Bootstrapper::with_options(k.eval.clone(), cfg, slots, options).unwrap();
+        let (wide, single) = (
+            with(DiagonalStorage::Extended),
+            with(DiagonalStorage::Encoded),
+        );
+        assert_eq!(bootstrapper(slots).diagonal_storage(), default);
+        assert_eq!(wide.diagonal_storage(), DiagonalStorage::Extended);
         let z = complex_uniform(slots, seed);
         let ct = k.enc(&z, 0);
         let e_wide = log2_err(&k.dec(&wide.bootstrap(&ct).unwrap()), &z);
-        let e = log2_err(&k.dec(&bootstrapper(slots).bootstrap(&ct).unwrap()), &z);
+        let e = log2_err(&k.dec(&single.bootstrap(&ct).unwrap()), &z);
         eprintln!("{slots} slots: double hoisting 2^{e_wide:.1}, single 2^{e:.1}");
         assert!(
             e_wide < -20.0 && e_wide < e + 1.0,
             "2^{e_wide} against 2^{e}"
         );
-        assert!(wide.diagonal_bytes() > bootstrapper(slots).diagonal_bytes());
+        assert!(wide.diagonal_bytes() > single.diagonal_bytes());
     }
 }
 

@@ -731,22 +731,34 @@ fn check_runs<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         let want = p.r.dot_parts(&xr_refs, &yr_refs).unwrap();
         assert_eq!(got.len(), parts);
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            p.same(&format!("dot_parts_runs, run {run}, {terms} terms, part {k}"), g, w);
+            p.same(
+                &format!("dot_parts_runs, run {run}, {terms} terms, part {k}"),
+                g,
+                w,
+            );
         }
     }
     let dense = p.up(&random_poly(&ctx, &basis, Representation::Ntt, rng)).0;
     assert!(
-        matches!(p.b.compress_runs(&dense, 2), Err(MathError::InvalidArgument(_))),
+        matches!(
+            p.b.compress_runs(&dense, 2),
+            Err(MathError::InvalidArgument(_))
+        ),
         "a polynomial not in X^2 does not compress"
     );
     let y = p.up(&in_x_r(2, rng)).0;
     for bad in [0, 3, 2 * n] {
         assert!(
-            matches!(p.b.compress_runs(&y, bad), Err(MathError::InvalidArgument(_))),
+            matches!(
+                p.b.compress_runs(&y, bad),
+                Err(MathError::InvalidArgument(_))
+            ),
             "run {bad} refused"
         );
     }
-    let coeff = p.up(&random_poly(&ctx, &basis, Representation::Coeff, rng)).0;
+    let coeff = p
+        .up(&random_poly(&ctx, &basis, Representation::Coeff, rng))
+        .0;
     assert!(matches!(
         p.b.compress_runs(&coeff, 2),
         Err(MathError::ReprMismatch { .. })

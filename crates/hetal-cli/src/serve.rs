@@ -72,9 +72,12 @@ pub struct Args {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Where each session's bootstrapping circuit keeps its DFT diagonals: `encoded`
-    /// (fastest) or `coefficients` (encoded when used: 3.1 GB less per N = 2^16 session,
-    /// a quarter to a third more time per bootstrap; docs/results/bootstrap.md).
+    /// Where each session's bootstrapping circuit keeps its DFT diagonals: `auto`
+    /// (`encoded` on the training's full slots, `extended` on sparse ones), `encoded`,
+    /// `extended` (over `Q ∪ P`, double hoisting: 1.3 GB more at N = 2^16, 1–8 % less
+    /// time per bootstrap with two threads) or `coefficients` (encoded when used: 3.1 GB
+    /// less per N = 2^16 session, a quarter to a third more time per bootstrap;
+    /// docs/results/bootstrap.md).
     #[arg(long, value_enum, default_value_t = ServerOptions::default().bootstrapper.diagonals)]
     diagonals: DiagonalStorage,
     /// How each session keeps its evaluation keys' uniform parts: `seeded` (each key

@@ -465,11 +465,14 @@ pub struct BootstrapperOptions {
     /// Largest accepted failure probability per bootstrap, log2
     /// ([`DEFAULT_MAX_FAILURE_LOG2`]).
     pub max_failure_log2: f64,
-    /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Encoded`], the
-    /// default; [`DiagonalStorage::Extended`]: double hoisting, 1–8 % faster at
-    /// N = 2^16 with two threads, not with one, for 3.2 → 4.6 GB of diagonals at full
-    /// slots; [`DiagonalStorage::Coefficients`]: 3.2 → 0.17 GB, one NTT per limb and
-    /// diagonal each bootstrap; docs/results/bootstrap.md).
+    /// Where the DFT matrices' diagonals live ([`DiagonalStorage::Auto`], the default:
+    /// double hoisting on sparse slots, encoded diagonals on full slots;
+    /// [`DiagonalStorage::Extended`]: double hoisting, 1–8 % faster at N = 2^16 with
+    /// two threads, not with one, for 3.2 → 4.6 GB of diagonals at full slots;
+    /// [`DiagonalStorage::Coefficients`]: 3.2 → 0.17 GB, one NTT per limb and diagonal
+    /// each bootstrap; docs/results/bootstrap.md). The matrices work on `2·slots` slots
+    /// when `slots < N/2` (the real and imaginary halves side by side), so `Auto`
+    /// chooses by that count.
     pub diagonals: DiagonalStorage,
 }
 
@@ -638,6 +641,15 @@ impl<B: Backend> Bootstrapper<B> {
             eval_mod_scale,
             output_level,
         })
+    }
+
+    /// How the CoeffsToSlots and SlotsToCoeffs diagonals are kept
+    /// ([`BootstrapperOptions::diagonals`] resolved: never [`DiagonalStorage::Auto`]).
+    pub fn diagonal_storage(&self) -> DiagonalStorage {
+        self.cts
+            .first()
+            .or(self.s2c.first())
+            .map_or(DiagonalStorage::Encoded, EncodedLinearTransform::storage)
     }
 
     /// Bytes the CoeffsToSlots and SlotsToCoeffs diagonals take in memory.

@@ -29,9 +29,11 @@ pub const GIANT_STEP_WEIGHT: usize = 2;
 /// Where an [`EncodedLinearTransform`] keeps its pre-rotated diagonals.
 ///
 /// A diagonal encoded at level `ℓ` is `ℓ + 1` limbs of `N` words (13 MiB at N = 2^16 and
-/// 26 limbs): the CoeffsToSlots and SlotsToCoeffs matrices of the N = 2^16 bootstrapping
-/// preset take 3.2 GB that way (`Bootstrapper::diagonal_bytes`), a third of the bootstrapping
-/// benchmark's memory. The
+/// 26 limbs) on full slots: the CoeffsToSlots and SlotsToCoeffs matrices of the
+/// N = 2^16 bootstrapping preset take 3.2 GB that way at full slots
+/// (`Bootstrapper::diagonal_bytes`). On `n < N/2` slots a plaintext is a polynomial in
+/// `X^r`, `r = N/(2n)`, whose NTT words repeat in runs of `r`: the NTT-form storages
+/// keep one word per run ([`Backend::compress_runs`]), `1/r` of the memory. The
 /// scaled, rounded coefficients the encoder reduces modulo each prime are integers held
 /// exactly in `f64` (the encoder rounds there), one word per coefficient: the same
 /// plaintext comes back bit for bit from them at the cost of one reduction pass and one
@@ -40,11 +42,20 @@ pub const GIANT_STEP_WEIGHT: usize = 2;
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum DiagonalStorage {
-    /// Encoded plaintexts (NTT form, every limb of the level), single hoisting.
+    /// [`Self::Extended`] on sparse slots (`n < N/2`, diagonals compressed by
+    /// `N/(2n) ≥ 2`), [`Self::Encoded`] on full slots ([`Self::resolve`]): double
+    /// hoisting where its memory is at most that of single hoisting on full slots. At
+    /// N = 2^16 the 2^13-slot bootstrap (16384 work slots, runs of 2) takes 2.79 s and
+    /// 5.6 GB peak that way against 2.93 s and 5.1 GB with encoded diagonals; on full
+    /// slots double hoisting would take the peak from about 6 to 9.4 GB
+    /// (docs/results/bootstrap.md).
     #[default]
+    Auto,
+    /// Encoded plaintexts (NTT form over `Q_ℓ`, every limb of the level), single
+    /// hoisting.
     Encoded,
     /// The scaled coefficients (`2n` words for `n` slots), encoded when used: `1/(ℓ+1)`
-    /// of the memory (less for sparse slots), one NTT per limb per diagonal and use.
+    /// of the memory on full slots, one NTT per limb per diagonal and use.
     Coefficients,
     /// Encoded over `Q_ℓ ∪ P` (the special primes too), double hoisting: the fastest
     /// with two threads (N = 2^16 bootstraps 1–8 % faster, none with one; see
@@ -53,6 +64,19 @@ pub enum DiagonalStorage {
     /// sums run there ([`Evaluator::linear_transform`]). The result differs from the
     /// other storages' within the noise (other roundings), not bit for bit.
     Extended,
+}
+
+impl DiagonalStorage {
+    /// The storage a transform on `slots` slots of a ring of degree `n` uses: itself,
+    /// except [`Self::Auto`], which becomes [`Self::Extended`] for `slots < n/2` and
+    /// [`Self::Encoded`] otherwise.
+    pub fn resolve(self, slots: usize, n: usize) -> Self {
+        match self {
+            Self::Auto if 2 * slots < n => Self::Extended,
+            Self::Auto => Self::Encoded,
+            other => other,
+        }
+    }
 }
 
 /// One pre-rotated diagonal as kept by an [`EncodedLinearTransform`].
@@ -357,6 +381,7 @@ impl LinearTransform {
         output_scale: f64,
         storage: DiagonalStorage,
     ) -> Result<EncodedLinearTransform<B>> {
+        let storage = storage.resolve(self.slots, ctx.params().n());
         let _span = tracing::debug_span!(
             "encode_linear_transform",
             level,
@@ -392,9 +417,10 @@ impl LinearTransform {
                 ))
             };
             let stored = match storage {
-                DiagonalStorage::Encoded => ntt(&q)?,
                 DiagonalStorage::Extended => ntt(&qp)?,
                 DiagonalStorage::Coefficients => StoredDiagonal::Coefficients(scaled),
+                // `resolve` leaves no `Auto`.
+                DiagonalStorage::Encoded | DiagonalStorage::Auto => ntt(&q)?,
             };
             giants.entry(g).or_default().push((b, stored));
         }
@@ -407,7 +433,7 @@ impl LinearTransform {
             n: ctx.params().n(),
             run,
             giants,
-            double_hoisted: storage == DiagonalStorage::Extended,
+            storage,
         })
     }
 }
@@ -426,9 +452,9 @@ pub struct EncodedLinearTransform<B: Backend> {
     run: usize,
     /// giant step → (baby step, pre-rotated diagonal).
     giants: BTreeMap<usize, Vec<(usize, StoredDiagonal<B>)>>,
-    /// Diagonals over `Q_ℓ ∪ P` ([`DiagonalStorage::Extended`]): evaluated with double
-    /// hoisting.
-    double_hoisted: bool,
+    /// How the diagonals are kept (never [`DiagonalStorage::Auto`]);
+    /// [`DiagonalStorage::Extended`] is evaluated with double hoisting.
+    storage: DiagonalStorage,
 }
 
 impl<B: Backend> std::fmt::Debug for EncodedLinearTransform<B> {
@@ -454,6 +480,12 @@ impl<B: Backend> EncodedLinearTransform<B> {
     /// The slot count.
     pub fn slots(&self) -> usize {
         self.slots
+    }
+
+    /// How the diagonals are kept: the storage [`LinearTransform::encode_with`] was given,
+    /// [`DiagonalStorage::Auto`] resolved ([`DiagonalStorage::resolve`]).
+    pub fn storage(&self) -> DiagonalStorage {
+        self.storage
     }
 
     /// The scale an input ciphertext must have.
@@ -534,7 +566,7 @@ impl<B: Backend> Evaluator<B> {
             .values()
             .flat_map(|v| v.iter().map(|(b, _)| *b))
             .collect();
-        if lt.double_hoisted {
+        if lt.storage == DiagonalStorage::Extended {
             return self.linear_transform_double_hoisted(ct, lt, &babies, &giant_keys);
         }
         let amounts: Vec<i64> = babies.iter().map(|&b| b as i64).collect();

@@ -238,8 +238,13 @@ fn dot_runs_block<K: LimbKernels>(
             for (t, y) in yg.iter().enumerate() {
                 expand_runs_into(y.limb(j), s, run, &mut buf[t * RUN_BLOCK..][..sub]);
             }
-            let b: [&[u64]; DOT_TERMS] =
-                std::array::from_fn(|t| if t < k { &buf[t * RUN_BLOCK..][..sub] } else { &[] });
+            let b: [&[u64]; DOT_TERMS] = std::array::from_fn(|t| {
+                if t < k {
+                    &buf[t * RUN_BLOCK..][..sub]
+                } else {
+                    &[]
+                }
+            });
             for (p, out) in outs.iter_mut().enumerate() {
                 let a: [&[u64]; DOT_TERMS] = std::array::from_fn(|t| {
                     if t < k {
@@ -1102,8 +1107,10 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
         };
         let datas: Vec<Vec<u64>> = if parts == 2 {
             // Both parts together: each expanded block serves both.
-            fresh_data_pair(n, limbs, K::PARALLEL, |j, o0, o1| block(j, 0, &mut [o0, o1]))
-                .into()
+            fresh_data_pair(n, limbs, K::PARALLEL, |j, o0, o1| {
+                block(j, 0, &mut [o0, o1])
+            })
+            .into()
         } else {
             (0..parts)
                 .map(|p| fresh_data(n, limbs, K::PARALLEL, |j, o| block(j, p, &mut [o])))

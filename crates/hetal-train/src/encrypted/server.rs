@@ -107,7 +107,8 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
 /// theirs from here).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ServerOptions {
-    /// The bootstrapping circuit's choices (default: `DiagonalStorage::Encoded`;
+    /// The bootstrapping circuit's choices (default: `DiagonalStorage::Auto`, which is
+    /// `DiagonalStorage::Encoded` on the training's full slots;
     /// `DiagonalStorage::Coefficients`: 3.2 → 0.17 GB of DFT diagonals at N = 2^16, one
     /// NTT per limb and diagonal each bootstrap, 17–29 % more time per step;
     /// `DiagonalStorage::Extended`: double hoisting, 3.2 → 4.6 GB, each bootstrap 1–8 %
