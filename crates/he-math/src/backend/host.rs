@@ -196,7 +196,7 @@ const RUN_BLOCK: usize = 256;
 /// `out[i] = src[(start + i) / run]`: words `start .. start + out.len()` of the polynomial
 /// that `src` holds compressed by runs of `run` ([`Backend::compress_runs`]).
 fn expand_runs_into(src: &[u64], start: usize, run: usize, out: &mut [u64]) {
-    if start % run == 0 && out.len() % run == 0 {
+    if start.is_multiple_of(run) && out.len().is_multiple_of(run) {
         let from = &src[start / run..][..out.len() / run];
         if run == 2 {
             for (o, &v) in out.chunks_exact_mut(2).zip(from) {
