@@ -1,13 +1,14 @@
 //! BSGS split and hoisting of the homomorphic DFT's matrices, measured in one process:
-//! the first CoeffsToSlots matrix (32 diagonals) of the N = 2^16 bootstrapping preset
-//! `n16_logqp1755_dense_boot` at its top level, for full slots and for 2^13 slots,
-//! evaluated alternately with the split [`ckks::LinearTransform::baby_step`] chooses and
-//! the spans twice and four times as wide, each with single hoisting (diagonals over
-//! `Q_ℓ`, [`DiagonalStorage::Encoded`]) and with double hoisting (over `Q_ℓ ∪ P`,
-//! [`DiagonalStorage::Extended`]). Alternating in one process keeps the ratios
+//! each CoeffsToSlots matrix of the N = 2^16 bootstrapping preset
+//! `n16_logqp1755_dense_boot` at its level (the top three), for full slots and for 2^13
+//! slots, evaluated alternately with the split [`ckks::LinearTransform::baby_step`]
+//! chooses and the spans half, twice and four times as wide, each with single hoisting
+//! (diagonals over `Q_ℓ`, [`DiagonalStorage::Encoded`]) and with double hoisting (over
+//! `Q_ℓ ∪ P`, [`DiagonalStorage::Extended`]). Alternating in one process keeps the ratios
 //! meaningful on a host whose speed drifts; every variant's output is decrypted and
 //! compared with the plaintext map (`log2` of the largest error). Run:
-//! `cargo run --release -p ckks --example bsgs_split [reps]` (docs/results/bootstrap.md).
+//! `cargo run --release -p ckks --example bsgs_split [reps] [matrices]` (`matrices`: how
+//! many CoeffsToSlots matrices from the first, default 1; docs/results/bootstrap.md).
 
 use ckks::circuits::bootstrapping::presets;
 use ckks::circuits::{DiagonalStorage, LinearTransform, dft};
@@ -26,12 +27,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     he_math::allocator::configure();
     let reps: usize = std::env::args().nth(1).map_or(Ok(7), |s| s.parse())?;
+    let matrices: usize = std::env::args().nth(2).map_or(Ok(1), |s| s.parse())?;
     let ctx = Context::new_cpu(presets::n16_logqp1755_dense_boot().0)?;
     let p = ctx.params().clone();
-    let level = p.max_level();
-    let (s_in, s_out) = (p.scale_at(level)?, p.scale_at(level - 1)?);
-    for slots in [p.max_slots(), 1 << 13] {
-        let mut m = dft::coeffs_to_slots_factors(slots, 3)?.remove(0);
+    for (slots, index) in [p.max_slots(), 1 << 13]
+        .into_iter()
+        .flat_map(|s| (0..matrices.min(3)).map(move |i| (s, i)))
+    {
+        let level = p.max_level() - index;
+        let (s_in, s_out) = (p.scale_at(level)?, p.scale_at(level - 1)?);
+        let mut m = dft::coeffs_to_slots_factors(slots, 3)?.remove(index);
         let work = if slots < p.max_slots() {
             2 * slots
         } else {
@@ -39,9 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         m = m.lifted(work)?;
         let chosen = m.baby_step();
-        let splits: Vec<LinearTransform> = [chosen, 2 * chosen, 4 * chosen]
+        let splits: Vec<LinearTransform> = [chosen, chosen / 2, 2 * chosen, 4 * chosen]
             .into_iter()
-            .filter(|&n1| n1 <= work)
+            .filter(|&n1| n1 >= 1 && n1 <= work)
             .map(|n1| m.clone().with_baby_step(n1))
             .collect::<Result<_, _>>()?;
         let mut rotations: Vec<i64> = splits.iter().flat_map(LinearTransform::rotations).collect();
@@ -89,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let base = median(times[0].clone());
         println!(
-            "{slots} slots, {} diagonals, level {level}:",
+            "{slots} slots, CoeffsToSlots matrix {index}, {} diagonals, level {level}:",
             m.diagonals().len()
         );
         for (i, (t, storage, _)) in variants.iter().enumerate() {

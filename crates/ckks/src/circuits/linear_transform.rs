@@ -47,7 +47,7 @@ pub enum DiagonalStorage {
     /// hoisting where its memory is at most that of single hoisting on full slots. At
     /// N = 2^16 the 2^13-slot bootstrap (16384 work slots, runs of 2) takes 2.79 s and
     /// 5.6 GB peak that way against 2.93 s and 5.1 GB with encoded diagonals; on full
-    /// slots double hoisting would take the peak from about 6 to 9.4 GB
+    /// slots double hoisting would take the peak from about 7.7 to 9.4 GB
     /// (docs/results/bootstrap.md).
     #[default]
     Auto,
