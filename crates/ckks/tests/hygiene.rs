@@ -6,6 +6,8 @@
 //! the `Wiped` guards in `keys.rs` / `encryption.rs` lowers a count below what is
 //! asserted here. What this cannot see: host buffers wiped with `zeroize` directly
 //! (sampled errors and ternary coefficients), which are covered by reading the code.
+//! Because that backend overrides none of the trait's provided methods, it also checks
+//! one of their defaults against the CPU backend's own (`dot_parts_runs`).
 
 use ckks::he_math::{Backend, CpuBackend, Representation, Result, RingContext, RnsPoly};
 use ckks::{Context, EvaluationKeyRequest, KeyGenerator, Parameters, presets};
@@ -176,4 +178,54 @@ fn secret_copies_are_wiped() {
     // The secret key itself when dropped.
     drop(sk);
     assert_eq!(be.take(), 1, "the secret key on drop");
+}
+
+/// The counting backend overrides none of the trait's provided methods, so it also runs
+/// their defaults: `Backend::dot_parts_runs`' (expand every compressed right factor,
+/// then `dot_parts`) must give the CPU backend's fused sums bit for bit.
+#[test]
+fn default_dot_parts_runs_matches_the_fused_one() {
+    use ckks::he_math::sampling::Csprng;
+    let params = Arc::new(Parameters::new(presets::insecure_n10_depth3()).unwrap());
+    let inner = CpuBackend::new(params.ring()).unwrap();
+    let be = Counting {
+        inner: CpuBackend::new(params.ring()).unwrap(),
+        wipes: AtomicUsize::new(0),
+    };
+    let ring = inner.context().clone();
+    let n = ring.n();
+    let basis: Vec<usize> = (0..3).collect();
+    let mut rng = Csprng::from_seed([7; 32]);
+    // Uniform coefficients on the multiples of `run` (a polynomial in X^run), NTT form.
+    let random = |rng: &mut Csprng, run: usize| {
+        let mut p = RnsPoly::zero(n, &basis, Representation::Coeff);
+        for (j, &bi) in basis.iter().enumerate() {
+            rng.uniform_mod(ring.modulus(bi), p.limb_mut(j));
+            for (i, w) in p.limb_mut(j).iter_mut().enumerate() {
+                if i % run != 0 {
+                    *w = 0;
+                }
+            }
+        }
+        let mut p = inner.upload(&p).unwrap();
+        inner.forward_ntt(&mut p).unwrap();
+        p
+    };
+    for (run, terms) in [(2usize, 3usize), (4, 40)] {
+        let xs: Vec<[P; 2]> = (0..terms)
+            .map(|_| [random(&mut rng, 1), random(&mut rng, 1)])
+            .collect();
+        let ys: Vec<P> = (0..terms)
+            .map(|_| {
+                let y = random(&mut rng, run);
+                inner.compress_runs(&y, run).unwrap()
+            })
+            .collect();
+        let x_refs: Vec<&[P]> = xs.iter().map(|g| &g[..]).collect();
+        let y_refs: Vec<&P> = ys.iter().collect();
+        let fused = inner.dot_parts_runs(&x_refs, &y_refs, run).unwrap();
+        let default = be.dot_parts_runs(&x_refs, &y_refs, run).unwrap();
+        assert_eq!(fused, default, "run {run}, {terms} terms");
+    }
+    assert_eq!(be.take(), 0, "no wipes in public arithmetic");
 }
