@@ -599,6 +599,11 @@ fn bootstrap_with_double_hoisting() {
         );
         assert_eq!(bootstrapper(slots).diagonal_storage(), default);
         assert_eq!(wide.diagonal_storage(), DiagonalStorage::Extended);
+        assert_eq!(wide.options().diagonals, DiagonalStorage::Extended);
+        assert_eq!(
+            bootstrapper(slots).options(),
+            BootstrapperOptions::default()
+        );
         let z = complex_uniform(slots, seed);
         let ct = k.enc(&z, 0);
         let e_wide = log2_err(&k.dec(&wide.bootstrap(&ct).unwrap()), &z);

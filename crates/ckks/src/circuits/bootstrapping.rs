@@ -442,6 +442,8 @@ pub struct Bootstrapper<B: Backend> {
     /// factor [`Self::recombine`] gives back. `None`: canonical scales.
     eval_mod_scale: Option<f64>,
     output_level: usize,
+    /// The options it was built with ([`Self::options`]).
+    options: BootstrapperOptions,
 }
 
 impl<B: Backend> std::fmt::Debug for Bootstrapper<B> {
@@ -640,7 +642,16 @@ impl<B: Backend> Bootstrapper<B> {
             raised_scale,
             eval_mod_scale,
             output_level,
+            options,
         })
+    }
+
+    /// The options it was built with ([`Self::with_options`]; [`Self::new`]: the
+    /// defaults), as given ([`Self::diagonal_storage`] names the storage `Auto`
+    /// resolved to): another bootstrapper of the same party, for another slot count,
+    /// is built with them.
+    pub fn options(&self) -> BootstrapperOptions {
+        self.options
     }
 
     /// How the CoeffsToSlots and SlotsToCoeffs diagonals are kept

@@ -229,8 +229,9 @@ impl EncryptedSoftmax {
     }
 
     /// The refresher ASoftmax runs with: `full` (the full-slot bootstrapper) plus, when
-    /// folding, a sparse bootstrapper built here from the same evaluator and
-    /// configuration.
+    /// folding, a sparse bootstrapper built here from the same evaluator, configuration
+    /// and options ([`Bootstrapper::options`]: the server's failure bound and diagonal
+    /// storage).
     ///
     /// # Errors
     /// Bootstrapping setup errors (missing keys).
@@ -240,9 +241,15 @@ impl EncryptedSoftmax {
         boot: &BootstrappingConfig,
         full: Arc<Bootstrapper<B>>,
     ) -> Result<Refresher<B>> {
+        let options = full.options();
         let r = Refresher::new(full);
         match self.sparse_slots() {
-            Some(n) => r.with_sparse(Arc::new(Bootstrapper::new(ev.clone(), boot.clone(), n)?)),
+            Some(n) => r.with_sparse(Arc::new(Bootstrapper::with_options(
+                ev.clone(),
+                boot.clone(),
+                n,
+                options,
+            )?)),
             None => Ok(r),
         }
     }
