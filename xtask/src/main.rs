@@ -104,6 +104,14 @@ pub(crate) fn cpu_usage() -> (f64, f64, u64) {
 
 fn main() {
     he_math::allocator::configure();
+    // A closed pipe (`cargo xtask … | head`) ends the process quietly, as it does other
+    // command-line tools, instead of `println!` panicking on the write error: Rust
+    // ignores SIGPIPE by default.
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Diagnostics on stderr with `RUST_LOG` (e.g. `RUST_LOG=hetal_train::refresh=debug`
     // prints every bootstrap's level and need); warnings only by default.
     tracing_subscriber::fmt()
