@@ -23,9 +23,10 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (the FGb-like N = 2^16 preset), `n16-boot` (the bootstrapping
-    /// preset's chain), `n15`, `n14` (depth 3, for CryptoTL's forward pass), or the
-    /// insecure test presets `insecure-n10`, `insecure-n12`, `insecure-n13`.
+    /// Preset: `n16` (the FGb-like N = 2^16 preset), `n15`, `n14` (depth 3, for
+    /// CryptoTL's forward pass), the insecure test presets `insecure-n10`,
+    /// `insecure-n12`, `insecure-n13` (`ckks::presets::SchemePreset`), or `NAME-boot`,
+    /// the chain of the bootstrapping preset `NAME` (`n16-boot`: the training's).
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Repetitions per operation (the median is reported).
@@ -46,23 +47,17 @@ pub struct Args {
     keys: ckks::KeyStorage,
 }
 
-fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), String> {
-    Ok(match name {
-        "n16" => (
-            "n16_logqp1558_fgb_chain",
-            presets::n16_logqp1558_fgb_chain(),
-        ),
-        "n15" => ("n15_logqp854_depth13", presets::n15_logqp854_depth13()),
-        "n14" => ("n14_logqp304_depth3", presets::n14_logqp304_depth3()),
-        "n16-boot" => (
-            "n16_logqp1755_dense_boot",
-            ckks::circuits::bootstrapping::presets::n16_logqp1755_dense_boot().0,
-        ),
-        "insecure-n10" => ("insecure_n10_depth3", presets::insecure_n10_depth3()),
-        "insecure-n12" => ("insecure_n12_depth6", presets::insecure_n12_depth6()),
-        "insecure-n13" => ("insecure_n13_depth12", presets::insecure_n13_depth12()),
-        other => return Err(format!("unknown preset {other:?}")),
-    })
+/// The parameters of `--preset`: a scheme preset (`ckks::presets::SchemePreset`), or
+/// `NAME-boot` for the chain of the bootstrapping preset `NAME`
+/// (`BootstrapPreset`), with the parameter set's own name.
+fn preset(name: &str) -> Result<(&'static str, ckks::ParametersLiteral), ckks::CkksError> {
+    use ckks::circuits::bootstrapping::presets::BootstrapPreset;
+    if let Some(boot) = name.strip_suffix("-boot") {
+        let p = BootstrapPreset::from_name(boot)?;
+        return Ok((p.id(), p.parameters().0));
+    }
+    let p = presets::SchemePreset::from_name(name)?;
+    Ok((p.id(), p.parameters()))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

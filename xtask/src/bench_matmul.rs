@@ -37,8 +37,9 @@ pub struct Args {
     /// Print one JSON object instead of a markdown table.
     #[arg(long)]
     json: bool,
-    /// Preset: `n16` (N = 2^16, 128-bit, top user level 12) or `insecure-n13` (smoke
-    /// tests).
+    /// Preset (`ckks::presets::SchemePreset`'s names): `n16` (N = 2^16, 128-bit per its
+    /// secret's table, top user level 12) or `insecure-n13` (smoke tests); the
+    /// shallower ones stop with an error where a product needs more levels.
     #[arg(long, default_value = "n16")]
     preset: String,
     /// Shapes `AxBxC` (comma-separated); default: HETAL's five.
@@ -63,15 +64,10 @@ const HETAL_SHAPES: [(usize, usize, usize); 5] = [
     (2048, 769, 16),
 ];
 
-fn preset(name: &str) -> Result<(&'static str, ParametersLiteral), String> {
-    Ok(match name {
-        "n16" => (
-            "n16_logqp1558_fgb_chain",
-            presets::n16_logqp1558_fgb_chain(),
-        ),
-        "insecure-n13" => ("insecure_n13_depth12", presets::insecure_n13_depth12()),
-        other => return Err(format!("unknown preset {other:?}")),
-    })
+/// The parameters of `--preset` (`ckks::presets::SchemePreset`) and their own name.
+fn preset(name: &str) -> Result<(&'static str, ParametersLiteral), ckks::CkksError> {
+    let p = presets::SchemePreset::from_name(name)?;
+    Ok((p.id(), p.parameters()))
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {

@@ -546,6 +546,91 @@ pub mod presets {
             security: SecurityLevel::NotSet,
         }
     }
+
+    /// The scheme presets (no bootstrapping circuit) by name: the one place that maps
+    /// the names used on command lines (`cargo xtask bench-ckks --preset NAME`,
+    /// `bench-matmul`) to parameter sets. The bootstrappable ones have their own table,
+    /// `crate::circuits::bootstrapping::presets::BootstrapPreset`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum SchemePreset {
+        /// `n16`: [`n16_logqp1558_fgb_chain`].
+        N16,
+        /// `n15`: [`n15_logqp854_depth13`].
+        N15,
+        /// `n14`: [`n14_logqp304_depth3`].
+        N14,
+        /// `insecure-n10`: [`insecure_n10_depth3`] (tests only).
+        InsecureN10,
+        /// `insecure-n12`: [`insecure_n12_depth6`] (tests only).
+        InsecureN12,
+        /// `insecure-n13`: [`insecure_n13_depth12`] (tests only).
+        InsecureN13,
+    }
+
+    impl SchemePreset {
+        /// Every preset.
+        pub const ALL: [Self; 6] = [
+            Self::N16,
+            Self::N15,
+            Self::N14,
+            Self::InsecureN10,
+            Self::InsecureN12,
+            Self::InsecureN13,
+        ];
+
+        /// The command-line name.
+        pub fn name(self) -> &'static str {
+            match self {
+                Self::N16 => "n16",
+                Self::N15 => "n15",
+                Self::N14 => "n14",
+                Self::InsecureN10 => "insecure-n10",
+                Self::InsecureN12 => "insecure-n12",
+                Self::InsecureN13 => "insecure-n13",
+            }
+        }
+
+        /// The parameter set's own name (its function's), as reports print it.
+        pub fn id(self) -> &'static str {
+            match self {
+                Self::N16 => "n16_logqp1558_fgb_chain",
+                Self::N15 => "n15_logqp854_depth13",
+                Self::N14 => "n14_logqp304_depth3",
+                Self::InsecureN10 => "insecure_n10_depth3",
+                Self::InsecureN12 => "insecure_n12_depth6",
+                Self::InsecureN13 => "insecure_n13_depth12",
+            }
+        }
+
+        /// The preset of a command-line name.
+        ///
+        /// # Errors
+        /// [`crate::CkksError::InvalidParameters`] naming the known presets.
+        pub fn from_name(name: &str) -> crate::Result<Self> {
+            Self::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| {
+                    crate::CkksError::InvalidParameters(format!(
+                        "unknown preset {name:?} ({})",
+                        Self::ALL.map(Self::name).join(", ")
+                    ))
+                })
+        }
+
+        /// The parameters.
+        pub fn parameters(self) -> ParametersLiteral {
+            match self {
+                Self::N16 => n16_logqp1558_fgb_chain(),
+                Self::N15 => n15_logqp854_depth13(),
+                Self::N14 => n14_logqp304_depth3(),
+                Self::InsecureN10 => insecure_n10_depth3(),
+                Self::InsecureN12 => insecure_n12_depth6(),
+                Self::InsecureN13 => insecure_n13_depth12(),
+            }
+        }
+    }
 }
 
 /// The cut of `Q`'s primes `q` into at most `dnum` consecutive key-switching digits that
@@ -591,6 +676,17 @@ pub fn digit_partition(q: &[u64], dnum: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::digit_partition;
+    use super::presets::SchemePreset;
+
+    #[test]
+    fn scheme_preset_names_round_trip() {
+        for p in SchemePreset::ALL {
+            assert_eq!(SchemePreset::from_name(p.name()).unwrap(), p);
+            assert!(super::Parameters::new(p.parameters()).is_ok(), "{}", p.id());
+        }
+        let err = SchemePreset::from_name("n17").unwrap_err().to_string();
+        assert!(err.contains("insecure-n13"), "{err}");
+    }
 
     /// The largest digit's bits of a partition given by its starts.
     fn max_bits(q: &[u64], starts: &[usize]) -> f64 {
