@@ -547,6 +547,23 @@ pub mod presets {
         }
     }
 
+    /// The element of `all` whose `name` is `wanted`; otherwise the names of `all`,
+    /// comma-separated, for the caller's error message. The lookup of every preset table
+    /// (`SchemePreset`, `BootstrapPreset`, and the application's).
+    ///
+    /// # Errors
+    /// The list of known names when none matches.
+    pub fn by_name<T: Copy>(
+        all: &[T],
+        name: impl Fn(T) -> &'static str,
+        wanted: &str,
+    ) -> std::result::Result<T, String> {
+        all.iter()
+            .copied()
+            .find(|&p| name(p) == wanted)
+            .ok_or_else(|| all.iter().map(|&p| name(p)).collect::<Vec<_>>().join(", "))
+    }
+
     /// The scheme presets (no bootstrapping circuit) by name: the one place that maps
     /// the names used on command lines (`cargo xtask bench-ckks --preset NAME`,
     /// `bench-matmul`) to parameter sets. The bootstrappable ones have their own table,
@@ -608,15 +625,9 @@ pub mod presets {
         /// # Errors
         /// [`crate::CkksError::InvalidParameters`] naming the known presets.
         pub fn from_name(name: &str) -> crate::Result<Self> {
-            Self::ALL
-                .into_iter()
-                .find(|p| p.name() == name)
-                .ok_or_else(|| {
-                    crate::CkksError::InvalidParameters(format!(
-                        "unknown preset {name:?} ({})",
-                        Self::ALL.map(Self::name).join(", ")
-                    ))
-                })
+            by_name(&Self::ALL, Self::name, name).map_err(|known| {
+                crate::CkksError::InvalidParameters(format!("unknown preset {name:?} ({known})"))
+            })
         }
 
         /// The parameters.

@@ -1270,15 +1270,11 @@ pub mod presets {
         /// # Errors
         /// [`crate::CkksError::InvalidParameters`] naming the known presets.
         pub fn from_name(name: &str) -> crate::Result<Self> {
-            Self::ALL
-                .into_iter()
-                .find(|p| p.name() == name)
-                .ok_or_else(|| {
-                    crate::CkksError::InvalidParameters(format!(
-                        "unknown bootstrapping preset {name:?} ({})",
-                        Self::ALL.map(Self::name).join(", ")
-                    ))
-                })
+            crate::presets::by_name(&Self::ALL, Self::name, name).map_err(|known| {
+                crate::CkksError::InvalidParameters(format!(
+                    "unknown bootstrapping preset {name:?} ({known})"
+                ))
+            })
         }
 
         /// CKKS parameters and bootstrapping circuit.

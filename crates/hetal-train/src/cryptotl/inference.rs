@@ -54,15 +54,9 @@ impl InferencePreset {
     /// # Errors
     /// [`TrainError::Config`] naming the known presets.
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "unknown inference preset {name:?} ({})",
-                    Self::ALL.map(Self::name).join(", ")
-                ))
-            })
+        presets::by_name(&Self::ALL, Self::name, name).map_err(|known| {
+            TrainError::Config(format!("unknown inference preset {name:?} ({known})"))
+        })
     }
 
     /// The CKKS parameters.

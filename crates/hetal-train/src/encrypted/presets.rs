@@ -87,15 +87,9 @@ impl TrainPreset {
     /// # Errors
     /// [`crate::TrainError::Config`] naming the known presets.
     pub fn from_name(name: &str) -> crate::Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                crate::TrainError::Config(format!(
-                    "unknown preset {name:?} ({})",
-                    Self::ALL.map(Self::name).join(", ")
-                ))
-            })
+        he_linalg::ckks::presets::by_name(&Self::ALL, Self::name, name).map_err(|known| {
+            crate::TrainError::Config(format!("unknown preset {name:?} ({known})"))
+        })
     }
 
     /// CKKS parameters and bootstrapping circuit.
