@@ -85,7 +85,7 @@ fn group_sizes(stages: usize, groups: usize) -> Vec<usize> {
 
 /// SlotsToCoeffs as `groups` transforms, applied in order: their product maps the
 /// bit-reversed `u` to the slots `z` (see the module docs). Stages are merged from the
-/// smallest span up, the longer runs last ([`group_sizes`]).
+/// smallest span up, the longer runs last (`group_sizes`).
 ///
 /// # Errors
 /// [`CkksError::InvalidValue`] unless `n ≥ 2` is a power of two and `groups ≥ 1`.

@@ -1433,7 +1433,7 @@ impl<K: LimbKernels> Backend for HostBackend<K> {
     }
 
     /// Reads each digit limb through the NTT-form permutation of `k`
-    /// ([`crate::simd::permute_blocks`], a chunk at a time into a per-thread buffer)
+    /// (`he_math::simd::permute_blocks`, a chunk at a time into a per-thread buffer)
     /// instead of writing the rotated digits out and reading them back.
     fn key_switch_inner_product_automorphism(
         &self,
