@@ -54,6 +54,24 @@ fn random_poly(
     p
 }
 
+/// `terms` groups of `parts` random NTT-form polynomials over `basis` (the ciphertext-like
+/// left factors of the sums of products).
+fn random_groups(
+    ctx: &RingContext,
+    basis: &[usize],
+    terms: usize,
+    parts: usize,
+    rng: &mut Csprng,
+) -> Vec<Vec<RnsPoly>> {
+    (0..terms)
+        .map(|_| {
+            (0..parts)
+                .map(|_| random_poly(ctx, basis, Representation::Ntt, rng))
+                .collect()
+        })
+        .collect()
+}
+
 struct Pair<'a, B: Backend> {
     b: &'a B,
     r: &'a ReferenceBackend,
@@ -616,13 +634,7 @@ fn check_dot_parts<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
     let ctx = p.r.context().clone();
     let basis: Vec<usize> = (0..ctx.num_moduli()).collect();
     for (terms, parts) in [(1usize, 2usize), (3, 2), (3, 3), (40, 2)] {
-        let xs: Vec<Vec<RnsPoly>> = (0..terms)
-            .map(|_| {
-                (0..parts)
-                    .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
-                    .collect()
-            })
-            .collect();
+        let xs = random_groups(&ctx, &basis, terms, parts, rng);
         let ys: Vec<RnsPoly> = (0..terms)
             .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
             .collect();
@@ -703,13 +715,7 @@ fn check_runs<B: Backend>(p: &Pair<'_, B>, rng: &mut Csprng) {
         y
     };
     for (run, terms, parts) in [(2usize, 1usize, 2usize), (2, 40, 2), (4, 3, 3), (8, 3, 2)] {
-        let xs: Vec<Vec<RnsPoly>> = (0..terms)
-            .map(|_| {
-                (0..parts)
-                    .map(|_| random_poly(&ctx, &basis, Representation::Ntt, rng))
-                    .collect()
-            })
-            .collect();
+        let xs = random_groups(&ctx, &basis, terms, parts, rng);
         let ys: Vec<RnsPoly> = (0..terms).map(|_| in_x_r(run, rng)).collect();
         let compressed: Vec<B::Poly> = ys
             .iter()

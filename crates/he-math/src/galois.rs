@@ -124,7 +124,7 @@ pub fn ntt_permutation(k: usize, n: usize) -> Result<Vec<u32>> {
 #[inline]
 pub fn apply_permutation(a: &[u64], perm: &[u32], out: &mut [u64]) {
     assert!(a.len() == perm.len() && out.len() == perm.len());
-    if perm.len().is_multiple_of(8) && is_block_permutation(perm) {
+    if is_block_permutation(perm) {
         crate::simd::permute_blocks(a, perm, out);
         return;
     }
