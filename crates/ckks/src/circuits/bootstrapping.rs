@@ -657,10 +657,8 @@ impl<B: Backend> Bootstrapper<B> {
     /// How the CoeffsToSlots and SlotsToCoeffs diagonals are kept
     /// ([`BootstrapperOptions::diagonals`] resolved: never [`DiagonalStorage::Auto`]).
     pub fn diagonal_storage(&self) -> DiagonalStorage {
-        self.cts
-            .first()
-            .or(self.s2c.first())
-            .map_or(DiagonalStorage::Encoded, EncodedLinearTransform::storage)
+        let n = self.eval.context().params().n();
+        self.options.diagonals.resolve(self.work_slots, n)
     }
 
     /// Bytes the CoeffsToSlots and SlotsToCoeffs diagonals take in memory.
